@@ -1,0 +1,1 @@
+"""pacman formats: versions, packages, sync and files databases, diffs."""

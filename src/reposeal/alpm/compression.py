@@ -1,0 +1,156 @@
+"""Compression formats of packages and databases, detected from the bytes, never the name."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import zlib
+from typing import BinaryIO
+
+from backports.zstd import ZstdCompressor, ZstdDecompressor, ZstdError, ZstdFile
+
+from reposeal.alpm.tarformat import Readable
+from reposeal.errors import (
+    CorruptArchiveError,
+    LimitExceededError,
+    TruncatedArchiveError,
+    UnknownCompressionError,
+)
+
+GZIP, ZSTD, XZ, BZIP2, PLAIN = "gz", "zst", "xz", "bz2", "tar"
+SUFFIX_TO_KIND = {".gz": GZIP, ".zst": ZSTD, ".xz": XZ, ".bz2": BZIP2, "": PLAIN}
+
+# The exceptions each decompressor raises on damaged input.
+DECOMPRESS_ERRORS: tuple[type[Exception], ...] = (
+    zlib.error,
+    gzip.BadGzipFile,
+    lzma.LZMAError,
+    ZstdError,
+    OSError,
+    EOFError,
+)
+
+
+def detect(head: bytes) -> str:
+    """Name the compression of a stream from its first bytes."""
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return ZSTD
+    if head.startswith(b"\x1f\x8b"):
+        return GZIP
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return XZ
+    if head.startswith(b"BZh"):
+        return BZIP2
+    if len(head) >= 263 and head[257:262] == b"ustar":
+        return PLAIN
+    raise UnknownCompressionError(
+        "not a tar archive compressed with zstd, gzip, xz or bzip2 (unknown or damaged header)"
+    )
+
+
+def open_stream(raw: BinaryIO, kind: str) -> Readable:
+    """Wrap a raw stream in a streaming decompressor for ``kind``."""
+    if kind == ZSTD:
+        return ZstdFile(raw, "rb")
+    if kind == GZIP:
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if kind == XZ:
+        return lzma.LZMAFile(raw, "rb")
+    if kind == BZIP2:
+        return bz2.BZ2File(raw, "rb")
+    return raw
+
+
+def decompress(data: bytes, kind: str, limit: int) -> bytes:
+    """Decompress a whole (multi-member) buffer, refusing output larger than ``limit``."""
+    if kind == PLAIN:
+        return data
+    out: list[bytes] = []
+    produced = 0
+    rest = data
+    try:
+        while rest:
+            dec = _decompressor(kind)
+            chunk = dec.decompress(rest, limit + 1 - produced)
+            out.append(chunk)
+            produced += len(chunk)
+            if produced > limit:
+                raise LimitExceededError(f"decompresses to more than {limit} bytes")
+            if not dec.eof:
+                if dec.needs_input:
+                    raise TruncatedArchiveError("compressed data ends early (truncated file?)")
+                raise LimitExceededError(f"decompresses to more than {limit} bytes")
+            rest = dec.unused_data
+            if kind == GZIP:
+                rest = rest.lstrip(b"\0")  # some writers pad concatenated gzip members
+    except DECOMPRESS_ERRORS as exc:
+        raise CorruptArchiveError(f"damaged {kind} data: {exc}") from None
+    return b"".join(out)
+
+
+class _Decompressor:
+    """The subset of the stdlib decompressor objects' interface we use."""
+
+    eof: bool
+    needs_input: bool
+    unused_data: bytes
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        raise NotImplementedError
+
+
+class _Zlib(_Decompressor):
+    def __init__(self) -> None:
+        self._d = zlib.decompressobj(47)
+        self._fed = False
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        if self._fed:
+            out = self._d.decompress(self._d.unconsumed_tail, max(max_length, 0))
+        else:
+            self._fed = True
+            out = self._d.decompress(data, max(max_length, 0))
+        self.eof = self._d.eof
+        self.needs_input = not self._d.eof and not self._d.unconsumed_tail
+        self.unused_data = self._d.unused_data
+        return out
+
+
+def _decompressor(kind: str) -> _Decompressor:
+    if kind == GZIP:
+        return _Zlib()
+    if kind == ZSTD:
+        return ZstdDecompressor()  # type: ignore[return-value]
+    if kind == XZ:
+        return lzma.LZMADecompressor()  # type: ignore[return-value]
+    if kind == BZIP2:
+        return bz2.BZ2Decompressor()  # type: ignore[return-value]
+    raise UnknownCompressionError(f"unknown compression {kind!r}")
+
+
+def compress(chunks: list[bytes], kind: str) -> bytes:
+    """Compress as repo-add would (gzip -6 -n, zstd -3, xz -6, bzip2 -9), in memory."""
+    if kind == GZIP:
+        c = zlib.compressobj(6, zlib.DEFLATED, 31)
+        return b"".join([*(c.compress(x) for x in chunks), c.flush()])
+    if kind == ZSTD:
+        z = ZstdCompressor(level=3)
+        return b"".join([*(z.compress(x) for x in chunks), z.flush()])
+    if kind == XZ:
+        x = lzma.LZMACompressor(preset=6)
+        return b"".join([*(x.compress(c) for c in chunks), x.flush()])
+    if kind == BZIP2:
+        b = bz2.BZ2Compressor(9)
+        return b"".join([*(b.compress(c) for c in chunks), b.flush()])
+    if kind == PLAIN:
+        return b"".join(chunks)
+    raise UnknownCompressionError(f"unknown compression {kind!r}")
+
+
+def error_from(exc: Exception) -> CorruptArchiveError | TruncatedArchiveError:
+    """Map a streaming decompressor's exception to our typed error."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, EOFError) or "end-of-stream" in text or "ended before" in text:
+        return TruncatedArchiveError(f"archive is truncated ({text})")
+    return CorruptArchiveError(f"damaged compressed data ({text})")

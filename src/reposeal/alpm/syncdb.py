@@ -1,0 +1,221 @@
+"""Sync (``NAME.db.tar.*``) and files (``NAME.files.tar.*``) databases: read and write.
+
+An archive holds one directory per package, ``NAME-VERSION/``, with ``desc`` (and, in the
+files database, ``files``). Reading keeps the exact tar blocks of every entry so that an
+update rewrites only what changed; this is what makes adding one package to a 10,000-package
+database cheap.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from reposeal.alpm import compression
+from reposeal.alpm.desc import PackageFacts, parse_desc, render_desc, render_files, single
+from reposeal.alpm.limits import DEFAULT_LIMITS, Limits
+from reposeal.alpm.names import check_package_filename, split_entry_dir
+from reposeal.alpm.tarformat import END_OF_ARCHIVE, TarReader, tar_member
+from reposeal.errors import InputError, InvalidDatabaseError, ReposealError
+
+_ENTRY_FILES = ("desc", "files")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One package of a repository, as both databases describe it."""
+
+    name: str
+    version: str
+    desc: bytes
+    files: bytes | None = None  # the files-database entry; None if unknown
+    mtime: int = 0
+    raw_db: bytes | None = None  # exact tar blocks in the sync database it was read from
+    raw_files: bytes | None = None  # exact tar blocks in the files database
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.name}-{self.version}"
+
+    def fields(self) -> dict[str, list[str]]:
+        return parse_desc(self.desc, f"entry {self.dirname}/desc")
+
+    @property
+    def sha256(self) -> str:
+        return single(self.fields(), "SHA256SUM", f"entry {self.dirname}/desc")
+
+    @classmethod
+    def from_package(cls, facts: PackageFacts, files: Iterable[str]) -> Entry:
+        return cls(
+            name=facts.info.name,
+            version=facts.info.version,
+            desc=render_desc(facts),
+            files=render_files(files),
+            mtime=facts.info.builddate,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Scanned:
+    desc: bytes
+    files: bytes | None
+    raw: bytes | None
+
+
+def _scan_archive(data: bytes, what: str, limits: Limits) -> dict[str, _Scanned]:
+    """Group the members of a decompressed database tar into entries."""
+    reader = TarReader(io.BytesIO(data), limits, max_total=limits.max_db_unpacked_bytes)
+    parts: dict[str, dict[str, bytes]] = {}
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for m in reader.members(lambda _: True, limits.max_entry_file_bytes):
+        dirname, _, leaf = m.name.partition("/")
+        if m.is_dir:
+            if leaf:
+                raise InvalidDatabaseError(f"{what}: unexpected directory {m.name!r}")
+        elif m.kind != "file" or leaf not in _ENTRY_FILES:
+            raise InvalidDatabaseError(
+                f"{what}: unexpected member {m.name!r} (a pacman database holds only "
+                "NAME-VERSION/desc and NAME-VERSION/files)"
+            )
+        entry_parts = parts.setdefault(dirname, {})
+        if leaf:
+            assert reader.last_data is not None
+            entry_parts[leaf] = reader.last_data
+        run = spans.setdefault(dirname, [])
+        if run and run[-1][1] == m.start:
+            run[-1] = (run[-1][0], m.end)
+        else:
+            run.append((m.start, m.end))
+    out: dict[str, _Scanned] = {}
+    for dirname, entry_parts in parts.items():
+        if "desc" not in entry_parts:
+            raise InvalidDatabaseError(f"{what}: entry {dirname!r} has no desc")
+        run = spans[dirname]
+        raw = data[run[0][0] : run[0][1]] if len(run) == 1 else None
+        out[dirname] = _Scanned(entry_parts["desc"], entry_parts.get("files"), raw)
+    return out
+
+
+def read_archive_bytes(path: Path, limits: Limits = DEFAULT_LIMITS) -> tuple[str, bytes]:
+    """Read and decompress a database file; return (compression, tar bytes)."""
+    try:
+        with open(path, "rb") as f:
+            blob = f.read(limits.max_db_bytes + 1)
+        if len(blob) > limits.max_db_bytes:
+            raise InvalidDatabaseError(f"database is larger than {limits.max_db_bytes} bytes")
+        if not blob:
+            raise InvalidDatabaseError("database file is empty")
+        kind = compression.detect(blob[:263])
+        return kind, compression.decompress(blob, kind, limits.max_db_unpacked_bytes)
+    except ReposealError as exc:
+        raise exc.at(path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read database: {exc.strerror}", path=path) from None
+
+
+def read_entries(
+    db_path: Path, files_path: Path | None, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, Entry]:
+    """Read a sync database and, if given and present, its files database.
+
+    Returns entries by package name. Entry names are validated; desc contents are parsed
+    lazily (see :func:`validate_entries` for the full check).
+    """
+    _, db_tar = read_archive_bytes(db_path, limits)
+    try:
+        scanned = _scan_archive(db_tar, "sync database", limits)
+    except ReposealError as exc:
+        raise exc.at(db_path) from None
+    files_scanned: dict[str, _Scanned] | None = None
+    if files_path is not None and files_path.exists():
+        _, files_tar = read_archive_bytes(files_path, limits)
+        try:
+            files_scanned = _scan_archive(files_tar, "files database", limits)
+        except ReposealError as exc:
+            raise exc.at(files_path) from None
+        if files_scanned.keys() != scanned.keys():
+            extra = sorted(set(files_scanned) ^ set(scanned))[:5]
+            raise InvalidDatabaseError(
+                f"the files database does not list the same packages as {db_path.name} "
+                f"(differs in {', '.join(extra)}); rebuild both with `reposeal db add --new`",
+                path=files_path,
+            )
+    entries: dict[str, Entry] = {}
+    for dirname, s in scanned.items():
+        try:
+            name, version = split_entry_dir(dirname)
+        except ReposealError as exc:
+            raise InvalidDatabaseError(
+                f"bad entry {dirname!r}: {exc.message}", path=db_path
+            ) from None
+        if name in entries:
+            raise InvalidDatabaseError(
+                f"package {name!r} appears twice ({entries[name].dirname} and {dirname})",
+                path=db_path,
+            )
+        fs = files_scanned.get(dirname) if files_scanned is not None else None
+        if fs is not None and fs.desc != s.desc:
+            raise InvalidDatabaseError(
+                f"entry {dirname}: desc differs between the sync and the files database",
+                path=files_path,
+            )
+        entries[name] = Entry(
+            name=name,
+            version=version,
+            desc=s.desc,
+            files=fs.files if fs is not None else None,
+            raw_db=s.raw,
+            raw_files=fs.raw if fs is not None else None,
+        )
+    return entries
+
+
+def validate_entries(entries: Mapping[str, Entry]) -> list[str]:
+    """Check every desc fully; return a list of problems (empty when all is well)."""
+    problems: list[str] = []
+    for e in entries.values():
+        where = f"entry {e.dirname}"
+        try:
+            f = e.fields()
+            if single(f, "NAME", where) != e.name:
+                problems.append(f"{where}: %NAME% does not match the directory name")
+            if single(f, "VERSION", where) != e.version:
+                problems.append(f"{where}: %VERSION% does not match the directory name")
+            check_package_filename(single(f, "FILENAME", where))
+            sha = single(f, "SHA256SUM", where)
+            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+                problems.append(f"{where}: %SHA256SUM% is not a sha256 hex digest")
+            for num in ("CSIZE", "ISIZE"):
+                if num in f and not single(f, num, where).isdigit():
+                    problems.append(f"{where}: %{num}% is not a number")
+            if e.files is not None:
+                ff = parse_desc(e.files, f"{where}/files")
+                if set(ff) - {"FILES"}:
+                    problems.append(f"{where}/files: unexpected fields {sorted(ff)}")
+        except ReposealError as exc:
+            problems.append(exc.message)
+    return problems
+
+
+def archive_chunks(entries: Iterable[Entry], files_db: bool) -> list[bytes]:
+    """The tar blocks of a sync (or files) database, entries in C-locale order."""
+    chunks: list[bytes] = []
+    for e in sorted(entries, key=lambda x: x.dirname.encode()):
+        raw = e.raw_files if files_db else e.raw_db
+        if raw is not None and (not files_db or e.files is not None):
+            chunks.append(raw)
+            continue
+        d = e.dirname
+        chunks.append(tar_member(d + "/", None, e.mtime))
+        chunks.append(tar_member(d + "/desc", e.desc, e.mtime))
+        if files_db and e.files is not None:
+            chunks.append(tar_member(d + "/files", e.files, e.mtime))
+    chunks.append(END_OF_ARCHIVE)
+    return chunks
+
+
+def render_archive(entries: Iterable[Entry], files_db: bool, kind: str) -> bytes:
+    """A complete, compressed database archive."""
+    return compression.compress(archive_chunks(entries, files_db), kind)

@@ -1,0 +1,1 @@
+"""OpenPGP signing backends and verification."""

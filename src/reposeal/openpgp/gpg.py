@@ -1,0 +1,133 @@
+"""The real ``gpg`` and its agent: keys in a keyring, on a smartcard or behind an HSM.
+
+Driven through ``--status-fd`` so decisions rest on gpg's machine-readable status lines,
+never on its human messages.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from reposeal.errors import SigningError, ToolMissingError, VerificationError
+
+_TIMEOUT = 120
+
+
+def _gpg() -> str:
+    path = shutil.which("gpg")
+    if path is None:
+        raise ToolMissingError("gpg is not installed (Debian: apt-get install gnupg)")
+    return path
+
+
+def _base_args(homedir: Path | None) -> list[str]:
+    args = [_gpg(), "--batch", "--no-tty", "--status-fd", "2", "--with-colons"]
+    if homedir is not None:
+        args += ["--homedir", str(homedir)]
+    return args
+
+
+def _status(stderr: bytes) -> list[list[str]]:
+    lines = []
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        if line.startswith("[GNUPG:] "):
+            lines.append(line[9:].split(" "))
+    return lines
+
+
+def _human(stderr: bytes) -> str:
+    text = [
+        ln for ln in stderr.decode("utf-8", "replace").splitlines() if not ln.startswith("[GNUPG:]")
+    ]
+    return "; ".join(t.strip() for t in text[-3:]) or "no message"
+
+
+def secret_key_fingerprint(key: str | None, homedir: Path | None = None) -> str:
+    """The fingerprint of the secret key ``key`` names (or of the default key)."""
+    args = [*_base_args(homedir), "--list-secret-keys", "--fingerprint"]
+    if key:
+        args.append(key)
+    proc = subprocess.run(args, capture_output=True, timeout=_TIMEOUT, check=False)
+    fprs = []
+    expect_fpr = False
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        cols = line.split(":")
+        if cols[0] == "sec":
+            expect_fpr = True
+        elif cols[0] == "fpr" and expect_fpr:
+            fprs.append(cols[9])
+            expect_fpr = False
+    if proc.returncode != 0 or not fprs:
+        what = f"the key {key!r}" if key else "a secret key"
+        raise ToolMissingError(
+            f"{what} is not in the gpg keyring"
+            f"{f' at {homedir}' if homedir else ''}: import it or choose another with --key"
+        )
+    return fprs[0]
+
+
+@dataclass(frozen=True)
+class GpgSigner:
+    """Sign with the real gpg (``gpg --detach-sign``), as repo-add --sign does."""
+
+    key: str | None = None
+    homedir: Path | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return secret_key_fingerprint(self.key, self.homedir)
+
+    def sign_detached(self, stream: BinaryIO) -> bytes:
+        args = [*_base_args(self.homedir), "--detach-sign", "--no-armor", "--output", "-"]
+        if self.key:
+            args += ["--local-user", self.key]
+        proc = subprocess.Popen(
+            args, stdin=stream, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ
+        )
+        out, err = proc.communicate(timeout=_TIMEOUT)
+        if proc.returncode != 0 or not any(s[0] == "SIG_CREATED" for s in _status(err)):
+            raise SigningError(f"gpg could not sign: {_human(err)}")
+        return out
+
+
+@dataclass(frozen=True)
+class GoodSignature:
+    fingerprint: str  # primary key fingerprint
+    signing_fingerprint: str  # the (sub)key that made it
+    created: int
+
+
+def gpg_verify(
+    data_path: Path, sig_path: Path, homedir: Path | None = None, extra: Sequence[str] = ()
+) -> GoodSignature:
+    """Verify a detached signature with the real gpg; raise VerificationError if not valid."""
+    args = [*_base_args(homedir), *extra, "--verify", str(sig_path), str(data_path)]
+    proc = subprocess.run(args, capture_output=True, timeout=_TIMEOUT, check=False)
+    status = _status(proc.stderr)
+    codes = {s[0]: s for s in status}
+    if "VALIDSIG" in codes and "GOODSIG" in codes and proc.returncode == 0:
+        v = codes["VALIDSIG"]
+        return GoodSignature(
+            fingerprint=v[10] if len(v) > 10 else v[1], signing_fingerprint=v[1], created=int(v[3])
+        )
+    if "EXPKEYSIG" in codes:
+        reason = f"made by an expired key ({codes['EXPKEYSIG'][1]}); renew or replace the key"
+    elif "REVKEYSIG" in codes:
+        reason = f"made by a revoked key ({codes['REVKEYSIG'][1]}); re-sign with a valid key"
+    elif "EXPSIG" in codes:
+        reason = "the signature has expired; re-sign the database"
+    elif "BADSIG" in codes:
+        reason = "BAD signature: the file was modified after signing"
+    elif "NO_PUBKEY" in codes or ("ERRSIG" in codes and codes["ERRSIG"][-2:-1] == ["9"]):
+        reason = "signed by a key that is not in the keyring; import and trust the signer's key"
+    elif "NODATA" in codes:
+        reason = "the signature file holds no OpenPGP signature"
+    else:
+        reason = _human(proc.stderr)
+    raise VerificationError(f"signature {sig_path.name} does not verify: {reason}", path=data_path)

@@ -1,0 +1,1 @@
+"""Role 2, the repository machine: database updates, locking, atomic publication."""

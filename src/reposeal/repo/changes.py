@@ -1,0 +1,112 @@
+"""Planning a database update: which entries change, and what is refused. Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from reposeal.alpm.desc import single
+from reposeal.alpm.syncdb import Entry
+from reposeal.alpm.vercmp import vercmp
+
+
+@dataclass(frozen=True, slots=True)
+class AddRules:
+    """How ``db add`` treats versions already in the database."""
+
+    only_new: bool = False  # repo-add -n: leave entries of the same version alone
+    skip_downgrades: bool = False  # repo-add -p: skip older packages instead of refusing
+    allow_downgrade: bool = False  # force a lower version in (needs an explicit flag)
+
+
+@dataclass(slots=True)
+class Plan:
+    """The database after the update, and what to tell the user."""
+
+    entries: dict[str, Entry]
+    added: list[str] = field(default_factory=list)
+    upgraded: list[str] = field(default_factory=list)
+    downgraded: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    refreshed: list[str] = field(default_factory=list)  # same file, new metadata (PGPSIG)
+    skipped: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    replaced_files: list[str] = field(default_factory=list)  # old package files (for -R)
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.added or self.upgraded or self.downgraded or self.removed or self.refreshed
+        )
+
+
+def _filename(e: Entry) -> str:
+    return single(e.fields(), "FILENAME", f"entry {e.dirname}")
+
+
+def plan_add(current: Mapping[str, Entry], new: Sequence[Entry], rules: AddRules) -> Plan:
+    """Decide what adding ``new`` to ``current`` does; refusals leave nothing changed."""
+    plan = Plan(entries=dict(current))
+    seen: dict[str, str] = {}
+    for e in new:
+        label = f"{e.name} {e.version}"
+        if e.name in seen:
+            plan.refusals.append(
+                f"{e.name}: given twice in one request ({seen[e.name]} and {e.version})"
+            )
+            continue
+        seen[e.name] = e.version
+        old = current.get(e.name)
+        if old is None:
+            plan.added.append(label)
+            plan.entries[e.name] = e
+            continue
+        order = vercmp(e.version, old.version)
+        if order == 0:
+            if old.version == e.version and old.sha256 == e.sha256:
+                if old.desc == e.desc or rules.only_new:
+                    plan.skipped.append(f"{label}: already in the database")
+                else:
+                    plan.refreshed.append(label)
+                    plan.entries[e.name] = e
+            elif rules.only_new:
+                plan.skipped.append(f"{label}: an entry for this version exists (--new)")
+            else:
+                plan.refusals.append(
+                    f"{e.name} {e.version}: the database already has {old.version} with "
+                    f"different content (sha256 {old.sha256[:16]}… vs {e.sha256[:16]}…); "
+                    "a published version never changes: bump pkgrel and rebuild"
+                )
+            continue
+        if order < 0:
+            if rules.allow_downgrade:
+                plan.downgraded.append(f"{e.name} {old.version} -> {e.version}")
+            elif rules.skip_downgrades:
+                plan.skipped.append(f"{label}: a newer version ({old.version}) is present")
+                continue
+            else:
+                plan.refusals.append(
+                    f"{e.name}: {e.version} is older than {old.version} in the database; "
+                    "downgrades are refused (use --allow-downgrade if you really mean it)"
+                )
+                continue
+        else:
+            plan.upgraded.append(f"{e.name} {old.version} -> {e.version}")
+        old_file = _filename(old)
+        if old_file != _filename(e):
+            plan.replaced_files.append(old_file)
+        plan.entries[e.name] = e
+    return plan
+
+
+def plan_remove(current: Mapping[str, Entry], names: Sequence[str]) -> Plan:
+    """Decide what removing ``names`` does; unknown names are refused."""
+    plan = Plan(entries=dict(current))
+    for name in names:
+        old = plan.entries.pop(name, None)
+        if old is None:
+            if name not in current:
+                plan.refusals.append(f"{name}: no such package in the database")
+            continue
+        plan.removed.append(f"{name} {old.version}")
+    return plan

@@ -1,0 +1,161 @@
+"""Atomic publication: a new database and its signature appear together, or not at all.
+
+Every published state is an immutable generation directory; one ``rename(2)`` of the
+``NAME.current`` symlink switches db, files and both signatures at once. A crash at any point
+leaves the previous generation in place, and pacman, web servers and rsync all follow the
+symlinks. A database written by repo-add (plain files) is adopted into a generation first,
+one content-preserving step at a time, so even that conversion is never inconsistent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from reposeal.repo.paths import RepoPaths
+
+KEEP_GENERATIONS = 2  # the current one and the one before (repo-add keeps .old likewise)
+_PARTS = ("db", "files")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_with_symlink(link: Path, target: str) -> None:
+    """Atomically make ``link`` a symlink to ``target`` (whatever was there before)."""
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    tmp = link.with_name(f".{link.name}.{secrets.token_hex(4)}.tmp")
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _generation_numbers(paths: RepoPaths) -> list[int]:
+    if not paths.generations.is_dir():
+        return []
+    return sorted(int(p.name) for p in paths.generations.iterdir() if p.name.isdigit())
+
+
+def _make_generation(paths: RepoPaths, fill: Callable[[Path], None]) -> str:
+    """Create the next generation directory, filled by ``fill(tmpdir)`` and fsynced."""
+    paths.generations.mkdir(exist_ok=True)
+    tmp = paths.generations / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        fill(tmp)
+        _fsync_dir(tmp)
+        numbers = _generation_numbers(paths)
+        gen = f"{(numbers[-1] + 1) if numbers else 1:06d}"
+        os.rename(tmp, paths.generations / gen)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(paths.generations)
+    return gen
+
+
+def _switch(paths: RepoPaths, gen: str) -> None:
+    _replace_with_symlink(paths.current, f"{paths.generations.name}/{gen}")
+    _fsync_dir(paths.directory)
+
+
+def _top_level_names(paths: RepoPaths) -> list[str]:
+    names = []
+    for part in _PARTS:
+        archive = paths.archive_name(part)
+        names += [archive, archive + ".sig"]
+    return names
+
+
+def _adopt_plain_files(paths: RepoPaths) -> None:
+    """Move a repo-add style database (plain files) into a generation, consistently."""
+    plain = [
+        n
+        for n in _top_level_names(paths)
+        if (paths.directory / n).is_file() and not (paths.directory / n).is_symlink()
+    ]
+    if not plain:
+        return
+
+    def fill(tmp: Path) -> None:
+        for name in plain:
+            try:
+                os.link(paths.directory / name, tmp / name)
+            except OSError:
+                shutil.copy2(paths.directory / name, tmp / name)
+
+    gen = _make_generation(paths, fill)
+    _switch(paths, gen)
+    # each step swaps a file for a link to identical bytes, so every state is consistent
+    for name in _top_level_names(paths):
+        link = paths.directory / name
+        if name in plain or link.is_symlink() or not link.exists():
+            _replace_with_symlink(link, f"{paths.current.name}/{name}")
+    _fsync_dir(paths.directory)
+
+
+def publish(paths: RepoPaths, files: dict[str, bytes]) -> str:
+    """Publish a new generation holding ``files``: {archive name or archive.sig: bytes}.
+
+    Returns the generation's name. Callers hold the database lock.
+    """
+    _adopt_plain_files(paths)
+
+    def fill(tmp: Path) -> None:
+        for name, data in files.items():
+            _write_file(tmp / name, data)
+
+    gen = _make_generation(paths, fill)
+    # links are created before the switch; until then they resolve in the old generation
+    for part in _PARTS:
+        archive = paths.archive_name(part)
+        _replace_with_symlink(paths.directory / archive, f"{paths.current.name}/{archive}")
+        if archive + ".sig" in files:
+            sig = archive + ".sig"
+            _replace_with_symlink(paths.directory / sig, f"{paths.current.name}/{sig}")
+    _switch(paths, gen)
+    for part in _PARTS:
+        archive = paths.archive_name(part)
+        _replace_with_symlink(paths.link(part), archive)
+        short_sig = paths.link(part).with_name(paths.link(part).name + ".sig")
+        if archive + ".sig" in files:
+            _replace_with_symlink(short_sig, archive + ".sig")
+        else:  # an unsigned generation: drop the (now dangling) signature links
+            for stale in (paths.directory / (archive + ".sig"), short_sig):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+    _fsync_dir(paths.directory)
+    _prune(paths, gen)
+    return gen
+
+
+def _prune(paths: RepoPaths, current: str) -> None:
+    keep = {f"{n:06d}" for n in _generation_numbers(paths)[-KEEP_GENERATIONS:]} | {current}
+    for p in paths.generations.iterdir():
+        if p.name not in keep:
+            shutil.rmtree(p, ignore_errors=True)
