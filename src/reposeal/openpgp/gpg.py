@@ -6,9 +6,10 @@ never on its human messages.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 import subprocess
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,31 @@ def secret_key_fingerprint(key: str | None, homedir: Path | None = None) -> str:
     return fprs[0]
 
 
+def _feed(stream: BinaryIO, proc: subprocess.Popen[bytes]) -> None:
+    """Copy ``stream`` to gpg's stdin in chunks, so large inputs never sit in memory."""
+    assert proc.stdin is not None
+    try:
+        while chunk := stream.read(1 << 20):
+            proc.stdin.write(chunk)
+    except BrokenPipeError:
+        pass  # gpg exited early; its status says why
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+
+
+def _collect(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """Read stdout and stderr fully without deadlocking on either pipe."""
+    assert proc.stdout is not None and proc.stderr is not None
+    err_chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    out = proc.stdout.read()
+    reader.join(_TIMEOUT)
+    proc.wait(_TIMEOUT)
+    return out, b"".join(err_chunks)
+
+
 @dataclass(frozen=True)
 class GpgSigner:
     """Sign with the real gpg (``gpg --detach-sign``), as repo-add --sign does."""
@@ -88,9 +114,12 @@ class GpgSigner:
         if self.key:
             args += ["--local-user", self.key]
         proc = subprocess.Popen(
-            args, stdin=stream, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        out, err = proc.communicate(timeout=_TIMEOUT)
+        feeder = threading.Thread(target=_feed, args=(stream, proc), daemon=True)
+        feeder.start()
+        out, err = _collect(proc)
+        feeder.join()
         if proc.returncode != 0 or not any(s[0] == "SIG_CREATED" for s in _status(err)):
             raise SigningError(f"gpg could not sign: {_human(err)}")
         return out

@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,6 +80,14 @@ def _make_generation(paths: RepoPaths, fill: Callable[[Path], None]) -> str:
     return gen
 
 
+def _newest_mtime(paths: RepoPaths) -> int:
+    newest = 0
+    for part in _PARTS:
+        with contextlib.suppress(OSError):
+            newest = max(newest, int(paths.archive(part).stat().st_mtime))
+    return newest
+
+
 def _switch(paths: RepoPaths, gen: str) -> None:
     _replace_with_symlink(paths.current, f"{paths.generations.name}/{gen}")
     _fsync_dir(paths.directory)
@@ -126,9 +135,14 @@ def publish(paths: RepoPaths, files: dict[str, bytes]) -> str:
     """
     _adopt_plain_files(paths)
 
+    # pacman (and curl) skip a download whose mtime is not newer than the copy they hold, at
+    # one-second resolution: every generation must be strictly newer than the last one.
+    stamp = max(int(time.time()), _newest_mtime(paths) + 1)
+
     def fill(tmp: Path) -> None:
         for name, data in files.items():
             _write_file(tmp / name, data)
+            os.utime(tmp / name, (stamp, stamp))
 
     gen = _make_generation(paths, fill)
     # links are created before the switch; until then they resolve in the old generation

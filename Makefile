@@ -1,0 +1,51 @@
+# reposeal: `make demo` and `make test` work on a fresh Debian machine, as root, from a clean clone.
+SHELL := /bin/bash
+APT_PACKAGES := pacman-package-manager makepkg libarchive-tools gnupg zstd fakeroot sq git
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: test demo deps apt venv lint typecheck unit bench clean
+
+deps: apt venv
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: run as root (or install:$$missing)"; exit 6; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing reposeal with its test tools"
+	@rm -f $(VENV)/.installed-*
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: venv
+	$(VENV)/bin/mypy --strict src
+
+unit: deps
+	$(VENV)/bin/pytest -n 2 tests
+
+test: deps lint typecheck unit
+
+demo: deps
+	$(PY) demo/demo.py
+
+bench: deps
+	$(PY) bench/db_bench.py
+
+clean:
+	rm -rf $(VENV) demo-out bench-out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,108 @@
+"""Shared fixtures: real gpg keys, real makepkg builds, a scratch pacman."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import tools
+
+
+@dataclass(frozen=True)
+class GpgKey:
+    home: Path
+    fingerprint: str
+    public: Path  # armored public key
+
+
+def _make_key(home: Path, uid: str, expire: str = "0") -> GpgKey:
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fpr = tools.gpg_generate(home, uid, expire)
+    pub = home / "public.asc"
+    pub.write_bytes(tools.run(["gpg", "--homedir", str(home), "--armor", "--export", fpr]).stdout)
+    return GpgKey(home, fpr, pub)
+
+
+@pytest.fixture(scope="session")
+def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GpgKey]:
+    key = _make_key(tmp_path_factory.mktemp("gpg"), "Repo Signer <repo@example.org>")
+    yield key
+    tools.gpg_kill(key.home)
+
+
+@pytest.fixture(scope="session")
+def stranger_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GpgKey]:
+    key = _make_key(tmp_path_factory.mktemp("gpgx"), "Stranger <stranger@example.org>")
+    yield key
+    tools.gpg_kill(key.home)
+
+
+@pytest.fixture(scope="session")
+def pacman_keyring(tmp_path_factory: pytest.TempPathFactory, gpg_key: GpgKey) -> Iterator[Path]:
+    """A pacman keyring (pacman-key) that trusts ``gpg_key`` and nothing else."""
+    gpgdir = tmp_path_factory.mktemp("pacman-gnupg")
+    tools.pacman_keyring(gpgdir, gpg_key.public, gpg_key.fingerprint)
+    yield gpgdir
+    tools.gpg_kill(gpgdir)
+
+
+@dataclass
+class Pacman:
+    root: Path
+    conf: Path
+    repo_name: str
+    repo_dir: Path
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return tools.run_text(
+            ["pacman", "--config", str(self.conf), "--noconfirm", *args], check=check
+        )
+
+
+@pytest.fixture
+def pacman(tmp_path: Path, pacman_keyring: Path) -> Iterator[Pacman]:
+    """A scratch pacman (own root, db, cache, keyring) reading repo ``demo`` from a folder."""
+    root = tmp_path / "pacman"
+    repo_dir = tmp_path / "repo"
+    repo_dir.mkdir()
+    for d in ("root", "db", "cache", "hooks"):
+        (root / d).mkdir(parents=True)
+    gpgdir = root / "gnupg"
+    shutil.copytree(pacman_keyring, gpgdir, ignore=shutil.ignore_patterns("S.*", "*.lock"))
+    conf = root / "pacman.conf"
+    conf.write_text(
+        textwrap.dedent(
+            f"""\
+            [options]
+            RootDir = {root / "root"}
+            DBPath = {root / "db"}
+            CacheDir = {root / "cache"}
+            GPGDir = {gpgdir}
+            HookDir = {root / "hooks"}
+            LogFile = {root / "pacman.log"}
+            Architecture = auto
+            SigLevel = Required DatabaseRequired
+            LocalFileSigLevel = Optional
+
+            [demo]
+            Server = file://{repo_dir}
+            """
+        )
+    )
+    yield Pacman(root, conf, "demo", repo_dir)
+    tools.gpg_kill(gpgdir)
+
+
+@pytest.fixture(scope="session")
+def built_packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real packages from the real makepkg (as an unprivileged user, fixed SOURCE_DATE_EPOCH)."""
+    out = tmp_path_factory.mktemp("makepkg")
+    os.chmod(out, 0o755)
+    return tools.makepkg_all(out)

@@ -1,0 +1,166 @@
+"""Driving the real tools (gpg, pacman-key, makepkg, repo-add, vercmp) from tests."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import textwrap
+from pathlib import Path
+
+BUILD_USER = "reposeal-build"
+SOURCE_DATE_EPOCH = "1700000000"
+
+
+def run(args: list[str], check: bool = True, **kw: object) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run(args, capture_output=True, check=False, **kw)  # type: ignore[call-overload]
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{args} failed ({proc.returncode}):\n{proc.stdout.decode(errors='replace')}\n"
+            f"{proc.stderr.decode(errors='replace')}"
+        )
+    return proc  # type: ignore[no-any-return]
+
+
+def run_text(args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def gpg_generate(home: Path, uid: str, expire: str = "0") -> str:
+    run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            uid,
+            "ed25519",
+            "sign",
+            expire,
+        ]
+    )
+    out = run(["gpg", "--homedir", str(home), "--with-colons", "--list-secret-keys"]).stdout
+    fprs = [ln.split(":")[9] for ln in out.decode().splitlines() if ln.startswith("fpr:")]
+    return fprs[-1]
+
+
+def gpg_sign_file(home: Path, fingerprint: str, path: Path) -> Path:
+    """A detached binary signature ``PATH.sig``, as packagers make them."""
+    sig = path.with_name(path.name + ".sig")
+    run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--yes",
+            "--local-user",
+            fingerprint,
+            "--detach-sign",
+            "--no-armor",
+            "--output",
+            str(sig),
+            str(path),
+        ]
+    )
+    return sig
+
+
+def gpg_kill(home: Path) -> None:
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
+
+
+def pacman_keyring(gpgdir: Path, public: Path, fingerprint: str) -> None:
+    """A pacman keyring that trusts one repository key, as pacman-key sets it up."""
+    run(["pacman-key", "--gpgdir", str(gpgdir), "--init"])
+    run(["pacman-key", "--gpgdir", str(gpgdir), "--add", str(public)])
+    run(["pacman-key", "--gpgdir", str(gpgdir), "--lsign-key", fingerprint])
+    gpg_kill(gpgdir)
+
+
+def ensure_build_user() -> str:
+    try:
+        pwd.getpwnam(BUILD_USER)
+    except KeyError:
+        run(["useradd", "--create-home", "--shell", "/bin/bash", BUILD_USER])
+    return BUILD_USER
+
+
+PKGBUILDS = {
+    "hello-1.0": ("hello", "1.0", "1", "A greeting", "", "hello 1.0"),
+    "hello-1.1": ("hello", "1.1", "1", "A greeting, improved", "", "hello 1.1"),
+    "world-2.0": ("world", "2.0", "1", "The world", "hello", "world 2.0"),
+}
+
+
+def pkgbuild(name: str, ver: str, rel: str, desc: str, depends: str, content: str) -> str:
+    return textwrap.dedent(
+        f"""\
+        pkgname={name}
+        pkgver={ver}
+        pkgrel={rel}
+        pkgdesc="{desc}"
+        arch=(any)
+        license=(MIT)
+        depends=({depends})
+        package() {{
+          install -Dm644 /dev/stdin "$pkgdir/usr/share/{name}/message" <<< "{content}"
+          mkdir -p "$pkgdir/usr/share/doc/{name}"
+          echo "docs of {name}" > "$pkgdir/usr/share/doc/{name}/README"
+        }}
+        """
+    )
+
+
+def makepkg(workdir: Path, text: str, pkgext: str = ".pkg.tar.zst") -> Path:
+    """Build one PKGBUILD with the real makepkg as an unprivileged user; return the package."""
+    user = ensure_build_user()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "PKGBUILD").write_text(text)
+    shutil.chown(workdir, user)
+    os.chmod(workdir, 0o755)
+    run(
+        [
+            "runuser",
+            "-u",
+            user,
+            "--",
+            "env",
+            f"SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}",
+            f"PKGEXT={pkgext}",
+            "makepkg",
+            "--nodeps",
+            "--force",
+            "--noconfirm",
+        ],
+        cwd=workdir,
+    )
+    built = [p for p in workdir.iterdir() if ".pkg.tar" in p.name]
+    assert len(built) == 1, built
+    return built[0]
+
+
+def makepkg_all(out: Path) -> dict[str, Path]:
+    """Build every PKGBUILDS entry in a world-readable scratch folder; copy results to out."""
+    result = {}
+    scratch = Path(tempfile.mkdtemp(prefix="reposeal-makepkg-"))
+    try:
+        os.chmod(scratch, 0o755)
+        for key, spec in PKGBUILDS.items():
+            pkg = makepkg(scratch / key, pkgbuild(*spec))
+            dest = out / pkg.name
+            shutil.copy2(pkg, dest)
+            result[key] = dest
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result
