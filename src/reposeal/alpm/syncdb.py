@@ -64,9 +64,13 @@ class _Scanned:
     raw: bytes | None
 
 
-def _scan_archive(data: bytes, what: str, limits: Limits) -> dict[str, _Scanned]:
+def _scan_archive(
+    data: bytes, what: str, limits: Limits, *, end_optional: bool = False
+) -> dict[str, _Scanned]:
     """Group the members of a decompressed database tar into entries."""
-    reader = TarReader(io.BytesIO(data), limits, max_total=limits.max_db_unpacked_bytes)
+    reader = TarReader(
+        io.BytesIO(data), limits, max_total=limits.max_db_unpacked_bytes, end_optional=end_optional
+    )
     parts: dict[str, dict[str, bytes]] = {}
     spans: dict[str, list[tuple[int, int]]] = {}
     for m in reader.members(lambda _: True, limits.max_entry_file_bytes):
@@ -98,21 +102,29 @@ def _scan_archive(data: bytes, what: str, limits: Limits) -> dict[str, _Scanned]
     return out
 
 
-def read_archive_bytes(path: Path, limits: Limits = DEFAULT_LIMITS) -> tuple[str, bytes]:
-    """Read and decompress a database file; return (compression, tar bytes)."""
+def read_blob(path: Path, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Read a (compressed) database file, refusing absurd sizes."""
     try:
         with open(path, "rb") as f:
             blob = f.read(limits.max_db_bytes + 1)
-        if len(blob) > limits.max_db_bytes:
-            raise InvalidDatabaseError(f"database is larger than {limits.max_db_bytes} bytes")
-        if not blob:
-            raise InvalidDatabaseError("database file is empty")
-        kind = compression.detect(blob[:263])
-        return kind, compression.decompress(blob, kind, limits.max_db_unpacked_bytes)
-    except ReposealError as exc:
-        raise exc.at(path) from None
     except OSError as exc:
         raise InputError(f"cannot read database: {exc.strerror}", path=path) from None
+    if len(blob) > limits.max_db_bytes:
+        raise InvalidDatabaseError(
+            f"database is larger than {limits.max_db_bytes} bytes", path=path
+        )
+    if not blob:
+        raise InvalidDatabaseError("database file is empty", path=path)
+    return blob
+
+
+def decompress_blob(blob: bytes, where: Path | str, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Decompress a database file's bytes (any supported compression, multi-member)."""
+    try:
+        kind = compression.detect(blob[:263])
+        return compression.decompress(blob, kind, limits.max_db_unpacked_bytes)
+    except ReposealError as exc:
+        raise exc.at(where) from None
 
 
 def read_entries(
@@ -123,24 +135,42 @@ def read_entries(
     Returns entries by package name. Entry names are validated; desc contents are parsed
     lazily (see :func:`validate_entries` for the full check).
     """
-    _, db_tar = read_archive_bytes(db_path, limits)
-    try:
-        scanned = _scan_archive(db_tar, "sync database", limits)
-    except ReposealError as exc:
-        raise exc.at(db_path) from None
-    files_scanned: dict[str, _Scanned] | None = None
+    db_tar = decompress_blob(read_blob(db_path, limits), db_path, limits)
+    files_tar = None
     if files_path is not None and files_path.exists():
-        _, files_tar = read_archive_bytes(files_path, limits)
+        files_tar = decompress_blob(read_blob(files_path, limits), files_path, limits)
+    return entries_from_tars(db_tar, files_tar, db_path, files_path, limits)
+
+
+def entries_from_tars(
+    db_tar: bytes,
+    files_tar: bytes | None,
+    db_where: Path | str,
+    files_where: Path | str | None,
+    limits: Limits = DEFAULT_LIMITS,
+    *,
+    end_optional: bool = False,
+) -> dict[str, Entry]:
+    """Entries from decompressed sync (and files) tars; both must list the same packages."""
+    try:
+        scanned = _scan_archive(db_tar, "sync database", limits, end_optional=end_optional)
+    except ReposealError as exc:
+        raise exc.at(db_where) from None
+    files_scanned: dict[str, _Scanned] | None = None
+    if files_tar is not None:
+        assert files_where is not None
         try:
-            files_scanned = _scan_archive(files_tar, "files database", limits)
+            files_scanned = _scan_archive(
+                files_tar, "files database", limits, end_optional=end_optional
+            )
         except ReposealError as exc:
-            raise exc.at(files_path) from None
+            raise exc.at(files_where) from None
         if files_scanned.keys() != scanned.keys():
             extra = sorted(set(files_scanned) ^ set(scanned))[:5]
             raise InvalidDatabaseError(
-                f"the files database does not list the same packages as {db_path.name} "
-                f"(differs in {', '.join(extra)}); rebuild both with `reposeal db add --new`",
-                path=files_path,
+                f"the files database does not list the same packages as the sync database "
+                f"(differs in {', '.join(extra)}); rebuild both with `reposeal db add`",
+                path=files_where,
             )
     entries: dict[str, Entry] = {}
     for dirname, s in scanned.items():
@@ -148,18 +178,18 @@ def read_entries(
             name, version = split_entry_dir(dirname)
         except ReposealError as exc:
             raise InvalidDatabaseError(
-                f"bad entry {dirname!r}: {exc.message}", path=db_path
+                f"bad entry {dirname!r}: {exc.message}", path=db_where
             ) from None
         if name in entries:
             raise InvalidDatabaseError(
                 f"package {name!r} appears twice ({entries[name].dirname} and {dirname})",
-                path=db_path,
+                path=db_where,
             )
         fs = files_scanned.get(dirname) if files_scanned is not None else None
         if fs is not None and fs.desc != s.desc:
             raise InvalidDatabaseError(
                 f"entry {dirname}: desc differs between the sync and the files database",
-                path=files_path,
+                path=files_where,
             )
         entries[name] = Entry(
             name=name,
@@ -199,7 +229,7 @@ def validate_entries(entries: Mapping[str, Entry]) -> list[str]:
     return problems
 
 
-def archive_chunks(entries: Iterable[Entry], files_db: bool) -> list[bytes]:
+def archive_chunks(entries: Iterable[Entry], files_db: bool, *, end: bool = True) -> list[bytes]:
     """The tar blocks of a sync (or files) database, entries in C-locale order."""
     chunks: list[bytes] = []
     for e in sorted(entries, key=lambda x: x.dirname.encode()):
@@ -212,7 +242,8 @@ def archive_chunks(entries: Iterable[Entry], files_db: bool) -> list[bytes]:
         chunks.append(tar_member(d + "/desc", e.desc, e.mtime))
         if files_db and e.files is not None:
             chunks.append(tar_member(d + "/files", e.files, e.mtime))
-    chunks.append(END_OF_ARCHIVE)
+    if end:
+        chunks.append(END_OF_ARCHIVE)
     return chunks
 
 

@@ -130,10 +130,17 @@ class _Stream:
     def __init__(self, src: Readable) -> None:
         self._src = src
         self.pos = 0
+        self._peeked: bytes | None = None
 
     def read_exact(self, n: int, what: str) -> bytes:
         chunks: list[bytes] = []
         want = n
+        if self._peeked:
+            chunks.append(self._peeked[:want])
+            self._peeked = self._peeked[want:] or None
+            want -= len(chunks[0])
+        else:
+            self._peeked = None
         while want > 0:
             chunk = self._src.read(min(want, 1 << 20))
             if not chunk:
@@ -142,6 +149,12 @@ class _Stream:
             want -= len(chunk)
         self.pos += n
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def at_eof(self) -> bool:
+        """True if the stream has no more bytes (peeks one block)."""
+        if self._peeked is None:
+            self._peeked = self._src.read(BLOCK)
+        return not self._peeked
 
     def skip(self, n: int, what: str) -> None:
         while n > 0:
@@ -157,10 +170,19 @@ class TarReader:
     or skipped; skipping still reads through the stream, so hashes over it stay complete.
     """
 
-    def __init__(self, src: Readable, limits: Limits = DEFAULT_LIMITS, *, max_total: int) -> None:
+    def __init__(
+        self,
+        src: Readable,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        max_total: int,
+        end_optional: bool = False,
+    ) -> None:
         self._s = _Stream(src)
         self._limits = limits
         self._max_total = max_total
+        # a database chunk is a run of whole members without the end-of-archive blocks
+        self._end_optional = end_optional
         self.last_data: bytes | None = None
 
     def members(
@@ -179,6 +201,10 @@ class TarReader:
             long_link: str | None = None
             pax: dict[str, bytes] = {}
             while True:  # extended headers, then the real one
+                if self._end_optional and s.at_eof():
+                    if pax or long_name is not None or long_link is not None:
+                        raise TruncatedArchiveError("archive ends after an extended header")
+                    return
                 header = s.read_exact(BLOCK, "a tar header")
                 if header == _ZERO_BLOCK:
                     if pax or long_name is not None or long_link is not None:

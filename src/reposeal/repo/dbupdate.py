@@ -3,22 +3,33 @@
 Order of work, so that nothing is half-written: lock -> read the current database ->
 read and validate every package -> plan (pure; refusals stop here) -> render archives ->
 sign -> publish one generation atomically -> only then delete replaced package files.
+
+Speed: the archives are written as chunks with an index (see :mod:`reposeal.alpm.chunked`);
+an update reads, checks and rewrites only the chunks holding the packages it touches.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reposeal.alpm.limits import DEFAULT_LIMITS
+from reposeal.alpm import chunked
 from reposeal.alpm.package import read_package
-from reposeal.alpm.syncdb import Entry, read_entries, render_archive, validate_entries
+from reposeal.alpm.syncdb import (
+    Entry,
+    decompress_blob,
+    entries_from_tars,
+    read_blob,
+    read_entries,
+    render_archive,
+    validate_entries,
+)
 from reposeal.errors import InvalidDatabaseError, RefusedError
-from reposeal.openpgp.gpg import GoodSignature, gpg_verify
+from reposeal.openpgp.gpg import gpg_verify
 from reposeal.openpgp.signer import Signer
 from reposeal.repo.changes import AddRules, Plan, plan_add, plan_remove
 from reposeal.repo.lock import database_lock
@@ -57,19 +68,6 @@ class Report:
     generation: str | None = None
     packages: int = 0
 
-    @classmethod
-    def of(cls, paths: RepoPaths, plan: Plan) -> Report:
-        return cls(
-            database=str(paths.archive("db")),
-            added=plan.added,
-            upgraded=plan.upgraded,
-            downgraded=plan.downgraded,
-            removed=plan.removed,
-            refreshed=plan.refreshed,
-            skipped=plan.skipped,
-            packages=len(plan.entries),
-        )
-
 
 def _entry_from_file(args: tuple[Path, bool]) -> Entry:
     path, include_sig = args
@@ -89,6 +87,8 @@ def read_package_entries(
             progress(f"Adding package '{item[0]}' ({i}/{len(work)})")
             out.append(_entry_from_file(item))
         return out
+    from concurrent.futures import ProcessPoolExecutor  # costly import, only when needed
+
     out = []
     step = max(1, len(work) // 20)
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -99,83 +99,178 @@ def read_package_entries(
     return out
 
 
-def _check_signer(opts: UpdateOptions) -> str | None:
-    """Fail before any work if the signing key is not usable."""
-    return opts.signer.fingerprint if opts.signer is not None else None
+class _Current:
+    """The published database: as indexed chunks (fast path) or as all its entries."""
+
+    def __init__(self, paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> None:
+        self.paths = paths
+        self.chunks: list[chunked.Chunk] | None = None
+        self._entries: dict[str, Entry] | None = None
+        self._blobs: dict[str, bytes] = {}
+        db = paths.archive("db")
+        if not db.exists():
+            self._entries = {}
+            self.chunks = [] if paths.compression in chunked.CHUNKABLE else None
+            return
+        if opts.verify_existing:
+            sig = db.with_name(db.name + ".sig")
+            if sig.exists():
+                progress("Verifying database signature...")
+                gpg_verify(db, sig, opts.gnupghome)
+            else:
+                progress("No existing signature found, skipping verification.")
+        self._blobs["db"] = read_blob(db)
+        files = paths.archive("files")
+        if files.exists():
+            self._blobs["files"] = read_blob(files)
+        index = paths.current / paths.index_name
+        if paths.compression in chunked.CHUNKABLE and "files" in self._blobs and index.exists():
+            try:
+                doc = json.loads(index.read_bytes())
+            except (OSError, ValueError):
+                doc = None
+            self.chunks = chunked.chunks_from_index(doc, paths.compression, self._blobs)
+        if self.chunks is None:
+            progress(f"Reading all of {db.name} (no valid index: first update by reposeal)...")
+
+    def where(self) -> dict[str, str]:
+        return {p: str(self.paths.archive(p)) for p in ("db", "files")}
+
+    def all_entries(self) -> dict[str, Entry]:
+        if self._entries is None:
+            db_tar = decompress_blob(self._blobs["db"], self.paths.archive("db"))
+            files_tar = None
+            if "files" in self._blobs:
+                files_tar = decompress_blob(self._blobs["files"], self.paths.archive("files"))
+            self._entries = entries_from_tars(
+                db_tar, files_tar, self.paths.archive("db"), self.paths.archive("files")
+            )
+        return self._entries
 
 
-def _load(paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> dict[str, Entry]:
-    db = paths.archive("db")
-    if not db.exists():
-        return {}
-    if opts.verify_existing:
-        sig = db.with_name(db.name + ".sig")
-        if sig.exists():
-            progress("Verifying database signature...")
-            gpg_verify(db, sig, opts.gnupghome)
-        else:
-            progress("No existing signature found, skipping verification.")
-    progress(f"Reading {db.name}...")
-    return read_entries(db, paths.archive("files"))
+def _apply(
+    current: _Current,
+    names: Sequence[str],
+    decide: Callable[[Mapping[str, Entry]], Plan],
+) -> tuple[Plan, Callable[[], list[chunked.Chunk] | None]]:
+    """Run the pure planner over just the entries it needs; return the plan and a builder
+    of the new chunk list (None when the archive cannot be chunked)."""
+    kind = current.paths.compression
+    if current.chunks is not None and current.chunks:
+        chunks = current.chunks
+        touched = chunked.affected(chunks, names)
+        subset = chunked.read_chunks([chunks[i] for i in touched], kind, current.where())
+        plan = decide(subset)
+        return plan, lambda: chunked.rechunk(chunks, touched, plan.entries.values(), kind)
+    plan = decide(current.all_entries())
+    if kind in chunked.CHUNKABLE:
+        return plan, lambda: chunked.make_chunks(plan.entries.values(), kind)
+    return plan, lambda: None
 
 
 def _write(
-    paths: RepoPaths, plan: Plan, opts: UpdateOptions, report: Report, progress: Progress
-) -> None:
+    paths: RepoPaths,
+    plan: Plan,
+    chunks: list[chunked.Chunk] | None,
+    opts: UpdateOptions,
+    progress: Progress,
+) -> str:
     progress(f"Creating updated database file '{paths.archive('db')}'")
+    kind = paths.compression
     files: dict[str, bytes] = {}
-    for part, is_files in (("db", False), ("files", True)):
+    for part in ("db", "files"):
         name = paths.archive_name(part)
-        files[name] = render_archive(plan.entries.values(), is_files, paths.compression)
-        if opts.signer is not None:
+        if chunks is not None:
+            files[name] = chunked.assemble(chunks, part, kind)
+        else:
+            files[name] = render_archive(plan.entries.values(), part == "files", kind)
+    if chunks is not None:
+        doc = chunked.index_document(
+            chunks, kind, {p: files[paths.archive_name(p)] for p in ("db", "files")}
+        )
+        files[paths.index_name] = json.dumps(doc, separators=(",", ":")).encode()
+    if opts.signer is not None:
+        for part in ("db", "files"):
+            name = paths.archive_name(part)
             progress(f"Signing database '{name}'...")
             files[name + ".sig"] = opts.signer.sign_detached(io.BytesIO(files[name]))
-    report.generation = publish(paths, files)
+    return publish(paths, files)
+
+
+def _update(
+    db_path: Path,
+    names: Sequence[str],
+    decide: Callable[[Mapping[str, Entry]], Plan],
+    opts: UpdateOptions,
+    progress: Progress,
+    *,
+    create: bool,
+    new_files: Callable[[], Sequence[Entry]] | None = None,
+) -> tuple[Report, Plan]:
+    paths = RepoPaths.from_db_path(db_path)
+    signer_fpr = opts.signer.fingerprint if opts.signer is not None else None  # fail early
+    with database_lock(paths.lock, wait=opts.wait):
+        if not create and not paths.archive("db").exists():
+            raise InvalidDatabaseError("repository file was not found", path=paths.archive("db"))
+        current = _Current(paths, opts, progress)
+        plan, build_chunks = _apply(current, names, decide)
+        if plan.refusals:
+            raise RefusedError(plan.refusals, path=paths.archive("db"))
+        report = Report(
+            database=str(paths.archive("db")),
+            added=plan.added,
+            upgraded=plan.upgraded,
+            downgraded=plan.downgraded,
+            removed=plan.removed,
+            refreshed=plan.refreshed,
+            skipped=plan.skipped,
+            signed_by=signer_fpr,
+        )
+        if plan.changed or not paths.archive("db").exists():
+            chunks = build_chunks()
+            report.generation = _write(paths, plan, chunks, opts, progress)
+            report.packages = (
+                sum(c.count for c in chunks) if chunks is not None else len(plan.entries)
+            )
+        else:
+            progress("No packages modified, nothing to do.")
+            report.packages = (
+                sum(c.count for c in current.chunks)
+                if current.chunks is not None
+                else len(current.all_entries())
+            )
+        return report, plan
 
 
 def add(db_path: Path, packages: Sequence[Path], opts: UpdateOptions, progress: Progress) -> Report:
     """Add (or update) packages; all or nothing."""
-    paths = RepoPaths.from_db_path(db_path)
-    signer_fpr = _check_signer(opts)
-    with database_lock(paths.lock, wait=opts.wait):
-        current = _load(paths, opts, progress)
-        new = read_package_entries(packages, opts.include_sigs, opts.jobs, progress)
-        plan = plan_add(current, new, opts.rules)
-        if plan.refusals:
-            raise RefusedError(plan.refusals, path=paths.archive("db"))
-        report = Report.of(paths, plan)
-        report.signed_by = signer_fpr
-        if plan.changed or not paths.archive("db").exists():
-            _write(paths, plan, opts, report, progress)
-        else:
-            progress("No packages modified, nothing to do.")
-        if opts.remove_old_files and report.generation:
-            for dirpath in {p.parent for p in packages}:
-                for old in plan.replaced_files:
-                    for f in (dirpath / old, dirpath / (old + ".sig")):
-                        if f.exists():
-                            progress(f"Removing old package file '{f.name}'")
-                            f.unlink()
-                            report.deleted_files.append(str(f))
-        return report
+    RepoPaths.from_db_path(db_path)  # a bad database path fails before packages are read
+    new = read_package_entries(packages, opts.include_sigs, opts.jobs, progress)
+    report, plan = _update(
+        db_path,
+        [e.name for e in new],
+        lambda cur: plan_add(cur, new, opts.rules),
+        opts,
+        progress,
+        create=True,
+    )
+    if opts.remove_old_files and report.generation:
+        for dirpath in {p.parent for p in packages}:
+            for old in plan.replaced_files:
+                for f in (dirpath / old, dirpath / (old + ".sig")):
+                    if f.exists():
+                        progress(f"Removing old package file '{f.name}'")
+                        f.unlink()
+                        report.deleted_files.append(str(f))
+    return report
 
 
 def remove(db_path: Path, names: Sequence[str], opts: UpdateOptions, progress: Progress) -> Report:
     """Remove packages by name; all or nothing."""
-    paths = RepoPaths.from_db_path(db_path)
-    signer_fpr = _check_signer(opts)
-    with database_lock(paths.lock, wait=opts.wait):
-        if not paths.archive("db").exists():
-            raise InvalidDatabaseError("repository file was not found", path=paths.archive("db"))
-        current = _load(paths, opts, progress)
-        plan = plan_remove(current, names)
-        if plan.refusals:
-            raise RefusedError(plan.refusals, path=paths.archive("db"))
-        report = Report.of(paths, plan)
-        report.signed_by = signer_fpr
-        if plan.changed:
-            _write(paths, plan, opts, report, progress)
-        return report
+    report, _ = _update(
+        db_path, names, lambda cur: plan_remove(cur, names), opts, progress, create=False
+    )
+    return report
 
 
 @dataclass
@@ -193,7 +288,7 @@ class VerifyReport:
 def verify(
     db_path: Path, gnupghome: Path | None, allow_unsigned: bool, progress: Progress
 ) -> VerifyReport:
-    """Check signatures and every entry of the sync and files databases."""
+    """Check signatures and every entry of the sync and files databases (index ignored)."""
     paths = RepoPaths.from_db_path(db_path)
     db = paths.archive("db")
     if not db.exists():
@@ -207,13 +302,12 @@ def verify(
         sig = archive.with_name(archive.name + ".sig")
         if sig.exists():
             progress(f"Verifying {sig.name}...")
-            good: GoodSignature = gpg_verify(archive, sig, gnupghome)
-            signatures[archive.name] = good.fingerprint
+            signatures[archive.name] = gpg_verify(archive, sig, gnupghome).fingerprint
         else:
             signatures[archive.name] = "unsigned"
             if not allow_unsigned:
                 problems.append(f"{archive.name} has no signature ({sig.name} is missing)")
     progress(f"Checking every entry of {db.name}...")
-    entries = read_entries(db, paths.archive("files"), DEFAULT_LIMITS)
+    entries = read_entries(db, paths.archive("files"))
     problems += validate_entries(entries)
     return VerifyReport(str(db), len(entries), signatures, problems)

@@ -68,6 +68,11 @@ class RepoPaths:
         return self.directory / f"{self.archive_name('db')}.lck"  # repo-add's lock file
 
     @property
+    def index_name(self) -> str:
+        """The chunk index stored beside the archives in each generation."""
+        return f"{self.name}.index.json"
+
+    @property
     def current(self) -> Path:
         return self.directory / f"{self.name}.current"
 

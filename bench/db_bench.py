@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""reposeal db vs repo-add, in the same run, on the same synthetic packages.
+
+(a) full build of the sync + files databases for N packages;
+(b) adding one package to an N-package database, signed with gpg.
+
+Run by hand (`make bench` or `.venv/bin/python bench/db_bench.py`); prints a Markdown table.
+Targets (issue 2): (a) >= 50x faster than repo-add; (b) <= 0.3 s at N = 10,000 and >= 10x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from reposeal.alpm.synthetic import write_package
+
+REPOSEAL = [sys.executable, "-m", "reposeal.cli"]
+
+
+def make_packages(directory: Path, n: int, prefix: str = "pkg") -> list[Path]:
+    files = {
+        f"usr/share/{prefix}/data.txt": b"x" * 300,
+        f"usr/share/{prefix}/more/readme": b"y" * 100,
+        f"usr/bin/{prefix}-tool": b"#!/bin/sh\n",
+    }
+    return [
+        write_package(directory, f"{prefix}{i:05d}", f"1.{i}-1", "x86_64", files=files,
+                      depends=("glibc", "zlib>=1.2"))
+        for i in range(n)
+    ]
+
+
+def timed(args: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, env=env, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{args[:4]} failed:\n{proc.stderr.decode(errors='replace')}")
+    return elapsed
+
+
+def gpg_key(home: Path) -> str:
+    home.mkdir(mode=0o700)
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback",
+                    "--passphrase", "", "--quick-gen-key", "Bench <bench@example.org>",
+                    "ed25519", "sign", "0"], check=True, capture_output=True)
+    out = subprocess.run(["gpg", "--homedir", str(home), "--with-colons", "--list-secret-keys"],
+                         check=True, capture_output=True, text=True).stdout
+    return [ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr:")][0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="1000,10000", help="comma-separated N (default 1000,10000)")
+    ap.add_argument("--compression", default="gz", choices=["gz", "zst"])
+    ap.add_argument("--repeat", type=int, default=3, help="runs of (b); the median is shown")
+    ap.add_argument("--repo-add-full-max", type=int, default=10000,
+                    help="above this N, repo-add's full build is extrapolated from 1,000")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    ext = args.compression
+    work = Path(tempfile.mkdtemp(prefix="reposeal-bench-"))
+    home = work / "gnupg"
+    fpr = gpg_key(home)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    rows = []
+    per_pkg_repo_add: float | None = None
+    try:
+        for n in sizes:
+            src = work / f"pkgs{n}"
+            src.mkdir()
+            t0 = time.perf_counter()
+            pkgs = make_packages(src, n)
+            extras = [make_packages(src, 1, prefix=f"extra{r}")[0] for r in range(args.repeat)]
+            print(f"generated {n} packages in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+
+            # (a) full build
+            ours_dir, theirs_dir = work / f"ours{n}", work / f"theirs{n}"
+            ours_dir.mkdir()
+            theirs_dir.mkdir()
+            ours_full = timed([*REPOSEAL, "db", "add", "-q", str(ours_dir / f"r.db.tar.{ext}"),
+                               *map(str, pkgs)])
+            if n <= args.repo_add_full_max:
+                theirs_full = timed(["repo-add", "-q", str(theirs_dir / f"r.db.tar.{ext}"),
+                                     *map(str, pkgs)], env)
+                per_pkg_repo_add = theirs_full / n
+                note = ""
+            else:
+                assert per_pkg_repo_add is not None, "run a smaller size first"
+                theirs_full = per_pkg_repo_add * n
+                note = " (repo-add extrapolated)"
+                shutil.copytree(ours_dir, theirs_dir, dirs_exist_ok=True, symlinks=True)
+            rows.append((f"(a) full build, N={n:,}{note}", ours_full, theirs_full, "≥ 50x"))
+
+            # (b) add one package to an N-package database, signed
+            ours_t, theirs_t = [], []
+            for extra in extras:  # a new package each time, so every run really writes
+                ours_t.append(timed([*REPOSEAL, "db", "add", "-q", "--sign", "--key", fpr,
+                                     str(ours_dir / f"r.db.tar.{ext}"), str(extra)], env))
+                theirs_t.append(timed(["repo-add", "-q", "--sign", "--key", fpr,
+                                       str(theirs_dir / f"r.db.tar.{ext}"), str(extra)], env))
+            ours_t.sort()
+            theirs_t.sort()
+            rows.append((f"(b) add 1, signed, N={n:,}", ours_t[len(ours_t) // 2],
+                         theirs_t[len(theirs_t) // 2], "≤ 0.3 s, ≥ 10x"))
+            shutil.rmtree(src)
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\nreposeal db vs repo-add ({ext}, {os.cpu_count()} CPUs, "
+          f"{time.strftime('%Y-%m-%d')})\n")
+    print("| case | reposeal | repo-add | speed-up | target |")
+    print("|---|---:|---:|---:|---|")
+    for label, ours, theirs, target in rows:
+        print(f"| {label} | {ours:.3f} s | {theirs:.2f} s | {theirs / ours:.0f}x | {target} |")
+
+
+if __name__ == "__main__":
+    main()
