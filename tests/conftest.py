@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from reposeal.client.scratch import ScratchPacman
 from tests import tools
 
 
@@ -47,57 +47,36 @@ def stranger_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GpgKey]:
 @pytest.fixture(scope="session")
 def pacman_keyring(tmp_path_factory: pytest.TempPathFactory, gpg_key: GpgKey) -> Iterator[Path]:
     """A pacman keyring (pacman-key) that trusts ``gpg_key`` and nothing else."""
-    gpgdir = tmp_path_factory.mktemp("pacman-gnupg")
-    tools.pacman_keyring(gpgdir, gpg_key.public, gpg_key.fingerprint)
-    yield gpgdir
-    tools.gpg_kill(gpgdir)
+    scratch = ScratchPacman(tmp_path_factory.mktemp("pacman-keyring"), {})
+    scratch.trust(gpg_key.public, gpg_key.fingerprint)
+    yield scratch.gpgdir
+    tools.gpg_kill(scratch.gpgdir)
 
 
 @dataclass
 class Pacman:
-    root: Path
-    conf: Path
-    repo_name: str
+    scratch: ScratchPacman
     repo_dir: Path
 
+    @property
+    def root(self) -> Path:
+        return self.scratch.base
+
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return tools.run_text(
-            ["pacman", "--config", str(self.conf), "--noconfirm", *args], check=check
-        )
+        return tools.run_text(self.scratch.command(*args), check=check)
 
 
 @pytest.fixture
 def pacman(tmp_path: Path, pacman_keyring: Path) -> Iterator[Pacman]:
     """A scratch pacman (own root, db, cache, keyring) reading repo ``demo`` from a folder."""
-    root = tmp_path / "pacman"
     repo_dir = tmp_path / "repo"
     repo_dir.mkdir()
-    for d in ("root", "db", "cache", "hooks"):
-        (root / d).mkdir(parents=True)
-    gpgdir = root / "gnupg"
-    shutil.copytree(pacman_keyring, gpgdir, ignore=shutil.ignore_patterns("S.*", "*.lock"))
-    conf = root / "pacman.conf"
-    conf.write_text(
-        textwrap.dedent(
-            f"""\
-            [options]
-            RootDir = {root / "root"}
-            DBPath = {root / "db"}
-            CacheDir = {root / "cache"}
-            GPGDir = {gpgdir}
-            HookDir = {root / "hooks"}
-            LogFile = {root / "pacman.log"}
-            Architecture = auto
-            SigLevel = Required DatabaseRequired
-            LocalFileSigLevel = Optional
-
-            [demo]
-            Server = file://{repo_dir}
-            """
-        )
-    )
-    yield Pacman(root, conf, "demo", repo_dir)
-    tools.gpg_kill(gpgdir)
+    scratch = ScratchPacman(tmp_path / "pacman", {"demo": repo_dir})
+    scratch.base.mkdir()
+    shutil.copytree(pacman_keyring, scratch.gpgdir, ignore=shutil.ignore_patterns("S.*", "*.lock"))
+    scratch.write_conf()
+    yield Pacman(scratch, repo_dir)
+    tools.gpg_kill(scratch.gpgdir)
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
 import textwrap
 from pathlib import Path
 
-BUILD_USER = "reposeal-build"
+from reposeal.builder.makepkg import build as makepkg_build
+
 SOURCE_DATE_EPOCH = "1700000000"
 
 
@@ -80,22 +80,6 @@ def gpg_kill(home: Path) -> None:
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
 
 
-def pacman_keyring(gpgdir: Path, public: Path, fingerprint: str) -> None:
-    """A pacman keyring that trusts one repository key, as pacman-key sets it up."""
-    run(["pacman-key", "--gpgdir", str(gpgdir), "--init"])
-    run(["pacman-key", "--gpgdir", str(gpgdir), "--add", str(public)])
-    run(["pacman-key", "--gpgdir", str(gpgdir), "--lsign-key", fingerprint])
-    gpg_kill(gpgdir)
-
-
-def ensure_build_user() -> str:
-    try:
-        pwd.getpwnam(BUILD_USER)
-    except KeyError:
-        run(["useradd", "--create-home", "--shell", "/bin/bash", BUILD_USER])
-    return BUILD_USER
-
-
 PKGBUILDS = {
     "hello-1.0": ("hello", "1.0", "1", "A greeting", "", "hello 1.0"),
     "hello-1.1": ("hello", "1.1", "1", "A greeting, improved", "", "hello 1.1"),
@@ -124,28 +108,10 @@ def pkgbuild(name: str, ver: str, rel: str, desc: str, depends: str, content: st
 
 def makepkg(workdir: Path, text: str, pkgext: str = ".pkg.tar.zst") -> Path:
     """Build one PKGBUILD with the real makepkg as an unprivileged user; return the package."""
-    user = ensure_build_user()
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "PKGBUILD").write_text(text)
-    shutil.chown(workdir, user)
     os.chmod(workdir, 0o755)
-    run(
-        [
-            "runuser",
-            "-u",
-            user,
-            "--",
-            "env",
-            f"SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}",
-            f"PKGEXT={pkgext}",
-            "makepkg",
-            "--nodeps",
-            "--force",
-            "--noconfirm",
-        ],
-        cwd=workdir,
-    )
-    built = [p for p in workdir.iterdir() if ".pkg.tar" in p.name]
+    built = makepkg_build(workdir, source_date_epoch=int(SOURCE_DATE_EPOCH), pkgext=pkgext)
     assert len(built) == 1, built
     return built[0]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def test_signed_database_is_synced_and_installed_by_pacman(
     add_signed(pacman, gpg_key, built_packages["hello-1.0"], built_packages["world-2.0"])
     pacman.run("-Sy")
     pacman.run("-S", "world")  # pulls hello as a dependency
-    root = pacman.root / "root"
+    root = pacman.scratch.root
     assert (root / "usr/share/world/message").read_text() == "world 2.0\n"
     assert (root / "usr/share/hello/message").read_text() == "hello 1.0\n"
     # the signature also verifies with gpg itself
@@ -154,7 +155,7 @@ def test_repo_add_extends_reposeal_database_and_back(
     add_signed(pacman, gpg_key, built_packages["world-2.0"])
     pacman.run("-Sy")
     pacman.run("-S", "world")
-    assert (pacman.root / "root/usr/share/hello/message").read_text() == "hello 1.1\n"
+    assert (pacman.root / "root" / "usr/share/hello/message").read_text() == "hello 1.1\n"
     assert (
         reposeal(
             "db",
@@ -187,3 +188,34 @@ def test_entries_are_byte_identical_to_repo_add(
             listing[side] = snapshot(out)
         assert listing[theirs] == listing[ours]
         assert len(listing[ours]) == (2 if which == "db" else 4)
+
+
+@pytest.mark.parametrize("ext", ["gz", "zst"])
+def test_pacman_reads_multi_chunk_sync_and_files_databases(
+    pacman: Pacman, gpg_key: GpgKey, ext: str
+) -> None:
+    from reposeal.alpm.synthetic import write_package
+
+    pkgs = [write_package(pacman.repo_dir, f"many{i:04d}", "1.0-1") for i in range(600)]
+    db = pacman.repo_dir / f"demo.db.tar.{ext}"
+    args = (
+        "db",
+        "add",
+        "-q",
+        "--sign",
+        "--key",
+        gpg_key.fingerprint,
+        "--gnupghome",
+        str(gpg_key.home),
+    )
+    reposeal(*args, str(db), *map(str, pkgs))
+    # a second update goes through the chunk index
+    reposeal(*args, str(db), str(write_package(pacman.repo_dir, "many0300", "2.0-1")))
+    index = json.loads((pacman.repo_dir / "demo.current/demo.index.json").read_text())
+    assert len(index["chunks"]) >= 3
+    pacman.run("-Sy")
+    listed = pacman.run("-Sl", "demo").stdout.splitlines()
+    assert len(listed) == 600
+    assert "demo many0300 2.0-1" in listed
+    pacman.run("-Fy")
+    assert "usr/share/many0450/README" in pacman.run("-Fl", "many0450").stdout

@@ -1,0 +1,1 @@
+"""Role 1b, the builders: reproducible builds with the real makepkg."""

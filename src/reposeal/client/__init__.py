@@ -1,0 +1,1 @@
+"""What pacman users run: scratch pacman setups and (later) verification."""
