@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench demo
+	$(VENV)/bin/ruff format --check src tests bench demo
 
 typecheck: venv
 	$(VENV)/bin/mypy --strict src

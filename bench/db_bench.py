@@ -31,8 +31,14 @@ def make_packages(directory: Path, n: int, prefix: str = "pkg") -> list[Path]:
         f"usr/bin/{prefix}-tool": b"#!/bin/sh\n",
     }
     return [
-        write_package(directory, f"{prefix}{i:05d}", f"1.{i}-1", "x86_64", files=files,
-                      depends=("glibc", "zlib>=1.2"))
+        write_package(
+            directory,
+            f"{prefix}{i:05d}",
+            f"1.{i}-1",
+            "x86_64",
+            files=files,
+            depends=("glibc", "zlib>=1.2"),
+        )
         for i in range(n)
     ]
 
@@ -48,11 +54,31 @@ def timed(args: list[str], env: dict[str, str] | None = None) -> float:
 
 def gpg_key(home: Path) -> str:
     home.mkdir(mode=0o700)
-    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback",
-                    "--passphrase", "", "--quick-gen-key", "Bench <bench@example.org>",
-                    "ed25519", "sign", "0"], check=True, capture_output=True)
-    out = subprocess.run(["gpg", "--homedir", str(home), "--with-colons", "--list-secret-keys"],
-                         check=True, capture_output=True, text=True).stdout
+    subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Bench <bench@example.org>",
+            "ed25519",
+            "sign",
+            "0",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        ["gpg", "--homedir", str(home), "--with-colons", "--list-secret-keys"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return [ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr:")][0]
 
 
@@ -61,8 +87,12 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,10000", help="comma-separated N (default 1000,10000)")
     ap.add_argument("--compression", default="gz", choices=["gz", "zst"])
     ap.add_argument("--repeat", type=int, default=3, help="runs of (b); the median is shown")
-    ap.add_argument("--repo-add-full-max", type=int, default=10000,
-                    help="above this N, repo-add's full build is extrapolated from 1,000")
+    ap.add_argument(
+        "--repo-add-full-max",
+        type=int,
+        default=10000,
+        help="above this N, repo-add's full build is extrapolated from 1,000",
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     ext = args.compression
@@ -85,11 +115,13 @@ def main() -> None:
             ours_dir, theirs_dir = work / f"ours{n}", work / f"theirs{n}"
             ours_dir.mkdir()
             theirs_dir.mkdir()
-            ours_full = timed([*REPOSEAL, "db", "add", "-q", str(ours_dir / f"r.db.tar.{ext}"),
-                               *map(str, pkgs)])
+            ours_full = timed(
+                [*REPOSEAL, "db", "add", "-q", str(ours_dir / f"r.db.tar.{ext}"), *map(str, pkgs)]
+            )
             if n <= args.repo_add_full_max:
-                theirs_full = timed(["repo-add", "-q", str(theirs_dir / f"r.db.tar.{ext}"),
-                                     *map(str, pkgs)], env)
+                theirs_full = timed(
+                    ["repo-add", "-q", str(theirs_dir / f"r.db.tar.{ext}"), *map(str, pkgs)], env
+                )
                 per_pkg_repo_add = theirs_full / n
                 note = ""
             else:
@@ -102,21 +134,54 @@ def main() -> None:
             # (b) add one package to an N-package database, signed
             ours_t, theirs_t = [], []
             for extra in extras:  # a new package each time, so every run really writes
-                ours_t.append(timed([*REPOSEAL, "db", "add", "-q", "--sign", "--key", fpr,
-                                     str(ours_dir / f"r.db.tar.{ext}"), str(extra)], env))
-                theirs_t.append(timed(["repo-add", "-q", "--sign", "--key", fpr,
-                                       str(theirs_dir / f"r.db.tar.{ext}"), str(extra)], env))
+                ours_t.append(
+                    timed(
+                        [
+                            *REPOSEAL,
+                            "db",
+                            "add",
+                            "-q",
+                            "--sign",
+                            "--key",
+                            fpr,
+                            str(ours_dir / f"r.db.tar.{ext}"),
+                            str(extra),
+                        ],
+                        env,
+                    )
+                )
+                theirs_t.append(
+                    timed(
+                        [
+                            "repo-add",
+                            "-q",
+                            "--sign",
+                            "--key",
+                            fpr,
+                            str(theirs_dir / f"r.db.tar.{ext}"),
+                            str(extra),
+                        ],
+                        env,
+                    )
+                )
             ours_t.sort()
             theirs_t.sort()
-            rows.append((f"(b) add 1, signed, N={n:,}", ours_t[len(ours_t) // 2],
-                         theirs_t[len(theirs_t) // 2], "≤ 0.3 s, ≥ 10x"))
+            rows.append(
+                (
+                    f"(b) add 1, signed, N={n:,}",
+                    ours_t[len(ours_t) // 2],
+                    theirs_t[len(theirs_t) // 2],
+                    "≤ 0.3 s, ≥ 10x",
+                )
+            )
             shutil.rmtree(src)
     finally:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\nreposeal db vs repo-add ({ext}, {os.cpu_count()} CPUs, "
-          f"{time.strftime('%Y-%m-%d')})\n")
+    print(
+        f"\nreposeal db vs repo-add ({ext}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')})\n"
+    )
     print("| case | reposeal | repo-add | speed-up | target |")
     print("|---|---:|---:|---:|---|")
     for label, ours, theirs, target in rows:
