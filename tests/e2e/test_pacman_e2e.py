@@ -38,6 +38,10 @@ def add_signed(pacman: Pacman, key: GpgKey, *pkgs: Path, extra: tuple[str, ...] 
     return reposeal(*args, *extra, db, *copied).stderr
 
 
+def reposeal_desc(db: Path) -> str:
+    return tools.run(["bsdtar", "-xOf", str(db)]).stdout.decode()
+
+
 def snapshot(directory: Path) -> dict[str, bytes | str]:
     """Every name in a folder with its bytes (or link target): 'unchanged' means this."""
     out: dict[str, bytes | str] = {}
@@ -168,8 +172,9 @@ def test_repo_add_extends_reposeal_database_and_back(
     )
 
 
+@pytest.mark.parametrize("with_sigs", [False, True])
 def test_entries_are_byte_identical_to_repo_add(
-    tmp_path: Path, built_packages: dict[str, Path]
+    tmp_path: Path, built_packages: dict[str, Path], gpg_key: GpgKey, with_sigs: bool
 ) -> None:
     pkgs = [built_packages["hello-1.0"], built_packages["world-2.0"]]
     theirs, ours = tmp_path / "theirs", tmp_path / "ours"
@@ -177,8 +182,13 @@ def test_entries_are_byte_identical_to_repo_add(
         d.mkdir()
         for p in pkgs:
             shutil.copy2(p, d / p.name)
+    if with_sigs:  # repo-add 6.0.2 always embeds .sig files; reposeal with --include-sigs
+        for p in pkgs:
+            sig = tools.gpg_sign_file(gpg_key.home, gpg_key.fingerprint, theirs / p.name)
+            shutil.copy2(sig, ours / sig.name)
     tools.run(["repo-add", str(theirs / "r.db.tar.gz"), *(str(theirs / p.name) for p in pkgs)])
-    reposeal("db", "add", str(ours / "r.db.tar.gz"), *(str(ours / p.name) for p in pkgs))
+    flags = ["--include-sigs"] if with_sigs else []
+    reposeal("db", "add", *flags, str(ours / "r.db.tar.gz"), *(str(ours / p.name) for p in pkgs))
     for which in ("db", "files"):
         listing = {}
         for side in (theirs, ours):
@@ -219,3 +229,14 @@ def test_pacman_reads_multi_chunk_sync_and_files_databases(
     assert "demo many0300 2.0-1" in listed
     pacman.run("-Fy")
     assert "usr/share/many0450/README" in pacman.run("-Fl", "many0450").stdout
+
+
+def test_pacman_accepts_databases_with_embedded_signatures(
+    pacman: Pacman, gpg_key: GpgKey, built_packages: dict[str, Path]
+) -> None:
+    # pacman 6 fetches NAME.pkg.tar.zst.sig itself; %PGPSIG% is for older clients
+    add_signed(pacman, gpg_key, built_packages["hello-1.0"], extra=("--include-sigs",))
+    assert "%PGPSIG%" in reposeal_desc(pacman.repo_dir / "demo.db.tar.gz")
+    pacman.run("-Sy")
+    pacman.run("-S", "hello")
+    assert (pacman.scratch.root / "usr/share/hello/message").read_text() == "hello 1.0\n"

@@ -13,6 +13,7 @@ _VERSION_RE = re.compile(
     r"(?:(?P<epoch>[0-9]+):)?(?P<pkgver>[!-,.0-9;-~]+)-(?P<pkgrel>[0-9]+(?:\.[0-9]+)?)"
 )
 _ARCH_RE = re.compile(r"[A-Za-z0-9_]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # The suffixes pacman and repo-add recognise for packages.
 PACKAGE_SUFFIXES = (
     ".pkg.tar",
@@ -68,7 +69,7 @@ def check_package_filename(filename: str) -> str:
         "/" in filename
         or filename.startswith(".")
         or len(filename) > 1024
-        or any(ord(c) < 0x20 or c == "\x7f" for c in filename)
+        or _CONTROL.search(filename)
         or not filename.endswith(PACKAGE_SUFFIXES)
     ):
         raise InvalidNameError(

@@ -9,6 +9,7 @@ database cheap.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from reposeal.alpm.tarformat import END_OF_ARCHIVE, TarReader, tar_member
 from reposeal.errors import InputError, InvalidDatabaseError, ReposealError
 
 _ENTRY_FILES = ("desc", "files")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +217,7 @@ def validate_entries(entries: Mapping[str, Entry]) -> list[str]:
                 problems.append(f"{where}: %VERSION% does not match the directory name")
             check_package_filename(single(f, "FILENAME", where))
             sha = single(f, "SHA256SUM", where)
-            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            if not _SHA256_HEX.fullmatch(sha):
                 problems.append(f"{where}: %SHA256SUM% is not a sha256 hex digest")
             for num in ("CSIZE", "ISIZE"):
                 if num in f and not single(f, num, where).isdigit():

@@ -54,7 +54,6 @@ class Member:
     kind: str
     size: int
     linkname: str
-    mode: int
     start: int  # first byte of this member's headers (pax / long-name included)
     data_start: int
     end: int  # first byte after the padded data
@@ -135,12 +134,11 @@ class _Stream:
     def read_exact(self, n: int, what: str) -> bytes:
         chunks: list[bytes] = []
         want = n
-        if self._peeked:
-            chunks.append(self._peeked[:want])
-            self._peeked = self._peeked[want:] or None
-            want -= len(chunks[0])
-        else:
-            self._peeked = None
+        if self._peeked is not None:
+            head, self._peeked = self._peeked[:want], (self._peeked[want:] or None)
+            if head:
+                chunks.append(head)
+                want -= len(head)
         while want > 0:
             chunk = self._src.read(min(want, 1 << 20))
             if not chunk:
@@ -284,14 +282,13 @@ class TarReader:
             else:
                 self.last_data = None
                 s.skip(_padded(size), name)
-            mode = _number(header[100:108], "mode")
-            yield Member(name, kind, size, linkname, mode, start, data_start, s.pos)
+            yield Member(name, kind, size, linkname, start, data_start, s.pos)
 
 
 def _verify_checksum(header: bytes) -> None:
     stored = _number(header[148:156], "checksum")
     # the checksum counts its own field as eight spaces
-    actual = sum(header[:148]) + 256 + sum(header[156:])
+    actual = sum(header) - sum(header[148:156]) + 256
     if stored != actual:
         raise CorruptArchiveError("tar header checksum mismatch (corrupt archive)")
 
