@@ -252,3 +252,17 @@ def test_fuzzed_compressed_streams(
     path = put(tmp_path_factory.mktemp("fz"), bytes(raw), f"fuzz-1.0-1-any.pkg.tar.{kind}")
     with contextlib.suppress(InputError):
         read_package(path)
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "evil-1.0-1-any.pkg.tar.zst"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        read_package(fifo)
+    os.mkfifo(tmp_path / "r.db.tar.gz")
+    from reposeal.alpm.syncdb import read_entries
+
+    with pytest.raises(InputError, match="not a regular file"):
+        read_entries(tmp_path / "r.db.tar.gz", None)

@@ -14,9 +14,9 @@ from reposeal.alpm.desc import PackageFacts, sorted_paths
 from reposeal.alpm.limits import DEFAULT_LIMITS, Limits
 from reposeal.alpm.names import check_package_filename
 from reposeal.alpm.pkginfo import parse_pkginfo
+from reposeal.alpm.safeio import open_regular
 from reposeal.alpm.tarformat import TarReader
 from reposeal.errors import (
-    InputError,
     InvalidPackageError,
     InvalidSignatureFileError,
     LimitExceededError,
@@ -70,7 +70,7 @@ class _HashingReader:
 
 def read_signature_file(path: Path, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """A package's detached ``.sig``, checked the way repo-add checks it."""
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         data = f.read(limits.max_signature_bytes + 1)
     if len(data) > limits.max_signature_bytes:
         raise InvalidSignatureFileError(
@@ -93,7 +93,7 @@ def read_package(
     """Read and validate one package file. Every problem is an InputError naming the file."""
     try:
         check_package_filename(path.name)
-        with open(path, "rb") as raw:
+        with open_regular(path) as raw:
             st = os.fstat(raw.fileno())
             if st.st_size > limits.max_package_bytes:
                 raise LimitExceededError(f"package is larger than {limits.max_package_bytes} bytes")
@@ -136,9 +136,3 @@ def read_package(
         return Package(path, facts, tuple(sorted_paths(files)), buildinfo)
     except ReposealError as exc:
         raise exc.at(path) from None
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a package file", path=path) from None
-    except PermissionError:
-        raise InputError("permission denied", path=path) from None

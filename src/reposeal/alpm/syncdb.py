@@ -18,8 +18,9 @@ from reposeal.alpm import compression
 from reposeal.alpm.desc import PackageFacts, parse_desc, render_desc, render_files, single
 from reposeal.alpm.limits import DEFAULT_LIMITS, Limits
 from reposeal.alpm.names import check_package_filename, split_entry_dir
+from reposeal.alpm.safeio import read_limited
 from reposeal.alpm.tarformat import END_OF_ARCHIVE, TarReader, tar_member
-from reposeal.errors import InputError, InvalidDatabaseError, ReposealError
+from reposeal.errors import InvalidDatabaseError, ReposealError
 
 _ENTRY_FILES = ("desc", "files")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -106,15 +107,7 @@ def _scan_archive(
 
 def read_blob(path: Path, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """Read a (compressed) database file, refusing absurd sizes."""
-    try:
-        with open(path, "rb") as f:
-            blob = f.read(limits.max_db_bytes + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read database: {exc.strerror}", path=path) from None
-    if len(blob) > limits.max_db_bytes:
-        raise InvalidDatabaseError(
-            f"database is larger than {limits.max_db_bytes} bytes", path=path
-        )
+    blob = read_limited(path, limits.max_db_bytes, "database")
     if not blob:
         raise InvalidDatabaseError("database file is empty", path=path)
     return blob

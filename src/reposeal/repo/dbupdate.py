@@ -19,6 +19,7 @@ from pathlib import Path
 
 from reposeal.alpm import chunked
 from reposeal.alpm.package import read_package
+from reposeal.alpm.safeio import read_limited
 from reposeal.alpm.syncdb import (
     Entry,
     decompress_blob,
@@ -28,7 +29,7 @@ from reposeal.alpm.syncdb import (
     render_archive,
     validate_entries,
 )
-from reposeal.errors import InvalidDatabaseError, RefusedError
+from reposeal.errors import InvalidDatabaseError, RefusedError, ReposealError
 from reposeal.openpgp.gpg import gpg_verify
 from reposeal.openpgp.signer import Signer
 from reposeal.repo.changes import AddRules, Plan, plan_add, plan_remove
@@ -38,6 +39,7 @@ from reposeal.repo.publish import publish
 
 Progress = Callable[[str], None]
 PARALLEL_THRESHOLD = 32  # below this, a process pool costs more than it saves
+MAX_INDEX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -126,9 +128,9 @@ class _Current:
         index = paths.current / paths.index_name
         if paths.compression in chunked.CHUNKABLE and "files" in self._blobs and index.exists():
             try:
-                doc = json.loads(index.read_bytes())
-            except (OSError, ValueError):
-                doc = None
+                doc = json.loads(read_limited(index, MAX_INDEX_BYTES, "index"))
+            except (ReposealError, ValueError):
+                doc = None  # an unreadable index only costs speed
             self.chunks = chunked.chunks_from_index(doc, paths.compression, self._blobs)
         if self.chunks is None:
             progress(f"Reading all of {db.name} (no valid index: first update by reposeal)...")
