@@ -13,7 +13,7 @@ import click
 from reposeal import __version__
 from reposeal.alpm.syncdb import read_entries
 from reposeal.alpm.vercmp import vercmp as _vercmp
-from reposeal.errors import RefusedError, ReposealError
+from reposeal.errors import InputError, RefusedError, ReposealError
 from reposeal.repo import dbupdate
 from reposeal.repo.changes import AddRules
 
@@ -28,6 +28,10 @@ Exit codes:
   5  signing or signature verification failed
   6  a required tool or key is missing
 """
+
+
+class UsageError(InputError):
+    """Options that contradict each other."""
 
 
 class _Out:
@@ -75,6 +79,11 @@ def _common(f: Any) -> Any:
         click.option("-s", "--sign", is_flag=True, help="Sign the databases with gpg."),
         click.option("-k", "--key", metavar="KEY", help="The gpg key to sign with (with --sign)."),
         click.option(
+            "--signer",
+            metavar="SPEC",
+            help="Sign with soft:KEYFILE, gpg:FINGERPRINT or pkcs11:URI (see `reposeal key`).",
+        ),
+        click.option(
             "-v", "--verify", is_flag=True, help="Verify the current signature before updating."
         ),
         click.option(
@@ -96,14 +105,21 @@ def _common(f: Any) -> Any:
     return f
 
 
-def _signer(sign: bool, key: str | None, gnupghome: Path | None, out: _Out) -> Any:
+def _signer(
+    sign: bool, key: str | None, spec: str | None, gnupghome: Path | None, out: _Out
+) -> Any:
+    """--signer SPEC, or repo-add's spelling --sign [--key FPR] (= gpg:FPR)."""
+    from reposeal.openpgp.spec import signer_from_spec
+
+    if spec:
+        if sign or key:
+            raise UsageError("use either --signer or --sign/--key, not both")
+        return signer_from_spec(spec, gnupghome)
     if key and not sign:
         out.progress("--key without --sign: the database will not be signed (as repo-add)")
     if not sign:
         return None
-    from reposeal.openpgp.gpg import GpgSigner
-
-    return GpgSigner(key=key, homedir=gnupghome)
+    return signer_from_spec(f"gpg:{key or ''}", gnupghome)
 
 
 def _report(out: _Out, report: Any) -> None:
@@ -148,6 +164,7 @@ def db_add(
     as_json: bool,
     sign: bool,
     key: str | None,
+    signer: str | None,
     verify: bool,
     gnupghome: Path | None,
     wait: float,
@@ -167,7 +184,7 @@ def db_add(
     out = _Out(quiet, as_json)
     try:
         opts = dbupdate.UpdateOptions(
-            signer=_signer(sign, key, gnupghome, out),
+            signer=_signer(sign, key, signer, gnupghome, out),
             verify_existing=verify,
             gnupghome=gnupghome,
             include_sigs=include_sigs,
@@ -196,6 +213,7 @@ def db_remove(
     as_json: bool,
     sign: bool,
     key: str | None,
+    signer: str | None,
     verify: bool,
     gnupghome: Path | None,
     wait: float,
@@ -205,7 +223,7 @@ def db_remove(
     out = _Out(quiet, as_json)
     try:
         opts = dbupdate.UpdateOptions(
-            signer=_signer(sign, key, gnupghome, out),
+            signer=_signer(sign, key, signer, gnupghome, out),
             verify_existing=verify,
             gnupghome=gnupghome,
             wait=wait,
@@ -217,18 +235,28 @@ def db_remove(
 
 @db.command("verify", epilog=EXIT_CODES)
 @click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--keyring",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trust exactly these certificates (a file) instead of a gpg keyring.",
+)
 @click.option("--allow-unsigned", is_flag=True, help="Do not fail on a missing signature.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
 @click.argument("database", type=click.Path(path_type=Path))
 def db_verify(
-    database: Path, gnupghome: Path | None, allow_unsigned: bool, as_json: bool, quiet: bool
+    database: Path,
+    gnupghome: Path | None,
+    keyring: Path | None,
+    allow_unsigned: bool,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Check DATABASE: its signatures (with gpg) and every entry of the sync and files
     databases. Exits 0 only if everything is valid."""
     out = _Out(quiet, as_json)
     try:
-        rep = dbupdate.verify(database, gnupghome, allow_unsigned, out.progress)
+        rep = dbupdate.verify(database, gnupghome, allow_unsigned, out.progress, keyring)
     except ReposealError as exc:
         out.fail(exc)
     if as_json:
@@ -269,6 +297,80 @@ def db_diff(old: Path, new: Path, as_json: bool) -> None:
             for item in items:
                 click.echo(f"{key:>16}  {item}")
     click.echo(f"{len(summary['unchanged']):>16}  unchanged")
+
+
+@main.group()
+def key() -> None:
+    """Repository signing keys: a key file (soft:PATH), gpg and its agent or smartcard
+    (gpg:FINGERPRINT), or a PKCS#11 token / HSM (pkcs11:URI, RFC 7512).
+
+    \b
+    pkcs11 example (the PIN comes from pin-source= or $REPOSEAL_PKCS11_PIN, never argv):
+      pkcs11:token=repo;object=repo-key?module-path=/usr/lib/softhsm/libsofthsm2.so
+    """
+
+
+_SIGNER_ARG = click.option(
+    "--signer", "spec", required=True, metavar="SPEC", help="soft:PATH, gpg:FPR or pkcs11:URI"
+)
+_GNUPGHOME = click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+
+
+@key.command("generate", epilog=EXIT_CODES)
+@_SIGNER_ARG
+@_GNUPGHOME
+@click.option("--uid", default="reposeal repository key <repo@localhost>", show_default=True)
+@click.option("--algo", type=click.Choice(["ed25519", "rsa4096"]), default="ed25519")
+def key_generate(spec: str, gnupghome: Path | None, uid: str, algo: str) -> None:
+    """Create a key and its self-signed OpenPGP certificate; print the fingerprint."""
+    from reposeal.openpgp import spec as specs
+
+    out = _Out(False, False)
+    try:
+        click.echo(specs.generate(spec, uid, algo, gnupghome))
+    except ReposealError as exc:
+        out.fail(exc)
+
+
+@key.command("export", epilog=EXIT_CODES)
+@_SIGNER_ARG
+@_GNUPGHOME
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+def key_export(spec: str, gnupghome: Path | None, output: Path | None) -> None:
+    """Print (or write) the armored public certificate, ready for `pacman-key --add`."""
+    from reposeal.openpgp import spec as specs
+
+    out = _Out(False, False)
+    try:
+        armored = str(specs.certificate(spec, gnupghome))
+    except ReposealError as exc:
+        out.fail(exc)
+    if output is None:
+        click.echo(armored, nl=False)
+    else:
+        output.write_text(armored)
+
+
+@key.command("list", epilog=EXIT_CODES)
+@_SIGNER_ARG
+@_GNUPGHOME
+@click.option("--json", "as_json", is_flag=True)
+def key_list(spec: str, gnupghome: Path | None, as_json: bool) -> None:
+    """Show the key a spec names: fingerprint, user IDs, expiry, revocation."""
+    from reposeal.openpgp import spec as specs
+
+    out = _Out(False, as_json)
+    try:
+        info = specs.describe(spec, gnupghome)
+    except ReposealError as exc:
+        out.fail(exc)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(info), indent=2))
+        return
+    click.echo(f"{info.backend}  {info.fingerprint}")
+    for uid in info.user_ids:
+        click.echo(f"  uid      {uid}")
+    click.echo(f"  expires  {info.expires or 'never'}{'  REVOKED' if info.revoked else ''}")
 
 
 @main.command("vercmp")

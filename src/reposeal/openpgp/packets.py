@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 ALGO_RSA = 1
@@ -205,3 +205,44 @@ def certificate(
 
     selfsig = signature(key, SIG_POSITIVE_CERT, feed, raw_sign, created=created, extra_hashed=extra)
     return packet(6, key.body) + packet(13, uid) + selfsig
+
+
+def iter_packets(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(tag, body) of each packet in a binary OpenPGP stream (old and new formats)."""
+    pos = 0
+    while pos < len(data):
+        head = data[pos]
+        if not head & 0x80:
+            raise ValueError("not an OpenPGP packet")
+        if head & 0x40:  # new format
+            tag = head & 0x3F
+            first = data[pos + 1]
+            if first < 192:
+                start, length = pos + 2, first
+            elif first < 224:
+                start, length = pos + 3, ((first - 192) << 8) + data[pos + 2] + 192
+            elif first == 255:
+                start, length = pos + 6, struct.unpack(">I", data[pos + 2 : pos + 6])[0]
+            else:
+                raise ValueError("partial body lengths are not used in keys")
+        else:
+            tag = (head >> 2) & 0x0F
+            size = {0: 1, 1: 2, 2: 4}.get(head & 3)
+            if size is None:
+                raise ValueError("indeterminate packet length")
+            start = pos + 1 + size
+            length = int.from_bytes(data[pos + 1 : start], "big")
+        if start + length > len(data):
+            raise ValueError("truncated packet")
+        yield tag, data[start : start + length]
+        pos = start + length
+
+
+def key_fingerprints(cert: bytes) -> set[str]:
+    """Uppercase fingerprints of the primary key and every subkey of a v4 certificate."""
+    out = set()
+    for tag, body in iter_packets(cert):
+        if tag in (6, 14) and body[:1] == b"\x04":
+            prefix = b"\x99" + struct.pack(">H", len(body))
+            out.add(hashlib.sha1(prefix + body).hexdigest().upper())  # noqa: S324
+    return out

@@ -288,7 +288,11 @@ class VerifyReport:
 
 
 def verify(
-    db_path: Path, gnupghome: Path | None, allow_unsigned: bool, progress: Progress
+    db_path: Path,
+    gnupghome: Path | None,
+    allow_unsigned: bool,
+    progress: Progress,
+    keyring: Path | None = None,
 ) -> VerifyReport:
     """Check signatures and every entry of the sync and files databases (index ignored)."""
     paths = RepoPaths.from_db_path(db_path)
@@ -304,7 +308,18 @@ def verify(
         sig = archive.with_name(archive.name + ".sig")
         if sig.exists():
             progress(f"Verifying {sig.name}...")
-            signatures[archive.name] = gpg_verify(archive, sig, gnupghome).fingerprint
+            if keyring is not None:
+                from reposeal.openpgp.verify import Keyring, verify_detached
+
+                sig_bytes = read_limited(sig, 16384, "signature")
+                try:
+                    signatures[archive.name] = verify_detached(
+                        archive, sig_bytes, Keyring.from_file(keyring)
+                    )
+                except ReposealError as exc:
+                    raise exc.at(archive) from None
+            else:
+                signatures[archive.name] = gpg_verify(archive, sig, gnupghome).fingerprint
         else:
             signatures[archive.name] = "unsigned"
             if not allow_unsigned:

@@ -1,0 +1,97 @@
+"""Checking a detached signature against a keyring, strictly.
+
+A signature counts only if it verifies cryptographically, its key is in the keyring, and that
+key is neither revoked nor expired now. The answer is the signer's primary fingerprint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pysequoia
+
+from reposeal.errors import InvalidSignatureFileError, VerificationError
+from reposeal.openpgp.packets import key_fingerprints
+from reposeal.openpgp.soft import sequoia_message
+
+MAX_SIGNATURE_BYTES = 16384
+MAX_KEYRING_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """A set of OpenPGP certificates (public keys) trusted for one purpose."""
+
+    certs: tuple[pysequoia.Cert, ...]
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Keyring:
+        try:
+            return cls(tuple(pysequoia.Cert.split_bytes(data)))
+        except (RuntimeError, ValueError) as exc:
+            raise InvalidSignatureFileError(f"not a keyring: {sequoia_message(exc)}") from None
+
+    @classmethod
+    def from_file(cls, path: Path) -> Keyring:
+        from reposeal.alpm.safeio import read_limited
+
+        try:
+            return cls.from_bytes(read_limited(path, MAX_KEYRING_BYTES, "keyring"))
+        except InvalidSignatureFileError as exc:
+            raise exc.at(path) from None
+
+    def fingerprints(self) -> list[str]:
+        return [c.fingerprint.upper() for c in self.certs]
+
+
+def verify_detached(data: bytes | Path, signature: bytes, keyring: Keyring) -> str:
+    """Return the primary fingerprint of the keyring key that made ``signature`` over
+    ``data`` (bytes, or a file read streaming); raise VerificationError otherwise."""
+    if len(signature) > MAX_SIGNATURE_BYTES or not signature:
+        raise InvalidSignatureFileError("signature is empty or larger than 16 KiB")
+    try:
+        sig = pysequoia.Sig.from_bytes(signature)
+    except (RuntimeError, ValueError) as exc:
+        raise InvalidSignatureFileError(
+            f"not an OpenPGP signature: {sequoia_message(exc)}"
+        ) from None
+    issuer = (sig.issuer_fingerprint or "").upper()
+    issuer_id = (sig.issuer_key_id or "").upper()
+    candidates = list(keyring.certs)
+    try:
+        if isinstance(data, Path):
+            result = pysequoia.verify(file=data, store=lambda _ids: candidates, signature=sig)
+        else:
+            result = pysequoia.verify(bytes=data, store=lambda _ids: candidates, signature=sig)
+    except RuntimeError as exc:
+        who = issuer or issuer_id or "an unknown key"
+        if not any(_matches(c, issuer, issuer_id) for c in candidates):
+            raise VerificationError(
+                f"signed by {who}, which is not in the keyring: import the signer's "
+                "certificate if you trust it"
+            ) from None
+        raise VerificationError(
+            f"BAD signature by {who}: the data was changed after signing, or the key is "
+            f"not valid for signing ({sequoia_message(exc)})"
+        ) from None
+    if not result.valid_sigs:
+        raise VerificationError("no valid signature")
+    primary = str(result.valid_sigs[0].certificate).upper()
+    cert = next(c for c in candidates if c.fingerprint.upper() == primary)
+    if cert.is_revoked:
+        raise VerificationError(f"signed by {primary}, whose key is revoked")
+    exp = cert.expiration
+    if exp is not None and exp.timestamp() <= time.time():
+        raise VerificationError(f"signed by {primary}, whose key expired on {exp:%Y-%m-%d}")
+    return primary
+
+
+def _matches(cert: pysequoia.Cert, fingerprint: str, key_id: str) -> bool:
+    """Does the signature's issuer name this cert's primary key or one of its subkeys?"""
+    try:
+        fprs = key_fingerprints(bytes(cert))
+    except ValueError:
+        return False
+    return any((fingerprint and f == fingerprint) or (key_id and f.endswith(key_id)) for f in fprs)
