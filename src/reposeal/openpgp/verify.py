@@ -67,11 +67,13 @@ def verify_detached(data: bytes | Path, signature: bytes, keyring: Keyring) -> s
             result = pysequoia.verify(bytes=data, store=lambda _ids: candidates, signature=sig)
     except RuntimeError as exc:
         who = issuer or issuer_id or "an unknown key"
-        if not any(_matches(c, issuer, issuer_id) for c in candidates):
+        owners = [c for c in candidates if _matches(c, issuer, issuer_id)]
+        if not owners:
             raise VerificationError(
                 f"signed by {who}, which is not in the keyring: import the signer's "
                 "certificate if you trust it"
             ) from None
+        _check_alive(owners[0])
         raise VerificationError(
             f"BAD signature by {who}: the data was changed after signing, or the key is "
             f"not valid for signing ({sequoia_message(exc)})"
@@ -79,13 +81,24 @@ def verify_detached(data: bytes | Path, signature: bytes, keyring: Keyring) -> s
     if not result.valid_sigs:
         raise VerificationError("no valid signature")
     primary = str(result.valid_sigs[0].certificate).upper()
-    cert = next(c for c in candidates if c.fingerprint.upper() == primary)
+    _check_alive(next(c for c in candidates if c.fingerprint.upper() == primary))
+    return primary
+
+
+def _check_alive(cert: pysequoia.Cert) -> None:
+    """A revoked or expired key signs nothing we accept, whenever the signature was made."""
+    primary = cert.fingerprint.upper()
     if cert.is_revoked:
-        raise VerificationError(f"signed by {primary}, whose key is revoked")
+        raise VerificationError(
+            f"signed by {primary}, whose key is revoked: the repository must re-sign "
+            "with its new key"
+        )
     exp = cert.expiration
     if exp is not None and exp.timestamp() <= time.time():
-        raise VerificationError(f"signed by {primary}, whose key expired on {exp:%Y-%m-%d}")
-    return primary
+        raise VerificationError(
+            f"signed by {primary}, whose key expired on {exp:%Y-%m-%d}: the key owner must "
+            "extend it (and you refresh it) or re-sign"
+        )
 
 
 def _matches(cert: pysequoia.Cert, fingerprint: str, key_id: str) -> bool:
