@@ -79,7 +79,7 @@ def gpg_key(home: Path) -> str:
         capture_output=True,
         text=True,
     ).stdout
-    return [ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr:")][0]
+    return next(ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr:"))
 
 
 def main() -> None:

@@ -68,7 +68,7 @@ def pkcs11_spec(label: str) -> str:
     return f"pkcs11:token=repo;object={label}?module-path={SOFTHSM}"
 
 
-BACKENDS = ["soft", "gpg", "pkcs11-ed25519", "pkcs11-rsa4096"]
+BACKENDS = ["soft", "soft-rsa4096", "gpg", "pkcs11-ed25519", "pkcs11-rsa4096"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -80,6 +80,7 @@ def test_each_backend_signs_databases_pacman_gpg_and_sq_accept(
     algo = "rsa4096" if backend.endswith("rsa4096") else "ed25519"
     spec = {
         "soft": f"soft:{tmp_path / 'repo.key'}",
+        "soft-rsa4096": f"soft:{tmp_path / 'repo.key'}",
         "gpg": "gpg:",
         "pkcs11-ed25519": pkcs11_spec(f"ed-{tmp_path.name}"),
         "pkcs11-rsa4096": pkcs11_spec(f"rsa-{tmp_path.name}"),

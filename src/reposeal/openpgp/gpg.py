@@ -7,7 +7,9 @@ never on its human messages.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import stat
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -73,6 +75,17 @@ def secret_key_fingerprint(key: str | None, homedir: Path | None = None) -> str:
     return fprs[0]
 
 
+def _regular_file_fd(stream: BinaryIO) -> int | None:
+    """The descriptor of a stream that is a regular file read from its start, else None."""
+    try:
+        fd = stream.fileno()
+        if stat.S_ISREG(os.fstat(fd).st_mode) and stream.tell() == 0:
+            return fd
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
+
+
 def _feed(stream: BinaryIO, proc: subprocess.Popen[bytes]) -> None:
     """Copy ``stream`` to gpg's stdin in chunks, so large inputs never sit in memory."""
     assert proc.stdin is not None
@@ -109,17 +122,40 @@ class GpgSigner:
     def fingerprint(self) -> str:
         return secret_key_fingerprint(self.key, self.homedir)
 
+    def certificate(self) -> bytes:
+        fpr = self.fingerprint
+        proc = subprocess.run(
+            [*_base_args(self.homedir), "--export", fpr],
+            capture_output=True,
+            timeout=_TIMEOUT,
+            check=False,
+        )
+        if proc.returncode != 0 or not proc.stdout:
+            raise ToolMissingError(f"gpg cannot export the certificate of {fpr}")
+        return proc.stdout
+
     def sign_detached(self, stream: BinaryIO) -> bytes:
         args = [*_base_args(self.homedir), "--detach-sign", "--no-armor", "--output", "-"]
         if self.key:
             args += ["--local-user", self.key]
-        proc = subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        feeder = threading.Thread(target=_feed, args=(stream, proc), daemon=True)
-        feeder.start()
-        out, err = _collect(proc)
-        feeder.join()
+        fd = _regular_file_fd(stream)
+        if fd is not None:  # gpg reads the file itself: no copy through a pipe
+            proc = subprocess.Popen(
+                [*args, f"/dev/fd/{fd}"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(fd,),
+            )
+            out, err = _collect(proc)
+        else:
+            proc = subprocess.Popen(
+                args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            feeder = threading.Thread(target=_feed, args=(stream, proc), daemon=True)
+            feeder.start()
+            out, err = _collect(proc)
+            feeder.join()
         if proc.returncode != 0 or not any(s[0] == "SIG_CREATED" for s in _status(err)):
             raise SigningError(f"gpg could not sign: {_human(err)}")
         return out

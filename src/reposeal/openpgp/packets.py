@@ -246,3 +246,51 @@ def key_fingerprints(cert: bytes) -> set[str]:
             prefix = b"\x99" + struct.pack(">H", len(body))
             out.add(hashlib.sha1(prefix + body).hexdigest().upper())  # noqa: S324
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class SecretKey:
+    """An unencrypted v4 secret (sub)key: its public half and the secret MPIs."""
+
+    public: PublicKey
+    secret_mpis: tuple[bytes, ...]
+
+
+def _read_mpi(body: bytes, pos: int) -> tuple[bytes, int]:
+    bits = struct.unpack(">H", body[pos : pos + 2])[0]
+    end = pos + 2 + (bits + 7) // 8
+    if end > len(body):
+        raise ValueError("truncated MPI")
+    return body[pos + 2 : end], end
+
+
+def parse_secret_key(body: bytes) -> SecretKey:
+    """Parse a v4 secret key packet body (RFC 4880 §5.5.3) that is not password-protected."""
+    if len(body) < 8 or body[0] != 4:
+        raise ValueError("not a v4 secret key")
+    created = struct.unpack(">I", body[1:5])[0]
+    algorithm = body[5]
+    pos = 6
+    if algorithm == ALGO_EDDSA:
+        oid_len = body[pos]
+        oid = body[pos + 1 : pos + 1 + oid_len]
+        if oid != ED25519_OID:
+            raise ValueError("only Ed25519 EdDSA keys are supported")
+        pos += 1 + oid_len
+        _, pos = _read_mpi(body, pos)
+        count = 1
+    elif algorithm == ALGO_RSA:
+        for _ in range(2):
+            _, pos = _read_mpi(body, pos)
+        count = 4  # d, p, q, u
+    else:
+        raise ValueError(f"unsupported public-key algorithm {algorithm}")
+    public = PublicKey(algorithm, created, body[6:pos])
+    if body[pos] != 0:
+        raise ValueError("the secret key is password-protected")
+    pos += 1
+    mpis = []
+    for _ in range(count):
+        value, pos = _read_mpi(body, pos)
+        mpis.append(value)
+    return SecretKey(public, tuple(mpis))

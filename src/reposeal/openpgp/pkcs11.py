@@ -239,6 +239,9 @@ class Pkcs11Signer:
 
     uri: Pkcs11Uri
 
+    def certificate(self) -> bytes:
+        return self.certificate_bytes()
+
     def certificate_bytes(self) -> bytes:
         from pkcs11 import Attribute, ObjectClass
 

@@ -13,6 +13,10 @@ class Signer(Protocol):
         """Primary key fingerprint (uppercase hex) of the signing key."""
         ...
 
+    def certificate(self) -> bytes:
+        """The signing key's public certificate (binary), to check our own signatures."""
+        ...
+
     def sign_detached(self, stream: BinaryIO) -> bytes:
         """Sign everything readable from ``stream``; return the binary signature packet(s)."""
         ...

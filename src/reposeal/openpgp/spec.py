@@ -98,7 +98,7 @@ def certificate(spec: str, gnupghome: Path | None = None) -> pysequoia.Cert:
     if backend == "soft":
         from reposeal.openpgp.soft import SoftSigner
 
-        return SoftSigner(Path(rest)).certificate()
+        return SoftSigner(Path(rest)).cert()
     if backend == "gpg":
         fpr = secret_key_fingerprint(rest or None, gnupghome)
         home = ["--homedir", str(gnupghome)] if gnupghome else []

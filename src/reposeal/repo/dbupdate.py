@@ -29,7 +29,7 @@ from reposeal.alpm.syncdb import (
     render_archive,
     validate_entries,
 )
-from reposeal.errors import InvalidDatabaseError, RefusedError, ReposealError
+from reposeal.errors import InvalidDatabaseError, RefusedError, ReposealError, SigningError
 from reposeal.openpgp.gpg import gpg_verify
 from reposeal.openpgp.signer import Signer
 from reposeal.repo.changes import AddRules, Plan, plan_add, plan_remove
@@ -192,10 +192,21 @@ def _write(
         )
         files[paths.index_name] = json.dumps(doc, separators=(",", ":")).encode()
     if opts.signer is not None:
+        from reposeal.openpgp.verify import Keyring, verify_detached
+
+        keyring = Keyring.from_bytes(opts.signer.certificate())
         for part in ("db", "files"):
             name = paths.archive_name(part)
             progress(f"Signing database '{name}'...")
-            files[name + ".sig"] = opts.signer.sign_detached(io.BytesIO(files[name]))
+            sig = opts.signer.sign_detached(io.BytesIO(files[name]))
+            try:  # never publish a signature we cannot verify ourselves
+                verify_detached(files[name], sig, keyring)
+            except ReposealError as exc:
+                raise SigningError(
+                    f"the new signature of {name} does not verify ({exc.message}); "
+                    "nothing was published"
+                ) from None
+            files[name + ".sig"] = sig
     return publish(paths, files)
 
 
