@@ -193,3 +193,60 @@ def test_signature_outside_keyring_tampered_data_and_garbage(tmp_path: Path) -> 
         verify_detached(b"dat4", sig, Keyring((a.extract_certificate(),)))
     with pytest.raises(InvalidSignatureFileError):
         verify_detached(b"data", b"\x89garbage", Keyring((a.extract_certificate(),)))
+
+
+def test_pin_from_pin_source_file(tmp_path: Path, hsm: dict[str, str]) -> None:
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(PIN + "\n")
+    spec = pkcs11_spec("pin-file") + f"&pin-source=file:{pin_file}"
+    env = {"SOFTHSM2_CONF": hsm["SOFTHSM2_CONF"], "REPOSEAL_PKCS11_PIN": ""}
+    assert cli("key", "generate", "--signer", spec, env=env).returncode == 0
+    out = cli("db", "add", "--signer", spec, str(tmp_path / "r.db.tar.gz"), env=env)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "r.db.tar.gz.sig").exists()
+
+
+def test_password_protected_soft_key_streams_a_file(tmp_path: Path) -> None:
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    tools.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "s3cret",
+            "--quick-gen-key",
+            "P <p@x>",
+            "ed25519",
+            "sign",
+            "0",
+        ]
+    )
+    secret = tools.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "s3cret",
+            "--export-secret-keys",
+        ]
+    ).stdout
+    tools.gpg_kill(home)
+    (tmp_path / "p.key").write_bytes(secret)
+    signer = SoftSigner(tmp_path / "p.key", password="s3cret")
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(3 << 20))
+    with open(data, "rb") as f:
+        sig = signer.sign_detached(f)
+    cert = pysequoia.Cert.from_bytes(signer.certificate())
+    assert verify_detached(data, sig, Keyring((cert,))) == signer.fingerprint
+    with pytest.raises(SigningError):
+        SoftSigner(tmp_path / "p.key", password="wrong").sign_detached(io.BytesIO(b"x"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -107,14 +108,8 @@ class SoftSigner:
         self._check_usable()
         try:
             fast = self._fast_key()
-            if fast is None:
-                data = stream.getvalue() if isinstance(stream, io.BytesIO) else stream.read()
-                return pysequoia.sign(
-                    self._key().signer(self.password),
-                    data,
-                    mode=pysequoia.SignatureMode.DETACHED,
-                    armor=False,
-                )
+            if fast is None:  # a password-protected key: Sequoia signs (and streams files)
+                return self._sequoia_sign(stream)
         except RuntimeError as exc:
             raise SigningError(f"cannot sign: {sequoia_message(exc)}", path=self.path) from None
         key, raw_sign = fast
@@ -124,6 +119,20 @@ class SoftSigner:
                 h.update(chunk)
 
         return packets.signature(key, packets.SIG_BINARY, feed, raw_sign, created=int(time.time()))
+
+    def _sequoia_sign(self, stream: BinaryIO) -> bytes:
+        signer = self._key().signer(self.password)
+        mode = pysequoia.SignatureMode.DETACHED
+        if isinstance(stream, io.BytesIO):
+            return pysequoia.sign(signer, stream.getvalue(), mode=mode, armor=False)
+        try:
+            source = Path(f"/proc/self/fd/{stream.fileno()}")
+        except (AttributeError, OSError, ValueError):
+            return pysequoia.sign(signer, stream.read(), mode=mode, armor=False)
+        with tempfile.TemporaryDirectory(prefix="reposeal-sig-") as tmp:
+            out = Path(tmp) / "sig"
+            pysequoia.sign_file(signer, source, out, mode=mode, armor=False)
+            return out.read_bytes()
 
 
 def _openssl_signer(secret: packets.SecretKey) -> packets.RawSign:

@@ -108,3 +108,14 @@ def _matches(cert: pysequoia.Cert, fingerprint: str, key_id: str) -> bool:
     except ValueError:
         return False
     return any((fingerprint and f == fingerprint) or (key_id and f.endswith(key_id)) for f in fprs)
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """Checks detached signatures against one keyring (see :func:`verify_detached`)."""
+
+    keyring: Keyring
+
+    def verify(self, data: bytes | Path, signature: bytes) -> str:
+        """The signer's primary fingerprint, or VerificationError."""
+        return verify_detached(data, signature, self.keyring)
