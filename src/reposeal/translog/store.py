@@ -16,7 +16,7 @@ from pathlib import Path
 from reposeal.errors import ReposealError
 from reposeal.translog import merkle
 
-MAX_ENTRY_BYTES = 1 << 20
+MAX_ENTRY_BYTES = 65535  # C2SP entry bundles use a 16-bit length
 SCHEMA_VERSION = 1
 
 

@@ -1,0 +1,75 @@
+"""Static export of the log as C2SP tlog-tiles, so mirrors serve it with rsync and HTTP.
+
+    tile/<L>/<N>[.p/<W>]        hashes of tree level 8*L, 256 per full tile
+    tile/entries/<N>[.p/<W>]    the entries, each as a 16-bit big-endian length + bytes
+    checkpoint                  the signed checkpoint, written last
+
+Full tiles never change and are written once; partial tiles are written for the current
+size. Every file is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+from reposeal.translog.store import TransparencyLog
+
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT
+
+
+def encode_index(n: int) -> str:
+    """``1234067`` -> ``x001/x234/067`` (groups of three digits, all but the last with x)."""
+    digits = str(n)
+    digits = "0" * (-len(digits) % 3) + digits
+    groups = [digits[i : i + 3] for i in range(0, len(digits), 3)]
+    return "/".join([*("x" + g for g in groups[:-1]), groups[-1]])
+
+
+def tile_path(level: int | str, index: int, width: int) -> str:
+    base = f"tile/{level}/{encode_index(index)}"
+    return base if width == TILE_WIDTH else f"{base}.p/{width}"
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def export(log: TransparencyLog, out: Path, checkpoint_note: bytes, size: int) -> int:
+    """Write every tile the tree of ``size`` needs that is not there yet; return how many."""
+    written = 0
+    level = 0
+    while True:
+        count = size >> (TILE_HEIGHT * level)  # hashes stored at tree level 8*level
+        if count == 0:
+            break
+        for n in range((count + TILE_WIDTH - 1) // TILE_WIDTH):
+            width = min(TILE_WIDTH, count - n * TILE_WIDTH)
+            path = out / tile_path(level, n, width)
+            if path.exists():
+                continue
+            hashes = log.leaf_hashes(TILE_HEIGHT * level, n * TILE_WIDTH, n * TILE_WIDTH + width)
+            _write(path, b"".join(hashes))
+            written += 1
+        level += 1
+    for n in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
+        width = min(TILE_WIDTH, size - n * TILE_WIDTH)
+        path = out / tile_path("entries", n, width)
+        if path.exists():
+            continue
+        bundle = b"".join(
+            struct.pack(">H", len(e)) + e
+            for e in log.entries(n * TILE_WIDTH, n * TILE_WIDTH + width)
+        )
+        _write(path, bundle)
+        written += 1
+    _write(out / "checkpoint", checkpoint_note)
+    return written
