@@ -294,3 +294,13 @@ def parse_secret_key(body: bytes) -> SecretKey:
         value, pos = _read_mpi(body, pos)
         mpis.append(value)
     return SecretKey(public, tuple(mpis))
+
+
+def split_signatures(data: bytes) -> list[bytes]:
+    """Each signature packet of a .sig file (several signers may share one file)."""
+    out = []
+    for tag, body in iter_packets(data):
+        if tag != 2:
+            raise ValueError(f"a signature file holds a packet of type {tag}")
+        out.append(packet(2, body))  # re-framed in the new format; the body is what is signed
+    return out

@@ -1,0 +1,1 @@
+"""Evidence: signed in-toto statements (approval, build, removal, override) and quorums."""

@@ -1,0 +1,56 @@
+"""Who signed what: verified signers per statement, and quorum counting.
+
+A signature counts only if it verifies against the role's keyring and its key is neither
+expired nor revoked (see :mod:`reposeal.openpgp.verify`); each key counts once, however
+many statements or signatures it made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from reposeal.errors import InvalidSignatureFileError, VerificationError
+from reposeal.evidence.statements import Statement, StatementError, from_bytes
+from reposeal.openpgp.packets import split_signatures
+from reposeal.openpgp.verify import Keyring, verify_detached
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A parsed statement and the keyring keys whose signatures on it verified."""
+
+    statement: Statement
+    raw: bytes
+    signers: frozenset[str]
+
+
+def valid_signers(raw: bytes, sig_file: bytes, keyring: Keyring) -> frozenset[str]:
+    """Primary fingerprints of every valid signature in ``sig_file`` over ``raw``."""
+    try:
+        packets = split_signatures(sig_file)
+    except (ValueError, IndexError):
+        raise InvalidSignatureFileError("not a file of OpenPGP signature packets") from None
+    found: set[str] = set()
+    for sig in packets:
+        try:
+            found.add(verify_detached(raw, sig, keyring))
+        except (VerificationError, InvalidSignatureFileError):
+            continue  # an invalid or foreign signature counts for nothing
+    return frozenset(found)
+
+
+def load_signed(raw: bytes, sig_file: bytes, keyring: Keyring) -> Signed:
+    try:
+        stmt = from_bytes(raw)
+    except StatementError:
+        raise
+    return Signed(stmt, raw, valid_signers(raw, sig_file, keyring))
+
+
+def count(signer_sets: Iterable[frozenset[str]], exclude: frozenset[str] = frozenset()) -> int:
+    """Distinct keys across statements, minus ``exclude`` (e.g. the change's author)."""
+    keys: set[str] = set()
+    for s in signer_sets:
+        keys |= s
+    return len(keys - exclude)

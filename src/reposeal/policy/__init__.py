@@ -1,0 +1,1 @@
+"""The signed policy document and the pure decision function."""

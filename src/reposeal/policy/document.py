@@ -1,0 +1,187 @@
+"""The policy: who may approve, build and administer, and how many must agree.
+
+It is itself a signed statement (canonical JSON, in-toto Statement v1, predicate
+``https://reposeal.dev/policy/v1``) with detached admin signatures. Rotation is TUF's root
+rotation: a new policy needs a higher version, its own admin threshold, and the threshold of
+the policy it replaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import pysequoia
+import rfc8785
+
+from reposeal.alpm.names import check_arch, check_name
+from reposeal.errors import ReposealError, VerificationError
+from reposeal.evidence.quorum import valid_signers
+from reposeal.evidence.statements import PREFIX, STATEMENT_TYPE, StatementError, load_json
+from reposeal.openpgp.verify import Keyring
+
+PREDICATE_TYPE = f"{PREFIX}policy/v1"
+ROLES = ("admins", "maintainers", "builders")
+
+
+@dataclass(frozen=True)
+class RepoRule:
+    name: str
+    arches: tuple[str, ...]
+    may_move_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: int
+    keyrings: dict[str, Keyring]
+    admin_threshold: int
+    approvals: int
+    builds: int
+    repos: tuple[RepoRule, ...]
+    db_signature_validity_days: int = 7
+    exclude_author: bool = True
+    armored: tuple[tuple[str, tuple[str, ...]], ...] = ()  # role -> certs, as written
+
+    def rule(self, repo: str) -> RepoRule | None:
+        return next((r for r in self.repos if r.name == repo), None)
+
+    def predicate(self) -> dict[str, Any]:
+        certs = dict(self.armored)
+        return {
+            "version": self.version,
+            **{role: list(certs.get(role, ())) for role in ROLES},
+            "thresholds": {
+                "admins": self.admin_threshold,
+                "approvals": self.approvals,
+                "builds": self.builds,
+            },
+            "repos": [
+                {"name": r.name, "arches": list(r.arches), "may_move_to": list(r.may_move_to)}
+                for r in self.repos
+            ],
+            "db_signature_validity_days": self.db_signature_validity_days,
+            "exclude_author": self.exclude_author,
+        }
+
+    def to_bytes(self) -> bytes:
+        predicate = self.predicate()
+        digest = hashlib.sha256(rfc8785.dumps(predicate)).hexdigest()
+        return rfc8785.dumps(
+            {
+                "_type": STATEMENT_TYPE,
+                "subject": [{"name": "reposeal-policy", "digest": {"sha256": digest}}],
+                "predicateType": PREDICATE_TYPE,
+                "predicate": predicate,
+            }
+        )
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        version: int,
+        certs: dict[str, list[str]],
+        admin_threshold: int,
+        approvals: int,
+        builds: int,
+        repos: list[RepoRule],
+        db_signature_validity_days: int = 7,
+        exclude_author: bool = True,
+    ) -> Policy:
+        """Make (and check) a policy from armored certificates per role."""
+        keyrings = {}
+        for role in ROLES:
+            blob = "\n".join(certs.get(role, [])).encode()
+            keyrings[role] = (
+                Keyring(tuple(pysequoia.Cert.split_bytes(blob))) if blob else Keyring(())
+            )
+        policy = cls(
+            version,
+            keyrings,
+            admin_threshold,
+            approvals,
+            builds,
+            tuple(repos),
+            db_signature_validity_days,
+            exclude_author,
+            tuple((role, tuple(str(c) for c in keyrings[role].certs)) for role in ROLES),
+        )
+        policy.check()
+        return policy
+
+    def check(self) -> None:
+        """A policy that can never be satisfied, or that trusts nobody, is refused."""
+        if self.version < 1:
+            raise StatementError("policy version must be at least 1")
+        for role, need in (
+            ("admins", self.admin_threshold),
+            ("maintainers", self.approvals),
+            ("builders", self.builds),
+        ):
+            have = len(set(self.keyrings[role].fingerprints()))
+            if need < 1 or need > have:
+                raise StatementError(f"threshold {need} for {role} needs 1..{have} (keys listed)")
+        if not self.repos or len({r.name for r in self.repos}) != len(self.repos):
+            raise StatementError("policy needs at least one repository, each named once")
+        for r in self.repos:
+            check_name(r.name)
+            for a in r.arches:
+                check_arch(a)
+        if not 1 <= self.db_signature_validity_days <= 366:
+            raise StatementError("db_signature_validity_days must be between 1 and 366")
+
+
+def parse_policy(raw: bytes) -> Policy:
+    doc = load_json(raw, "policy")
+    if set(doc) != {"_type", "subject", "predicateType", "predicate"} or (
+        doc["_type"] != STATEMENT_TYPE or doc["predicateType"] != PREDICATE_TYPE
+    ):
+        raise StatementError("not a reposeal policy statement")
+    p = doc["predicate"]
+    try:
+        policy = Policy.build(
+            version=int(p["version"]),
+            certs={role: list(p[role]) for role in ROLES},
+            admin_threshold=int(p["thresholds"]["admins"]),
+            approvals=int(p["thresholds"]["approvals"]),
+            builds=int(p["thresholds"]["builds"]),
+            repos=[
+                RepoRule(str(r["name"]), tuple(r["arches"]), tuple(r.get("may_move_to", [])))
+                for r in p["repos"]
+            ],
+            db_signature_validity_days=int(p["db_signature_validity_days"]),
+            exclude_author=bool(p["exclude_author"]),
+        )
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise StatementError(f"malformed policy: {exc}") from None
+    except ReposealError as exc:
+        raise StatementError(f"invalid policy: {exc.message}") from None
+    if policy.to_bytes() != raw:
+        raise StatementError("policy is not in its canonical form")
+    return policy
+
+
+def verify_policy(raw: bytes, sig_file: bytes, previous: Policy | None = None) -> Policy:
+    """The policy in ``raw`` if its signatures satisfy it (and ``previous``, when rotating)."""
+    policy = parse_policy(raw)
+    own = valid_signers(raw, sig_file, policy.keyrings["admins"])
+    if len(own) < policy.admin_threshold:
+        raise VerificationError(
+            f"policy v{policy.version} has {len(own)} valid admin signatures, needs "
+            f"{policy.admin_threshold}"
+        )
+    if previous is not None:
+        if policy.version <= previous.version:
+            raise VerificationError(
+                f"policy v{policy.version} does not replace v{previous.version}: "
+                "a new policy needs a higher version (rollback refused)"
+            )
+        old = valid_signers(raw, sig_file, previous.keyrings["admins"])
+        if len(old) < previous.admin_threshold:
+            raise VerificationError(
+                f"policy v{policy.version} has {len(old)} signatures from the admins of "
+                f"v{previous.version}, which requires {previous.admin_threshold}"
+            )
+    return policy
