@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from reposeal.alpm.vercmp import vercmp
 from reposeal.evidence.statements import Override
 from reposeal.policy.decide import Evidence, Request, SigningState, apply, decide
 from reposeal.policy.document import Policy
@@ -207,3 +210,39 @@ def test_all_reasons_are_listed_at_once(world: World, policy: Policy) -> None:
     d = decide(signed_state(parent="dbX"), req([p], parent="db0"), Evidence(), policy)
     assert len(d.reasons) >= 3
     assert COMMIT  # the evidence helpers default to this commit
+
+
+_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b"]),
+        st.sampled_from(["1-1", "2-1", "1:0-1", "0.5-1"]),
+        st.sampled_from(["x", "y"]),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(steps=_steps)
+def test_random_transitions_never_accept_a_downgrade_or_a_double_binding(
+    world: World, policy: Policy, steps: list[tuple[str, str, str, bool]]
+) -> None:
+    state, current, parent = SigningState(), {}, None
+    cache: dict[str, Evidence] = {}
+    for i, (name, version, content, replay) in enumerate(steps):
+        r = rec(name, version, content=f"{name}{version}{content}")
+        if r.sha256 not in cache:
+            cache[r.sha256] = world.evidence_for(r, policy)
+        new = {**current, name: r}
+        request = Request("core", "x86_64", "db-old" if replay else parent, f"db{i}", current, new)
+        d = decide(state, request, cache[r.sha256], policy)
+        if not d.accepted:
+            continue
+        assert not replay or parent == "db-old"
+        highest = state.highest.get(("core", name))
+        assert highest is None or vercmp(version, highest) >= 0
+        bound = state.bindings.get((name, version, "x86_64"))
+        assert bound is None or bound == r.sha256
+        state, current, parent = apply(state, request, d), new, f"db{i}"

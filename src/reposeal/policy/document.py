@@ -159,7 +159,10 @@ def parse_policy(raw: bytes) -> Policy:
     except ReposealError as exc:
         raise StatementError(f"invalid policy: {exc.message}") from None
     if policy.to_bytes() != raw:
-        raise StatementError("policy is not in its canonical form")
+        raise StatementError(
+            "policy bytes do not match their canonical form and subject digest "
+            "(hand-edited or tampered): re-create it with `reposeal policy init`"
+        )
     return policy
 
 

@@ -1,4 +1,4 @@
-"""``reposeal`` command line: argument parsing and output only; the work lives elsewhere."""
+"""`reposeal db`: repo-add and repo-remove, safely."""
 
 from __future__ import annotations
 
@@ -6,65 +6,15 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from reposeal import __version__
 from reposeal.alpm.syncdb import read_entries
-from reposeal.alpm.vercmp import vercmp as _vercmp
-from reposeal.errors import InputError, RefusedError, ReposealError
+from reposeal.cli import EXIT_CODES, UsageError, _Out, main
+from reposeal.errors import ReposealError
 from reposeal.repo import dbupdate
 from reposeal.repo.changes import AddRules
-
-EXIT_CODES = """\b
-Exit codes:
-  0  success
-  1  bad input (malformed or hostile package, database or signature)
-  2  usage error
-  3  refused: downgrade, same version with other content, unknown package;
-     nothing was written
-  4  the database is locked by another writer
-  5  signing or signature verification failed
-  6  a required tool or key is missing
-"""
-
-
-class UsageError(InputError):
-    """Options that contradict each other."""
-
-
-class _Out:
-    """Progress to stderr (unless quiet), results to stdout (JSON with --json)."""
-
-    def __init__(self, quiet: bool, as_json: bool) -> None:
-        self.quiet = quiet
-        self.as_json = as_json
-
-    def progress(self, msg: str) -> None:
-        if not self.quiet and not self.as_json:
-            click.echo(f"==> {msg}", err=True)
-
-    def fail(self, exc: ReposealError) -> NoReturn:
-        if self.as_json:
-            doc: dict[str, Any] = {"ok": False, "error": str(exc), "kind": type(exc).__name__}
-            if isinstance(exc, RefusedError):
-                doc["reasons"] = exc.reasons
-            click.echo(json.dumps(doc, indent=2))
-        else:
-            click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-
-
-@click.group(epilog=EXIT_CODES)
-@click.version_option(__version__, prog_name="reposeal")
-def main() -> None:
-    """Sign pacman repositories so that no single person, machine, replay or downgrade can
-    put a package in front of users.
-
-    Start with `reposeal db add`: repo-add's job with the same options, refusing downgrades,
-    never leaving a half-written database, and much faster.
-    """
 
 
 @main.group()
@@ -297,89 +247,3 @@ def db_diff(old: Path, new: Path, as_json: bool) -> None:
             for item in items:
                 click.echo(f"{key:>16}  {item}")
     click.echo(f"{len(summary['unchanged']):>16}  unchanged")
-
-
-@main.group()
-def key() -> None:
-    """Repository signing keys: a key file (soft:PATH), gpg and its agent or smartcard
-    (gpg:FINGERPRINT), or a PKCS#11 token / HSM (pkcs11:URI, RFC 7512).
-
-    \b
-    pkcs11 example (the PIN comes from pin-source= or $REPOSEAL_PKCS11_PIN, never argv):
-      pkcs11:token=repo;object=repo-key?module-path=/usr/lib/softhsm/libsofthsm2.so
-    """
-
-
-_SIGNER_ARG = click.option(
-    "--signer", "spec", required=True, metavar="SPEC", help="soft:PATH, gpg:FPR or pkcs11:URI"
-)
-_GNUPGHOME = click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
-
-
-@key.command("generate", epilog=EXIT_CODES)
-@_SIGNER_ARG
-@_GNUPGHOME
-@click.option("--uid", default="reposeal repository key <repo@localhost>", show_default=True)
-@click.option("--algo", type=click.Choice(["ed25519", "rsa4096"]), default="ed25519")
-def key_generate(spec: str, gnupghome: Path | None, uid: str, algo: str) -> None:
-    """Create a key and its self-signed OpenPGP certificate; print the fingerprint."""
-    from reposeal.openpgp import spec as specs
-
-    out = _Out(False, False)
-    try:
-        click.echo(specs.generate(spec, uid, algo, gnupghome))
-    except ReposealError as exc:
-        out.fail(exc)
-
-
-@key.command("export", epilog=EXIT_CODES)
-@_SIGNER_ARG
-@_GNUPGHOME
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
-def key_export(spec: str, gnupghome: Path | None, output: Path | None) -> None:
-    """Print (or write) the armored public certificate, ready for `pacman-key --add`."""
-    from reposeal.openpgp import spec as specs
-
-    out = _Out(False, False)
-    try:
-        armored = str(specs.certificate(spec, gnupghome))
-    except ReposealError as exc:
-        out.fail(exc)
-    if output is None:
-        click.echo(armored, nl=False)
-    else:
-        output.write_text(armored)
-
-
-@key.command("list", epilog=EXIT_CODES)
-@_SIGNER_ARG
-@_GNUPGHOME
-@click.option("--json", "as_json", is_flag=True)
-def key_list(spec: str, gnupghome: Path | None, as_json: bool) -> None:
-    """Show the key a spec names: fingerprint, user IDs, expiry, revocation."""
-    from reposeal.openpgp import spec as specs
-
-    out = _Out(False, as_json)
-    try:
-        info = specs.describe(spec, gnupghome)
-    except ReposealError as exc:
-        out.fail(exc)
-    if as_json:
-        click.echo(json.dumps(dataclasses.asdict(info), indent=2))
-        return
-    click.echo(f"{info.backend}  {info.fingerprint}")
-    for uid in info.user_ids:
-        click.echo(f"  uid      {uid}")
-    click.echo(f"  expires  {info.expires or 'never'}{'  REVOKED' if info.revoked else ''}")
-
-
-@main.command("vercmp")
-@click.argument("a")
-@click.argument("b")
-def vercmp_cmd(a: str, b: str) -> None:
-    """Compare two versions as pacman does; print -1, 0 or 1."""
-    click.echo(str(_vercmp(a, b)))
-
-
-if __name__ == "__main__":
-    main()

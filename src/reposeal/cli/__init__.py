@@ -1,0 +1,77 @@
+"""``reposeal`` command line: argument parsing and output only; the work lives elsewhere."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from reposeal import __version__
+from reposeal.alpm.vercmp import vercmp as _vercmp
+from reposeal.errors import InputError, RefusedError, ReposealError
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success
+  1  bad input (malformed or hostile package, database or signature)
+  2  usage error
+  3  refused: downgrade, same version with other content, unknown package;
+     nothing was written
+  4  the database is locked by another writer
+  5  signing or signature verification failed
+  6  a required tool or key is missing
+"""
+
+
+class UsageError(InputError):
+    """Options that contradict each other."""
+
+
+class _Out:
+    """Progress to stderr (unless quiet), results to stdout (JSON with --json)."""
+
+    def __init__(self, quiet: bool, as_json: bool) -> None:
+        self.quiet = quiet
+        self.as_json = as_json
+
+    def progress(self, msg: str) -> None:
+        if not self.quiet and not self.as_json:
+            click.echo(f"==> {msg}", err=True)
+
+    def fail(self, exc: ReposealError) -> NoReturn:
+        if self.as_json:
+            doc: dict[str, Any] = {"ok": False, "error": str(exc), "kind": type(exc).__name__}
+            if isinstance(exc, RefusedError):
+                doc["reasons"] = exc.reasons
+            click.echo(json.dumps(doc, indent=2))
+        else:
+            click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+@click.group(epilog=EXIT_CODES)
+@click.version_option(__version__, prog_name="reposeal")
+def main() -> None:
+    """Sign pacman repositories so that no single person, machine, replay or downgrade can
+    put a package in front of users.
+
+    Start with `reposeal db add`: repo-add's job with the same options, refusing downgrades,
+    never leaving a half-written database, and much faster.
+    """
+
+
+@main.command("vercmp")
+@click.argument("a")
+@click.argument("b")
+def vercmp_cmd(a: str, b: str) -> None:
+    """Compare two versions as pacman does; print -1, 0 or 1."""
+    click.echo(str(_vercmp(a, b)))
+
+
+def run() -> None:
+    """Console entry point: register every command group, then run."""
+    from reposeal.cli import db, key, trust  # noqa: F401  (they attach to `main`)
+
+    main()

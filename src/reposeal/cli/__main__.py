@@ -1,0 +1,3 @@
+from reposeal.cli import run
+
+run()
