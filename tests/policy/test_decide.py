@@ -182,6 +182,29 @@ def test_never_sign_two_files_under_one_version(world: World, policy: Policy) ->
     assert decide(state, req([other], [first], parent="db0"), ev, policy).accepted
 
 
+def test_moves_between_repositories_follow_the_policy(world: World) -> None:
+    from reposeal.policy.document import RepoRule
+
+    pol = world.policy(
+        repos=[
+            RepoRule("testing", ("x86_64",), ("core",)),
+            RepoRule("core", ("x86_64",)),
+            RepoRule("extra", ("x86_64",)),
+        ]
+    )
+    p = rec("foo", "1.0-1")
+    in_testing = SigningState(
+        last_db={("core", "x86_64"): "db0", ("extra", "x86_64"): "dbE"},
+        bindings={("foo", "1.0-1", "x86_64"): p.sha256},
+        origins={("foo", "1.0-1", "x86_64"): "testing"},
+    )
+    # testing -> core is an allowed move: the same file needs no new evidence
+    assert decide(in_testing, req([p], parent="db0"), Evidence(), pol).accepted
+    # testing -> extra is not: it needs the full evidence for extra
+    d = decide(in_testing, req([p], parent="dbE", repo="extra"), Evidence(), pol)
+    assert any("builders attest" in r for r in d.reasons)
+
+
 def test_split_packages_move_together(world: World, policy: Policy) -> None:
     a1, b1 = rec("lib-a", "1-1", pkgbase="lib"), rec("lib-b", "1-1", pkgbase="lib")
     a2, b2 = rec("lib-a", "2-1", pkgbase="lib"), rec("lib-b", "2-1", pkgbase="lib")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 
+import pysequoia
+
+from reposeal.openpgp.soft import SoftSigner
+from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.translog import merkle
 from reposeal.translog.checkpoint import Checkpoint, NoteSigner, verify_checkpoint
 from reposeal.translog.store import TransparencyLog
@@ -30,12 +35,17 @@ def read_bundle(data: bytes) -> list[bytes]:
 
 def test_export_matches_the_checkpoint(tmp_path: Path) -> None:
     signer = NoteSigner.generate("example.org/log")
+    tsk = pysequoia.Tsk.generate("Enclave <e@x>", profile=pysequoia.Profile.RFC4880)
+    (tmp_path / "enclave.key").write_text(str(tsk))
+    enclave = SoftSigner(tmp_path / "enclave.key")
     out = tmp_path / "public"
     with TransparencyLog(tmp_path / "log.sqlite") as log:
         for size in (3, 256, 700):
             log.append([f"e{i}".encode() for i in range(log.size, size)])
             note = signer.sign(Checkpoint("example.org/log", size, log.root()).text()).encode()
-            export(log, out, note, size)
+            export(log, out, note, size, enclave.sign_detached(io.BytesIO(note)))
+    pgp = Keyring((tsk.extract_certificate(),))
+    assert verify_detached(out / "checkpoint", (out / "checkpoint.sig").read_bytes(), pgp)
     cp = verify_checkpoint((out / "checkpoint").read_bytes(), signer.verifier, "example.org/log")
     assert cp.size == 700
     # a client rebuilds the tree from tiles alone

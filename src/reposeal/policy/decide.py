@@ -39,6 +39,7 @@ class SigningState:
     highest: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (repo, name) -> version
     bindings: Mapping[tuple[str, str, str], str] = field(default_factory=dict)  # name, ver, arch
     used_overrides: frozenset[str] = frozenset()  # sha256 of override statements
+    origins: Mapping[tuple[str, str, str], str] = field(default_factory=dict)  # -> first repo
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,11 @@ def decide(state: SigningState, request: Request, evidence: Evidence, policy: Po
                 f"({bound[:16]}…); a published version never changes"
             )
         if bound == new.sha256:
-            continue  # the very file signed before: the evidence was checked then
+            origin = state.origins.get((name, new.version, new.arch), repo)
+            origin_rule = policy.rule(origin)
+            if origin == repo or (origin_rule is not None and repo in origin_rule.may_move_to):
+                continue  # the very file signed before: its evidence was checked then
+            # a move the policy does not allow by itself: it needs evidence for this repo
         _check_evidence(d, policy, where, new, builds_by_sha, build_signers, approvals)
 
     for base, versions in changed_bases.items():

@@ -43,8 +43,16 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def export(log: TransparencyLog, out: Path, checkpoint_note: bytes, size: int) -> int:
-    """Write every tile the tree of ``size`` needs that is not there yet; return how many."""
+def export(
+    log: TransparencyLog,
+    out: Path,
+    checkpoint_note: bytes,
+    size: int,
+    openpgp_signature: bytes | None = None,
+) -> int:
+    """Write every tile the tree of ``size`` needs that is not there yet, then the
+    checkpoint (and ``checkpoint.sig``, the enclave key's OpenPGP signature over it, which
+    pacman users can check with the repository key they already trust); return the count."""
     written = 0
     level = 0
     while True:
@@ -71,5 +79,7 @@ def export(log: TransparencyLog, out: Path, checkpoint_note: bytes, size: int) -
         )
         _write(path, bundle)
         written += 1
+    if openpgp_signature is not None:
+        _write(out / "checkpoint.sig", openpgp_signature)
     _write(out / "checkpoint", checkpoint_note)
     return written
