@@ -269,3 +269,22 @@ def test_random_transitions_never_accept_a_downgrade_or_a_double_binding(
         bound = state.bindings.get((name, version, "x86_64"))
         assert bound is None or bound == r.sha256
         state, current, parent = apply(state, request, d), new, f"db{i}"
+
+
+def test_revoked_keys_count_for_nothing(world: World) -> None:
+    import pysequoia
+
+    victim = world.maintainers[1]
+    tsk = pysequoia.Tsk.from_file(str(victim.signer.path))
+    cert = tsk.extract_certificate()
+    revoked = pysequoia.Cert.from_bytes(bytes(cert) + bytes(cert.revoke(tsk.certifier())))
+    pol = world.policy(
+        certs={
+            "admins": [p.cert for p in world.admins],
+            "maintainers": [world.maintainers[0].cert, str(revoked), world.maintainers[2].cert],
+            "builders": [p.cert for p in world.builders],
+        }
+    )
+    p = rec("foo", "1.0-1")
+    d = decide(SigningState(), req([p]), world.evidence_for(p, pol, approvers=2), pol)
+    assert any("1 maintainer approvals" in r for r in d.reasons)
