@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from reposeal.alpm.synthetic import write_package
+from reposeal.openpgp.gpg import generate_key
 
 REPOSEAL = [sys.executable, "-m", "reposeal.cli"]
 
@@ -54,32 +55,7 @@ def timed(args: list[str], env: dict[str, str] | None = None) -> float:
 
 def gpg_key(home: Path) -> str:
     home.mkdir(mode=0o700)
-    subprocess.run(
-        [
-            "gpg",
-            "--homedir",
-            str(home),
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "Bench <bench@example.org>",
-            "ed25519",
-            "sign",
-            "0",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    out = subprocess.run(
-        ["gpg", "--homedir", str(home), "--with-colons", "--list-secret-keys"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return next(ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr:"))
+    return generate_key(home, "Bench <bench@example.org>")
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from reposeal.alpm.synthetic import write_package
 from reposeal.builder.makepkg import build
 from reposeal.client.scratch import ScratchPacman
+from reposeal.openpgp.gpg import generate_key
 
 OUT = Path(__file__).resolve().parent.parent / "demo-out"
 REPOSEAL = [sys.executable, "-m", "reposeal.cli"]
@@ -83,28 +84,7 @@ def main() -> None:
     scratch = ScratchPacman(OUT / "pacman", {"demo": repo})
     try:
         step("1. Generate the repository signing key")
-        run(
-            [
-                "gpg",
-                "--homedir",
-                str(gnupg),
-                "--batch",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-                "--quick-gen-key",
-                "reposeal demo <demo@example.org>",
-                "ed25519",
-                "sign",
-                "0",
-            ],
-            quiet=True,
-        )
-        listing = run(
-            ["gpg", "--homedir", str(gnupg), "--with-colons", "--list-secret-keys"], quiet=True
-        ).stdout
-        fpr = next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr:"))
+        fpr = generate_key(gnupg, "reposeal demo <demo@example.org>")
         print(f"fingerprint {fpr}")
         public = OUT / "repo-key.asc"
         public.write_text(

@@ -22,9 +22,9 @@ class GpgKey:
     public: Path  # armored public key
 
 
-def _make_key(home: Path, uid: str, expire: str = "0") -> GpgKey:
+def _make_key(home: Path, uid: str) -> GpgKey:
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fpr = tools.gpg_generate(home, uid, expire)
+    fpr = tools.gpg_generate(home, uid)
     pub = home / "public.asc"
     pub.write_bytes(tools.run(["gpg", "--homedir", str(home), "--armor", "--export", fpr]).stdout)
     return GpgKey(home, fpr, pub)

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 from reposeal.builder.makepkg import build as makepkg_build
+from reposeal.openpgp.gpg import generate_key
 
 SOURCE_DATE_EPOCH = "1700000000"
 
@@ -31,27 +32,8 @@ def run_text(args: list[str], check: bool = True) -> subprocess.CompletedProcess
     return proc
 
 
-def gpg_generate(home: Path, uid: str, expire: str = "0") -> str:
-    run(
-        [
-            "gpg",
-            "--homedir",
-            str(home),
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            uid,
-            "ed25519",
-            "sign",
-            expire,
-        ]
-    )
-    out = run(["gpg", "--homedir", str(home), "--with-colons", "--list-secret-keys"]).stdout
-    fprs = [ln.split(":")[9] for ln in out.decode().splitlines() if ln.startswith("fpr:")]
-    return fprs[-1]
+def gpg_generate(home: Path, uid: str) -> str:
+    return generate_key(home, uid)
 
 
 def gpg_sign_file(home: Path, fingerprint: str, path: Path) -> Path:

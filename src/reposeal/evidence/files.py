@@ -7,12 +7,12 @@ new signature is appended atomically.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 from reposeal.alpm.safeio import read_limited
 from reposeal.errors import InputError
 from reposeal.evidence.statements import MAX_STATEMENT_BYTES
+from reposeal.fsio import atomic_write
 from reposeal.openpgp.signer import Signer
 
 MAX_SIG_FILE_BYTES = 1 << 20
@@ -22,29 +22,20 @@ def sig_path(path: Path) -> Path:
     return path.with_name(path.name + ".sig")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_signed(path: Path, raw: bytes, signer: Signer) -> None:
     """Write a new document and its first signature (refuses to overwrite)."""
     if path.exists():
         raise InputError("refusing to overwrite an existing file", path=path)
     signature = signer.sign_detached(io.BytesIO(raw))
-    _atomic_write(path, raw)
-    _atomic_write(sig_path(path), signature)
+    atomic_write(path, raw)
+    atomic_write(sig_path(path), signature)
 
 
 def append_signature(path: Path, signer: Signer) -> bytes:
     """Add ``signer``'s signature to ``path``'s .sig file; return the document bytes."""
     raw = read_limited(path, MAX_STATEMENT_BYTES, "document")
     existing = read_signatures(path)
-    _atomic_write(sig_path(path), existing + signer.sign_detached(io.BytesIO(raw)))
+    atomic_write(sig_path(path), existing + signer.sign_detached(io.BytesIO(raw)))
     return raw
 
 

@@ -111,6 +111,27 @@ def _collect(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
     return out, b"".join(err_chunks)
 
 
+def generate_key(homedir: Path | None, user_id: str, algo: str = "ed25519") -> str:
+    """Create an unprotected signing key in gpg's keyring; return its fingerprint."""
+    args = [
+        *_base_args(homedir),
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        user_id,
+        algo,
+        "sign,cert",
+        "0",
+    ]
+    proc = subprocess.run(args, capture_output=True, timeout=_TIMEOUT, check=False)
+    if proc.returncode != 0:
+        raise SigningError(f"gpg could not create the key: {_human(proc.stderr)}")
+    created = [s[2] for s in _status(proc.stderr) if s[0] == "KEY_CREATED" and len(s) > 2]
+    return created[-1] if created else secret_key_fingerprint(user_id, homedir)
+
+
 @dataclass(frozen=True)
 class GpgSigner:
     """Sign with the real gpg (``gpg --detach-sign``), as repo-add --sign does."""

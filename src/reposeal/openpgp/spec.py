@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pysequoia
 
-from reposeal.errors import InputError, SigningError
-from reposeal.openpgp.gpg import GpgSigner, secret_key_fingerprint
+from reposeal.errors import InputError
+from reposeal.openpgp.gpg import GpgSigner, generate_key, secret_key_fingerprint
 from reposeal.openpgp.signer import Signer
 
 ALGORITHMS = ("ed25519", "rsa4096")
@@ -60,30 +60,7 @@ def generate(spec: str, user_id: str, algo: str, gnupghome: Path | None = None) 
             raise InputError("refusing to overwrite an existing key file", path=path)
         return generate_key_file(path, user_id, algo)
     if backend == "gpg":
-        gpg_algo = {"ed25519": "ed25519", "rsa4096": "rsa4096"}[algo]
-        home = ["--homedir", str(gnupghome)] if gnupghome else []
-        proc = subprocess.run(
-            [
-                "gpg",
-                *home,
-                "--batch",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-                "--quick-gen-key",
-                user_id,
-                gpg_algo,
-                "sign,cert",
-                "0",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise SigningError(f"gpg could not create the key: {proc.stderr.strip()[-300:]}")
-        return secret_key_fingerprint(user_id, gnupghome)
+        return generate_key(gnupghome, user_id, algo)
     from reposeal.openpgp.packets import PublicKey
     from reposeal.openpgp.pkcs11 import Pkcs11Uri
     from reposeal.openpgp.pkcs11 import generate as hsm_generate

@@ -10,10 +10,10 @@ size. Every file is written to a temporary name and renamed into place.
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 
+from reposeal.fsio import atomic_write
 from reposeal.translog.store import TransparencyLog
 
 TILE_HEIGHT = 8
@@ -31,16 +31,6 @@ def encode_index(n: int) -> str:
 def tile_path(level: int | str, index: int, width: int) -> str:
     base = f"tile/{level}/{encode_index(index)}"
     return base if width == TILE_WIDTH else f"{base}.p/{width}"
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def export(
@@ -65,7 +55,7 @@ def export(
             if path.exists():
                 continue
             hashes = log.leaf_hashes(TILE_HEIGHT * level, n * TILE_WIDTH, n * TILE_WIDTH + width)
-            _write(path, b"".join(hashes))
+            atomic_write(path, b"".join(hashes))
             written += 1
         level += 1
     for n in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
@@ -77,9 +67,9 @@ def export(
             struct.pack(">H", len(e)) + e
             for e in log.entries(n * TILE_WIDTH, n * TILE_WIDTH + width)
         )
-        _write(path, bundle)
+        atomic_write(path, bundle)
         written += 1
     if openpgp_signature is not None:
-        _write(out / "checkpoint.sig", openpgp_signature)
-    _write(out / "checkpoint", checkpoint_note)
+        atomic_write(out / "checkpoint.sig", openpgp_signature)
+    atomic_write(out / "checkpoint", checkpoint_note)
     return written
