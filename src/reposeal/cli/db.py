@@ -13,6 +13,7 @@ import click
 from reposeal.alpm.syncdb import read_entries
 from reposeal.cli import EXIT_CODES, UsageError, _Out, main
 from reposeal.errors import ReposealError
+from reposeal.openpgp.signer import NO_OPTIONS, SignOptions
 from reposeal.repo import dbupdate
 from reposeal.repo.changes import AddRules
 
@@ -48,11 +49,32 @@ def _common(f: Any) -> Any:
             metavar="SECONDS",
             help="Wait this long for another writer's lock instead of failing at once.",
         ),
+        click.option(
+            "--sig-expires",
+            metavar="DURATION",
+            help="Make the database signatures expire after DURATION (30s, 12h, 7d, 2w): "
+            "pacman then refuses a frozen or replayed copy. Renew with `db refresh`.",
+        ),
         click.option("--nocolor", is_flag=True, hidden=True, help="Accepted for repo-add."),
     ]
     for opt in reversed(options):
         f = opt(f)
     return f
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _sign_options(sig_expires: str | None) -> SignOptions:
+    """``7d`` -> SignOptions(expires_in=604800)."""
+    if not sig_expires:
+        return NO_OPTIONS
+    text = sig_expires.strip().lower()
+    unit = _UNITS.get(text[-1:], 0)
+    number = text[:-1] if unit else text
+    if not number.isdigit() or int(number) == 0:
+        raise UsageError(f"--sig-expires {sig_expires!r}: expected a duration like 12h or 7d")
+    return SignOptions(expires_in=int(number) * (unit or 1))
 
 
 def _signer(
@@ -118,6 +140,7 @@ def db_add(
     verify: bool,
     gnupghome: Path | None,
     wait: float,
+    sig_expires: str | None,
     nocolor: bool,
     only_new: bool,
     remove_old: bool,
@@ -146,6 +169,7 @@ def db_add(
             ),
             wait=wait,
             jobs=jobs,
+            sign_options=_sign_options(sig_expires),
         )
         _report(out, dbupdate.add(database, packages, opts, out.progress))
     except ReposealError as exc:
@@ -167,6 +191,7 @@ def db_remove(
     verify: bool,
     gnupghome: Path | None,
     wait: float,
+    sig_expires: str | None,
     nocolor: bool,
 ) -> None:
     """Remove packages (by name) from DATABASE, like repo-remove. All or nothing."""
@@ -177,8 +202,41 @@ def db_remove(
             verify_existing=verify,
             gnupghome=gnupghome,
             wait=wait,
+            sign_options=_sign_options(sig_expires),
         )
         _report(out, dbupdate.remove(database, names, opts, out.progress))
+    except ReposealError as exc:
+        out.fail(exc)
+
+
+@db.command("refresh", epilog=EXIT_CODES)
+@_common
+@click.argument("database", type=click.Path(path_type=Path))
+def db_refresh(
+    database: Path,
+    quiet: bool,
+    as_json: bool,
+    sign: bool,
+    key: str | None,
+    signer: str | None,
+    verify: bool,
+    gnupghome: Path | None,
+    wait: float,
+    sig_expires: str | None,
+    nocolor: bool,
+) -> None:
+    """Re-sign DATABASE as it is, with a fresh expiry (run it from cron well before the
+    signatures expire). The archives are checked fully before they are signed again."""
+    out = _Out(quiet, as_json)
+    try:
+        opts = dbupdate.UpdateOptions(
+            signer=_signer(sign, key, signer, gnupghome, out),
+            verify_existing=verify,
+            gnupghome=gnupghome,
+            wait=wait,
+            sign_options=_sign_options(sig_expires),
+        )
+        _report(out, dbupdate.refresh(database, opts, out.progress))
     except ReposealError as exc:
         out.fail(exc)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from reposeal.errors import SigningError, ToolMissingError, VerificationError
+from reposeal.openpgp.signer import NO_OPTIONS, SignOptions
 
 _TIMEOUT = 120
 
@@ -155,8 +156,12 @@ class GpgSigner:
             raise ToolMissingError(f"gpg cannot export the certificate of {fpr}")
         return proc.stdout
 
-    def sign_detached(self, stream: BinaryIO) -> bytes:
+    def sign_detached(self, stream: BinaryIO, options: SignOptions = NO_OPTIONS) -> bytes:
         args = [*_base_args(self.homedir), "--detach-sign", "--no-armor", "--output", "-"]
+        if options.expires_in is not None:
+            args += ["--default-sig-expire", f"seconds={options.expires_in}"]
+        for name, value in options.notations:
+            args += ["--sig-notation", f"{name}={value}"]
         if self.key:
             args += ["--local-user", self.key]
         fd = _regular_file_fd(stream)

@@ -29,6 +29,7 @@ SUB_PREF_HASH = 21
 SUB_ISSUER = 16
 SUB_KEY_FLAGS = 27
 SUB_ISSUER_FPR = 33
+SUB_NOTATION = 20
 
 KEY_FLAG_CERTIFY = 0x01
 KEY_FLAG_SIGN = 0x02
@@ -181,6 +182,17 @@ def signature(
         + b"".join(mpi(p) for p in parts)
     )
     return packet(2, body)
+
+
+def document_subpackets(expires_in: int | None, notations: Sequence[tuple[str, str]]) -> bytes:
+    """Hashed subpackets for a document signature: expiration and notations (§5.2.3.10, .16)."""
+    out = b""
+    if expires_in is not None:
+        out += subpacket(SUB_EXPIRES, struct.pack(">I", expires_in), critical=True)
+    for name, value in notations:
+        n, v = name.encode(), value.encode()
+        out += subpacket(SUB_NOTATION, b"\x80\0\0\0" + struct.pack(">HH", len(n), len(v)) + n + v)
+    return out
 
 
 def certificate(

@@ -24,6 +24,7 @@ from urllib.parse import unquote_to_bytes
 
 from reposeal.errors import InputError, SigningError, ToolMissingError
 from reposeal.openpgp import packets
+from reposeal.openpgp.signer import NO_OPTIONS, SignOptions
 
 PIN_ENV = "REPOSEAL_PKCS11_PIN"
 CERT_SUFFIX = ".openpgp-cert"
@@ -263,7 +264,7 @@ class Pkcs11Signer:
             packets.PublicKey.from_certificate(self.certificate_bytes()).fingerprint.hex().upper()
         )
 
-    def sign_detached(self, stream: BinaryIO) -> bytes:
+    def sign_detached(self, stream: BinaryIO, options: SignOptions = NO_OPTIONS) -> bytes:
         from pkcs11 import ObjectClass
 
         key = packets.PublicKey.from_certificate(self.certificate_bytes())
@@ -283,6 +284,7 @@ class Pkcs11Signer:
                     feed,
                     _raw_signer(private, key.algorithm),
                     created=int(time.time()),
+                    extra_hashed=packets.document_subpackets(options.expires_in, options.notations),
                 )
             except px.PKCS11Error as exc:
                 raise SigningError(f"the token refused to sign: {type(exc).__name__}") from None

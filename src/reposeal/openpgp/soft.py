@@ -17,6 +17,7 @@ from pysequoia.packet import PacketPile, Tag
 
 from reposeal.errors import SigningError, ToolMissingError
 from reposeal.openpgp import packets
+from reposeal.openpgp.signer import NO_OPTIONS, SignOptions
 
 
 def sequoia_message(exc: Exception) -> str:
@@ -104,11 +105,17 @@ class SoftSigner:
                     break
         return self._fast
 
-    def sign_detached(self, stream: BinaryIO) -> bytes:
+    def sign_detached(self, stream: BinaryIO, options: SignOptions = NO_OPTIONS) -> bytes:
         self._check_usable()
         try:
             fast = self._fast_key()
             if fast is None:  # a password-protected key: Sequoia signs (and streams files)
+                if options != NO_OPTIONS:
+                    raise SigningError(
+                        "a password-protected key file cannot make expiring or annotated "
+                        "signatures here; use an unprotected key file, gpg or pkcs11",
+                        path=self.path,
+                    )
                 return self._sequoia_sign(stream)
         except RuntimeError as exc:
             raise SigningError(f"cannot sign: {sequoia_message(exc)}", path=self.path) from None
@@ -118,7 +125,14 @@ class SoftSigner:
             while chunk := stream.read(1 << 20):
                 h.update(chunk)
 
-        return packets.signature(key, packets.SIG_BINARY, feed, raw_sign, created=int(time.time()))
+        return packets.signature(
+            key,
+            packets.SIG_BINARY,
+            feed,
+            raw_sign,
+            created=int(time.time()),
+            extra_hashed=packets.document_subpackets(options.expires_in, options.notations),
+        )
 
     def _sequoia_sign(self, stream: BinaryIO) -> bytes:
         signer = self._key().signer(self.password)

@@ -74,6 +74,12 @@ def verify_detached(data: bytes | Path, signature: bytes, keyring: Keyring) -> s
                 "certificate if you trust it"
             ) from None
         _check_alive(owners[0])
+        expiry = sig.expiration
+        if expiry is not None and expiry.timestamp() <= time.time():
+            raise VerificationError(
+                f"the signature by {who} expired on {expiry:%Y-%m-%d %H:%M:%S} UTC: the "
+                "repository must refresh it (a frozen or replayed copy looks exactly like this)"
+            ) from None
         raise VerificationError(
             f"BAD signature by {who}: the data was changed after signing, or the key is "
             f"not valid for signing ({sequoia_message(exc)})"

@@ -31,7 +31,7 @@ from reposeal.alpm.syncdb import (
 )
 from reposeal.errors import InvalidDatabaseError, RefusedError, ReposealError, SigningError
 from reposeal.openpgp.gpg import gpg_verify
-from reposeal.openpgp.signer import Signer
+from reposeal.openpgp.signer import NO_OPTIONS, Signer, SignOptions
 from reposeal.repo.changes import AddRules, Plan, plan_add, plan_remove
 from reposeal.repo.lock import database_lock
 from reposeal.repo.paths import RepoPaths
@@ -52,6 +52,7 @@ class UpdateOptions:
     rules: AddRules = field(default_factory=AddRules)
     wait: float = 0.0
     jobs: int = 0  # package readers; 0 = one per CPU
+    sign_options: SignOptions = NO_OPTIONS  # e.g. an expiry for the database signatures
 
 
 @dataclass
@@ -191,14 +192,24 @@ def _write(
             chunks, kind, {p: files[paths.archive_name(p)] for p in ("db", "files")}
         )
         files[paths.index_name] = json.dumps(doc, separators=(",", ":")).encode()
+    _sign_all(paths, files, opts, progress)
+    return publish(paths, files)
+
+
+def _sign_all(
+    paths: RepoPaths, files: dict[str, bytes], opts: UpdateOptions, progress: Progress
+) -> None:
+    """Add a verified signature for each archive in ``files`` (when a signer is set)."""
     if opts.signer is not None:
         from reposeal.openpgp.verify import Keyring, verify_detached
 
         keyring = Keyring.from_bytes(opts.signer.certificate())
         for part in ("db", "files"):
             name = paths.archive_name(part)
+            if name not in files:
+                continue
             progress(f"Signing database '{name}'...")
-            sig = opts.signer.sign_detached(io.BytesIO(files[name]))
+            sig = opts.signer.sign_detached(io.BytesIO(files[name]), opts.sign_options)
             try:  # never publish a signature we cannot verify ourselves
                 verify_detached(files[name], sig, keyring)
             except ReposealError as exc:
@@ -207,7 +218,6 @@ def _write(
                     "nothing was published"
                 ) from None
             files[name + ".sig"] = sig
-    return publish(paths, files)
 
 
 def _update(
@@ -284,6 +294,36 @@ def remove(db_path: Path, names: Sequence[str], opts: UpdateOptions, progress: P
         db_path, names, lambda cur: plan_remove(cur, names), opts, progress, create=False
     )
     return report
+
+
+def refresh(db_path: Path, opts: UpdateOptions, progress: Progress) -> Report:
+    """Re-sign the current databases as they are (e.g. with a new expiry) and publish the
+    same archives with the new signatures as a new generation."""
+    if opts.signer is None:
+        raise SigningError("refresh needs a signer (--signer or --sign)")
+    paths = RepoPaths.from_db_path(db_path)
+    signer_fpr = opts.signer.fingerprint
+    with database_lock(paths.lock, wait=opts.wait):
+        db = paths.archive("db")
+        if not db.exists():
+            raise InvalidDatabaseError("repository file was not found", path=db)
+        current = _Current(paths, opts, progress)
+        entries = current.all_entries()  # a database we re-sign must parse completely
+        problems = validate_entries(entries)
+        if problems:
+            raise InvalidDatabaseError("refusing to re-sign: " + "; ".join(problems[:5]), path=db)
+        files = {
+            paths.archive_name(p): read_blob(paths.archive(p))
+            for p in ("db", "files")
+            if paths.archive(p).exists()
+        }
+        index = paths.current / paths.index_name
+        if index.exists():
+            files[paths.index_name] = read_limited(index, MAX_INDEX_BYTES, "index")
+        _sign_all(paths, files, opts, progress)
+        report = Report(database=str(db), signed_by=signer_fpr, packages=len(entries))
+        report.generation = publish(paths, files)
+        return report
 
 
 @dataclass
