@@ -1,0 +1,129 @@
+"""`reposeal enclave`: the signing machine's commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from reposeal.cli import EXIT_CODES, _Out, main
+from reposeal.errors import ReposealError
+
+_HOME = click.option(
+    "--home",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The enclave's home folder.",
+)
+
+
+@main.group()
+def enclave() -> None:
+    """The enclave: re-derives every fact from the bytes, decides by policy, signs, logs."""
+
+
+@enclave.command("init", epilog=EXIT_CODES)
+@_HOME
+@click.option("--signer", "spec", required=True, metavar="SPEC")
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--origin",
+    default="reposeal.local/log",
+    show_default=True,
+    help="The log's name in its checkpoints.",
+)
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+def enclave_init(
+    home: Path, spec: str, policy_path: Path, origin: str, gnupghome: Path | None
+) -> None:
+    """Create the home: check the first policy (its admin threshold) and the key, and write
+    the genesis entry of the transparency log."""
+    from reposeal.enclave.home import init_home
+
+    out = _Out(False, False)
+    try:
+        h = init_home(home, spec, policy_path, origin, gnupghome)
+        fpr = h.signer(gnupghome).fingerprint
+    except ReposealError as exc:
+        out.fail(exc)
+    click.echo(f"enclave home {home} ready; signing key {fpr}")
+
+
+@enclave.command("dry-run", epilog=EXIT_CODES)
+@_HOME
+@click.option("--repo", required=True)
+@click.option("--arch", required=True)
+@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--evidence", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--packages",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Where the package files are (default: beside the database).",
+)
+@click.option("--insecure-no-sandbox", is_flag=True, help="Run the worker without bubblewrap.")
+def enclave_dry_run(
+    home: Path,
+    repo: str,
+    arch: str,
+    db: Path,
+    evidence: Path | None,
+    packages: Path | None,
+    insecure_no_sandbox: bool,
+) -> None:
+    """Run the sandboxed check on a proposed database (parent: the last signed one) without
+    signing or logging. Prints {"decision": ..., "reasons": [...]}; exit 0 accept, 3 refuse."""
+    from reposeal.enclave.dryrun import dry_run
+    from reposeal.enclave.home import EnclaveHome
+
+    out = _Out(False, True)
+    try:
+        result = dry_run(
+            EnclaveHome(home),
+            repo,
+            arch,
+            db,
+            evidence=evidence,
+            packages=packages,
+            insecure_no_sandbox=insecure_no_sandbox,
+        )
+    except ReposealError as exc:
+        out.fail(exc)
+    click.echo(json.dumps(result, indent=2))
+    sys.exit(0 if result.get("decision") == "accept" else 3)
+
+
+@enclave.command("status", epilog=EXIT_CODES)
+@_HOME
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+def enclave_status(home: Path, as_json: bool, gnupghome: Path | None) -> None:
+    """Key, policy version, log size and the last signed database per repository."""
+    from reposeal.enclave.home import EnclaveHome
+
+    out = _Out(False, as_json)
+    try:
+        h = EnclaveHome(home)
+        state = h.load_state()
+        with h.open_log() as log:
+            size = log.size
+        doc = {
+            "signer": h.signer(gnupghome).fingerprint,
+            "policy_version": h.policy().version,
+            "log_size": size,
+            "last_db": {f"{r}/{a}": sha for (r, a), sha in sorted(state.last_db.items())},
+            "packages_signed": len(state.bindings),
+        }
+    except ReposealError as exc:
+        out.fail(exc)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    for key, value in doc.items():
+        click.echo(f"{key:>16}  {value}")

@@ -1,0 +1,65 @@
+"""`enclave dry-run`: would this database be signed, and if not, why? (No key, no log.)"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from reposeal.alpm.limits import DEFAULT_LIMITS
+from reposeal.alpm.safeio import read_limited
+from reposeal.enclave.home import EnclaveHome
+from reposeal.enclave.records import state_to_json
+from reposeal.enclave.sandbox import SandboxError, run_worker, sandbox_works
+from reposeal.fsio import atomic_write
+
+
+def refuse_without_sandbox(insecure: bool) -> None:
+    if insecure:
+        print(
+            "WARNING: --insecure-no-sandbox: the worker runs WITHOUT bubblewrap; hostile "
+            "input could reach this machine",
+            file=sys.stderr,
+        )
+    elif not sandbox_works():
+        raise SandboxError(
+            "bubblewrap cannot run here (installed? user namespaces allowed?); refusing to "
+            "handle jobs without a sandbox. --insecure-no-sandbox overrides, for tests only"
+        )
+
+
+def dry_run(
+    home: EnclaveHome,
+    repo: str,
+    arch: str,
+    db: Path,
+    *,
+    evidence: Path | None = None,
+    packages: Path | None = None,
+    insecure_no_sandbox: bool = False,
+) -> dict[str, Any]:
+    refuse_without_sandbox(insecure_no_sandbox)
+    state = home.load_state()
+    parent = state.last_db.get((repo, arch))
+    import json
+
+    with tempfile.TemporaryDirectory(prefix="reposeal-job-") as tmp:
+        job, out = Path(tmp) / "job", Path(tmp) / "out"
+        job.mkdir()
+        out.mkdir()
+        atomic_write(
+            job / "job.json",
+            json.dumps({"kind": "db", "repo": repo, "arch": arch, "parent": parent}).encode(),
+        )
+        atomic_write(job / "state.json", state_to_json(state))
+        for name in ("policy.json", "policy.json.sig"):
+            shutil.copyfile(home.path / name, job / name)
+        atomic_write(job / "new.db", read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database"))
+        if parent is not None:
+            shutil.copyfile(home.path / "dbs" / parent, job / "parent.db")
+        empty = Path(tmp) / "empty"
+        empty.mkdir()
+        extra = {"packages": packages or db.resolve().parent, "evidence": evidence or empty}
+        return run_worker(job, out, extra=extra, insecure_no_sandbox=insecure_no_sandbox)

@@ -1,0 +1,132 @@
+"""The enclave's home: its configuration, policy, log and the databases it signed.
+
+HOME/config.json        signer spec, log origin
+HOME/note.key           the Ed25519 checkpoint key (0600)
+HOME/policy.json(.sig)  the current policy and its admin signatures
+HOME/log.sqlite         the transparency log: the enclave's only memory
+HOME/dbs/SHA256         every database it signed (parents of the next transitions)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reposeal.enclave.records import genesis_entry, replay
+from reposeal.errors import InputError, ReposealError
+from reposeal.evidence.files import read_document
+from reposeal.fsio import atomic_write
+from reposeal.openpgp.signer import Signer
+from reposeal.openpgp.spec import signer_from_spec
+from reposeal.policy.decide import SigningState
+from reposeal.policy.document import Policy, verify_policy
+from reposeal.translog.checkpoint import Checkpoint, NoteSigner
+from reposeal.translog.store import LogCorruptError, TransparencyLog
+
+
+class EnclaveStateError(ReposealError):
+    """The enclave's home is missing, incomplete or does not match its log."""
+
+
+@dataclass
+class EnclaveHome:
+    path: Path
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.sqlite"
+
+    def config(self) -> dict[str, Any]:
+        try:
+            doc: dict[str, Any] = json.loads((self.path / "config.json").read_bytes())
+        except (OSError, ValueError):
+            raise EnclaveStateError(
+                "not an enclave home (run `reposeal enclave init`)", path=self.path
+            ) from None
+        return doc
+
+    def policy(self) -> Policy:
+        return verify_policy(*read_document(self.path / "policy.json"))
+
+    def signer(self, gnupghome: Path | None = None) -> Signer:
+        return signer_from_spec(self.config()["signer"], gnupghome)
+
+    def note_signer(self) -> NoteSigner:
+        return NoteSigner.decode((self.path / "note.key").read_text())
+
+    def open_log(self) -> TransparencyLog:
+        if not self.log_path.exists():
+            raise EnclaveStateError("the log is missing", path=self.log_path)
+        return TransparencyLog(self.log_path)
+
+    def load_state(self) -> SigningState:
+        """Verify the log end to end and replay it; any tampering stops the enclave."""
+        with self.open_log() as log:
+            try:
+                log.verify(full=True)
+            except LogCorruptError as exc:
+                raise EnclaveStateError(f"the log does not verify: {exc.message}") from None
+            if log.size == 0:
+                raise EnclaveStateError("the log is empty (no genesis entry)")
+            genesis = json.loads(log.entry(0))
+            if genesis.get("type") != "genesis":
+                raise EnclaveStateError("the log does not start with a genesis entry")
+            latest = log.latest_checkpoint()
+            if latest is None or latest[0] != log.size:
+                raise EnclaveStateError(
+                    "the log has entries without a checkpoint (interrupted? rolled back?)"
+                )
+            from reposeal.translog.checkpoint import verify_checkpoint
+
+            verify_checkpoint(latest[2], self.note_signer().verifier, self.config()["origin"])
+            return replay(log.entries(0, log.size))
+
+    def checkpoint(self, log: TransparencyLog, signer: Signer) -> bytes:
+        """Sign and store a checkpoint for the whole log (note + OpenPGP signature)."""
+        cp = Checkpoint(self.config()["origin"], log.size, log.root())
+        note = self.note_signer().sign(cp.text()).encode()
+        log.save_checkpoint(log.size, log.root(), note)
+        atomic_write(self.path / "checkpoint.sig", signer.sign_detached(io.BytesIO(note)))
+        return note
+
+    def store_db(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        atomic_write(self.path / "dbs" / digest, data)
+        return digest
+
+
+def init_home(
+    path: Path, signer_spec: str, policy_path: Path, origin: str, gnupghome: Path | None = None
+) -> EnclaveHome:
+    """Create an enclave home: check the policy and key, write the genesis log entry."""
+    if path.exists() and any(path.iterdir()):
+        raise InputError("refusing to initialise a non-empty folder", path=path)
+    raw, sigs = read_document(policy_path)
+    verify_policy(raw, sigs)  # the first policy needs its own admin threshold
+    signer = signer_from_spec(signer_spec, gnupghome)
+    fingerprint = signer.fingerprint
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    home = EnclaveHome(path)
+    atomic_write(
+        path / "config.json",
+        json.dumps({"signer": signer_spec, "origin": origin}, indent=2).encode(),
+    )
+    note = NoteSigner.generate(origin.replace(" ", "_"))
+    atomic_write(path / "note.key", note.encode().encode())
+    os.chmod(path / "note.key", 0o600)
+    shutil.copyfile(policy_path, path / "policy.json")
+    atomic_write(path / "policy.json.sig", sigs)
+    (path / "dbs").mkdir()
+    with TransparencyLog(home.log_path) as log:
+        log.append(
+            [genesis_entry(hashlib.sha256(raw).hexdigest(), fingerprint, note.verifier.encode())]
+        )
+        home.checkpoint(log, signer)
+    return home

@@ -1,0 +1,138 @@
+"""The sandboxed worker: reads one job's bytes, derives every fact, applies ``decide``.
+
+Runs inside bubblewrap with no network, a read-only view of the job and a private output
+folder. It holds no key and signs nothing; its only output is ``decision.json``. Any
+malformed input ends as a refusal with a typed reason, never a crash of the enclave.
+
+Job folder: job.json, state.json, policy.json(.sig), new.db, [parent.db], packages/, evidence/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+
+from reposeal.alpm.buildinfo import pkgbuild_sha256
+from reposeal.alpm.package import read_package
+from reposeal.alpm.syncdb import read_entries, validate_entries
+from reposeal.enclave.records import record_from_entry, state_from_json
+from reposeal.errors import ReposealError
+from reposeal.evidence.files import read_document
+from reposeal.evidence.quorum import Signed, load_signed
+from reposeal.evidence.statements import from_bytes
+from reposeal.policy.decide import Evidence, PackageRecord, Request, decide
+from reposeal.policy.document import Policy, verify_policy
+
+ROLE = {
+    "approval": "maintainers",
+    "removal": "maintainers",
+    "build": "builders",
+    "override": "admins",
+}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _records(db: Path) -> dict[str, PackageRecord]:
+    entries = read_entries(db, None)
+    problems = validate_entries(entries)
+    if problems:
+        raise ReposealError("database entries are invalid: " + "; ".join(problems[:5]), path=db)
+    return {name: record_from_entry(e) for name, e in entries.items()}
+
+
+def _with_buildinfo(rec: PackageRecord, packages: Path) -> tuple[PackageRecord, str | None]:
+    path = packages / rec.filename
+    if not path.is_file():
+        return rec, f"{rec.name} {rec.version}: package file {rec.filename} was not sent"
+    pkg = read_package(path)
+    info = pkg.facts.info
+    if pkg.facts.sha256 != rec.sha256:
+        return rec, f"{rec.name}: the file's sha256 differs from the database's %SHA256SUM%"
+    if (info.name, info.version, info.arch) != (rec.name, rec.version, rec.arch):
+        return rec, f"{rec.name}: the package's .PKGINFO does not match its database entry"
+    base = info.base or info.name
+    if base != rec.pkgbase:
+        return rec, f"{rec.name}: pkgbase {base} in .PKGINFO, {rec.pkgbase} in the database"
+    return PackageRecord(
+        rec.name,
+        rec.version,
+        rec.arch,
+        rec.sha256,
+        rec.filename,
+        rec.pkgbase,
+        pkgbuild_sha256(pkg.buildinfo),
+    ), None
+
+
+def _evidence(folder: Path, policy: Policy) -> tuple[Evidence, list[str]]:
+    kinds: dict[str, list[Signed]] = {k: [] for k in ROLE}
+    ignored: list[str] = []
+    for doc in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            raw, sigs = read_document(doc)
+            kind = from_bytes(raw).kind
+            kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE[kind]]))
+        except ReposealError as exc:
+            ignored.append(f"{doc.name}: {exc.message}")
+    return Evidence(kinds["approval"], kinds["build"], kinds["removal"], kinds["override"]), ignored
+
+
+def run(job: Path) -> dict[str, Any]:
+    spec = json.loads((job / "job.json").read_bytes())
+    policy = verify_policy(*read_document(job / "policy.json"))
+    state = state_from_json((job / "state.json").read_bytes())
+    new_db = job / "new.db"
+    new = _records(new_db)
+    old: dict[str, PackageRecord] = {}
+    reasons: list[str] = []
+    parent = spec.get("parent")
+    if parent is not None:
+        if _sha256(job / "parent.db") != parent:
+            raise ReposealError("the parent database sent does not match its hash")
+        old = _records(job / "parent.db")
+    for name, rec in list(new.items()):
+        prev = old.get(name)
+        if prev is not None and prev.sha256 == rec.sha256:
+            continue
+        new[name], problem = _with_buildinfo(rec, job / "packages")
+        if problem:
+            reasons.append(problem)
+    evidence, ignored = _evidence(job / "evidence", policy)
+    request = Request(spec["repo"], spec["arch"], parent, _sha256(new_db), old, new)
+    decision = decide(state, request, evidence, policy)
+    reasons += decision.reasons
+    return {
+        "decision": "refuse" if reasons else "accept",
+        "reasons": reasons,
+        "ignored_evidence": ignored,
+        "used_overrides": decision.used_overrides,
+        "db_sha256": request.db_sha256,
+        "policy_version": policy.version,
+    }
+
+
+def main() -> None:
+    job, out = Path(sys.argv[1]), Path(sys.argv[2])
+    try:
+        result = run(job)
+    except ReposealError as exc:
+        result = {"decision": "refuse", "reasons": [str(exc)], "kind": type(exc).__name__}
+    except (OSError, ValueError, KeyError) as exc:
+        result = {"decision": "refuse", "reasons": [f"malformed job: {exc}"]}
+    (out / "decision.json").write_bytes(rfc8785.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

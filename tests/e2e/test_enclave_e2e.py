@@ -1,0 +1,143 @@
+"""The enclave's home and its sandboxed worker (real bubblewrap) on real makepkg packages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reposeal.evidence.statements import Approval, Build, to_bytes
+from tests import tools
+from tests.alpm.hostile import file, tar_bytes
+from tests.policy.world import World, make_world
+
+pytestmark = pytest.mark.e2e
+COMMIT = "c" * 40
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reposeal.cli", *args], capture_output=True, text=True, check=False
+    )
+
+
+def write_signed(path: Path, raw: bytes, people: list) -> None:
+    path.write_bytes(raw)
+    path.with_name(path.name + ".sig").write_bytes(b"".join(p.sign(raw) for p in people))
+
+
+@pytest.fixture
+def setup(tmp_path: Path, built_packages: dict[str, Path]) -> tuple[World, Path, Path, Path]:
+    (tmp_path / "keys").mkdir()
+    world = make_world(tmp_path / "keys")
+    policy = tmp_path / "policy.json"
+    write_signed(policy, world.policy().to_bytes(), world.admins[:2])
+    (tmp_path / "repo.key").write_text((world.admins[2].signer.path).read_text())
+    home = tmp_path / "enclave"
+    out = cli(
+        "enclave",
+        "init",
+        "--home",
+        str(home),
+        "--signer",
+        f"soft:{tmp_path / 'repo.key'}",
+        "--policy",
+        str(policy),
+        "--origin",
+        "test.example/log",
+    )
+    assert out.returncode == 0, out.stderr
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    pkg = repo / built_packages["hello-1.0"].name
+    shutil.copy2(built_packages["hello-1.0"], pkg)
+    assert cli("db", "add", str(repo / "core.db.tar.gz"), str(pkg)).returncode == 0
+    return world, home, repo, pkg
+
+
+def evidence(world: World, folder: Path, pkg: Path, approvers: int = 2, builders: int = 2) -> Path:
+    folder.mkdir(exist_ok=True)
+    pkgbuild = tools.pkgbuild(*tools.PKGBUILDS["hello-1.0"]).encode()
+    sha = hashlib.sha256(pkg.read_bytes()).hexdigest()
+    approval = to_bytes(Approval("core", "hello", COMMIT, hashlib.sha256(pkgbuild).hexdigest()))
+    write_signed(folder / "approval.json", approval, world.maintainers[:approvers])
+    build = to_bytes(Build("hello", COMMIT, pkg.name, sha, "0" * 64))
+    write_signed(folder / "build.json", build, world.builders[:builders])
+    return folder
+
+
+def dry(home: Path, repo: Path, db: Path, ev: Path | None = None) -> tuple[int, dict]:
+    args = [
+        "enclave",
+        "dry-run",
+        "--home",
+        str(home),
+        "--repo",
+        "core",
+        "--arch",
+        "x86_64",
+        "--db",
+        str(db),
+        "--packages",
+        str(repo),
+    ]
+    if ev is not None:
+        args += ["--evidence", str(ev)]
+    out = cli(*args)
+    return out.returncode, json.loads(out.stdout) if out.stdout.strip() else {"err": out.stderr}
+
+
+def test_dry_run_accepts_with_evidence_and_explains_refusals(
+    tmp_path: Path, setup: tuple[World, Path, Path, Path]
+) -> None:
+    world, home, repo, pkg = setup
+    db = repo / "core.db.tar.gz"
+    code, result = dry(home, repo, db, evidence(world, tmp_path / "ev", pkg))
+    assert (code, result["decision"]) == (0, "accept"), result
+    code, result = dry(home, repo, db)
+    assert code == 3 and any("builders attest" in r for r in result["reasons"])
+    code, result = dry(home, repo, db, evidence(world, tmp_path / "ev1", pkg, builders=1))
+    assert code == 3 and any("1 builders attest" in r for r in result["reasons"])
+    code, result = dry(home, repo, db, evidence(world, tmp_path / "ev2", pkg, approvers=1))
+    assert code == 3 and any("1 maintainer approvals" in r for r in result["reasons"])
+    status = json.loads(cli("enclave", "status", "--json", "--home", str(home)).stdout)
+    assert status["log_size"] == 1 and status["policy_version"] == 1
+
+
+HOSTILE_DBS = {
+    "traversal": [file("../x-1-1/desc", b"%NAME%\nx\n\n")],
+    "duplicate": [file("x-1-1/desc", b"%NAME%\nx\n\n"), file("x-1-1/desc", b"%NAME%\nx\n\n")],
+    "huge field": [file("x-1-1/desc", b"%NAME%\n" + b"x" * (1 << 20) + b"\n\n")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_DBS))
+def test_hostile_databases_are_refused_and_the_enclave_keeps_working(
+    tmp_path: Path, setup: tuple[World, Path, Path, Path], case: str
+) -> None:
+    world, home, repo, pkg = setup
+    import gzip
+
+    bad = tmp_path / "bad.db.tar.gz"
+    bad.write_bytes(gzip.compress(tar_bytes(HOSTILE_DBS[case])))
+    code, result = dry(home, repo, bad)
+    assert code == 3 and result["decision"] == "refuse" and result["reasons"], result
+    code, result = dry(home, repo, repo / "core.db.tar.gz", evidence(world, tmp_path / "ev", pkg))
+    assert code == 0, result
+
+
+def test_tampered_log_stops_the_enclave(setup: tuple[World, Path, Path, Path]) -> None:
+    import sqlite3
+
+    _, home, _, _ = setup
+    db = sqlite3.connect(home / "log.sqlite")
+    db.execute("UPDATE entry SET data = ? WHERE idx = 0", (b'{"type":"genesis"}',))
+    db.commit()
+    db.close()
+    out = cli("enclave", "status", "--home", str(home))
+    assert out.returncode != 0 and "does not verify" in out.stderr
