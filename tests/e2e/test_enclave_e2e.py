@@ -141,3 +141,107 @@ def test_tampered_log_stops_the_enclave(setup: tuple[World, Path, Path, Path]) -
     db.close()
     out = cli("enclave", "status", "--home", str(home))
     assert out.returncode != 0 and "does not verify" in out.stderr
+
+
+def test_sign_db_signs_logs_and_answers_retries_once(
+    tmp_path: Path, setup: tuple[World, Path, Path, Path], built_packages: dict[str, Path]
+) -> None:
+    import pysequoia
+
+    from reposeal.client.scratch import ScratchPacman
+
+    world, home, repo, pkg = setup
+    ev = evidence(world, tmp_path / "ev", pkg)
+    db = repo / "core.db.tar.gz"
+    args = [
+        "enclave",
+        "sign-db",
+        "--home",
+        str(home),
+        "--repo",
+        "core",
+        "--arch",
+        "x86_64",
+        "--db",
+        str(db),
+        "--evidence",
+        str(ev),
+        "--packages",
+        str(repo),
+    ]
+    first = cli(*args, "--job-id", "job-1", "-o", str(repo / "core.db.sig"))
+    assert first.returncode == 0, first.stderr
+    receipt = json.loads(first.stdout)
+    assert receipt["decision"] == "accept" and receipt["log_index"] == 1
+    sig = (repo / "core.db.sig").read_bytes()
+    parsed = pysequoia.Sig.from_bytes(sig)
+    assert parsed.expiration is not None and parsed.created is not None
+    assert round((parsed.expiration - parsed.created).total_seconds()) == 7 * 86400
+    # a retried job gets the logged answer, not a second signature
+    again = json.loads(cli(*args, "--job-id", "job-1").stdout)
+    assert again["signature"] == receipt["signature"] and again["log_index"] == 1
+    status = json.loads(cli("enclave", "status", "--json", "--home", str(home)).stdout)
+    assert status["log_size"] == 2 and status["packages_signed"] == 1
+
+    # the real pacman trusts the enclave's key and syncs what it signed
+    cert = tmp_path / "repo.asc"
+    cert.write_text(world.admins[2].cert)
+    scratch = ScratchPacman(tmp_path / "pacman", {"core": repo})
+    scratch.base.mkdir()
+    scratch.trust(cert, world.admins[2].fpr)
+    scratch.write_conf()
+    tools.run_text(scratch.command("-Sy"))
+    assert "core hello 1.0-1" in tools.run_text(scratch.command("-Sl", "core")).stdout
+    tools.gpg_kill(scratch.gpgdir)
+
+    # an upgrade with evidence goes through; the old database again is a refused downgrade
+    new_pkg = repo / built_packages["hello-1.1"].name
+    shutil.copy2(built_packages["hello-1.1"], new_pkg)
+    db11 = tmp_path / "next" / "core.db.tar.gz"
+    db11.parent.mkdir()
+    assert cli("db", "add", str(db11), str(new_pkg)).returncode == 0
+    ev11 = tmp_path / "ev11"
+    ev11.mkdir()
+    pkgbuild = tools.pkgbuild(*tools.PKGBUILDS["hello-1.1"]).encode()
+    write_signed(
+        ev11 / "a.json",
+        to_bytes(Approval("core", "hello", "d" * 40, hashlib.sha256(pkgbuild).hexdigest())),
+        world.maintainers[:2],
+    )
+    write_signed(
+        ev11 / "b.json",
+        to_bytes(
+            Build(
+                "hello",
+                "d" * 40,
+                new_pkg.name,
+                hashlib.sha256(new_pkg.read_bytes()).hexdigest(),
+                "0" * 64,
+            )
+        ),
+        world.builders[:2],
+    )
+    up = cli(
+        "enclave",
+        "sign-db",
+        "--home",
+        str(home),
+        "--job-id",
+        "job-2",
+        "--repo",
+        "core",
+        "--arch",
+        "x86_64",
+        "--db",
+        str(db11),
+        "--evidence",
+        str(ev11),
+        "--packages",
+        str(repo),
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    replay = cli(*args, "--job-id", "job-3")
+    assert replay.returncode == 3
+    assert any("older than 1.1-1" in r for r in json.loads(replay.stdout)["reasons"])
+    status = json.loads(cli("enclave", "status", "--json", "--home", str(home)).stdout)
+    assert status["log_size"] == 4  # genesis, two signatures, one logged refusal

@@ -99,6 +99,63 @@ def enclave_dry_run(
     sys.exit(0 if result.get("decision") == "accept" else 3)
 
 
+@enclave.command("sign-db", epilog=EXIT_CODES)
+@_HOME
+@click.option(
+    "--job-id", required=True, help="Unique per request; a retry returns the same answer."
+)
+@click.option("--repo", required=True)
+@click.option("--arch", required=True)
+@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--evidence", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--packages", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the signature (default: DB.sig).",
+)
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--insecure-no-sandbox", is_flag=True, help="Run the worker without bubblewrap.")
+def enclave_sign_db(
+    home: Path,
+    job_id: str,
+    repo: str,
+    arch: str,
+    db: Path,
+    evidence: Path | None,
+    packages: Path | None,
+    output: Path | None,
+    gnupghome: Path | None,
+    insecure_no_sandbox: bool,
+) -> None:
+    """Check a database transition in the sandbox and, if the policy allows it, sign it (with
+    the policy's expiry) and log it. Prints the receipt; exit 0 signed, 3 refused."""
+    from reposeal.enclave.home import EnclaveHome
+    from reposeal.enclave.jobs import sign_db
+    from reposeal.fsio import atomic_write
+
+    out = _Out(False, True)
+    try:
+        result = sign_db(
+            EnclaveHome(home),
+            job_id,
+            repo,
+            arch,
+            db,
+            evidence=evidence,
+            packages=packages,
+            insecure_no_sandbox=insecure_no_sandbox,
+            gnupghome=gnupghome,
+        )
+        if result.signature is not None:
+            atomic_write(output or db.with_name(db.name + ".sig"), result.signature)
+    except ReposealError as exc:
+        out.fail(exc)
+    click.echo(json.dumps(result.to_json(), indent=2))
+    sys.exit(0 if result.decision == "accept" else 3)
+
+
 @enclave.command("status", epilog=EXIT_CODES)
 @_HOME
 @click.option("--json", "as_json", is_flag=True)

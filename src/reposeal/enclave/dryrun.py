@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.records import state_to_json
 from reposeal.enclave.sandbox import SandboxError, run_worker, sandbox_works
 from reposeal.fsio import atomic_write
+from reposeal.policy.decide import SigningState
 
 
 def refuse_without_sandbox(insecure: bool) -> None:
@@ -30,6 +34,35 @@ def refuse_without_sandbox(insecure: bool) -> None:
         )
 
 
+@contextmanager
+def prepared_job(
+    home: EnclaveHome,
+    state: SigningState,
+    repo: str,
+    arch: str,
+    db: Path,
+    evidence: Path | None,
+    packages: Path | None,
+) -> Iterator[tuple[Path, Path, dict[str, Path]]]:
+    """A job folder for the worker: (job, out, read-only extra folders)."""
+    parent = state.last_db.get((repo, arch))
+    with tempfile.TemporaryDirectory(prefix="reposeal-job-") as tmp:
+        job, out = Path(tmp) / "job", Path(tmp) / "out"
+        job.mkdir()
+        out.mkdir()
+        spec = {"kind": "db", "repo": repo, "arch": arch, "parent": parent}
+        atomic_write(job / "job.json", json.dumps(spec).encode())
+        atomic_write(job / "state.json", state_to_json(state))
+        for name in ("policy.json", "policy.json.sig"):
+            shutil.copyfile(home.path / name, job / name)
+        atomic_write(job / "new.db", read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database"))
+        if parent is not None:
+            shutil.copyfile(home.path / "dbs" / parent, job / "parent.db")
+        empty = Path(tmp) / "empty"
+        empty.mkdir()
+        yield job, out, {"packages": packages or db.resolve().parent, "evidence": evidence or empty}
+
+
 def dry_run(
     home: EnclaveHome,
     repo: str,
@@ -42,24 +75,5 @@ def dry_run(
 ) -> dict[str, Any]:
     refuse_without_sandbox(insecure_no_sandbox)
     state = home.load_state()
-    parent = state.last_db.get((repo, arch))
-    import json
-
-    with tempfile.TemporaryDirectory(prefix="reposeal-job-") as tmp:
-        job, out = Path(tmp) / "job", Path(tmp) / "out"
-        job.mkdir()
-        out.mkdir()
-        atomic_write(
-            job / "job.json",
-            json.dumps({"kind": "db", "repo": repo, "arch": arch, "parent": parent}).encode(),
-        )
-        atomic_write(job / "state.json", state_to_json(state))
-        for name in ("policy.json", "policy.json.sig"):
-            shutil.copyfile(home.path / name, job / name)
-        atomic_write(job / "new.db", read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database"))
-        if parent is not None:
-            shutil.copyfile(home.path / "dbs" / parent, job / "parent.db")
-        empty = Path(tmp) / "empty"
-        empty.mkdir()
-        extra = {"packages": packages or db.resolve().parent, "evidence": evidence or empty}
+    with prepared_job(home, state, repo, arch, db, evidence, packages) as (job, out, extra):
         return run_worker(job, out, extra=extra, insecure_no_sandbox=insecure_no_sandbox)

@@ -34,20 +34,6 @@ def record_from_entry(e: Entry) -> PackageRecord:
     )
 
 
-def _packages(records: Iterable[PackageRecord]) -> list[dict[str, str]]:
-    return [
-        {
-            "name": r.name,
-            "version": r.version,
-            "arch": r.arch,
-            "sha256": r.sha256,
-            "filename": r.filename,
-            "pkgbase": r.pkgbase,
-        }
-        for r in sorted(records, key=lambda r: r.name)
-    ]
-
-
 def genesis_entry(policy_sha256: str, signer_fpr: str, note_verifier: str) -> bytes:
     return rfc8785.dumps(
         {
@@ -60,26 +46,24 @@ def genesis_entry(policy_sha256: str, signer_fpr: str, note_verifier: str) -> by
     )
 
 
-def transition_entry(
-    request: Request, decision: Decision, policy_version: int, signature: bytes | None
-) -> bytes:
-    """A signed (or refused) database transition, as the log keeps it."""
+def transition_entry(result: dict[str, Any], job_id: str, signature: bytes | None) -> bytes:
+    """A signed (or refused) database transition as the log keeps it: the worker's findings
+    (records re-derived from the bytes, the evidence used), the job id and the signature."""
+    accepted = result.get("decision") == "accept"
     doc: dict[str, Any] = {
         "v": ENTRY_VERSION,
-        "type": "db" if decision.accepted else "refusal",
-        "repo": request.repo,
-        "arch": request.arch,
-        "parent": request.parent,
-        "db_sha256": request.db_sha256,
-        "policy_version": policy_version,
-        "packages": _packages(request.new.values()),
-        "used_overrides": sorted(decision.used_overrides),
+        "type": "db" if accepted else "refusal",
+        "job": job_id,
+        **{k: result.get(k) for k in ("repo", "arch", "parent", "db_sha256", "policy_version")},
+        "packages": result.get("packages", []),
+        "evidence": result.get("evidence", []),
+        "used_overrides": result.get("used_overrides", []),
     }
-    if decision.accepted:
+    if accepted:
         assert signature is not None
         doc["signature"] = base64.b64encode(signature).decode()
     else:
-        doc["reasons"] = decision.reasons
+        doc["reasons"] = result.get("reasons", [])
     return rfc8785.dumps(doc)
 
 

@@ -76,17 +76,21 @@ def _with_buildinfo(rec: PackageRecord, packages: Path) -> tuple[PackageRecord, 
     ), None
 
 
-def _evidence(folder: Path, policy: Policy) -> tuple[Evidence, list[str]]:
+def _evidence(folder: Path, policy: Policy) -> tuple[Evidence, list[str], list[str]]:
+    """Verified evidence, what was ignored and why, and the sha256 of each used statement."""
     kinds: dict[str, list[Signed]] = {k: [] for k in ROLE}
     ignored: list[str] = []
+    used: list[str] = []
     for doc in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             raw, sigs = read_document(doc)
             kind = from_bytes(raw).kind
             kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE[kind]]))
+            used.append(hashlib.sha256(raw).hexdigest())
         except ReposealError as exc:
             ignored.append(f"{doc.name}: {exc.message}")
-    return Evidence(kinds["approval"], kinds["build"], kinds["removal"], kinds["override"]), ignored
+    evidence = Evidence(kinds["approval"], kinds["build"], kinds["removal"], kinds["override"])
+    return evidence, ignored, used
 
 
 def run(job: Path) -> dict[str, Any]:
@@ -109,7 +113,7 @@ def run(job: Path) -> dict[str, Any]:
         new[name], problem = _with_buildinfo(rec, job / "packages")
         if problem:
             reasons.append(problem)
-    evidence, ignored = _evidence(job / "evidence", policy)
+    evidence, ignored, used = _evidence(job / "evidence", policy)
     request = Request(spec["repo"], spec["arch"], parent, _sha256(new_db), old, new)
     decision = decide(state, request, evidence, policy)
     reasons += decision.reasons
@@ -119,7 +123,23 @@ def run(job: Path) -> dict[str, Any]:
         "ignored_evidence": ignored,
         "used_overrides": decision.used_overrides,
         "db_sha256": request.db_sha256,
+        "parent": parent,
+        "repo": spec["repo"],
+        "arch": spec["arch"],
         "policy_version": policy.version,
+        "evidence": sorted(used),
+        "packages": [
+            {
+                "name": r.name,
+                "version": r.version,
+                "arch": r.arch,
+                "sha256": r.sha256,
+                "filename": r.filename,
+                "pkgbase": r.pkgbase,
+                "pkgbuild_sha256": r.pkgbuild_sha256,
+            }
+            for r in sorted(new.values(), key=lambda r: r.name)
+        ],
     }
 
 

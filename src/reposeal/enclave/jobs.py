@@ -1,0 +1,145 @@
+"""One signing job, end to end on the enclave: check in the sandbox, sign, log, answer.
+
+Order, so a crash at any step leaves one answer per job: the decision is made in the
+sandbox; only on accept is the database signed (with the policy's expiry and notations naming
+the policy version and the log index); the entry (signature or refusal) is appended to the log
+and a checkpoint signed; only then is anything returned. A job id already in the log returns
+what was logged, so a retried job never gets a second signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reposeal.alpm.limits import DEFAULT_LIMITS
+from reposeal.alpm.safeio import read_limited
+from reposeal.enclave.dryrun import prepared_job, refuse_without_sandbox
+from reposeal.enclave.home import EnclaveHome
+from reposeal.enclave.records import transition_entry
+from reposeal.enclave.sandbox import run_worker
+from reposeal.errors import SigningError
+from reposeal.evidence.files import read_document
+from reposeal.fsio import atomic_write
+from reposeal.openpgp.signer import SignOptions
+from reposeal.openpgp.verify import Keyring, verify_detached
+from reposeal.repo.lock import database_lock
+
+NOTATION_POLICY = "policy@reposeal.dev"
+NOTATION_LOG_INDEX = "log-index@reposeal.dev"
+NOTATION_LOG = "log@reposeal.dev"
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    decision: str
+    reasons: list[str]
+    log_index: int
+    signature: bytes | None
+    checkpoint: bytes
+    inclusion_proof: list[bytes]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job_id,
+            "decision": self.decision,
+            "reasons": self.reasons,
+            "log_index": self.log_index,
+            "signature": base64.b64encode(self.signature).decode() if self.signature else None,
+            "checkpoint": self.checkpoint.decode(),
+            "inclusion_proof": [base64.b64encode(h).decode() for h in self.inclusion_proof],
+        }
+
+
+def _logged(home: EnclaveHome, job_id: str) -> JobResult | None:
+    """The answer already logged for ``job_id``, if any (idempotent retries)."""
+    with home.open_log() as log:
+        for index in range(log.size - 1, 0, -1):
+            doc = json.loads(log.entry(index))
+            if doc.get("job") == job_id:
+                latest = log.latest_checkpoint()
+                assert latest is not None
+                sig = doc.get("signature")
+                return JobResult(
+                    job_id,
+                    "accept" if doc["type"] == "db" else "refuse",
+                    doc.get("reasons", []),
+                    index,
+                    base64.b64decode(sig) if sig else None,
+                    latest[2],
+                    log.inclusion_proof(index, latest[0]),
+                )
+    return None
+
+
+def sign_db(
+    home: EnclaveHome,
+    job_id: str,
+    repo: str,
+    arch: str,
+    db: Path,
+    *,
+    evidence: Path | None = None,
+    packages: Path | None = None,
+    insecure_no_sandbox: bool = False,
+    gnupghome: Path | None = None,
+) -> JobResult:
+    refuse_without_sandbox(insecure_no_sandbox)
+    if not job_id or len(job_id) > 128 or not job_id.isprintable():
+        raise SigningError("a job id is 1 to 128 printable characters")
+    with database_lock(home.path / "enclave.lck", wait=60):
+        state = home.load_state()  # verifies the whole log first
+        done = _logged(home, job_id)
+        if done is not None:
+            return done
+        with prepared_job(home, state, repo, arch, db, evidence, packages) as (job, out, extra):
+            result = run_worker(job, out, extra=extra, insecure_no_sandbox=insecure_no_sandbox)
+        signer = home.signer(gnupghome)
+        db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")
+        policy = home.policy()
+        with home.open_log() as log:
+            index = log.size
+            signature = None
+            if result.get("decision") == "accept":
+                options = SignOptions(
+                    expires_in=policy.db_signature_validity_days * 86400,
+                    notations=(
+                        (NOTATION_POLICY, str(policy.version)),
+                        (NOTATION_LOG_INDEX, str(index)),
+                        (NOTATION_LOG, home.config()["origin"]),
+                    ),
+                )
+                signature = signer.sign_detached(io.BytesIO(db_bytes), options)
+                verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
+                home.store_db(db_bytes)
+                _keep_evidence(home, evidence)
+            log.append([transition_entry(result, job_id, signature)])
+            note = home.checkpoint(log, signer)
+            proof = log.inclusion_proof(index)
+        return JobResult(
+            job_id,
+            str(result.get("decision")),
+            list(result.get("reasons", [])),
+            index,
+            signature,
+            note,
+            proof,
+        )
+
+
+def _keep_evidence(home: EnclaveHome, folder: Path | None) -> None:
+    """Keep the statements a signature rests on, by hash, so `audit` can replay them."""
+    if folder is None:
+        return
+    import hashlib
+
+    for doc in sorted(folder.glob("*.json")):
+        raw, sigs = read_document(doc)
+        digest = hashlib.sha256(raw).hexdigest()
+        atomic_write(home.path / "evidence" / f"{digest}.json", raw)
+        atomic_write(home.path / "evidence" / f"{digest}.json.sig", sigs)
