@@ -245,3 +245,62 @@ def test_sign_db_signs_logs_and_answers_retries_once(
     assert any("older than 1.1-1" in r for r in json.loads(replay.stdout)["reasons"])
     status = json.loads(cli("enclave", "status", "--json", "--home", str(home)).stdout)
     assert status["log_size"] == 4  # genesis, two signatures, one logged refusal
+
+
+def test_audit_replays_the_log_and_catches_a_rogue_signature(
+    tmp_path: Path, setup: tuple[World, Path, Path, Path]
+) -> None:
+    from reposeal.enclave.home import EnclaveHome
+
+    world, home, repo, pkg = setup
+    ev = evidence(world, tmp_path / "ev", pkg)
+    assert (
+        cli(
+            "enclave",
+            "sign-db",
+            "--home",
+            str(home),
+            "--job-id",
+            "j1",
+            "--repo",
+            "core",
+            "--arch",
+            "x86_64",
+            "--db",
+            str(repo / "core.db.tar.gz"),
+            "--evidence",
+            str(ev),
+            "--packages",
+            str(repo),
+        ).returncode
+        == 0
+    )
+    ok = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
+    assert ok["ok"] and ok["signatures"] == 1
+    # a compromised enclave logs a signature with no evidence behind it
+    h = EnclaveHome(home)
+    with h.open_log() as log:
+        entry = json.loads(log.entry(1))
+    entry.update(
+        job="rogue",
+        parent=entry["db_sha256"],
+        db_sha256="f" * 64,
+        evidence=[],
+        packages=[
+            dict(
+                entry["packages"][0],
+                version="9.9-1",
+                sha256="e" * 64,
+                filename="hello-9.9-1-any.pkg.tar.zst",
+            )
+        ],
+    )
+    import rfc8785
+
+    with h.open_log() as log:
+        log.append([rfc8785.dumps(entry)])
+        h.checkpoint(log, h.signer())
+    bad = cli("enclave", "audit", "--json", str(home))
+    report = json.loads(bad.stdout)
+    assert bad.returncode == 3 and not report["ok"]
+    assert any("rogue" in v and "builders attest" in v for v in report["violations"])

@@ -156,6 +156,39 @@ def enclave_sign_db(
     sys.exit(0 if result.decision == "accept" else 3)
 
 
+@enclave.command("audit", epilog=EXIT_CODES)
+@click.argument("log_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def enclave_audit(log_dir: Path, as_json: bool) -> None:
+    """Replay LOG_DIR (an enclave home or a published copy: log.sqlite, evidence/, policy.json,
+    dbs/, repo-key.pgp) through the policy; report any signature it would not have allowed.
+    Needs no key. Exit 0 if every signature was allowed."""
+    from reposeal.enclave.audit import audit
+
+    out = _Out(False, as_json)
+    try:
+        report = audit(log_dir)
+    except ReposealError as exc:
+        out.fail(exc)
+    doc = {
+        "ok": report.ok,
+        "entries": report.entries,
+        "signatures": report.signatures,
+        "refusals": report.refusals,
+        "violations": report.violations,
+    }
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(
+            f"{report.entries} entries: {report.signatures} signatures, "
+            f"{report.refusals} refusals, {len(report.violations)} violations"
+        )
+        for v in report.violations:
+            click.echo(f"VIOLATION {v}")
+    sys.exit(0 if report.ok else 3)
+
+
 @enclave.command("status", epilog=EXIT_CODES)
 @_HOME
 @click.option("--json", "as_json", is_flag=True)

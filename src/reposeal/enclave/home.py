@@ -124,6 +124,7 @@ def init_home(
     shutil.copyfile(policy_path, path / "policy.json")
     atomic_write(path / "policy.json.sig", sigs)
     (path / "dbs").mkdir()
+    atomic_write(path / "repo-key.pgp", signer.certificate())  # for anyone auditing
     with TransparencyLog(home.log_path) as log:
         log.append(
             [genesis_entry(hashlib.sha256(raw).hexdigest(), fingerprint, note.verifier.encode())]

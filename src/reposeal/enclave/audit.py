@@ -1,0 +1,140 @@
+"""`enclave audit`: replay a log and its evidence through ``decide``; anyone can run it.
+
+Every signature in the log must be one the policy allowed given everything signed before it.
+Needs no key: the log, the evidence it names (by sha256), the policy, and optionally the
+signed databases to check the signatures themselves.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reposeal.errors import ReposealError
+from reposeal.evidence.files import read_document
+from reposeal.evidence.quorum import Signed, load_signed
+from reposeal.evidence.statements import from_bytes
+from reposeal.openpgp.verify import Keyring, verify_detached
+from reposeal.policy.decide import (
+    Decision,
+    Evidence,
+    PackageRecord,
+    Request,
+    SigningState,
+    apply,
+    decide,
+)
+from reposeal.policy.document import Policy, verify_policy
+from reposeal.translog.checkpoint import NoteVerifier, verify_checkpoint
+from reposeal.translog.store import TransparencyLog
+
+ROLE = {
+    "approval": "maintainers",
+    "removal": "maintainers",
+    "build": "builders",
+    "override": "admins",
+}
+
+
+@dataclass
+class AuditReport:
+    entries: int = 0
+    signatures: int = 0
+    refusals: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def _evidence(
+    folder: Path, hashes: list[str], policy: Policy, where: str, report: AuditReport
+) -> Evidence:
+    kinds: dict[str, list[Signed]] = {k: [] for k in ROLE}
+    for digest in hashes:
+        doc = folder / f"{digest}.json"
+        try:
+            raw, sigs = read_document(doc)
+            if hashlib.sha256(raw).hexdigest() != digest:
+                raise ReposealError("content does not match its name")
+            kind = from_bytes(raw).kind
+            kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE[kind]]))
+        except ReposealError as exc:
+            report.violations.append(f"{where}: evidence {digest[:16]}… unusable: {exc.message}")
+    return Evidence(kinds["approval"], kinds["build"], kinds["removal"], kinds["override"])
+
+
+def audit(home: Path) -> AuditReport:
+    """Audit an enclave home or a published copy of its log, evidence and policy."""
+    report = AuditReport()
+    policy = verify_policy(*read_document(home / "policy.json"))
+    with TransparencyLog(home / "log.sqlite") as log:
+        log.verify(full=True)
+        entries = log.entries(0, log.size)
+        latest = log.latest_checkpoint()
+    genesis = json.loads(entries[0])
+    verifier = NoteVerifier.decode(genesis["note_verifier"])
+    if latest is not None:
+        origin = latest[2].decode().split("\n", 1)[0]
+        verify_checkpoint(latest[2], verifier, origin)
+    repo_key = None
+    state = SigningState()
+    current: dict[tuple[str, str], dict[str, PackageRecord]] = {}
+    for index, raw in enumerate(entries[1:], 1):
+        report.entries += 1
+        doc = json.loads(raw)
+        if doc.get("type") == "refusal":
+            report.refusals += 1
+            continue
+        if doc.get("type") != "db":
+            continue
+        report.signatures += 1
+        where = f"entry {index} ({doc['repo']}/{doc['arch']}, job {doc.get('job')})"
+        if doc["policy_version"] != policy.version:
+            report.violations.append(
+                f"{where}: signed under policy v{doc['policy_version']}, "
+                "which this audit does not have"
+            )
+            continue
+        records = {
+            p["name"]: PackageRecord(
+                p["name"],
+                p["version"],
+                p["arch"],
+                p["sha256"],
+                p["filename"],
+                p["pkgbase"],
+                p.get("pkgbuild_sha256"),
+            )
+            for p in doc["packages"]
+        }
+        key = (doc["repo"], doc["arch"])
+        request = Request(
+            doc["repo"], doc["arch"], doc["parent"], doc["db_sha256"], current.get(key, {}), records
+        )
+        evidence = _evidence(home / "evidence", doc["evidence"], policy, where, report)
+        decision = decide(state, request, evidence, policy)
+        if not decision.accepted:
+            report.violations.append(
+                f"{where}: the policy would have refused it: " + "; ".join(decision.reasons)
+            )
+        signed_db = home / "dbs" / doc["db_sha256"]
+        if signed_db.exists():
+            if repo_key is None:
+                repo_key = (
+                    Keyring.from_bytes((home / "repo-key.pgp").read_bytes())
+                    if (home / "repo-key.pgp").exists()
+                    else None
+                )
+            if repo_key is not None:
+                try:
+                    verify_detached(signed_db, base64.b64decode(doc["signature"]), repo_key)
+                except ReposealError as exc:
+                    report.violations.append(f"{where}: signature does not verify: {exc.message}")
+        state = apply(state, request, Decision(used_overrides=list(doc["used_overrides"])))
+        current[key] = records
+    return report
