@@ -189,6 +189,60 @@ def enclave_audit(log_dir: Path, as_json: bool) -> None:
     sys.exit(0 if report.ok else 3)
 
 
+@enclave.command("run", epilog=EXIT_CODES)
+@_HOME
+@click.option("--bridge", "url", required=True, help="https://HOST:PORT of the bridge.")
+@click.option(
+    "--cert",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="This enclave's client certificate (role enclave).",
+)
+@click.option("--key", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--ca",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="The only CA trusted for the bridge's certificate (pinned).",
+)
+@click.option("--once", is_flag=True, help="Serve until the queue is empty, then exit.")
+@click.option("--wait", type=click.FloatRange(0, 60), default=30.0, show_default=True)
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--insecure-no-sandbox", is_flag=True, help="Run workers without bubblewrap.")
+def enclave_run(
+    home: Path,
+    url: str,
+    cert: Path,
+    key: Path,
+    ca: Path,
+    once: bool,
+    wait: float,
+    gnupghome: Path | None,
+    insecure_no_sandbox: bool,
+) -> None:
+    """Poll the bridge for jobs and answer each: checked in a sandbox, signed if the policy
+    allows, logged either way. Opens no port."""
+    from reposeal.enclave.home import EnclaveHome
+    from reposeal.enclave.runner import run
+    from reposeal.repo.bridge_client import BridgeClient
+    from reposeal.tls import Issued, client_context
+
+    out = _Out(False, False)
+    try:
+        client = BridgeClient(url, client_context(Issued(cert, key), ca))
+        served = run(
+            EnclaveHome(home),
+            client,
+            once=once,
+            wait=wait,
+            insecure_no_sandbox=insecure_no_sandbox,
+            gnupghome=gnupghome,
+        )
+    except ReposealError as exc:
+        out.fail(exc)
+    click.echo(f"served {served} job(s)")
+
+
 @enclave.command("status", epilog=EXIT_CODES)
 @_HOME
 @click.option("--json", "as_json", is_flag=True)

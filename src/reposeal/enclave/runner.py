@@ -1,0 +1,91 @@
+"""`enclave run`: the long-lived loop. It dials out to the bridge, holds no key in its own
+process beyond the signer handle, parses nothing itself (the sandboxed worker does), and
+posts back one answer per job."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from reposeal.alpm.limits import DEFAULT_LIMITS
+from reposeal.alpm.names import check_arch, check_name
+from reposeal.enclave.home import EnclaveHome
+from reposeal.enclave.jobs import sign_db
+from reposeal.errors import ReposealError
+from reposeal.repo.bridge_client import BridgeClient, BridgeError
+
+
+def handle(
+    home: EnclaveHome,
+    client: BridgeClient,
+    job: dict[str, object],
+    *,
+    insecure_no_sandbox: bool,
+    gnupghome: Path | None,
+) -> dict[str, object]:
+    files = job.get("files")
+    try:
+        check_name(str(job.get("repo")))
+        check_arch(str(job.get("arch")))
+        if not isinstance(files, dict):
+            raise ReposealError("a job must list its files")
+    except ReposealError as exc:
+        return {"job": job.get("id"), "decision": "refuse", "reasons": [str(exc)]}
+    with tempfile.TemporaryDirectory(prefix="reposeal-run-") as tmp:
+        folder = Path(tmp)
+        for rel, digest in files.items():
+            limit = DEFAULT_LIMITS.max_db_bytes if rel == "db" else DEFAULT_LIMITS.max_package_bytes
+            target = folder / ("db/" + f"{job['repo']}.db.tar.gz" if rel == "db" else rel)
+            client.fetch_blob(str(digest), target, limit)
+        (folder / "packages").mkdir(exist_ok=True)
+        (folder / "evidence").mkdir(exist_ok=True)
+        db = next((folder / "db").iterdir())
+        try:
+            result = sign_db(
+                home,
+                str(job["id"]),
+                str(job["repo"]),
+                str(job["arch"]),
+                db,
+                evidence=folder / "evidence",
+                packages=folder / "packages",
+                insecure_no_sandbox=insecure_no_sandbox,
+                gnupghome=gnupghome,
+            )
+            return result.to_json()
+        except ReposealError as exc:  # the job is answered, the enclave keeps serving
+            return {"job": job["id"], "decision": "refuse", "reasons": [str(exc)]}
+
+
+def run(
+    home: EnclaveHome,
+    client: BridgeClient,
+    *,
+    once: bool = False,
+    wait: float = 30.0,
+    insecure_no_sandbox: bool = False,
+    gnupghome: Path | None = None,
+) -> int:
+    """Serve jobs until interrupted (or, with ``once``, until the queue is empty)."""
+    home.load_state()  # a log that does not verify stops us before any job
+    served = 0
+    while True:
+        try:
+            job = client.next_job(wait)
+        except BridgeError as exc:
+            if once:
+                raise
+            print(f"bridge: {exc.message}; retrying in 5 s", file=sys.stderr)
+            time.sleep(5)
+            continue
+        if job is None:
+            if once:
+                return served
+            continue
+        result = handle(
+            home, client, job, insecure_no_sandbox=insecure_no_sandbox, gnupghome=gnupghome
+        )
+        client.post_result(str(job["id"]), result)
+        served += 1

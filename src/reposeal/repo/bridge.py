@@ -1,0 +1,196 @@
+"""The bridge: the repo machine's job queue that the enclave polls (the enclave opens no port).
+
+HTTPS with mutual TLS; every endpoint checks the role in the caller's *verified* client
+certificate (aiohttp hands it to the handler). Jobs and blobs live in SQLite and a blob
+folder; jobs are idempotent by id: the same job submitted twice is one job, a result posted
+twice must be the same result.
+
+    PUT  /blobs/{sha256}        repo     upload a blob (hash checked while streaming)
+    POST /jobs                  repo     {id, kind, repo, arch, files: {path: sha256}}
+    GET  /jobs/{id}             repo     state and result
+    GET  /jobs/next?wait=SEC    enclave  long-poll for the next job
+    GET  /blobs/{sha256}        enclave  download a blob
+    POST /jobs/{id}/result      enclave  the receipt (signature, log index, ...) or refusal
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from reposeal.tls import role_of
+
+MAX_BLOB = 4 << 30
+MAX_JSON = 1 << 20
+LEASE_SECONDS = 300  # a taken job whose result never came is handed out again
+_SHA = re.compile(r"[0-9a-f]{64}")
+_PATH = re.compile(r"(db|packages/[A-Za-z0-9@._+-]+|evidence/[A-Za-z0-9._-]+\.json(\.sig)?)")
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class JobQueue:
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.blobs = folder / "blobs"
+        self.blobs.mkdir(exist_ok=True)
+        self.db = sqlite3.connect(
+            folder / "queue.sqlite", isolation_level=None, check_same_thread=False
+        )
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS job (id TEXT PRIMARY KEY, spec TEXT NOT NULL, "
+            "state TEXT NOT NULL, taken REAL, result TEXT, created REAL NOT NULL)"
+        )
+
+    def submit(self, spec: dict[str, Any]) -> bool:
+        """Queue a job; True if new. The same id with another spec is refused."""
+        raw = json.dumps(spec, sort_keys=True)
+        row = self.db.execute("SELECT spec FROM job WHERE id=?", (spec["id"],)).fetchone()
+        if row is not None:
+            if row[0] != raw:
+                raise ValueError(f"job {spec['id']} exists with a different content")
+            return False
+        self.db.execute(
+            "INSERT INTO job VALUES (?, ?, 'pending', NULL, NULL, ?)",
+            (spec["id"], raw, time.time()),
+        )
+        return True
+
+    def take(self) -> dict[str, Any] | None:
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        row = self.db.execute(
+            "SELECT id, spec FROM job WHERE state='pending' OR (state='taken' AND taken < ?) "
+            "ORDER BY created LIMIT 1",
+            (now - LEASE_SECONDS,),
+        ).fetchone()
+        if row is not None:
+            self.db.execute("UPDATE job SET state='taken', taken=? WHERE id=?", (now, row[0]))
+        self.db.execute("COMMIT")
+        return None if row is None else dict(json.loads(row[1]))
+
+    def finish(self, job_id: str, result: dict[str, Any]) -> bool:
+        """Store the result; True if stored now, False if the same was stored before."""
+        raw = json.dumps(result, sort_keys=True)
+        row = self.db.execute("SELECT result FROM job WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(job_id)
+        if row[0] is not None:
+            if row[0] != raw:
+                raise ValueError(f"job {job_id} already has a different result")
+            return False
+        self.db.execute("UPDATE job SET state='done', result=? WHERE id=?", (raw, job_id))
+        return True
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT state, result FROM job WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        return {"id": job_id, "state": row[0], "result": json.loads(row[1]) if row[1] else None}
+
+
+def _role(request: web.Request, *allowed: str) -> None:
+    role = role_of(request.transport.get_extra_info("peercert") if request.transport else None)
+    if role not in allowed:
+        raise web.HTTPForbidden(text=f"role {role!r} may not call {request.path}")
+
+
+def make_app(queue: JobQueue) -> web.Application:
+    app = web.Application(client_max_size=MAX_JSON)
+
+    async def put_blob(request: web.Request) -> web.Response:
+        _role(request, "repo")
+        digest = request.match_info["sha"]
+        if not _SHA.fullmatch(digest):
+            raise web.HTTPBadRequest(text="blob names are sha256 hex digests")
+        target = queue.blobs / digest
+        if target.exists():
+            return web.json_response({"stored": False})
+        tmp = target.with_name(f".{digest}.{id(request)}.tmp")
+        h, size = hashlib.sha256(), 0
+        with open(tmp, "wb") as f:
+            async for chunk in request.content.iter_chunked(1 << 20):
+                size += len(chunk)
+                if size > MAX_BLOB:
+                    tmp.unlink()
+                    raise web.HTTPRequestEntityTooLarge(max_size=MAX_BLOB, actual_size=size)
+                h.update(chunk)
+                f.write(chunk)
+        if h.hexdigest() != digest:
+            tmp.unlink()
+            raise web.HTTPBadRequest(text="the blob does not hash to its name")
+        tmp.replace(target)
+        return web.json_response({"stored": True}, status=201)
+
+    async def get_blob(request: web.Request) -> web.StreamResponse:
+        _role(request, "enclave")
+        digest = request.match_info["sha"]
+        if not _SHA.fullmatch(digest) or not (queue.blobs / digest).exists():
+            raise web.HTTPNotFound()
+        return web.FileResponse(queue.blobs / digest)
+
+    async def post_job(request: web.Request) -> web.Response:
+        _role(request, "repo")
+        try:
+            spec = await request.json()
+            if not isinstance(spec, dict) or not _ID.fullmatch(str(spec.get("id", ""))):
+                raise ValueError("a job needs an id of 1-128 letters, digits and ._:-")
+            if spec.get("kind") != "db":
+                raise ValueError("unsupported job kind (supported: db)")
+            files = spec.get("files")
+            if not isinstance(files, dict) or "db" not in files:
+                raise ValueError("a db job names its files, at least 'db'")
+            for path, digest in files.items():
+                if not _PATH.fullmatch(path) or ".." in path or not _SHA.fullmatch(str(digest)):
+                    raise ValueError(f"bad file entry {path!r}")
+                if not (queue.blobs / digest).exists():
+                    raise ValueError(f"blob for {path} was not uploaded")
+            new = queue.submit({k: spec[k] for k in ("id", "kind", "repo", "arch", "files")})
+        except (ValueError, KeyError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        return web.json_response({"queued": new}, status=201 if new else 200)
+
+    async def next_job(request: web.Request) -> web.Response:
+        _role(request, "enclave")
+        wait = min(float(request.query.get("wait", "0") or 0), 60.0)
+        deadline = time.monotonic() + wait
+        while True:
+            job = queue.take()
+            if job is not None:
+                return web.json_response(job)
+            if time.monotonic() >= deadline:
+                return web.Response(status=204)
+            await asyncio.sleep(0.1)
+
+    async def post_result(request: web.Request) -> web.Response:
+        _role(request, "enclave")
+        try:
+            stored = queue.finish(request.match_info["id"], await request.json())
+        except KeyError:
+            raise web.HTTPNotFound() from None
+        except ValueError as exc:
+            raise web.HTTPConflict(text=str(exc)) from None
+        return web.json_response({"stored": stored})
+
+    async def get_job(request: web.Request) -> web.Response:
+        _role(request, "repo")
+        found = queue.get(request.match_info["id"])
+        if found is None:
+            raise web.HTTPNotFound()
+        return web.json_response(found)
+
+    app.router.add_put("/blobs/{sha}", put_blob)
+    app.router.add_get("/blobs/{sha}", get_blob)
+    app.router.add_post("/jobs", post_job)
+    app.router.add_get("/jobs/next", next_job)
+    app.router.add_post("/jobs/{id}/result", post_result)
+    app.router.add_get("/jobs/{id}", get_job)
+    return app
