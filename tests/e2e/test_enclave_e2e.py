@@ -304,3 +304,106 @@ def test_audit_replays_the_log_and_catches_a_rogue_signature(
     report = json.loads(bad.stdout)
     assert bad.returncode == 3 and not report["ok"]
     assert any("rogue" in v and "builders attest" in v for v in report["violations"])
+
+
+def test_refresh_stale_parents_and_rebinding(
+    tmp_path: Path, setup: tuple[World, Path, Path, Path]
+) -> None:
+    from reposeal.alpm.synthetic import write_package
+
+    world, home, repo, pkg = setup
+    db = repo / "core.db.tar.gz"
+    ev = evidence(world, tmp_path / "ev", pkg)
+    base = ["--home", str(home), "--repo", "core", "--arch", "x86_64"]
+    stale = cli(
+        "enclave",
+        "sign-db",
+        *base,
+        "--job-id",
+        "s0",
+        "--db",
+        str(db),
+        "--parent",
+        "a" * 64,
+        "--evidence",
+        str(ev),
+        "--packages",
+        str(repo),
+    )
+    assert stale.returncode == 3 and "stale or forked" in stale.stdout
+    signed = cli(
+        "enclave",
+        "sign-db",
+        *base,
+        "--job-id",
+        "s1",
+        "--db",
+        str(db),
+        "--parent",
+        "none",
+        "--evidence",
+        str(ev),
+        "--packages",
+        str(repo),
+    )
+    assert signed.returncode == 0, signed.stdout
+    fork = cli(
+        "enclave",
+        "sign-db",
+        *base,
+        "--job-id",
+        "s2",
+        "--db",
+        str(db),
+        "--parent",
+        "none",
+        "--evidence",
+        str(ev),
+        "--packages",
+        str(repo),
+    )
+    assert fork.returncode == 3 and "stale or forked" in fork.stdout
+
+    refreshed = cli(
+        "enclave",
+        "refresh",
+        *base,
+        "--job-id",
+        "r1",
+        "--db",
+        str(db),
+        "-o",
+        str(tmp_path / "new.sig"),
+    )
+    assert refreshed.returncode == 0 and (tmp_path / "new.sig").exists()
+    other = tmp_path / "other" / "core.db.tar.gz"
+    other.parent.mkdir()
+    assert (
+        cli("db", "add", str(other), str(write_package(other.parent, "zzz", "1-1"))).returncode == 0
+    )
+    refused = cli("enclave", "refresh", *base, "--job-id", "r2", "--db", str(other))
+    assert refused.returncode == 3 and "only the latest" in refused.stdout
+
+    # the same version with other bytes is refused even with evidence for those bytes
+    evil_dir = tmp_path / "evil"
+    evil_dir.mkdir()
+    evil = write_package(evil_dir, "hello", "1.0-1", files={"usr/bin/evil": b"#!/bin/sh\n"})
+    evil_db = evil_dir / "core.db.tar.gz"
+    assert cli("db", "add", str(evil_db), str(evil)).returncode == 0
+    ev_evil = evidence(world, tmp_path / "ev-evil", evil)
+    out = cli(
+        "enclave",
+        "sign-db",
+        *base,
+        "--job-id",
+        "e1",
+        "--db",
+        str(evil_db),
+        "--evidence",
+        str(ev_evil),
+        "--packages",
+        str(evil_dir),
+    )
+    assert out.returncode == 3 and "another file" in out.stdout
+    report = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
+    assert report["ok"] and report["signatures"] == 2 and report["refusals"] == 4

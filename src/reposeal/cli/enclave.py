@@ -117,6 +117,11 @@ def enclave_dry_run(
 )
 @click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--insecure-no-sandbox", is_flag=True, help="Run the worker without bubblewrap.")
+@click.option(
+    "--parent",
+    help="sha256 of the database this one replaces ('none' for the first);"
+    " refused if it is not the last one signed.",
+)
 def enclave_sign_db(
     home: Path,
     job_id: str,
@@ -128,6 +133,7 @@ def enclave_sign_db(
     output: Path | None,
     gnupghome: Path | None,
     insecure_no_sandbox: bool,
+    parent: str | None,
 ) -> None:
     """Check a database transition in the sandbox and, if the policy allows it, sign it (with
     the policy's expiry) and log it. Prints the receipt; exit 0 signed, 3 refused."""
@@ -147,7 +153,42 @@ def enclave_sign_db(
             packages=packages,
             insecure_no_sandbox=insecure_no_sandbox,
             gnupghome=gnupghome,
+            check_parent=parent is not None,
+            claimed_parent=None if parent in (None, "none") else parent,
         )
+        if result.signature is not None:
+            atomic_write(output or db.with_name(db.name + ".sig"), result.signature)
+    except ReposealError as exc:
+        out.fail(exc)
+    click.echo(json.dumps(result.to_json(), indent=2))
+    sys.exit(0 if result.decision == "accept" else 3)
+
+
+@enclave.command("refresh", epilog=EXIT_CODES)
+@_HOME
+@click.option("--job-id", required=True)
+@click.option("--repo", required=True)
+@click.option("--arch", required=True)
+@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+def enclave_refresh(
+    home: Path,
+    job_id: str,
+    repo: str,
+    arch: str,
+    db: Path,
+    output: Path | None,
+    gnupghome: Path | None,
+) -> None:
+    """Re-sign the latest signed database with a fresh expiry (any other is refused)."""
+    from reposeal.enclave.home import EnclaveHome
+    from reposeal.enclave.jobs import refresh_db
+    from reposeal.fsio import atomic_write
+
+    out = _Out(False, True)
+    try:
+        result = refresh_db(EnclaveHome(home), job_id, repo, arch, db, gnupghome=gnupghome)
         if result.signature is not None:
             atomic_write(output or db.with_name(db.name + ".sig"), result.signature)
     except ReposealError as exc:

@@ -90,6 +90,14 @@ def audit(home: Path) -> AuditReport:
         if doc.get("type") == "refusal":
             report.refusals += 1
             continue
+        if doc.get("type") == "refresh":
+            report.signatures += 1
+            if state.last_db.get((doc["repo"], doc["arch"])) != doc["db_sha256"]:
+                report.violations.append(
+                    f"entry {index}: refreshed a database that was not "
+                    f"the latest for {doc['repo']}/{doc['arch']}"
+                )
+            continue
         if doc.get("type") != "db":
             continue
         report.signatures += 1

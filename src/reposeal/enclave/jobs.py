@@ -56,6 +56,11 @@ class JobResult:
         }
 
 
+def _check_job_id(job_id: str) -> None:
+    if not job_id or len(job_id) > 128 or not job_id.isprintable():
+        raise SigningError("a job id is 1 to 128 printable characters")
+
+
 def _logged(home: EnclaveHome, job_id: str) -> JobResult | None:
     """The answer already logged for ``job_id``, if any (idempotent retries)."""
     with home.open_log() as log:
@@ -88,17 +93,34 @@ def sign_db(
     packages: Path | None = None,
     insecure_no_sandbox: bool = False,
     gnupghome: Path | None = None,
+    check_parent: bool = False,
+    claimed_parent: str | None = None,
 ) -> JobResult:
+    """Sign the transition to ``db`` if the policy allows it. With ``check_parent``,
+    ``claimed_parent`` is the database the requester believes is the last signed one (None:
+    the first); a stale or forked claim is refused before anything else."""
     refuse_without_sandbox(insecure_no_sandbox)
-    if not job_id or len(job_id) > 128 or not job_id.isprintable():
-        raise SigningError("a job id is 1 to 128 printable characters")
+    _check_job_id(job_id)
     with database_lock(home.path / "enclave.lck", wait=60):
         state = home.load_state()  # verifies the whole log first
         done = _logged(home, job_id)
         if done is not None:
             return done
-        with prepared_job(home, state, repo, arch, db, evidence, packages) as (job, out, extra):
-            result = run_worker(job, out, extra=extra, insecure_no_sandbox=insecure_no_sandbox)
+        last = state.last_db.get((repo, arch))
+        if check_parent and claimed_parent != last:
+            result: dict[str, Any] = {
+                "decision": "refuse",
+                "repo": repo,
+                "arch": arch,
+                "parent": claimed_parent,
+                "reasons": [
+                    f"parent {claimed_parent or 'none'} is not the last database signed "
+                    f"for {repo}/{arch} ({last or 'none'}): stale or forked request"
+                ],
+            }
+        else:
+            with prepared_job(home, state, repo, arch, db, evidence, packages) as (job, out, x):
+                result = run_worker(job, out, extra=x, insecure_no_sandbox=insecure_no_sandbox)
         signer = home.signer(gnupghome)
         db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")
         policy = home.policy()
@@ -143,3 +165,74 @@ def _keep_evidence(home: EnclaveHome, folder: Path | None) -> None:
         digest = hashlib.sha256(raw).hexdigest()
         atomic_write(home.path / "evidence" / f"{digest}.json", raw)
         atomic_write(home.path / "evidence" / f"{digest}.json.sig", sigs)
+
+
+def refresh_db(
+    home: EnclaveHome,
+    job_id: str,
+    repo: str,
+    arch: str,
+    db: Path,
+    *,
+    gnupghome: Path | None = None,
+) -> JobResult:
+    """Re-sign the latest signed database of ``repo/arch`` with a fresh expiry. Any other
+    database is refused: an old one must never regain a valid signature."""
+    import hashlib
+
+    import rfc8785
+
+    _check_job_id(job_id)
+    with database_lock(home.path / "enclave.lck", wait=60):
+        state = home.load_state()
+        done = _logged(home, job_id)
+        if done is not None:
+            return done
+        db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")
+        digest = hashlib.sha256(db_bytes).hexdigest()
+        last = state.last_db.get((repo, arch))
+        policy = home.policy()
+        signer = home.signer(gnupghome)
+        with home.open_log() as log:
+            index = log.size
+            doc: dict[str, Any] = {
+                "v": 1,
+                "job": job_id,
+                "repo": repo,
+                "arch": arch,
+                "db_sha256": digest,
+                "policy_version": policy.version,
+            }
+            signature = None
+            if digest != last:
+                doc.update(
+                    type="refusal",
+                    reasons=[
+                        f"only the latest database signed for {repo}/{arch} is refreshed "
+                        f"({(last or 'none')[:16]}…), not {digest[:16]}…"
+                    ],
+                )
+            else:
+                options = SignOptions(
+                    expires_in=policy.db_signature_validity_days * 86400,
+                    notations=(
+                        (NOTATION_POLICY, str(policy.version)),
+                        (NOTATION_LOG_INDEX, str(index)),
+                        (NOTATION_LOG, home.config()["origin"]),
+                    ),
+                )
+                signature = signer.sign_detached(io.BytesIO(db_bytes), options)
+                verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
+                doc.update(type="refresh", signature=base64.b64encode(signature).decode())
+            log.append([rfc8785.dumps(doc)])
+            note = home.checkpoint(log, signer)
+            proof = log.inclusion_proof(index)
+        return JobResult(
+            job_id,
+            "accept" if signature else "refuse",
+            doc.get("reasons", []),
+            index,
+            signature,
+            note,
+            proof,
+        )

@@ -12,7 +12,7 @@ from pathlib import Path
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.names import check_arch, check_name
 from reposeal.enclave.home import EnclaveHome
-from reposeal.enclave.jobs import sign_db
+from reposeal.enclave.jobs import refresh_db, sign_db
 from reposeal.errors import ReposealError
 from reposeal.repo.bridge_client import BridgeClient, BridgeError
 
@@ -42,17 +42,23 @@ def handle(
         (folder / "packages").mkdir(exist_ok=True)
         (folder / "evidence").mkdir(exist_ok=True)
         db = next((folder / "db").iterdir())
+        job_id, repo, arch = str(job["id"]), str(job["repo"]), str(job["arch"])
         try:
+            if job.get("kind") == "refresh":
+                return refresh_db(home, job_id, repo, arch, db, gnupghome=gnupghome).to_json()
+            claimed = job.get("parent")
             result = sign_db(
                 home,
-                str(job["id"]),
-                str(job["repo"]),
-                str(job["arch"]),
+                job_id,
+                repo,
+                arch,
                 db,
                 evidence=folder / "evidence",
                 packages=folder / "packages",
                 insecure_no_sandbox=insecure_no_sandbox,
                 gnupghome=gnupghome,
+                check_parent="parent" in job,
+                claimed_parent=str(claimed) if claimed else None,
             )
             return result.to_json()
         except ReposealError as exc:  # the job is answered, the enclave keeps serving

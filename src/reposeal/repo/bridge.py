@@ -143,8 +143,11 @@ def make_app(queue: JobQueue) -> web.Application:
             spec = await request.json()
             if not isinstance(spec, dict) or not _ID.fullmatch(str(spec.get("id", ""))):
                 raise ValueError("a job needs an id of 1-128 letters, digits and ._:-")
-            if spec.get("kind") != "db":
-                raise ValueError("unsupported job kind (supported: db)")
+            if spec.get("kind") not in ("db", "refresh"):
+                raise ValueError("unsupported job kind (supported: db, refresh)")
+            parent = spec.get("parent")
+            if parent is not None and not _SHA.fullmatch(str(parent)):
+                raise ValueError("parent must be the sha256 of the last signed database")
             files = spec.get("files")
             if not isinstance(files, dict) or "db" not in files:
                 raise ValueError("a db job names its files, at least 'db'")
@@ -153,7 +156,8 @@ def make_app(queue: JobQueue) -> web.Application:
                     raise ValueError(f"bad file entry {path!r}")
                 if not (queue.blobs / digest).exists():
                     raise ValueError(f"blob for {path} was not uploaded")
-            new = queue.submit({k: spec[k] for k in ("id", "kind", "repo", "arch", "files")})
+            keys = ("id", "kind", "repo", "arch", "files", "parent")
+            new = queue.submit({k: spec[k] for k in keys if k in spec})
         except (ValueError, KeyError) as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         return web.json_response({"queued": new}, status=201 if new else 200)
