@@ -42,6 +42,11 @@ def pki(tmp_path: Path) -> dict[str, Issued]:
 
 @pytest.fixture
 def bridge(tmp_path: Path, pki: dict[str, Issued]) -> Iterator[str]:
+    yield from _bridge(tmp_path, pki)
+
+
+def _bridge(tmp_path: Path, pki: dict[str, Issued]) -> Iterator[str]:
+    """Start `reposeal bridge serve` on a free port of 127.0.0.1 (with this environment)."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -70,9 +75,11 @@ def bridge(tmp_path: Path, pki: dict[str, Issued]) -> Iterator[str]:
             break
         except OSError:
             time.sleep(0.1)
-    yield f"https://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def client(url: str, pki: dict[str, Issued], who: str, ca: str = "ca") -> BridgeClient:
@@ -138,3 +145,72 @@ def test_roles_and_certificates_are_enforced(
     with pytest.raises(BridgeError, match="TLS"):
         client(bridge, pki, "enclave", ca="rogue-ca").next_job(0)
     assert json.dumps  # keep the import for readers of the job format
+
+
+@pytest.mark.parametrize("step", ["after-decide", "after-sign", "after-log-append", "before-post"])
+def test_kill_9_at_each_step_still_gives_one_signature_logged_once(
+    tmp_path: Path,
+    pki: dict[str, Issued],
+    step: str,
+    setup: tuple[World, Path, Path, Path],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    import os
+
+    monkeypatch.setenv("REPOSEAL_BRIDGE_LEASE", "1")  # a lost job is handed out again fast
+    server = _bridge(tmp_path, pki)
+    url = next(server)
+    request.addfinalizer(server.close)  # stops the bridge
+    world, home, repo, pkg = setup
+    ev = evidence(world, tmp_path / "ev", pkg)
+    repo_side = client(url, pki, "repo")
+    files = {
+        "db": repo_side.put_blob(repo / "core.db.tar.gz"),
+        f"packages/{pkg.name}": repo_side.put_blob(pkg),
+    }
+    for f in sorted(ev.iterdir()):
+        files[f"evidence/{f.name}"] = repo_side.put_blob(f)
+    repo_side.submit(
+        {
+            "id": "crash-job",
+            "kind": "db",
+            "repo": "core",
+            "arch": "x86_64",
+            "files": files,
+            "parent": None,
+        }
+    )
+    run = [
+        sys.executable,
+        "-m",
+        "reposeal.cli",
+        "enclave",
+        "run",
+        "--once",
+        "--wait",
+        "3",
+        "--home",
+        str(home),
+        "--bridge",
+        url,
+        "--cert",
+        str(pki["enclave"].cert),
+        "--key",
+        str(pki["enclave"].key),
+        "--ca",
+        str(pki["ca"].cert),
+    ]
+    crashed = subprocess.run(
+        run, env={**os.environ, "REPOSEAL_FAULT": step}, capture_output=True, text=True, check=False
+    )
+    assert crashed.returncode == -9, crashed.stderr
+    time.sleep(1.2)  # the lease of the job the dead enclave had taken runs out
+    again = subprocess.run(run, capture_output=True, text=True, check=False)
+    assert again.returncode == 0 and "served 1 job" in again.stdout, again.stderr
+    result = repo_side.job("crash-job")["result"]
+    assert result["decision"] == "accept"
+    status = json.loads(cli("enclave", "status", "--json", "--home", str(home)).stdout)
+    assert status["log_size"] == 2  # genesis and exactly one signature, whatever the crash
+    audit = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
+    assert audit["ok"] and audit["signatures"] == 1

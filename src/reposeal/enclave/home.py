@@ -87,6 +87,16 @@ class EnclaveHome:
             verify_checkpoint(latest[2], self.note_signer().verifier, self.config()["origin"])
             return replay(log.entries(0, log.size))
 
+    def complete_checkpoint(self, signer: Signer) -> None:
+        """If the last run died between appending an entry and checkpointing it, the entry is
+        ours and durable: verify the log and checkpoint it now. Fewer entries than the last
+        checkpoint (truncation, rollback) is never repaired."""
+        with self.open_log() as log:
+            latest = log.latest_checkpoint()
+            if latest is not None and latest[0] < log.size:
+                log.verify(full=True)
+                self.checkpoint(log, signer)
+
     def checkpoint(self, log: TransparencyLog, signer: Signer) -> bytes:
         """Sign and store a checkpoint for the whole log (note + OpenPGP signature)."""
         cp = Checkpoint(self.config()["origin"], log.size, log.root())

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,13 @@ class JobResult:
             "checkpoint": self.checkpoint.decode(),
             "inclusion_proof": [base64.b64encode(h).decode() for h in self.inclusion_proof],
         }
+
+
+def fault_point(step: str) -> None:
+    """Crash here if the test harness asks (REPOSEAL_FAULT=step): the one failure a test
+    cannot cause from outside at an exact moment is a kill -9 between two writes."""
+    if os.environ.get("REPOSEAL_FAULT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _check_job_id(job_id: str) -> None:
@@ -102,6 +111,7 @@ def sign_db(
     refuse_without_sandbox(insecure_no_sandbox)
     _check_job_id(job_id)
     with database_lock(home.path / "enclave.lck", wait=60):
+        home.complete_checkpoint(home.signer(gnupghome))  # after a crash past the append
         state = home.load_state()  # verifies the whole log first
         done = _logged(home, job_id)
         if done is not None:
@@ -121,6 +131,7 @@ def sign_db(
         else:
             with prepared_job(home, state, repo, arch, db, evidence, packages) as (job, out, x):
                 result = run_worker(job, out, extra=x, insecure_no_sandbox=insecure_no_sandbox)
+        fault_point("after-decide")
         signer = home.signer(gnupghome)
         db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")
         policy = home.policy()
@@ -138,9 +149,11 @@ def sign_db(
                 )
                 signature = signer.sign_detached(io.BytesIO(db_bytes), options)
                 verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
+                fault_point("after-sign")
                 home.store_db(db_bytes)
                 _keep_evidence(home, evidence)
             log.append([transition_entry(result, job_id, signature)])
+            fault_point("after-log-append")
             note = home.checkpoint(log, signer)
             proof = log.inclusion_proof(index)
         return JobResult(
@@ -184,6 +197,7 @@ def refresh_db(
 
     _check_job_id(job_id)
     with database_lock(home.path / "enclave.lck", wait=60):
+        home.complete_checkpoint(home.signer(gnupghome))
         state = home.load_state()
         done = _logged(home, job_id)
         if done is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.names import check_arch, check_name
 from reposeal.enclave.home import EnclaveHome
-from reposeal.enclave.jobs import refresh_db, sign_db
+from reposeal.enclave.jobs import fault_point, refresh_db, sign_db
 from reposeal.errors import ReposealError
 from reposeal.repo.bridge_client import BridgeClient, BridgeError
 
@@ -75,6 +75,7 @@ def run(
     gnupghome: Path | None = None,
 ) -> int:
     """Serve jobs until interrupted (or, with ``once``, until the queue is empty)."""
+    home.complete_checkpoint(home.signer(gnupghome))  # finish what a crash interrupted
     home.load_state()  # a log that does not verify stops us before any job
     served = 0
     while True:
@@ -93,5 +94,6 @@ def run(
         result = handle(
             home, client, job, insecure_no_sandbox=insecure_no_sandbox, gnupghome=gnupghome
         )
+        fault_point("before-post")
         client.post_result(str(job["id"]), result)
         served += 1

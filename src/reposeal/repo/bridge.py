@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import time
@@ -30,7 +31,7 @@ from reposeal.tls import role_of
 
 MAX_BLOB = 4 << 30
 MAX_JSON = 1 << 20
-LEASE_SECONDS = 300  # a taken job whose result never came is handed out again
+LEASE_SECONDS = float(os.environ.get("REPOSEAL_BRIDGE_LEASE", "300"))  # then handed out again
 _SHA = re.compile(r"[0-9a-f]{64}")
 _PATH = re.compile(r"(db|packages/[A-Za-z0-9@._+-]+|evidence/[A-Za-z0-9._-]+\.json(\.sig)?)")
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
