@@ -275,27 +275,33 @@ def test_audit_replays_the_log_and_catches_a_rogue_signature(
         ).returncode
         == 0
     )
-    ok = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
+    audited = cli("enclave", "audit", "--json", str(home))
+    assert audited.returncode == 0, audited.stderr
+    ok = json.loads(audited.stdout)
     assert ok["ok"] and ok["signatures"] == 1
     # a compromised enclave logs a signature with no evidence behind it
     h = EnclaveHome(home)
     with h.open_log() as log:
         entry = json.loads(log.entry(1))
-    entry.update(
-        job="rogue",
-        parent=entry["db_sha256"],
-        db_sha256="f" * 64,
-        evidence=[],
-        packages=[
-            dict(
-                entry["packages"][0],
-                version="9.9-1",
-                sha256="e" * 64,
-                filename="hello-9.9-1-any.pkg.tar.zst",
-            )
-        ],
-    )
     import rfc8785
+
+    rogue = [
+        {
+            "name": "hello",
+            "version": "9.9-1",
+            "arch": "any",
+            "sha256": "e" * 64,
+            "filename": "hello-9.9-1-any.pkg.tar.zst",
+            "pkgbase": "hello",
+            "pkgbuild_sha256": None,
+        }
+    ]
+    blob = rfc8785.dumps(rogue)
+    digest = hashlib.sha256(blob).hexdigest()
+    h.store_records(blob, digest)
+    entry.update(
+        job="rogue", parent=entry["db_sha256"], db_sha256="f" * 64, evidence=[], records=digest
+    )
 
     with h.open_log() as log:
         log.append([rfc8785.dumps(entry)])

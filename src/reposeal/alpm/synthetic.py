@@ -53,8 +53,10 @@ def package_bytes(
     pkginfo: bytes | None = None,
     builddate: int = 1700000000,
     depends: Sequence[str] = (),
+    pkgbuild_sha256: str | None = None,
 ) -> bytes:
-    """The bytes of a package holding ``files`` (path -> content) below ``usr/share/NAME``."""
+    """The bytes of a package holding ``files`` (path -> content) below ``usr/share/NAME``;
+    with ``pkgbuild_sha256`` it also carries a .BUILDINFO naming that PKGBUILD."""
     if files is None:
         files = {f"usr/share/{name}/README": f"{name} {version}\n".encode()}
     size = sum(len(v) for v in files.values())
@@ -63,6 +65,9 @@ def package_bytes(
     )
     dirs = sorted({p[: i + 1] for p in files for i, c in enumerate(p) if c == "/"})
     chunks = [tar_member(".PKGINFO", info, builddate)]
+    if pkgbuild_sha256 is not None:
+        buildinfo = f"format = 2\npkgname = {name}\npkgbuild_sha256sum = {pkgbuild_sha256}\n"
+        chunks.append(tar_member(".BUILDINFO", buildinfo.encode(), builddate))
     chunks += [tar_member(d, None, builddate) for d in dirs]
     chunks += [tar_member(p, files[p], builddate) for p in sorted(files)]
     chunks.append(END_OF_ARCHIVE)

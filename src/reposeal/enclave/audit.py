@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reposeal.enclave.records import load_records
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.evidence.quorum import Signed, load_signed
@@ -108,18 +109,13 @@ def audit(home: Path) -> AuditReport:
                 "which this audit does not have"
             )
             continue
-        records = {
-            p["name"]: PackageRecord(
-                p["name"],
-                p["version"],
-                p["arch"],
-                p["sha256"],
-                p["filename"],
-                p["pkgbase"],
-                p.get("pkgbuild_sha256"),
+        try:
+            records = load_records(
+                lambda d: (home / "records" / f"{d}.json").read_bytes(), doc["records"]
             )
-            for p in doc["packages"]
-        }
+        except (OSError, ValueError, KeyError) as exc:
+            report.violations.append(f"{where}: its package records are unusable: {exc}")
+            continue
         key = (doc["repo"], doc["arch"])
         request = Request(
             doc["repo"], doc["arch"], doc["parent"], doc["db_sha256"], current.get(key, {}), records

@@ -85,7 +85,7 @@ class EnclaveHome:
             from reposeal.translog.checkpoint import verify_checkpoint
 
             verify_checkpoint(latest[2], self.note_signer().verifier, self.config()["origin"])
-            return replay(log.entries(0, log.size))
+            return replay(log.entries(0, log.size), self.read_records)
 
     def complete_checkpoint(self, signer: Signer) -> None:
         """If the last run died between appending an entry and checkpointing it, the entry is
@@ -104,6 +104,17 @@ class EnclaveHome:
         log.save_checkpoint(log.size, log.root(), note)
         atomic_write(self.path / "checkpoint.sig", signer.sign_detached(io.BytesIO(note)))
         return note
+
+    def read_records(self, digest: str) -> bytes:
+        try:
+            return (self.path / "records" / f"{digest}.json").read_bytes()
+        except OSError:
+            raise EnclaveStateError(
+                f"records {digest[:16]}… named by the log are missing"
+            ) from None
+
+    def store_records(self, blob: bytes, digest: str) -> None:
+        atomic_write(self.path / "records" / f"{digest}.json", blob)
 
     def store_db(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()

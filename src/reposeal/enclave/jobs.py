@@ -22,7 +22,7 @@ from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.safeio import read_limited
 from reposeal.enclave.dryrun import prepared_job, refuse_without_sandbox
 from reposeal.enclave.home import EnclaveHome
-from reposeal.enclave.records import transition_entry
+from reposeal.enclave.records import records_blob, transition_entry
 from reposeal.enclave.sandbox import run_worker
 from reposeal.errors import SigningError
 from reposeal.evidence.files import read_document
@@ -152,7 +152,9 @@ def sign_db(
                 fault_point("after-sign")
                 home.store_db(db_bytes)
                 _keep_evidence(home, evidence)
-            log.append([transition_entry(result, job_id, signature)])
+            records, records_sha = records_blob(result)
+            home.store_records(records, records_sha)
+            log.append([transition_entry(result, job_id, signature, records_sha)])
             fault_point("after-log-append")
             note = home.checkpoint(log, signer)
             proof = log.inclusion_proof(index)

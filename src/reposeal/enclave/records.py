@@ -7,7 +7,8 @@ the signing state is nothing but that replay.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import rfc8785
@@ -46,16 +47,29 @@ def genesis_entry(policy_sha256: str, signer_fpr: str, note_verifier: str) -> by
     )
 
 
-def transition_entry(result: dict[str, Any], job_id: str, signature: bytes | None) -> bytes:
+def records_blob(result: dict[str, Any]) -> tuple[bytes, str]:
+    """The full package list of a proposed database as canonical JSON, and its sha256.
+
+    Log entries stay small (C2SP entry bundles allow 64 KiB) by naming this list by hash; it
+    is kept (and published) beside the log as ``records/SHA256.json``.
+    """
+    blob = rfc8785.dumps(result.get("packages", []))
+    return blob, hashlib.sha256(blob).hexdigest()
+
+
+def transition_entry(
+    result: dict[str, Any], job_id: str, signature: bytes | None, records_sha256: str | None
+) -> bytes:
     """A signed (or refused) database transition as the log keeps it: the worker's findings
-    (records re-derived from the bytes, the evidence used), the job id and the signature."""
+    (records re-derived from the bytes, by hash; the evidence used), the job id, the
+    signature."""
     accepted = result.get("decision") == "accept"
     doc: dict[str, Any] = {
         "v": ENTRY_VERSION,
         "type": "db" if accepted else "refusal",
         "job": job_id,
         **{k: result.get(k) for k in ("repo", "arch", "parent", "db_sha256", "policy_version")},
-        "packages": result.get("packages", []),
+        "records": records_sha256,
         "evidence": result.get("evidence", []),
         "used_overrides": result.get("used_overrides", []),
     }
@@ -67,7 +81,31 @@ def transition_entry(result: dict[str, Any], job_id: str, signature: bytes | Non
     return rfc8785.dumps(doc)
 
 
-def replay(entries: Iterable[bytes]) -> SigningState:
+RecordsLoader = Callable[[str], bytes]
+
+
+def load_records(loader: RecordsLoader, digest: str) -> dict[str, PackageRecord]:
+    """The package records a log entry names, checked against their hash."""
+    import json
+
+    blob = loader(digest)
+    if hashlib.sha256(blob).hexdigest() != digest:
+        raise ValueError(f"records {digest[:16]}… do not match their hash")
+    return {
+        p["name"]: PackageRecord(
+            p["name"],
+            p["version"],
+            p["arch"],
+            p["sha256"],
+            p["filename"],
+            p["pkgbase"],
+            p.get("pkgbuild_sha256"),
+        )
+        for p in json.loads(blob)
+    }
+
+
+def replay(entries: Iterable[bytes], loader: RecordsLoader) -> SigningState:
     """The signing state implied by a log's entries (refusals change nothing)."""
     import json
 
@@ -77,12 +115,7 @@ def replay(entries: Iterable[bytes]) -> SigningState:
         doc = json.loads(raw)
         if doc.get("type") != "db":
             continue
-        records = {
-            p["name"]: PackageRecord(
-                p["name"], p["version"], p["arch"], p["sha256"], p["filename"], p["pkgbase"]
-            )
-            for p in doc["packages"]
-        }
+        records = load_records(loader, doc["records"])
         key = (doc["repo"], doc["arch"])
         request = Request(
             doc["repo"], doc["arch"], doc["parent"], doc["db_sha256"], current.get(key, {}), records
