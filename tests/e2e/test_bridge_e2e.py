@@ -214,3 +214,67 @@ def test_kill_9_at_each_step_still_gives_one_signature_logged_once(
     assert status["log_size"] == 2  # genesis and exactly one signature, whatever the crash
     audit = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
     assert audit["ok"] and audit["signatures"] == 1
+
+
+def test_submit_and_result_from_the_command_line(
+    tmp_path: Path,
+    pki: dict[str, Issued],
+    bridge: str,
+    setup: tuple[World, Path, Path, Path],  # noqa: F811
+) -> None:
+    world, home, repo, pkg = setup
+    ev = evidence(world, tmp_path / "ev", pkg)
+    tls = [
+        "--bridge",
+        bridge,
+        "--cert",
+        str(pki["repo"].cert),
+        "--key",
+        str(pki["repo"].key),
+        "--ca",
+        str(pki["ca"].cert),
+    ]
+    sub = cli(
+        "bridge",
+        "submit",
+        *tls,
+        "--job-id",
+        "cli-1",
+        "--repo",
+        "core",
+        "--arch",
+        "x86_64",
+        "--db",
+        str(repo / "core.db.tar.gz"),
+        "--package",
+        str(pkg),
+        "--evidence",
+        str(ev),
+        "--parent",
+        "none",
+    )
+    assert sub.returncode == 0, sub.stderr
+    assert cli("bridge", "result", *tls, "--job-id", "cli-1").returncode == 1  # still waiting
+    assert (
+        cli(
+            "enclave",
+            "run",
+            "--once",
+            "--wait",
+            "1",
+            "--home",
+            str(home),
+            "--bridge",
+            bridge,
+            "--cert",
+            str(pki["enclave"].cert),
+            "--key",
+            str(pki["enclave"].key),
+            "--ca",
+            str(pki["ca"].cert),
+        ).returncode
+        == 0
+    )
+    sig = tmp_path / "core.db.sig"
+    done = cli("bridge", "result", *tls, "--job-id", "cli-1", "-o", str(sig))
+    assert done.returncode == 0 and sig.stat().st_size > 0

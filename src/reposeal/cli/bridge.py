@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from reposeal.cli import EXIT_CODES, main
+from reposeal.repo.bridge_client import BridgeClient
 
 
 @main.group()
@@ -50,3 +53,117 @@ def bridge_serve(folder: Path, listen: str, cert: Path, key: Path, client_ca: Pa
         ssl_context=server_context(Issued(cert, key), client_ca),
         print=None,
     )
+
+
+def _client(url: str, cert: Path, key: Path, ca: Path) -> BridgeClient:
+    from reposeal.tls import Issued, client_context
+
+    return BridgeClient(url, client_context(Issued(cert, key), ca))
+
+
+_TLS = [
+    click.option("--bridge", "url", required=True, help="https://HOST:PORT"),
+    click.option("--cert", required=True, type=click.Path(exists=True, path_type=Path)),
+    click.option("--key", required=True, type=click.Path(exists=True, path_type=Path)),
+    click.option("--ca", required=True, type=click.Path(exists=True, path_type=Path)),
+]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _tls(f: F) -> F:
+    for opt in reversed(_TLS):
+        f = opt(f)
+    return f
+
+
+@bridge.command("submit", epilog=EXIT_CODES)
+@_tls
+@click.option("--job-id", required=True)
+@click.option("--kind", type=click.Choice(["db", "refresh"]), default="db", show_default=True)
+@click.option("--repo", required=True)
+@click.option("--arch", required=True)
+@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--package",
+    "packages",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option("--evidence", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--parent", help="sha256 of the last signed database ('none' for the first).")
+def bridge_submit(
+    url: str,
+    cert: Path,
+    key: Path,
+    ca: Path,
+    job_id: str,
+    kind: str,
+    repo: str,
+    arch: str,
+    db: Path,
+    packages: tuple[Path, ...],
+    evidence: Path | None,
+    parent: str | None,
+) -> None:
+    """Upload a job's files and queue it for the enclave (role repo)."""
+    from reposeal.cli import _Out
+    from reposeal.errors import ReposealError
+
+    out = _Out(False, False)
+    try:
+        client = _client(url, cert, key, ca)
+        files = {"db": client.put_blob(db)}
+        for p in packages:
+            files[f"packages/{p.name}"] = client.put_blob(p)
+        for p in sorted(evidence.iterdir()) if evidence else []:
+            if p.name.endswith((".json", ".json.sig")):
+                files[f"evidence/{p.name}"] = client.put_blob(p)
+        job: dict[str, object] = {
+            "id": job_id,
+            "kind": kind,
+            "repo": repo,
+            "arch": arch,
+            "files": files,
+        }
+        if parent is not None:
+            job["parent"] = None if parent == "none" else parent
+        client.submit(job)
+    except ReposealError as exc:
+        out.fail(exc)
+    click.echo(f"queued {job_id} ({len(files)} files)")
+
+
+@bridge.command("result", epilog=EXIT_CODES)
+@_tls
+@click.option("--job-id", required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the signature here when the job was signed.",
+)
+def bridge_result(
+    url: str, cert: Path, key: Path, ca: Path, job_id: str, output: Path | None
+) -> None:
+    """Show a job's state and result; exit 0 signed, 3 refused, 1 still waiting."""
+    import base64
+    import json
+    import sys
+
+    from reposeal.cli import _Out
+    from reposeal.errors import ReposealError
+
+    out = _Out(False, True)
+    try:
+        doc = _client(url, cert, key, ca).job(job_id)
+    except ReposealError as exc:
+        out.fail(exc)
+    click.echo(json.dumps(doc, indent=2))
+    result = doc.get("result") or {}
+    if output is not None and result.get("signature"):
+        output.write_bytes(base64.b64decode(result["signature"]))
+    if not result:
+        sys.exit(1)
+    sys.exit(0 if result.get("decision") == "accept" else 3)

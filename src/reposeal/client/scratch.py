@@ -48,13 +48,11 @@ class ScratchPacman:
         self.conf.write_text("\n".join(lines) + "\n")
         return self.conf
 
-    def trust(self, public_key: Path, fingerprint: str) -> None:
-        """A keyring (pacman-key) that trusts exactly this repository key."""
-        for args in (
-            ["--init"],
-            ["--add", str(public_key)],
-            ["--lsign-key", fingerprint],
-        ):
+    def trust(self, public_key: Path, fingerprint: str, *, init: bool = True) -> None:
+        """A keyring (pacman-key) that trusts this key (and, with ``init=False``, the ones
+        trusted before)."""
+        steps = [["--add", str(public_key)], ["--lsign-key", fingerprint]]
+        for args in ([["--init"]] if init else []) + steps:
             subprocess.run(
                 ["pacman-key", "--gpgdir", str(self.gpgdir), *args], check=True, capture_output=True
             )
