@@ -118,6 +118,12 @@ def main() -> None:
                 raw = to_bytes(stmt)
                 (ev / name).write_bytes(raw)
                 (ev / (name + ".sig")).write_bytes(b"".join(p.sign(raw) for p in people[:2]))
+            if os.environ.get("PROFILE") and round_ == 2:
+                import cProfile
+
+                cProfile.runctx("sign_db(home, 'prof', 'core', 'x86_64', new_db, evidence=ev, "
+                                "packages=pkgs)", globals(), locals(), sort="cumtime")
+                continue
             t = time.perf_counter()
             result = sign_db(
                 home, f"job-{round_}", "core", "x86_64", new_db, evidence=ev, packages=pkgs

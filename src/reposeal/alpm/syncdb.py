@@ -201,26 +201,34 @@ def validate_entries(entries: Mapping[str, Entry]) -> list[str]:
     """Check every desc fully; return a list of problems (empty when all is well)."""
     problems: list[str] = []
     for e in entries.values():
-        where = f"entry {e.dirname}"
         try:
-            f = e.fields()
-            if single(f, "NAME", where) != e.name:
-                problems.append(f"{where}: %NAME% does not match the directory name")
-            if single(f, "VERSION", where) != e.version:
-                problems.append(f"{where}: %VERSION% does not match the directory name")
-            check_package_filename(single(f, "FILENAME", where))
-            sha = single(f, "SHA256SUM", where)
-            if not _SHA256_HEX.fullmatch(sha):
-                problems.append(f"{where}: %SHA256SUM% is not a sha256 hex digest")
-            for num in ("CSIZE", "ISIZE"):
-                if num in f and not single(f, num, where).isdigit():
-                    problems.append(f"{where}: %{num}% is not a number")
-            if e.files is not None:
-                ff = parse_desc(e.files, f"{where}/files")
-                if set(ff) - {"FILES"}:
-                    problems.append(f"{where}/files: unexpected fields {sorted(ff)}")
+            problems += entry_problems(e, e.fields())
         except ReposealError as exc:
             problems.append(exc.message)
+    return problems
+
+
+def entry_problems(e: Entry, f: dict[str, list[str]]) -> list[str]:
+    """What is wrong with one entry whose desc parsed into ``f``."""
+    where = f"entry {e.dirname}"
+    problems: list[str] = []
+    try:
+        if single(f, "NAME", where) != e.name:
+            problems.append(f"{where}: %NAME% does not match the directory name")
+        if single(f, "VERSION", where) != e.version:
+            problems.append(f"{where}: %VERSION% does not match the directory name")
+        check_package_filename(single(f, "FILENAME", where))
+        if not _SHA256_HEX.fullmatch(single(f, "SHA256SUM", where)):
+            problems.append(f"{where}: %SHA256SUM% is not a sha256 hex digest")
+        for num in ("CSIZE", "ISIZE"):
+            if num in f and not single(f, num, where).isdigit():
+                problems.append(f"{where}: %{num}% is not a number")
+        if e.files is not None:
+            ff = parse_desc(e.files, f"{where}/files")
+            if set(ff) - {"FILES"}:
+                problems.append(f"{where}/files: unexpected fields {sorted(ff)}")
+    except ReposealError as exc:
+        problems.append(exc.message)
     return problems
 
 

@@ -50,13 +50,17 @@ def prepared_job(
         job, out = Path(tmp) / "job", Path(tmp) / "out"
         job.mkdir()
         out.mkdir()
-        spec = {"kind": "db", "repo": repo, "arch": arch, "parent": parent}
+        spec: dict[str, Any] = {"kind": "db", "repo": repo, "arch": arch, "parent": parent}
+        records = home.last_records(repo, arch) if parent is not None else None
+        if records is not None:
+            spec["parent_records"] = records
+            atomic_write(job / "parent.records.json", home.read_records(records))
         atomic_write(job / "job.json", json.dumps(spec).encode())
         atomic_write(job / "state.json", state_to_json(state))
         for name in ("policy.json", "policy.json.sig"):
             shutil.copyfile(home.path / name, job / name)
         atomic_write(job / "new.db", read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database"))
-        if parent is not None:
+        if parent is not None and records is None:
             shutil.copyfile(home.path / "dbs" / parent, job / "parent.db")
         empty = Path(tmp) / "empty"
         empty.mkdir()

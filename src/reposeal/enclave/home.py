@@ -105,6 +105,15 @@ class EnclaveHome:
         atomic_write(self.path / "checkpoint.sig", signer.sign_detached(io.BytesIO(note)))
         return note
 
+    def last_records(self, repo: str, arch: str) -> str | None:
+        """The records hash of the last database signed for repo/arch (from the log)."""
+        with self.open_log() as log:
+            for index in range(log.size - 1, 0, -1):
+                doc = json.loads(log.entry(index))
+                if doc.get("type") == "db" and (doc["repo"], doc["arch"]) == (repo, arch):
+                    return str(doc["records"])
+        return None
+
     def read_records(self, digest: str) -> bytes:
         try:
             return (self.path / "records" / f"{digest}.json").read_bytes()

@@ -11,8 +11,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import rfc8785
-
+from reposeal import canonical
 from reposeal.alpm.desc import single
 from reposeal.alpm.syncdb import Entry
 from reposeal.policy.decide import Decision, PackageRecord, Request, SigningState, apply
@@ -20,10 +19,11 @@ from reposeal.policy.decide import Decision, PackageRecord, Request, SigningStat
 ENTRY_VERSION = 1
 
 
-def record_from_entry(e: Entry) -> PackageRecord:
-    """A package record from a database entry (the package file adds pkgbuild_sha256)."""
+def record_from_entry(e: Entry, f: dict[str, list[str]] | None = None) -> PackageRecord:
+    """A package record from a database entry (the package file adds pkgbuild_sha256);
+    ``f`` is its parsed desc when the caller has it already."""
     where = f"entry {e.dirname}"
-    f = e.fields()
+    f = e.fields() if f is None else f
     base = f.get("BASE", [e.name])
     return PackageRecord(
         name=e.name,
@@ -36,7 +36,7 @@ def record_from_entry(e: Entry) -> PackageRecord:
 
 
 def genesis_entry(policy_sha256: str, signer_fpr: str, note_verifier: str) -> bytes:
-    return rfc8785.dumps(
+    return canonical.dumps(
         {
             "v": ENTRY_VERSION,
             "type": "genesis",
@@ -53,7 +53,7 @@ def records_blob(result: dict[str, Any]) -> tuple[bytes, str]:
     Log entries stay small (C2SP entry bundles allow 64 KiB) by naming this list by hash; it
     is kept (and published) beside the log as ``records/SHA256.json``.
     """
-    blob = rfc8785.dumps(result.get("packages", []))
+    blob = canonical.dumps(result.get("packages", []))
     return blob, hashlib.sha256(blob).hexdigest()
 
 
@@ -78,7 +78,7 @@ def transition_entry(
         doc["signature"] = base64.b64encode(signature).decode()
     else:
         doc["reasons"] = result.get("reasons", [])
-    return rfc8785.dumps(doc)
+    return canonical.dumps(doc)
 
 
 RecordsLoader = Callable[[str], bytes]
@@ -128,7 +128,7 @@ def replay(entries: Iterable[bytes], loader: RecordsLoader) -> SigningState:
 
 def state_to_json(state: SigningState) -> bytes:
     """A snapshot of the signing state for a sandboxed worker (read-only there)."""
-    return rfc8785.dumps(
+    return canonical.dumps(
         {
             "last_db": [[r, a, h] for (r, a), h in sorted(state.last_db.items())],
             "highest": [[r, n, v] for (r, n), v in sorted(state.highest.items())],

@@ -19,8 +19,8 @@ import rfc8785
 
 from reposeal.alpm.buildinfo import pkgbuild_sha256
 from reposeal.alpm.package import read_package
-from reposeal.alpm.syncdb import read_entries, validate_entries
-from reposeal.enclave.records import record_from_entry, state_from_json
+from reposeal.alpm.syncdb import entry_problems, read_entries
+from reposeal.enclave.records import load_records, record_from_entry, state_from_json
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.evidence.quorum import Signed, load_signed
@@ -45,11 +45,21 @@ def _sha256(path: Path) -> str:
 
 
 def _records(db: Path) -> dict[str, PackageRecord]:
-    entries = read_entries(db, None)
-    problems = validate_entries(entries)
+    """Every entry checked and turned into a record, each desc parsed once."""
+    out: dict[str, PackageRecord] = {}
+    problems: list[str] = []
+    for name, e in read_entries(db, None).items():
+        try:
+            f = e.fields()
+        except ReposealError as exc:
+            problems.append(exc.message)
+            continue
+        problems += entry_problems(e, f)
+        if not problems:
+            out[name] = record_from_entry(e, f)
     if problems:
         raise ReposealError("database entries are invalid: " + "; ".join(problems[:5]), path=db)
-    return {name: record_from_entry(e) for name, e in entries.items()}
+    return out
 
 
 def _with_buildinfo(rec: PackageRecord, packages: Path) -> tuple[PackageRecord, str | None]:
@@ -102,7 +112,12 @@ def run(job: Path) -> dict[str, Any]:
     old: dict[str, PackageRecord] = {}
     reasons: list[str] = []
     parent = spec.get("parent")
-    if parent is not None:
+    if parent is not None and (job / "parent.records.json").exists():
+        # the parent's records as the enclave logged them when it signed it (hash-bound)
+        old = load_records(
+            lambda _: (job / "parent.records.json").read_bytes(), spec["parent_records"]
+        )
+    elif parent is not None:
         if _sha256(job / "parent.db") != parent:
             raise ReposealError("the parent database sent does not match its hash")
         old = _records(job / "parent.db")
