@@ -1,6 +1,6 @@
 # reposeal: `make demo` and `make test` work on a fresh Debian machine, as root, from a clean clone.
 SHELL := /bin/bash
-APT_PACKAGES := pacman-package-manager makepkg libarchive-tools gnupg zstd fakeroot sq softhsm2 git
+APT_PACKAGES := pacman-package-manager makepkg libarchive-tools gnupg zstd fakeroot sq softhsm2 bubblewrap git
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
