@@ -413,3 +413,58 @@ def test_refresh_stale_parents_and_rebinding(
     assert out.returncode == 3 and "another file" in out.stdout
     report = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
     assert report["ok"] and report["signatures"] == 2 and report["refusals"] == 4
+
+
+def test_package_signing_jobs(
+    tmp_path: Path, setup: tuple[World, Path, Path, Path], built_packages: dict[str, Path]
+) -> None:
+    world, home, _, pkg = setup
+    pkgs = tmp_path / "to-sign"
+    pkgs.mkdir()
+    shutil.copy2(pkg, pkgs / pkg.name)
+    ev = evidence(world, tmp_path / "ev", pkg)
+    base = [
+        "enclave",
+        "sign-packages",
+        "--home",
+        str(home),
+        "--repo",
+        "core",
+        "--packages",
+        str(pkgs),
+    ]
+    first = cli(*base, "--job-id", "p1", "--evidence", str(ev))
+    assert first.returncode == 0, first.stdout + first.stderr
+    sig = (pkgs / (pkg.name + ".sig")).read_bytes()
+    gnupg = tmp_path / "g"
+    gnupg.mkdir(mode=0o700)
+    (tmp_path / "enclave.asc").write_text(world.admins[2].cert)
+    tools.run(
+        ["gpg", "--homedir", str(gnupg), "--batch", "--import", str(tmp_path / "enclave.asc")]
+    )
+    tools.run(
+        [
+            "gpg",
+            "--homedir",
+            str(gnupg),
+            "--batch",
+            "--verify",
+            str(pkgs / (pkg.name + ".sig")),
+            str(pkgs / pkg.name),
+        ]
+    )
+    tools.gpg_kill(gnupg)
+    # the same file in a new job: the same signature, not a second one
+    again = json.loads(cli(*base, "--job-id", "p2").stdout)
+    assert again["decision"] == "accept"
+    import base64
+
+    assert base64.b64decode(again["package_signatures"][pkg.name]) == sig
+    # a new version without evidence is refused
+    (pkgs / pkg.name).unlink()
+    (pkgs / (pkg.name + ".sig")).unlink()
+    shutil.copy2(built_packages["hello-1.1"], pkgs / built_packages["hello-1.1"].name)
+    refused = cli(*base, "--job-id", "p3")
+    assert refused.returncode == 3 and "builders attest" in refused.stdout
+    report = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
+    assert report["ok"] and report["signatures"] == 2 and report["refusals"] == 1

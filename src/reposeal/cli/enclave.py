@@ -164,6 +164,50 @@ def enclave_sign_db(
     sys.exit(0 if result.decision == "accept" else 3)
 
 
+@enclave.command("sign-packages", epilog=EXIT_CODES)
+@_HOME
+@click.option("--job-id", required=True)
+@click.option("--repo", required=True)
+@click.option(
+    "--packages", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option("--evidence", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--insecure-no-sandbox", is_flag=True)
+def enclave_sign_packages(
+    home: Path,
+    job_id: str,
+    repo: str,
+    packages: Path,
+    evidence: Path | None,
+    gnupghome: Path | None,
+    insecure_no_sandbox: bool,
+) -> None:
+    """Sign every package file in PACKAGES (writes FILE.sig beside each) if the policy allows;
+    a file signed before gets its logged signature back. Exit 0 signed, 3 refused."""
+    from reposeal.enclave.home import EnclaveHome
+    from reposeal.enclave.jobs import sign_packages
+    from reposeal.fsio import atomic_write
+
+    out = _Out(False, True)
+    try:
+        result = sign_packages(
+            EnclaveHome(home),
+            job_id,
+            repo,
+            packages,
+            evidence=evidence,
+            insecure_no_sandbox=insecure_no_sandbox,
+            gnupghome=gnupghome,
+        )
+        for name, sig in result.package_signatures.items():
+            atomic_write(packages / f"{name}.sig", sig)
+    except ReposealError as exc:
+        out.fail(exc)
+    click.echo(json.dumps(result.to_json(), indent=2))
+    sys.exit(0 if result.decision == "accept" else 3)
+
+
 @enclave.command("refresh", epilog=EXIT_CODES)
 @_HOME
 @click.option("--job-id", required=True)

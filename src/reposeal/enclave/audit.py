@@ -26,7 +26,9 @@ from reposeal.policy.decide import (
     Request,
     SigningState,
     apply,
+    apply_packages,
     decide,
+    decide_packages,
 )
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.translog.checkpoint import NoteVerifier, verify_checkpoint
@@ -90,6 +92,24 @@ def audit(home: Path) -> AuditReport:
         doc = json.loads(raw)
         if doc.get("type") == "refusal":
             report.refusals += 1
+            continue
+        if doc.get("type") == "packages":
+            report.signatures += 1
+            where = f"entry {index} (packages for {doc['repo']}, job {doc.get('job')})"
+            try:
+                records = load_records(
+                    lambda d: (home / "records" / f"{d}.json").read_bytes(), doc["records"]
+                )
+            except (OSError, ValueError, KeyError) as exc:
+                report.violations.append(f"{where}: its package records are unusable: {exc}")
+                continue
+            evidence = _evidence(home / "evidence", doc["evidence"], policy, where, report)
+            verdict = decide_packages(state, doc["repo"], records, evidence, policy)
+            if not verdict.accepted:
+                report.violations.append(
+                    f"{where}: the policy would have refused it: " + "; ".join(verdict.reasons)
+                )
+            state = apply_packages(state, doc["repo"], records)
             continue
         if doc.get("type") == "refresh":
             report.signatures += 1

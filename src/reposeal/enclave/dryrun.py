@@ -67,6 +67,24 @@ def prepared_job(
         yield job, out, {"packages": packages or db.resolve().parent, "evidence": evidence or empty}
 
 
+@contextmanager
+def prepared_packages_job(
+    home: EnclaveHome, state: SigningState, repo: str, packages: Path, evidence: Path | None
+) -> Iterator[tuple[Path, Path, dict[str, Path]]]:
+    """A package-signing job folder for the worker."""
+    with tempfile.TemporaryDirectory(prefix="reposeal-job-") as tmp:
+        job, out = Path(tmp) / "job", Path(tmp) / "out"
+        job.mkdir()
+        out.mkdir()
+        atomic_write(job / "job.json", json.dumps({"kind": "packages", "repo": repo}).encode())
+        atomic_write(job / "state.json", state_to_json(state))
+        for name in ("policy.json", "policy.json.sig"):
+            shutil.copyfile(home.path / name, job / name)
+        empty = Path(tmp) / "empty"
+        empty.mkdir()
+        yield job, out, {"packages": packages, "evidence": evidence or empty}
+
+
 def dry_run(
     home: EnclaveHome,
     repo: str,

@@ -14,10 +14,11 @@ import io
 import json
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reposeal import canonical
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.safeio import read_limited
 from reposeal.enclave.dryrun import prepared_job, refuse_without_sandbox
@@ -45,6 +46,7 @@ class JobResult:
     signature: bytes | None
     checkpoint: bytes
     inclusion_proof: list[bytes]
+    package_signatures: dict[str, bytes] = field(default_factory=dict)  # file name -> sig
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,10 @@ class JobResult:
             "signature": base64.b64encode(self.signature).decode() if self.signature else None,
             "checkpoint": self.checkpoint.decode(),
             "inclusion_proof": [base64.b64encode(h).decode() for h in self.inclusion_proof],
+            "package_signatures": {
+                name: base64.b64encode(sig).decode()
+                for name, sig in sorted(self.package_signatures.items())
+            },
         }
 
 
@@ -79,6 +85,9 @@ def _logged(home: EnclaveHome, job_id: str) -> JobResult | None:
                 latest = log.latest_checkpoint()
                 assert latest is not None
                 sig = doc.get("signature")
+                packages = {
+                    n: base64.b64decode(v) for n, v in doc.get("package_signatures", {}).items()
+                }
                 return JobResult(
                     job_id,
                     "accept" if doc["type"] == "db" else "refuse",
@@ -87,6 +96,7 @@ def _logged(home: EnclaveHome, job_id: str) -> JobResult | None:
                     base64.b64decode(sig) if sig else None,
                     latest[2],
                     log.inclusion_proof(index, latest[0]),
+                    packages,
                 )
     return None
 
@@ -251,4 +261,104 @@ def refresh_db(
             signature,
             note,
             proof,
+        )
+
+
+def _signed_before(home: EnclaveHome, sha256: str) -> bytes | None:
+    """The signature logged for a package file with this sha256, if any."""
+    with home.open_log() as log:
+        for index in range(log.size - 1, 0, -1):
+            doc = json.loads(log.entry(index))
+            if doc.get("type") == "packages" and sha256 in doc.get("by_sha256", {}):
+                return base64.b64decode(doc["by_sha256"][sha256])
+    return None
+
+
+def sign_packages(
+    home: EnclaveHome,
+    job_id: str,
+    repo: str,
+    packages: Path,
+    *,
+    evidence: Path | None = None,
+    insecure_no_sandbox: bool = False,
+    gnupghome: Path | None = None,
+) -> JobResult:
+    """Sign package files if the policy allows; a file signed before gets the same
+    signature back (never two signatures for one version)."""
+    import hashlib
+
+    from reposeal.enclave.dryrun import prepared_packages_job
+
+    refuse_without_sandbox(insecure_no_sandbox)
+    _check_job_id(job_id)
+    with database_lock(home.path / "enclave.lck", wait=60):
+        signer = home.signer(gnupghome)
+        home.complete_checkpoint(signer)
+        state = home.load_state()
+        done = _logged(home, job_id)
+        if done is not None:
+            return done
+        with prepared_packages_job(home, state, repo, packages, evidence) as (job, out, x):
+            result = run_worker(job, out, extra=x, insecure_no_sandbox=insecure_no_sandbox)
+        fault_point("after-decide")
+        policy = home.policy()
+        with home.open_log() as log:
+            index = log.size
+            signatures: dict[str, bytes] = {}
+            by_sha: dict[str, str] = {}
+            accepted = result.get("decision") == "accept"
+            if accepted:
+                keyring = Keyring.from_bytes(signer.certificate())
+                options = SignOptions(
+                    notations=(
+                        (NOTATION_POLICY, str(policy.version)),
+                        (NOTATION_LOG_INDEX, str(index)),
+                        (NOTATION_LOG, home.config()["origin"]),
+                    )
+                )
+                for rec in result["packages"]:
+                    path = packages / rec["filename"]
+                    sig = _signed_before(home, rec["sha256"])
+                    if sig is None:
+                        with open(path, "rb") as f:
+                            sig = signer.sign_detached(f, options)
+                        with open(path, "rb") as f:
+                            if hashlib.sha256(f.read()).hexdigest() != rec["sha256"]:
+                                raise SigningError(f"{path.name} changed while it was signed")
+                        verify_detached(path, sig, keyring)
+                    signatures[rec["filename"]] = sig
+                    by_sha[rec["sha256"]] = base64.b64encode(sig).decode()
+                _keep_evidence(home, evidence)
+            records, records_sha = records_blob(result)
+            home.store_records(records, records_sha)
+            doc: dict[str, Any] = {
+                "v": 1,
+                "type": "packages" if accepted else "refusal",
+                "job": job_id,
+                "repo": repo,
+                "policy_version": result.get("policy_version"),
+                "records": records_sha,
+                "evidence": result.get("evidence", []),
+            }
+            if accepted:
+                doc["by_sha256"] = by_sha
+                doc["package_signatures"] = {
+                    n: base64.b64encode(v).decode() for n, v in signatures.items()
+                }
+            else:
+                doc["reasons"] = result.get("reasons", [])
+            log.append([canonical.dumps(doc)])
+            fault_point("after-log-append")
+            note = home.checkpoint(log, signer)
+            proof = log.inclusion_proof(index)
+        return JobResult(
+            job_id,
+            "accept" if accepted else "refuse",
+            list(result.get("reasons", [])),
+            index,
+            None,
+            note,
+            proof,
+            signatures,
         )

@@ -14,7 +14,14 @@ from typing import Any
 from reposeal import canonical
 from reposeal.alpm.desc import single
 from reposeal.alpm.syncdb import Entry
-from reposeal.policy.decide import Decision, PackageRecord, Request, SigningState, apply
+from reposeal.policy.decide import (
+    Decision,
+    PackageRecord,
+    Request,
+    SigningState,
+    apply,
+    apply_packages,
+)
 
 ENTRY_VERSION = 1
 
@@ -113,6 +120,9 @@ def replay(entries: Iterable[bytes], loader: RecordsLoader) -> SigningState:
     current: dict[tuple[str, str], Mapping[str, PackageRecord]] = {}
     for raw in entries:
         doc = json.loads(raw)
+        if doc.get("type") == "packages":
+            state = apply_packages(state, doc["repo"], load_records(loader, doc["records"]))
+            continue
         if doc.get("type") != "db":
             continue
         records = load_records(loader, doc["records"])

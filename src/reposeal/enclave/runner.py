@@ -12,7 +12,7 @@ from pathlib import Path
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.names import check_arch, check_name
 from reposeal.enclave.home import EnclaveHome
-from reposeal.enclave.jobs import fault_point, refresh_db, sign_db
+from reposeal.enclave.jobs import fault_point, refresh_db, sign_db, sign_packages
 from reposeal.errors import ReposealError
 from reposeal.repo.bridge_client import BridgeClient, BridgeError
 
@@ -41,9 +41,19 @@ def handle(
             client.fetch_blob(str(digest), target, limit)
         (folder / "packages").mkdir(exist_ok=True)
         (folder / "evidence").mkdir(exist_ok=True)
-        db = next((folder / "db").iterdir())
         job_id, repo, arch = str(job["id"]), str(job["repo"]), str(job["arch"])
         try:
+            if job.get("kind") == "packages":
+                return sign_packages(
+                    home,
+                    job_id,
+                    repo,
+                    folder / "packages",
+                    evidence=folder / "evidence",
+                    gnupghome=gnupghome,
+                    insecure_no_sandbox=insecure_no_sandbox,
+                ).to_json()
+            db = next((folder / "db").iterdir())
             if job.get("kind") == "refresh":
                 return refresh_db(home, job_id, repo, arch, db, gnupghome=gnupghome).to_json()
             claimed = job.get("parent")

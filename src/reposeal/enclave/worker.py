@@ -25,7 +25,7 @@ from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.evidence.quorum import Signed, load_signed
 from reposeal.evidence.statements import from_bytes
-from reposeal.policy.decide import Evidence, PackageRecord, Request, decide
+from reposeal.policy.decide import Evidence, PackageRecord, Request, decide, decide_packages
 from reposeal.policy.document import Policy, verify_policy
 
 ROLE = {
@@ -103,9 +103,67 @@ def _evidence(folder: Path, policy: Policy) -> tuple[Evidence, list[str], list[s
     return evidence, ignored, used
 
 
+def _record_of_file(path: Path) -> PackageRecord:
+    """A package record from the package file alone (.PKGINFO and .BUILDINFO re-read)."""
+    pkg = read_package(path)
+    info = pkg.facts.info
+    return PackageRecord(
+        info.name,
+        info.version,
+        info.arch,
+        pkg.facts.sha256,
+        path.name,
+        info.base or info.name,
+        pkgbuild_sha256(pkg.buildinfo),
+    )
+
+
+def run_packages(job: Path, spec: dict[str, Any], policy: Policy) -> dict[str, Any]:
+    """A package-signing job: every file in packages/ is read and checked."""
+    state = state_from_json((job / "state.json").read_bytes())
+    records: dict[str, PackageRecord] = {}
+    reasons: list[str] = []
+    for path in sorted((job / "packages").iterdir()):
+        if path.name.endswith(".sig"):
+            continue
+        try:
+            rec = _record_of_file(path)
+        except ReposealError as exc:
+            reasons.append(str(exc))
+            continue
+        if rec.name in records:
+            reasons.append(f"{rec.name}: two files in one job")
+        records[rec.name] = rec
+    evidence, ignored, used = _evidence(job / "evidence", policy)
+    decision = decide_packages(state, spec["repo"], records, evidence, policy)
+    reasons += decision.reasons
+    return {
+        "decision": "refuse" if reasons or not records else "accept",
+        "reasons": reasons or ([] if records else ["no package files in the job"]),
+        "ignored_evidence": ignored,
+        "repo": spec["repo"],
+        "policy_version": policy.version,
+        "evidence": sorted(used),
+        "packages": [
+            {
+                "name": r.name,
+                "version": r.version,
+                "arch": r.arch,
+                "sha256": r.sha256,
+                "filename": r.filename,
+                "pkgbase": r.pkgbase,
+                "pkgbuild_sha256": r.pkgbuild_sha256,
+            }
+            for r in sorted(records.values(), key=lambda r: r.name)
+        ],
+    }
+
+
 def run(job: Path) -> dict[str, Any]:
     spec = json.loads((job / "job.json").read_bytes())
     policy = verify_policy(*read_document(job / "policy.json"))
+    if spec.get("kind") == "packages":
+        return run_packages(job, spec, policy)
     state = state_from_json((job / "state.json").read_bytes())
     new_db = job / "new.db"
     new = _records(new_db)

@@ -240,3 +240,64 @@ def apply(state: SigningState, request: Request, decision: Decision) -> SigningS
     return SigningState(
         last, highest, bindings, state.used_overrides | set(decision.used_overrides)
     )
+
+
+def decide_packages(
+    state: SigningState,
+    repo: str,
+    records: Mapping[str, PackageRecord],
+    evidence: Evidence,
+    policy: Policy,
+) -> Decision:
+    """May the enclave sign these package files (for ``repo``)? The per-package rules of a
+    transition: file name, no downgrade below the highest signed, one file per version, and
+    build plus approval quorums on the exact bytes."""
+    d = Decision()
+    if policy.rule(repo) is None:
+        d.reasons.append(f"{repo} is not a repository of policy v{policy.version}")
+    builds_by_sha: dict[str, list[Build]] = defaultdict(list)
+    build_signers: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for s in evidence.builds:
+        b = s.statement
+        if isinstance(b, Build):
+            builds_by_sha[b.sha256].append(b)
+            build_signers[(b.sha256, b.pkgbase, b.commit)] |= s.signers
+    approvals: dict[tuple[str, str, str], list[Signed]] = defaultdict(list)
+    for s in evidence.approvals:
+        a = s.statement
+        if isinstance(a, Approval) and a.repo == repo:
+            approvals[(a.pkgbase, a.commit, a.pkgbuild_sha256)].append(s)
+    for name, new in sorted(records.items()):
+        where = f"{name} {new.version}"
+        if not new.filename.startswith(f"{name}-{new.version}-{new.arch}.pkg.tar"):
+            d.reasons.append(f"{where}: file name {new.filename!r} does not match the package")
+        bound = state.bindings.get((name, new.version, new.arch))
+        if bound == new.sha256:
+            continue  # signed before: the same signature is returned
+        if bound is not None:
+            d.reasons.append(
+                f"{where}: this version was signed with another file "
+                f"({bound[:16]}…); a published version never changes"
+            )
+            continue
+        highest = state.highest.get((repo, name))
+        if highest is not None and vercmp(new.version, highest) < 0:
+            d.reasons.append(f"{where}: older than {highest}, the highest ever signed in {repo}")
+        _check_evidence(d, policy, where, new, builds_by_sha, build_signers, approvals)
+    return d
+
+
+def apply_packages(
+    state: SigningState, repo: str, records: Mapping[str, PackageRecord]
+) -> SigningState:
+    """Signed package files bind their versions (and raise the highest version) at once."""
+    highest = dict(state.highest)
+    bindings = dict(state.bindings)
+    origins = dict(state.origins)
+    for name, r in records.items():
+        h = highest.get((repo, name))
+        if h is None or vercmp(r.version, h) > 0:
+            highest[(repo, name)] = r.version
+        bindings[(name, r.version, r.arch)] = r.sha256
+        origins.setdefault((name, r.version, r.arch), repo)
+    return SigningState(state.last_db, highest, bindings, state.used_overrides, origins)

@@ -144,14 +144,14 @@ def make_app(queue: JobQueue) -> web.Application:
             spec = await request.json()
             if not isinstance(spec, dict) or not _ID.fullmatch(str(spec.get("id", ""))):
                 raise ValueError("a job needs an id of 1-128 letters, digits and ._:-")
-            if spec.get("kind") not in ("db", "refresh"):
-                raise ValueError("unsupported job kind (supported: db, refresh)")
+            if spec.get("kind") not in ("db", "refresh", "packages"):
+                raise ValueError("unsupported job kind (supported: db, refresh, packages)")
             parent = spec.get("parent")
             if parent is not None and not _SHA.fullmatch(str(parent)):
                 raise ValueError("parent must be the sha256 of the last signed database")
             files = spec.get("files")
-            if not isinstance(files, dict) or "db" not in files:
-                raise ValueError("a db job names its files, at least 'db'")
+            if not isinstance(files, dict) or (spec["kind"] != "packages" and "db" not in files):
+                raise ValueError("a job names its files (db and refresh jobs: at least 'db')")
             for path, digest in files.items():
                 if not _PATH.fullmatch(path) or ".." in path or not _SHA.fullmatch(str(digest)):
                     raise ValueError(f"bad file entry {path!r}")
