@@ -266,3 +266,13 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="not a regular file"):
         read_entries(tmp_path / "r.db.tar.gz", None)
+
+
+@pytest.mark.parametrize(
+    "kind", [compression.GZIP, compression.ZSTD, compression.XZ, compression.BZIP2]
+)
+def test_decompression_bombs_stop_at_the_limit(kind: str) -> None:
+    bomb = compression.compress([bytes(64 << 20)], kind)  # 64 MiB of zeros, tiny compressed
+    assert len(bomb) < (1 << 20)
+    with pytest.raises(LimitExceededError):
+        compression.decompress(bomb, kind, 1 << 20)

@@ -109,10 +109,29 @@ def test_dry_run_accepts_with_evidence_and_explains_refusals(
     assert status["log_size"] == 1 and status["policy_version"] == 1
 
 
+def _huge_claim() -> list:
+    import tarfile
+
+    info = tarfile.TarInfo("x-1-1/desc")
+    info.size = 10 << 30  # a 10 GB claimed size, no data behind it
+    return [(info, None)]
+
+
+def _symlink() -> list:
+    import tarfile
+
+    info = tarfile.TarInfo("x-1-1/desc")
+    info.type, info.linkname = tarfile.SYMTYPE, "/etc/shadow"
+    return [(info, None)]
+
+
 HOSTILE_DBS = {
+    "10 GB claimed": _huge_claim(),
+    "symlink": _symlink(),
     "traversal": [file("../x-1-1/desc", b"%NAME%\nx\n\n")],
     "duplicate": [file("x-1-1/desc", b"%NAME%\nx\n\n"), file("x-1-1/desc", b"%NAME%\nx\n\n")],
     "huge field": [file("x-1-1/desc", b"%NAME%\n" + b"x" * (1 << 20) + b"\n\n")],
+    "truncated zstd": [],
 }
 
 
@@ -125,6 +144,12 @@ def test_hostile_databases_are_refused_and_the_enclave_keeps_working(
 
     bad = tmp_path / "bad.db.tar.gz"
     bad.write_bytes(gzip.compress(tar_bytes(HOSTILE_DBS[case])))
+    if case == "truncated zstd":
+        from backports import zstd
+
+        bad = tmp_path / "bad.db.tar.zst"
+        whole = zstd.compress(tar_bytes([file("x-1-1/desc", b"%NAME%\nx\n\n" * 500)]))
+        bad.write_bytes(whole[: len(whole) // 2])
     code, result = dry(home, repo, bad)
     assert code == 3 and result["decision"] == "refuse" and result["reasons"], result
     code, result = dry(home, repo, repo / "core.db.tar.gz", evidence(world, tmp_path / "ev", pkg))
