@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reposeal.enclave.records import load_records
 from reposeal.errors import ReposealError
@@ -71,6 +72,17 @@ def _evidence(
     return Evidence(kinds["approval"], kinds["build"], kinds["removal"], kinds["override"])
 
 
+def _records(
+    home: Path, doc: dict[str, Any], where: str, report: AuditReport
+) -> dict[str, PackageRecord] | None:
+    """The records an entry names (hash-checked), or None after noting the violation."""
+    try:
+        return load_records(lambda d: (home / "records" / f"{d}.json").read_bytes(), doc["records"])
+    except (OSError, ValueError, KeyError) as exc:
+        report.violations.append(f"{where}: its package records are unusable: {exc}")
+        return None
+
+
 def audit(home: Path) -> AuditReport:
     """Audit an enclave home or a published copy of its log, evidence and policy."""
     report = AuditReport()
@@ -96,12 +108,8 @@ def audit(home: Path) -> AuditReport:
         if doc.get("type") == "packages":
             report.signatures += 1
             where = f"entry {index} (packages for {doc['repo']}, job {doc.get('job')})"
-            try:
-                records = load_records(
-                    lambda d: (home / "records" / f"{d}.json").read_bytes(), doc["records"]
-                )
-            except (OSError, ValueError, KeyError) as exc:
-                report.violations.append(f"{where}: its package records are unusable: {exc}")
+            records = _records(home, doc, where, report)
+            if records is None:
                 continue
             evidence = _evidence(home / "evidence", doc["evidence"], policy, where, report)
             verdict = decide_packages(state, doc["repo"], records, evidence, policy)
@@ -129,12 +137,8 @@ def audit(home: Path) -> AuditReport:
                 "which this audit does not have"
             )
             continue
-        try:
-            records = load_records(
-                lambda d: (home / "records" / f"{d}.json").read_bytes(), doc["records"]
-            )
-        except (OSError, ValueError, KeyError) as exc:
-            report.violations.append(f"{where}: its package records are unusable: {exc}")
+        records = _records(home, doc, where, report)
+        if records is None:
             continue
         key = (doc["repo"], doc["arch"])
         request = Request(

@@ -34,6 +34,25 @@ def refuse_without_sandbox(insecure: bool) -> None:
         )
 
 
+Job = tuple[Path, Path, dict[str, Path]]  # (job folder, output folder, read-only binds)
+
+
+@contextmanager
+def _job_folder(
+    home: EnclaveHome, state: SigningState, spec: dict[str, Any], evidence: Path | None
+) -> Iterator[tuple[Path, Path, Path]]:
+    """job/ with job.json, state.json and the policy; out/; an evidence folder."""
+    with tempfile.TemporaryDirectory(prefix="reposeal-job-") as tmp:
+        job, out, empty = Path(tmp) / "job", Path(tmp) / "out", Path(tmp) / "empty"
+        for d in (job, out, empty):
+            d.mkdir()
+        atomic_write(job / "job.json", json.dumps(spec).encode())
+        atomic_write(job / "state.json", state_to_json(state))
+        for name in ("policy.json", "policy.json.sig"):
+            shutil.copyfile(home.path / name, job / name)
+        yield job, out, evidence or empty
+
+
 @contextmanager
 def prepared_job(
     home: EnclaveHome,
@@ -43,46 +62,29 @@ def prepared_job(
     db: Path,
     evidence: Path | None,
     packages: Path | None,
-) -> Iterator[tuple[Path, Path, dict[str, Path]]]:
-    """A job folder for the worker: (job, out, read-only extra folders)."""
+) -> Iterator[Job]:
+    """A database-transition job for the worker."""
     parent = state.last_db.get((repo, arch))
-    with tempfile.TemporaryDirectory(prefix="reposeal-job-") as tmp:
-        job, out = Path(tmp) / "job", Path(tmp) / "out"
-        job.mkdir()
-        out.mkdir()
-        spec: dict[str, Any] = {"kind": "db", "repo": repo, "arch": arch, "parent": parent}
-        records = home.last_records(repo, arch) if parent is not None else None
-        if records is not None:
-            spec["parent_records"] = records
+    spec: dict[str, Any] = {"kind": "db", "repo": repo, "arch": arch, "parent": parent}
+    records = home.last_records(repo, arch) if parent is not None else None
+    if records is not None:
+        spec["parent_records"] = records
+    with _job_folder(home, state, spec, evidence) as (job, out, ev):
+        if records is not None:  # the parent's records as logged when it was signed
             atomic_write(job / "parent.records.json", home.read_records(records))
-        atomic_write(job / "job.json", json.dumps(spec).encode())
-        atomic_write(job / "state.json", state_to_json(state))
-        for name in ("policy.json", "policy.json.sig"):
-            shutil.copyfile(home.path / name, job / name)
-        atomic_write(job / "new.db", read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database"))
-        if parent is not None and records is None:
+        elif parent is not None:
             shutil.copyfile(home.path / "dbs" / parent, job / "parent.db")
-        empty = Path(tmp) / "empty"
-        empty.mkdir()
-        yield job, out, {"packages": packages or db.resolve().parent, "evidence": evidence or empty}
+        atomic_write(job / "new.db", read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database"))
+        yield job, out, {"packages": packages or db.resolve().parent, "evidence": ev}
 
 
 @contextmanager
 def prepared_packages_job(
     home: EnclaveHome, state: SigningState, repo: str, packages: Path, evidence: Path | None
-) -> Iterator[tuple[Path, Path, dict[str, Path]]]:
-    """A package-signing job folder for the worker."""
-    with tempfile.TemporaryDirectory(prefix="reposeal-job-") as tmp:
-        job, out = Path(tmp) / "job", Path(tmp) / "out"
-        job.mkdir()
-        out.mkdir()
-        atomic_write(job / "job.json", json.dumps({"kind": "packages", "repo": repo}).encode())
-        atomic_write(job / "state.json", state_to_json(state))
-        for name in ("policy.json", "policy.json.sig"):
-            shutil.copyfile(home.path / name, job / name)
-        empty = Path(tmp) / "empty"
-        empty.mkdir()
-        yield job, out, {"packages": packages, "evidence": evidence or empty}
+) -> Iterator[Job]:
+    """A package-signing job for the worker."""
+    with _job_folder(home, state, {"kind": "packages", "repo": repo}, evidence) as (job, out, ev):
+        yield job, out, {"packages": packages, "evidence": ev}
 
 
 def dry_run(

@@ -30,6 +30,7 @@ from reposeal.evidence.files import read_document
 from reposeal.fsio import atomic_write
 from reposeal.openpgp.signer import SignOptions
 from reposeal.openpgp.verify import Keyring, verify_detached
+from reposeal.policy.document import Policy
 from reposeal.repo.lock import database_lock
 
 NOTATION_POLICY = "policy@reposeal.dev"
@@ -62,6 +63,23 @@ class JobResult:
                 for name, sig in sorted(self.package_signatures.items())
             },
         }
+
+
+def _notations(home: EnclaveHome, policy: Policy, index: int) -> tuple[tuple[str, str], ...]:
+    """Notations that lead a holder of the signature to its log entry."""
+    return (
+        (NOTATION_POLICY, str(policy.version)),
+        (NOTATION_LOG_INDEX, str(index)),
+        (NOTATION_LOG, home.config()["origin"]),
+    )
+
+
+def _db_options(home: EnclaveHome, policy: Policy, index: int) -> SignOptions:
+    """Database signatures expire (policy) so frozen or replayed copies stop being trusted."""
+    return SignOptions(
+        expires_in=policy.db_signature_validity_days * 86400,
+        notations=_notations(home, policy, index),
+    )
 
 
 def fault_point(step: str) -> None:
@@ -149,14 +167,7 @@ def sign_db(
             index = log.size
             signature = None
             if result.get("decision") == "accept":
-                options = SignOptions(
-                    expires_in=policy.db_signature_validity_days * 86400,
-                    notations=(
-                        (NOTATION_POLICY, str(policy.version)),
-                        (NOTATION_LOG_INDEX, str(index)),
-                        (NOTATION_LOG, home.config()["origin"]),
-                    ),
-                )
+                options = _db_options(home, policy, index)
                 signature = signer.sign_detached(io.BytesIO(db_bytes), options)
                 verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
                 fault_point("after-sign")
@@ -239,14 +250,7 @@ def refresh_db(
                     ],
                 )
             else:
-                options = SignOptions(
-                    expires_in=policy.db_signature_validity_days * 86400,
-                    notations=(
-                        (NOTATION_POLICY, str(policy.version)),
-                        (NOTATION_LOG_INDEX, str(index)),
-                        (NOTATION_LOG, home.config()["origin"]),
-                    ),
-                )
+                options = _db_options(home, policy, index)
                 signature = signer.sign_detached(io.BytesIO(db_bytes), options)
                 verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
                 doc.update(type="refresh", signature=base64.b64encode(signature).decode())
@@ -310,13 +314,7 @@ def sign_packages(
             accepted = result.get("decision") == "accept"
             if accepted:
                 keyring = Keyring.from_bytes(signer.certificate())
-                options = SignOptions(
-                    notations=(
-                        (NOTATION_POLICY, str(policy.version)),
-                        (NOTATION_LOG_INDEX, str(index)),
-                        (NOTATION_LOG, home.config()["origin"]),
-                    )
-                )
+                options = SignOptions(notations=_notations(home, policy, index))
                 for rec in result["packages"]:
                     path = packages / rec["filename"]
                     sig = _signed_before(home, rec["sha256"])

@@ -54,6 +54,18 @@ def genesis_entry(policy_sha256: str, signer_fpr: str, note_verifier: str) -> by
     )
 
 
+def record_to_json(r: PackageRecord) -> dict[str, str | None]:
+    return {
+        "name": r.name,
+        "version": r.version,
+        "arch": r.arch,
+        "sha256": r.sha256,
+        "filename": r.filename,
+        "pkgbase": r.pkgbase,
+        "pkgbuild_sha256": r.pkgbuild_sha256,
+    }
+
+
 def records_blob(result: dict[str, Any]) -> tuple[bytes, str]:
     """The full package list of a proposed database as canonical JSON, and its sha256.
 

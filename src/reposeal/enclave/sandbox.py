@@ -60,15 +60,11 @@ def bwrap_command(job: Path, out: Path, extra: dict[str, Path] | None = None) ->
     for system in ("/usr", "/lib", "/lib64", "/bin", "/sbin"):
         if Path(system).exists():
             cmd += ["--ro-bind", system, system]
-    for p in _python_paths():
+    # the private /tmp first: a bind below /tmp placed before it would be hidden by it
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", INNER_TMP]
+    for p in _python_paths():  # our interpreter and code may live anywhere, /tmp included
         cmd += ["--ro-bind", p, p]
     cmd += [
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--tmpfs",
-        INNER_TMP,
         "--ro-bind",
         str(job),
         "/job",

@@ -20,7 +20,12 @@ import rfc8785
 from reposeal.alpm.buildinfo import pkgbuild_sha256
 from reposeal.alpm.package import read_package
 from reposeal.alpm.syncdb import entry_problems, read_entries
-from reposeal.enclave.records import load_records, record_from_entry, state_from_json
+from reposeal.enclave.records import (
+    load_records,
+    record_from_entry,
+    record_to_json,
+    state_from_json,
+)
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.evidence.quorum import Signed, load_signed
@@ -144,18 +149,7 @@ def run_packages(job: Path, spec: dict[str, Any], policy: Policy) -> dict[str, A
         "repo": spec["repo"],
         "policy_version": policy.version,
         "evidence": sorted(used),
-        "packages": [
-            {
-                "name": r.name,
-                "version": r.version,
-                "arch": r.arch,
-                "sha256": r.sha256,
-                "filename": r.filename,
-                "pkgbase": r.pkgbase,
-                "pkgbuild_sha256": r.pkgbuild_sha256,
-            }
-            for r in sorted(records.values(), key=lambda r: r.name)
-        ],
+        "packages": [record_to_json(r) for r in sorted(records.values(), key=lambda r: r.name)],
     }
 
 
@@ -201,18 +195,7 @@ def run(job: Path) -> dict[str, Any]:
         "arch": spec["arch"],
         "policy_version": policy.version,
         "evidence": sorted(used),
-        "packages": [
-            {
-                "name": r.name,
-                "version": r.version,
-                "arch": r.arch,
-                "sha256": r.sha256,
-                "filename": r.filename,
-                "pkgbase": r.pkgbase,
-                "pkgbuild_sha256": r.pkgbuild_sha256,
-            }
-            for r in sorted(new.values(), key=lambda r: r.name)
-        ],
+        "packages": [record_to_json(r) for r in sorted(new.values(), key=lambda r: r.name)],
     }
 
 

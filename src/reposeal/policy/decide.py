@@ -104,18 +104,7 @@ def decide(state: SigningState, request: Request, evidence: Evidence, policy: Po
                 return True
         return False
 
-    builds_by_sha: dict[str, list[Build]] = defaultdict(list)
-    build_signers: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    for s in evidence.builds:
-        b = s.statement
-        if isinstance(b, Build):
-            builds_by_sha[b.sha256].append(b)
-            build_signers[(b.sha256, b.pkgbase, b.commit)] |= s.signers
-    approvals: dict[tuple[str, str, str], list[Signed]] = defaultdict(list)
-    for s in evidence.approvals:
-        a = s.statement
-        if isinstance(a, Approval) and a.repo == repo:
-            approvals[(a.pkgbase, a.commit, a.pkgbuild_sha256)].append(s)
+    builds_by_sha, build_signers, approvals = _index(evidence, repo)
 
     changed_bases: dict[str, set[str]] = defaultdict(set)
     for name, new in sorted(request.new.items()):
@@ -181,6 +170,31 @@ def decide(state: SigningState, request: Request, evidence: Evidence, policy: Po
                     f"approvals, has {count(signers.get(name, []))}"
                 )
     return d
+
+
+_Index = tuple[
+    dict[str, list[Build]],
+    dict[tuple[str, str, str], set[str]],
+    dict[tuple[str, str, str], list[Signed]],
+]
+
+
+def _index(evidence: Evidence, repo: str) -> _Index:
+    """Builds by file sha256, builder keys per (sha256, pkgbase, commit), and approvals for
+    ``repo`` per (pkgbase, commit, PKGBUILD sha256)."""
+    builds_by_sha: dict[str, list[Build]] = defaultdict(list)
+    build_signers: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for s in evidence.builds:
+        b = s.statement
+        if isinstance(b, Build):
+            builds_by_sha[b.sha256].append(b)
+            build_signers[(b.sha256, b.pkgbase, b.commit)] |= s.signers
+    approvals: dict[tuple[str, str, str], list[Signed]] = defaultdict(list)
+    for s in evidence.approvals:
+        a = s.statement
+        if isinstance(a, Approval) and a.repo == repo:
+            approvals[(a.pkgbase, a.commit, a.pkgbuild_sha256)].append(s)
+    return builds_by_sha, build_signers, approvals
 
 
 def _check_evidence(
@@ -255,18 +269,7 @@ def decide_packages(
     d = Decision()
     if policy.rule(repo) is None:
         d.reasons.append(f"{repo} is not a repository of policy v{policy.version}")
-    builds_by_sha: dict[str, list[Build]] = defaultdict(list)
-    build_signers: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    for s in evidence.builds:
-        b = s.statement
-        if isinstance(b, Build):
-            builds_by_sha[b.sha256].append(b)
-            build_signers[(b.sha256, b.pkgbase, b.commit)] |= s.signers
-    approvals: dict[tuple[str, str, str], list[Signed]] = defaultdict(list)
-    for s in evidence.approvals:
-        a = s.statement
-        if isinstance(a, Approval) and a.repo == repo:
-            approvals[(a.pkgbase, a.commit, a.pkgbuild_sha256)].append(s)
+    builds_by_sha, build_signers, approvals = _index(evidence, repo)
     for name, new in sorted(records.items()):
         where = f"{name} {new.version}"
         if not new.filename.startswith(f"{name}-{new.version}-{new.arch}.pkg.tar"):
