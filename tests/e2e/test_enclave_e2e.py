@@ -493,3 +493,70 @@ def test_package_signing_jobs(
     assert refused.returncode == 3 and "builders attest" in refused.stdout
     report = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
     assert report["ok"] and report["signatures"] == 2 and report["refusals"] == 1
+
+
+def test_enclave_signature_expires_for_pacman_until_refreshed(
+    tmp_path: Path, built_packages: dict[str, Path]
+) -> None:
+    import time
+
+    from reposeal.client.scratch import ScratchPacman
+
+    (tmp_path / "keys").mkdir()
+    world = make_world(tmp_path / "keys")
+    policy = tmp_path / "policy.json"
+    write_signed(policy, world.policy(db_signature_validity_seconds=8).to_bytes(), world.admins[:2])
+    home = tmp_path / "enclave"
+    assert (
+        cli(
+            "enclave",
+            "init",
+            "--home",
+            str(home),
+            "--signer",
+            f"soft:{world.admins[2].signer.path}",
+            "--policy",
+            str(policy),
+        ).returncode
+        == 0
+    )
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    pkg = repo / built_packages["hello-1.0"].name
+    shutil.copy2(built_packages["hello-1.0"], pkg)
+    shutil.copy2(built_packages["hello-1.0"], tmp_path / pkg.name)
+    db = repo / "core.db.tar.gz"
+    assert cli("db", "add", str(db), str(pkg)).returncode == 0
+    ev = evidence(world, tmp_path / "ev", pkg)
+    base = ["--home", str(home), "--repo", "core", "--arch", "x86_64", "--db", str(db)]
+    signed = cli(
+        "enclave",
+        "sign-db",
+        *base,
+        "--job-id",
+        "x1",
+        "--evidence",
+        str(ev),
+        "--packages",
+        str(repo),
+        "-o",
+        str(repo / "core.db.sig"),
+    )
+    assert signed.returncode == 0, signed.stdout
+    signed_at = time.time()
+    cert = tmp_path / "repo.asc"
+    cert.write_text(world.admins[2].cert)
+    scratch = ScratchPacman(tmp_path / "pacman", {"core": repo})
+    scratch.base.mkdir()
+    scratch.trust(cert, world.admins[2].fpr)
+    scratch.write_conf()
+    tools.run_text(scratch.command("-Sy"))
+    time.sleep(max(0.0, signed_at + 9.5 - time.time()))
+    stale = tools.run_text(scratch.command("-Sy"), check=False)
+    assert stale.returncode != 0 and "expired" in stale.stdout + stale.stderr
+    refreshed = cli("enclave", "refresh", *base, "--job-id", "x2", "-o", str(repo / "core.db.sig"))
+    assert refreshed.returncode == 0, refreshed.stdout
+    # the new signature file is newer; pacman downloads it with the unchanged database
+    tools.run_text(scratch.command("-Syy"))
+    assert "core hello 1.0-1" in tools.run_text(scratch.command("-Sl", "core")).stdout
+    tools.gpg_kill(scratch.gpgdir)

@@ -12,6 +12,7 @@ import click
 
 from reposeal.alpm.syncdb import read_entries
 from reposeal.cli import EXIT_CODES, UsageError, _Out, main
+from reposeal.durations import parse_duration
 from reposeal.errors import ReposealError
 from reposeal.openpgp.signer import NO_OPTIONS, SignOptions
 from reposeal.repo import dbupdate
@@ -62,19 +63,11 @@ def _common(f: Any) -> Any:
     return f
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def _sign_options(sig_expires: str | None) -> SignOptions:
     """``7d`` -> SignOptions(expires_in=604800)."""
     if not sig_expires:
         return NO_OPTIONS
-    text = sig_expires.strip().lower()
-    unit = _UNITS.get(text[-1:], 0)
-    number = text[:-1] if unit else text
-    if not number.isdigit() or int(number) == 0:
-        raise UsageError(f"--sig-expires {sig_expires!r}: expected a duration like 12h or 7d")
-    return SignOptions(expires_in=int(number) * (unit or 1))
+    return SignOptions(expires_in=parse_duration(sig_expires))
 
 
 def _signer(

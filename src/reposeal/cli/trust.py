@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from reposeal.cli import EXIT_CODES, _Out, main
+from reposeal.durations import parse_duration
 from reposeal.errors import InputError, ReposealError
 
 _OUT = click.option(
@@ -53,7 +54,13 @@ def policy() -> None:
 @click.option("--builds", type=click.IntRange(1), required=True)
 @click.option("--repo", "repos", multiple=True, required=True, metavar="NAME:ARCH[,ARCH]")
 @click.option("--version", "version", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--db-validity-days", type=click.IntRange(1, 366), default=7, show_default=True)
+@click.option(
+    "--db-validity",
+    default="7d",
+    show_default=True,
+    metavar="DURATION",
+    help="How long database signatures stay valid (pacman refuses them after).",
+)
 @click.option("--allow-author-approval", is_flag=True, help="Count the author's own approval.")
 def policy_init(
     output: Path,
@@ -65,7 +72,7 @@ def policy_init(
     builds: int,
     repos: tuple[str, ...],
     version: int,
-    db_validity_days: int,
+    db_validity: str,
     allow_author_approval: bool,
 ) -> None:
     """Write a new, unsigned policy document (then: `reposeal policy sign`)."""
@@ -90,7 +97,7 @@ def policy_init(
             approvals=approvals,
             builds=builds,
             repos=rules,
-            db_signature_validity_days=db_validity_days,
+            db_signature_validity_seconds=parse_duration(db_validity),
             exclude_author=not allow_author_approval,
         )
         if output.exists():

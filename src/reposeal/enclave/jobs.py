@@ -77,7 +77,7 @@ def _notations(home: EnclaveHome, policy: Policy, index: int) -> tuple[tuple[str
 def _db_options(home: EnclaveHome, policy: Policy, index: int) -> SignOptions:
     """Database signatures expire (policy) so frozen or replayed copies stop being trusted."""
     return SignOptions(
-        expires_in=policy.db_signature_validity_days * 86400,
+        expires_in=policy.db_signature_validity_seconds,
         notations=_notations(home, policy, index),
     )
 

@@ -40,7 +40,7 @@ class Policy:
     approvals: int
     builds: int
     repos: tuple[RepoRule, ...]
-    db_signature_validity_days: int = 7
+    db_signature_validity_seconds: int = 7 * 86400
     exclude_author: bool = True
     armored: tuple[tuple[str, tuple[str, ...]], ...] = ()  # role -> certs, as written
 
@@ -61,7 +61,7 @@ class Policy:
                 {"name": r.name, "arches": list(r.arches), "may_move_to": list(r.may_move_to)}
                 for r in self.repos
             ],
-            "db_signature_validity_days": self.db_signature_validity_days,
+            "db_signature_validity_seconds": self.db_signature_validity_seconds,
             "exclude_author": self.exclude_author,
         }
 
@@ -87,7 +87,7 @@ class Policy:
         approvals: int,
         builds: int,
         repos: list[RepoRule],
-        db_signature_validity_days: int = 7,
+        db_signature_validity_seconds: int = 7 * 86400,
         exclude_author: bool = True,
     ) -> Policy:
         """Make (and check) a policy from armored certificates per role."""
@@ -104,7 +104,7 @@ class Policy:
             approvals,
             builds,
             tuple(repos),
-            db_signature_validity_days,
+            db_signature_validity_seconds,
             exclude_author,
             tuple((role, tuple(str(c) for c in keyrings[role].certs)) for role in ROLES),
         )
@@ -129,8 +129,8 @@ class Policy:
             check_name(r.name)
             for a in r.arches:
                 check_arch(a)
-        if not 1 <= self.db_signature_validity_days <= 366:
-            raise StatementError("db_signature_validity_days must be between 1 and 366")
+        if not 1 <= self.db_signature_validity_seconds <= 366 * 86400:
+            raise StatementError("database signatures must expire within 366 days")
 
 
 def parse_policy(raw: bytes) -> Policy:
@@ -151,7 +151,7 @@ def parse_policy(raw: bytes) -> Policy:
                 RepoRule(str(r["name"]), tuple(r["arches"]), tuple(r.get("may_move_to", [])))
                 for r in p["repos"]
             ],
-            db_signature_validity_days=int(p["db_signature_validity_days"]),
+            db_signature_validity_seconds=int(p["db_signature_validity_seconds"]),
             exclude_author=bool(p["exclude_author"]),
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
