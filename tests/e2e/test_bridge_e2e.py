@@ -82,6 +82,34 @@ def _bridge(tmp_path: Path, pki: dict[str, Issued]) -> Iterator[str]:
         proc.wait(10)
 
 
+def enclave_run_args(url: str, home: Path, pki: dict[str, Issued], wait: str = "1") -> list[str]:
+    return [
+        "enclave",
+        "run",
+        "--once",
+        "--wait",
+        wait,
+        "--home",
+        str(home),
+        "--bridge",
+        url,
+        "--cert",
+        str(pki["enclave"].cert),
+        "--key",
+        str(pki["enclave"].key),
+        "--ca",
+        str(pki["ca"].cert),
+    ]
+
+
+def upload(repo_side: BridgeClient, db: Path, pkg: Path, ev: Path) -> dict[str, str]:
+    """Upload a db job's files; return the job's file map."""
+    files = {"db": repo_side.put_blob(db), f"packages/{pkg.name}": repo_side.put_blob(pkg)}
+    for f in sorted(ev.iterdir()):
+        files[f"evidence/{f.name}"] = repo_side.put_blob(f)
+    return files
+
+
 def client(url: str, pki: dict[str, Issued], who: str, ca: str = "ca") -> BridgeClient:
     return BridgeClient(url, client_context(pki[who], pki[ca].cert), timeout=30)
 
@@ -95,32 +123,11 @@ def test_a_job_goes_through_the_bridge_to_the_enclave_and_back(
     world, home, repo, pkg = setup
     ev = evidence(world, tmp_path / "ev", pkg)
     repo_side = client(bridge, pki, "repo")
-    files = {
-        "db": repo_side.put_blob(repo / "core.db.tar.gz"),
-        f"packages/{pkg.name}": repo_side.put_blob(pkg),
-    }
-    for f in sorted(ev.iterdir()):
-        files[f"evidence/{f.name}"] = repo_side.put_blob(f)
+    files = upload(repo_side, repo / "core.db.tar.gz", pkg, ev)
     job = {"id": "job-42", "kind": "db", "repo": "core", "arch": "x86_64", "files": files}
     repo_side.submit(job)
     repo_side.submit(job)  # idempotent
-    served = cli(
-        "enclave",
-        "run",
-        "--once",
-        "--wait",
-        "1",
-        "--home",
-        str(home),
-        "--bridge",
-        bridge,
-        "--cert",
-        str(pki["enclave"].cert),
-        "--key",
-        str(pki["enclave"].key),
-        "--ca",
-        str(pki["ca"].cert),
-    )
+    served = cli(*enclave_run_args(bridge, home, pki))
     assert served.returncode == 0 and "served 1 job" in served.stdout, served.stderr
     done = repo_side.job("job-42")
     assert done["state"] == "done" and done["result"]["decision"] == "accept"
@@ -165,12 +172,7 @@ def test_kill_9_at_each_step_still_gives_one_signature_logged_once(
     world, home, repo, pkg = setup
     ev = evidence(world, tmp_path / "ev", pkg)
     repo_side = client(url, pki, "repo")
-    files = {
-        "db": repo_side.put_blob(repo / "core.db.tar.gz"),
-        f"packages/{pkg.name}": repo_side.put_blob(pkg),
-    }
-    for f in sorted(ev.iterdir()):
-        files[f"evidence/{f.name}"] = repo_side.put_blob(f)
+    files = upload(repo_side, repo / "core.db.tar.gz", pkg, ev)
     repo_side.submit(
         {
             "id": "crash-job",
@@ -181,26 +183,7 @@ def test_kill_9_at_each_step_still_gives_one_signature_logged_once(
             "parent": None,
         }
     )
-    run = [
-        sys.executable,
-        "-m",
-        "reposeal.cli",
-        "enclave",
-        "run",
-        "--once",
-        "--wait",
-        "3",
-        "--home",
-        str(home),
-        "--bridge",
-        url,
-        "--cert",
-        str(pki["enclave"].cert),
-        "--key",
-        str(pki["enclave"].key),
-        "--ca",
-        str(pki["ca"].cert),
-    ]
+    run = [sys.executable, "-m", "reposeal.cli", *enclave_run_args(url, home, pki, wait="3")]
     crashed = subprocess.run(
         run, env={**os.environ, "REPOSEAL_FAULT": step}, capture_output=True, text=True, check=False
     )
@@ -255,26 +238,7 @@ def test_submit_and_result_from_the_command_line(
     )
     assert sub.returncode == 0, sub.stderr
     assert cli("bridge", "result", *tls, "--job-id", "cli-1").returncode == 1  # still waiting
-    assert (
-        cli(
-            "enclave",
-            "run",
-            "--once",
-            "--wait",
-            "1",
-            "--home",
-            str(home),
-            "--bridge",
-            bridge,
-            "--cert",
-            str(pki["enclave"].cert),
-            "--key",
-            str(pki["enclave"].key),
-            "--ca",
-            str(pki["ca"].cert),
-        ).returncode
-        == 0
-    )
+    assert cli(*enclave_run_args(bridge, home, pki)).returncode == 0
     sig = tmp_path / "core.db.sig"
     done = cli("bridge", "result", *tls, "--job-id", "cli-1", "-o", str(sig))
     assert done.returncode == 0 and sig.stat().st_size > 0
