@@ -242,3 +242,28 @@ def test_submit_and_result_from_the_command_line(
     sig = tmp_path / "core.db.sig"
     done = cli("bridge", "result", *tls, "--job-id", "cli-1", "-o", str(sig))
     assert done.returncode == 0 and sig.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"db": "0" * 64, "../../etc/cron.d/x": "0" * 64},
+        {"db": "0" * 64, "packages/.hidden": "0" * 64},
+        {"db": "not-a-hash"},
+        "not a dict",
+    ],
+)
+def test_the_enclave_trusts_no_job_field_from_the_bridge(tmp_path: Path, files: object) -> None:
+    from reposeal.enclave.home import EnclaveHome
+    from reposeal.enclave.runner import handle
+
+    job = {"id": "evil", "kind": "db", "repo": "core", "arch": "x86_64", "files": files}
+    result = handle(
+        EnclaveHome(tmp_path),
+        None,
+        job,
+        insecure_no_sandbox=False,  # type: ignore[arg-type]
+        gnupghome=None,
+    )
+    assert result["decision"] == "refuse"
+    assert not list(tmp_path.iterdir())  # nothing written anywhere

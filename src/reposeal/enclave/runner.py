@@ -15,6 +15,7 @@ from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.jobs import fault_point, refresh_db, sign_db, sign_packages
 from reposeal.errors import ReposealError
 from reposeal.repo.bridge_client import BridgeClient, BridgeError
+from reposeal.repo.jobformat import JOB_ID, JOB_PATH, SHA256
 
 
 def handle(
@@ -26,11 +27,16 @@ def handle(
     gnupghome: Path | None,
 ) -> dict[str, object]:
     files = job.get("files")
-    try:
+    try:  # the bridge is the repo machine's: nothing it sends is trusted
+        if not JOB_ID.fullmatch(str(job.get("id"))):
+            raise ReposealError("a job id is 1-128 letters, digits and ._:-")
         check_name(str(job.get("repo")))
         check_arch(str(job.get("arch")))
         if not isinstance(files, dict):
             raise ReposealError("a job must list its files")
+        for rel, digest in files.items():
+            if not JOB_PATH.fullmatch(str(rel)) or not SHA256.fullmatch(str(digest)):
+                raise ReposealError(f"a job file is malformed: {str(rel)[:80]!r}")
     except ReposealError as exc:
         return {"job": job.get("id"), "decision": "refuse", "reasons": [str(exc)]}
     with tempfile.TemporaryDirectory(prefix="reposeal-run-") as tmp:

@@ -19,7 +19,6 @@ import asyncio
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import time
 from pathlib import Path
@@ -27,14 +26,12 @@ from typing import Any
 
 from aiohttp import web
 
+from reposeal.repo.jobformat import JOB_ID, JOB_PATH, KINDS, SHA256
 from reposeal.tls import role_of
 
 MAX_BLOB = 4 << 30
 MAX_JSON = 1 << 20
 LEASE_SECONDS = float(os.environ.get("REPOSEAL_BRIDGE_LEASE", "300"))  # then handed out again
-_SHA = re.compile(r"[0-9a-f]{64}")
-_PATH = re.compile(r"(db|packages/[A-Za-z0-9@._+-]+|evidence/[A-Za-z0-9._-]+\.json(\.sig)?)")
-_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class JobQueue:
@@ -110,7 +107,7 @@ def make_app(queue: JobQueue) -> web.Application:
     async def put_blob(request: web.Request) -> web.Response:
         _role(request, "repo")
         digest = request.match_info["sha"]
-        if not _SHA.fullmatch(digest):
+        if not SHA256.fullmatch(digest):
             raise web.HTTPBadRequest(text="blob names are sha256 hex digests")
         target = queue.blobs / digest
         if target.exists():
@@ -134,7 +131,7 @@ def make_app(queue: JobQueue) -> web.Application:
     async def get_blob(request: web.Request) -> web.StreamResponse:
         _role(request, "enclave")
         digest = request.match_info["sha"]
-        if not _SHA.fullmatch(digest) or not (queue.blobs / digest).exists():
+        if not SHA256.fullmatch(digest) or not (queue.blobs / digest).exists():
             raise web.HTTPNotFound()
         return web.FileResponse(queue.blobs / digest)
 
@@ -142,18 +139,22 @@ def make_app(queue: JobQueue) -> web.Application:
         _role(request, "repo")
         try:
             spec = await request.json()
-            if not isinstance(spec, dict) or not _ID.fullmatch(str(spec.get("id", ""))):
+            if not isinstance(spec, dict) or not JOB_ID.fullmatch(str(spec.get("id", ""))):
                 raise ValueError("a job needs an id of 1-128 letters, digits and ._:-")
-            if spec.get("kind") not in ("db", "refresh", "packages"):
+            if spec.get("kind") not in KINDS:
                 raise ValueError("unsupported job kind (supported: db, refresh, packages)")
             parent = spec.get("parent")
-            if parent is not None and not _SHA.fullmatch(str(parent)):
+            if parent is not None and not SHA256.fullmatch(str(parent)):
                 raise ValueError("parent must be the sha256 of the last signed database")
             files = spec.get("files")
             if not isinstance(files, dict) or (spec["kind"] != "packages" and "db" not in files):
                 raise ValueError("a job names its files (db and refresh jobs: at least 'db')")
             for path, digest in files.items():
-                if not _PATH.fullmatch(path) or ".." in path or not _SHA.fullmatch(str(digest)):
+                if (
+                    not JOB_PATH.fullmatch(path)
+                    or ".." in path
+                    or not SHA256.fullmatch(str(digest))
+                ):
                     raise ValueError(f"bad file entry {path!r}")
                 if not (queue.blobs / digest).exists():
                     raise ValueError(f"blob for {path} was not uploaded")
@@ -165,7 +166,10 @@ def make_app(queue: JobQueue) -> web.Application:
 
     async def next_job(request: web.Request) -> web.Response:
         _role(request, "enclave")
-        wait = min(float(request.query.get("wait", "0") or 0), 60.0)
+        try:
+            wait = min(max(float(request.query.get("wait", "0") or 0), 0.0), 60.0)
+        except ValueError:
+            raise web.HTTPBadRequest(text="wait must be a number of seconds") from None
         deadline = time.monotonic() + wait
         while True:
             job = queue.take()

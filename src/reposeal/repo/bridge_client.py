@@ -89,13 +89,30 @@ class BridgeClient:
         return None if status == 204 else dict(doc)
 
     def fetch_blob(self, digest: str, target: Path, limit: int) -> None:
-        status, data = self._request("GET", f"/blobs/{digest}")
-        if status != 200:
-            raise BridgeError(f"blob {digest[:16]}…: {status}")
-        if len(data) > limit or hashlib.sha256(data).hexdigest() != digest:
-            raise BridgeError(f"blob {digest[:16]}… is too large or does not match its hash")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        """Stream a blob to ``target``, refusing more than ``limit`` bytes or a wrong hash."""
+        conn = http.client.HTTPSConnection(
+            self.host, self.port, context=self.context, timeout=self.timeout
+        )
+        try:
+            conn.request("GET", f"/blobs/{digest}")
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise BridgeError(f"blob {digest[:16]}…: {resp.status}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            h, size = hashlib.sha256(), 0
+            with open(target, "wb") as f:
+                while chunk := resp.read(1 << 20):
+                    size += len(chunk)
+                    if size > limit:
+                        raise BridgeError(f"blob {digest[:16]}… is larger than {limit} bytes")
+                    h.update(chunk)
+                    f.write(chunk)
+            if h.hexdigest() != digest:
+                raise BridgeError(f"blob {digest[:16]}… does not match its hash")
+        except (ssl.SSLError, OSError) as exc:
+            raise BridgeError(f"downloading blob {digest[:16]}… failed: {exc}") from None
+        finally:
+            conn.close()
 
     def post_result(self, job_id: str, result: dict[str, Any]) -> None:
         self._json("POST", f"/jobs/{job_id}/result", result)

@@ -1,0 +1,17 @@
+"""The bridge's job format, shared by the repo machine and the enclave (no server code).
+
+The enclave re-checks every field with these: the bridge belongs to the repo machine, which
+it does not trust.
+"""
+
+from __future__ import annotations
+
+import re
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+JOB_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# where a job's file goes in the job folder; no traversal, no hidden names
+JOB_PATH = re.compile(
+    r"(db|packages/[A-Za-z0-9@_+-][A-Za-z0-9@._+-]*|evidence/[A-Za-z0-9_-][A-Za-z0-9._-]*\.json(\.sig)?)"
+)
+KINDS = ("db", "refresh", "packages")
