@@ -100,4 +100,5 @@ def dry_run(
     refuse_without_sandbox(insecure_no_sandbox)
     state = home.load_state()
     with prepared_job(home, state, repo, arch, db, evidence, packages) as (job, out, extra):
-        return run_worker(job, out, extra=extra, insecure_no_sandbox=insecure_no_sandbox)
+        worker = run_worker(job, out, extra=extra, insecure_no_sandbox=insecure_no_sandbox)
+        return worker.decision

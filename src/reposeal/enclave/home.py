@@ -14,7 +14,7 @@ import io
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,9 @@ class EnclaveStateError(ReposealError):
 @dataclass
 class EnclaveHome:
     path: Path
+    # (log size, state) of the last replay in this process: a long-lived enclave verifies its
+    # whole log once at start-up, then only what was appended since (and the checkpoint)
+    _cache: tuple[int, SigningState] | None = field(default=None, init=False, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -66,10 +69,13 @@ class EnclaveHome:
         return TransparencyLog(self.log_path)
 
     def load_state(self) -> SigningState:
-        """Verify the log end to end and replay it; any tampering stops the enclave."""
+        """Verify the log and replay it; any tampering stops the enclave. The first call in a
+        process re-hashes everything; later ones check the checkpointed root (O(log n)) and
+        replay only the entries appended since."""
         with self.open_log() as log:
+            cached = self._cache if self._cache and self._cache[0] <= log.size else None
             try:
-                log.verify(full=True)
+                log.verify(full=cached is None)
             except LogCorruptError as exc:
                 raise EnclaveStateError(f"the log does not verify: {exc.message}") from None
             if log.size == 0:
@@ -85,7 +91,13 @@ class EnclaveHome:
             from reposeal.translog.checkpoint import verify_checkpoint
 
             verify_checkpoint(latest[2], self.note_signer().verifier, self.config()["origin"])
-            return replay(log.entries(0, log.size), self.read_records)
+            if cached is not None:
+                done, state = cached
+                state = replay(log.entries(done, log.size), self.read_records, state)
+            else:
+                state = replay(log.entries(0, log.size), self.read_records)
+            self._cache = (log.size, state)
+            return state
 
     def complete_checkpoint(self, signer: Signer) -> None:
         """If the last run died between appending an entry and checkpointing it, the entry is

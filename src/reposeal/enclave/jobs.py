@@ -10,6 +10,7 @@ what was logged, so a retried job never gets a second signature.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -23,7 +24,7 @@ from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.safeio import read_limited
 from reposeal.enclave.dryrun import prepared_job, refuse_without_sandbox
 from reposeal.enclave.home import EnclaveHome
-from reposeal.enclave.records import records_blob, transition_entry
+from reposeal.enclave.records import transition_entry
 from reposeal.enclave.sandbox import run_worker
 from reposeal.errors import SigningError
 from reposeal.evidence.files import read_document
@@ -145,6 +146,7 @@ def sign_db(
         if done is not None:
             return done
         last = state.last_db.get((repo, arch))
+        records = canonical.dumps([])
         if check_parent and claimed_parent != last:
             result: dict[str, Any] = {
                 "decision": "refuse",
@@ -158,7 +160,8 @@ def sign_db(
             }
         else:
             with prepared_job(home, state, repo, arch, db, evidence, packages) as (job, out, x):
-                result = run_worker(job, out, extra=x, insecure_no_sandbox=insecure_no_sandbox)
+                worker = run_worker(job, out, extra=x, insecure_no_sandbox=insecure_no_sandbox)
+                result, records = worker.decision, worker.records
         fault_point("after-decide")
         signer = home.signer(gnupghome)
         db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")
@@ -173,7 +176,7 @@ def sign_db(
                 fault_point("after-sign")
                 home.store_db(db_bytes)
                 _keep_evidence(home, evidence)
-            records, records_sha = records_blob(result)
+            records_sha = hashlib.sha256(records).hexdigest()
             home.store_records(records, records_sha)
             log.append([transition_entry(result, job_id, signature, records_sha)])
             fault_point("after-log-append")
@@ -194,8 +197,6 @@ def _keep_evidence(home: EnclaveHome, folder: Path | None) -> None:
     """Keep the statements a signature rests on, by hash, so `audit` can replay them."""
     if folder is None:
         return
-    import hashlib
-
     for doc in sorted(folder.glob("*.json")):
         raw, sigs = read_document(doc)
         digest = hashlib.sha256(raw).hexdigest()
@@ -214,8 +215,6 @@ def refresh_db(
 ) -> JobResult:
     """Re-sign the latest signed database of ``repo/arch`` with a fresh expiry. Any other
     database is refused: an old one must never regain a valid signature."""
-    import hashlib
-
     import rfc8785
 
     _check_job_id(job_id)
@@ -290,8 +289,6 @@ def sign_packages(
 ) -> JobResult:
     """Sign package files if the policy allows; a file signed before gets the same
     signature back (never two signatures for one version)."""
-    import hashlib
-
     from reposeal.enclave.dryrun import prepared_packages_job
 
     refuse_without_sandbox(insecure_no_sandbox)
@@ -304,7 +301,8 @@ def sign_packages(
         if done is not None:
             return done
         with prepared_packages_job(home, state, repo, packages, evidence) as (job, out, x):
-            result = run_worker(job, out, extra=x, insecure_no_sandbox=insecure_no_sandbox)
+            worker = run_worker(job, out, extra=x, insecure_no_sandbox=insecure_no_sandbox)
+            result, records = worker.decision, worker.records
         fault_point("after-decide")
         policy = home.policy()
         with home.open_log() as log:
@@ -315,7 +313,7 @@ def sign_packages(
             if accepted:
                 keyring = Keyring.from_bytes(signer.certificate())
                 options = SignOptions(notations=_notations(home, policy, index))
-                for rec in result["packages"]:
+                for rec in json.loads(records):
                     path = packages / rec["filename"]
                     sig = _signed_before(home, rec["sha256"])
                     if sig is None:
@@ -328,7 +326,7 @@ def sign_packages(
                     signatures[rec["filename"]] = sig
                     by_sha[rec["sha256"]] = base64.b64encode(sig).decode()
                 _keep_evidence(home, evidence)
-            records, records_sha = records_blob(result)
+            records_sha = hashlib.sha256(records).hexdigest()
             home.store_records(records, records_sha)
             doc: dict[str, Any] = {
                 "v": 1,

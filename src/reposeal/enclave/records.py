@@ -66,16 +66,6 @@ def record_to_json(r: PackageRecord) -> dict[str, str | None]:
     }
 
 
-def records_blob(result: dict[str, Any]) -> tuple[bytes, str]:
-    """The full package list of a proposed database as canonical JSON, and its sha256.
-
-    Log entries stay small (C2SP entry bundles allow 64 KiB) by naming this list by hash; it
-    is kept (and published) beside the log as ``records/SHA256.json``.
-    """
-    blob = canonical.dumps(result.get("packages", []))
-    return blob, hashlib.sha256(blob).hexdigest()
-
-
 def transition_entry(
     result: dict[str, Any], job_id: str, signature: bytes | None, records_sha256: str | None
 ) -> bytes:
@@ -124,11 +114,14 @@ def load_records(loader: RecordsLoader, digest: str) -> dict[str, PackageRecord]
     }
 
 
-def replay(entries: Iterable[bytes], loader: RecordsLoader) -> SigningState:
-    """The signing state implied by a log's entries (refusals change nothing)."""
+def replay(
+    entries: Iterable[bytes], loader: RecordsLoader, start: SigningState | None = None
+) -> SigningState:
+    """The signing state implied by a log's entries (refusals change nothing), continuing
+    from ``start`` when the entries extend a log already replayed."""
     import json
 
-    state = SigningState()
+    state = SigningState() if start is None else start
     current: dict[tuple[str, str], Mapping[str, PackageRecord]] = {}
     for raw in entries:
         doc = json.loads(raw)

@@ -13,6 +13,7 @@ import resource
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,12 @@ DEFAULT_TIMEOUT = 120.0
 MEMORY_LIMIT = 8 << 30  # address space; Rust and OpenSSL reserve more than they use
 OUTPUT_LIMIT = 16 << 20
 INNER_TMP = "/tmp"  # noqa: S108  (a fresh, private tmpfs inside the sandbox)
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    decision: dict[str, Any]  # decision, reasons, evidence used, hashes, ...
+    records: bytes  # canonical JSON list of the package records derived from the bytes
 
 
 class SandboxError(ReposealError):
@@ -106,8 +113,8 @@ def run_worker(
     extra: dict[str, Path] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     insecure_no_sandbox: bool = False,
-) -> dict[str, Any]:
-    """Run the worker on ``job`` (plus ``extra`` folders); return its decision document."""
+) -> WorkerResult:
+    """Run the worker on ``job`` (plus ``extra`` folders); return its decision and records."""
     worker = [sys.executable, "-I", "-m", "reposeal.enclave.worker"]
     for sub in extra or {}:
         (job / sub).mkdir(exist_ok=True)  # the mount point (or, unsandboxed, a link)
@@ -134,6 +141,7 @@ def run_worker(
         )
     try:
         doc: dict[str, Any] = json.loads(result.read_bytes())
-    except ValueError:
+        records = (out / "records.json").read_bytes()
+    except (OSError, ValueError):
         raise SandboxError("the worker wrote an unreadable decision") from None
-    return doc
+    return WorkerResult(doc, records)

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import rfc8785
-
+from reposeal import canonical
 from reposeal.alpm.buildinfo import pkgbuild_sha256
 from reposeal.alpm.package import read_package
 from reposeal.alpm.syncdb import entry_problems, read_entries
@@ -207,7 +206,10 @@ def main() -> None:
         result = {"decision": "refuse", "reasons": [str(exc)], "kind": type(exc).__name__}
     except (OSError, ValueError, KeyError) as exc:
         result = {"decision": "refuse", "reasons": [f"malformed job: {exc}"]}
-    (out / "decision.json").write_bytes(rfc8785.dumps(result))
+    # the records go in their own canonical file: the loop stores and hashes them as they are
+    records = result.pop("packages", [])
+    (out / "records.json").write_bytes(canonical.dumps(records))
+    (out / "decision.json").write_bytes(canonical.dumps(result))
 
 
 if __name__ == "__main__":
