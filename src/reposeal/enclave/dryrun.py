@@ -14,7 +14,6 @@ from typing import Any
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.safeio import read_limited
 from reposeal.enclave.home import EnclaveHome
-from reposeal.enclave.records import state_to_json
 from reposeal.enclave.sandbox import SandboxError, run_worker, sandbox_works
 from reposeal.fsio import atomic_write
 from reposeal.policy.decide import SigningState
@@ -47,7 +46,7 @@ def _job_folder(
         for d in (job, out, empty):
             d.mkdir()
         atomic_write(job / "job.json", json.dumps(spec).encode())
-        atomic_write(job / "state.json", state_to_json(state))
+        atomic_write(job / "state.json", home.snapshot(state))
         for name in ("policy.json", "policy.json.sig"):
             shutil.copyfile(home.path / name, job / name)
         yield job, out, evidence or empty

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reposeal.enclave.records import genesis_entry, replay
+from reposeal.enclave.records import genesis_entry, replay, state_to_json
 from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.fsio import atomic_write
@@ -40,6 +40,7 @@ class EnclaveHome:
     # (log size, state) of the last replay in this process: a long-lived enclave verifies its
     # whole log once at start-up, then only what was appended since (and the checkpoint)
     _cache: tuple[int, SigningState] | None = field(default=None, init=False, repr=False)
+    _snapshot: tuple[SigningState, bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -98,6 +99,12 @@ class EnclaveHome:
                 state = replay(log.entries(0, log.size), self.read_records)
             self._cache = (log.size, state)
             return state
+
+    def snapshot(self, state: SigningState) -> bytes:
+        """``state`` as the JSON a worker reads, built once per state."""
+        if self._snapshot is None or self._snapshot[0] is not state:
+            self._snapshot = (state, state_to_json(state))
+        return self._snapshot[1]
 
     def complete_checkpoint(self, signer: Signer) -> None:
         """If the last run died between appending an entry and checkpointing it, the entry is

@@ -142,16 +142,20 @@ def replay(
 
 
 def state_to_json(state: SigningState) -> bytes:
-    """A snapshot of the signing state for a sandboxed worker (read-only there)."""
-    return canonical.dumps(
+    """A snapshot of the signing state for a sandboxed worker (read-only there; never signed
+    or hashed, so the C JSON encoder will do)."""
+    import json
+
+    return json.dumps(
         {
             "last_db": [[r, a, h] for (r, a), h in sorted(state.last_db.items())],
             "highest": [[r, n, v] for (r, n), v in sorted(state.highest.items())],
             "bindings": [[n, v, a, h] for (n, v, a), h in sorted(state.bindings.items())],
             "origins": [[n, v, a, r] for (n, v, a), r in sorted(state.origins.items())],
             "used_overrides": sorted(state.used_overrides),
-        }
-    )
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def state_from_json(raw: bytes) -> SigningState:
