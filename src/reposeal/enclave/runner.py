@@ -11,6 +11,7 @@ from pathlib import Path
 
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.names import check_arch, check_name
+from reposeal.enclave.dryrun import refuse_without_sandbox
 from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.jobs import fault_point, refresh_db, sign_db, sign_packages
 from reposeal.errors import ReposealError
@@ -91,6 +92,7 @@ def run(
     gnupghome: Path | None = None,
 ) -> int:
     """Serve jobs until interrupted (or, with ``once``, until the queue is empty)."""
+    refuse_without_sandbox(insecure_no_sandbox)  # no sandbox: refuse to start, loudly
     home.complete_checkpoint(home.signer(gnupghome))  # finish what a crash interrupted
     home.load_state()  # a log that does not verify stops us before any job
     served = 0
