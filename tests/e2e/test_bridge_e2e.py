@@ -267,3 +267,23 @@ def test_the_enclave_trusts_no_job_field_from_the_bridge(tmp_path: Path, files: 
     )
     assert result["decision"] == "refuse"
     assert not list(tmp_path.iterdir())  # nothing written anywhere
+
+
+def test_the_enclave_refuses_to_start_without_a_sandbox(
+    tmp_path: Path,
+    pki: dict[str, Issued],
+    setup: tuple[World, Path, Path, Path],  # noqa: F811
+) -> None:
+    import os
+
+    _, home, _, _ = setup
+    args = [
+        sys.executable,
+        "-m",
+        "reposeal.cli",
+        *enclave_run_args("https://127.0.0.1:9", home, pki),
+    ]
+    out = subprocess.run(
+        args, capture_output=True, text=True, check=False, env={**os.environ, "PATH": str(tmp_path)}
+    )  # no bwrap to be found
+    assert out.returncode != 0 and "bubblewrap cannot run" in out.stderr
