@@ -407,6 +407,8 @@ def test_refresh_stale_parents_and_rebinding(
         str(tmp_path / "new.sig"),
     )
     assert refreshed.returncode == 0 and (tmp_path / "new.sig").exists()
+    retry = cli("enclave", "refresh", *base, "--job-id", "r1", "--db", str(db))
+    assert retry.returncode == 0 and json.loads(retry.stdout)["decision"] == "accept"
     other = tmp_path / "other" / "core.db.tar.gz"
     other.parent.mkdir()
     assert (
@@ -479,6 +481,11 @@ def test_package_signing_jobs(
         ]
     )
     tools.gpg_kill(gnupg)
+    retried = json.loads(cli(*base, "--job-id", "p1").stdout)  # a retry: the logged answer
+    assert (
+        retried["decision"] == "accept"
+        and retried["log_index"] == json.loads(first.stdout)["log_index"]
+    )
     # the same file in a new job: the same signature, not a second one
     again = json.loads(cli(*base, "--job-id", "p2").stdout)
     assert again["decision"] == "accept"

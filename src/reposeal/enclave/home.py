@@ -41,6 +41,7 @@ class EnclaveHome:
     # whole log once at start-up, then only what was appended since (and the checkpoint)
     _cache: tuple[int, SigningState] | None = field(default=None, init=False, repr=False)
     _snapshot: tuple[SigningState, bytes] | None = field(default=None, init=False, repr=False)
+    _jobs: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -92,13 +93,21 @@ class EnclaveHome:
             from reposeal.translog.checkpoint import verify_checkpoint
 
             verify_checkpoint(latest[2], self.note_signer().verifier, self.config()["origin"])
-            if cached is not None:
-                done, state = cached
-                state = replay(log.entries(done, log.size), self.read_records, state)
-            else:
-                state = replay(log.entries(0, log.size), self.read_records)
+            done, state = cached if cached is not None else (0, None)
+            if cached is None:
+                self._jobs = {}
+            fresh = log.entries(done, log.size)
+            state = replay(fresh, self.read_records, state)
+            for offset, raw in enumerate(fresh):
+                job = json.loads(raw).get("job")
+                if isinstance(job, str):
+                    self._jobs.setdefault(job, done + offset)
             self._cache = (log.size, state)
             return state
+
+    def job_index(self, job_id: str) -> int | None:
+        """The log index of the answer to ``job_id`` (after ``load_state``)."""
+        return self._jobs.get(job_id)
 
     def snapshot(self, state: SigningState) -> bytes:
         """``state`` as the JSON a worker reads, built once per state."""

@@ -96,28 +96,27 @@ def _check_job_id(job_id: str) -> None:
 
 
 def _logged(home: EnclaveHome, job_id: str) -> JobResult | None:
-    """The answer already logged for ``job_id``, if any (idempotent retries)."""
+    """The answer already logged for ``job_id``, if any (idempotent retries). Call after
+    ``home.load_state()``, which indexes the job ids of the log."""
+    index = home.job_index(job_id)
+    if index is None:
+        return None
     with home.open_log() as log:
-        for index in range(log.size - 1, 0, -1):
-            doc = json.loads(log.entry(index))
-            if doc.get("job") == job_id:
-                latest = log.latest_checkpoint()
-                assert latest is not None
-                sig = doc.get("signature")
-                packages = {
-                    n: base64.b64decode(v) for n, v in doc.get("package_signatures", {}).items()
-                }
-                return JobResult(
-                    job_id,
-                    "accept" if doc["type"] == "db" else "refuse",
-                    doc.get("reasons", []),
-                    index,
-                    base64.b64decode(sig) if sig else None,
-                    latest[2],
-                    log.inclusion_proof(index, latest[0]),
-                    packages,
-                )
-    return None
+        doc = json.loads(log.entry(index))
+        latest = log.latest_checkpoint()
+        assert latest is not None
+        sig = doc.get("signature")
+        packages = {n: base64.b64decode(v) for n, v in doc.get("package_signatures", {}).items()}
+        return JobResult(
+            job_id,
+            "refuse" if doc["type"] == "refusal" else "accept",
+            doc.get("reasons", []),
+            index,
+            base64.b64decode(sig) if sig else None,
+            latest[2],
+            log.inclusion_proof(index, latest[0]),
+            packages,
+        )
 
 
 def sign_db(
