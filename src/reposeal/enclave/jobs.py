@@ -169,6 +169,10 @@ def sign_db(
             index = log.size
             signature = None
             if result.get("decision") == "accept":
+                if hashlib.sha256(db_bytes).hexdigest() != result.get("db_sha256"):
+                    raise SigningError(
+                        "the database changed after it was checked; nothing was signed", path=db
+                    )
                 options = _db_options(home, policy, index)
                 signature = signer.sign_detached(io.BytesIO(db_bytes), options)
                 verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
