@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from reposeal.cli import EXIT_CODES, main
-from reposeal.repo.bridge_client import BridgeClient
+
+if TYPE_CHECKING:
+    from reposeal.repo.bridge_client import BridgeClient
 
 
 @main.group()
@@ -56,6 +58,7 @@ def bridge_serve(folder: Path, listen: str, cert: Path, key: Path, client_ca: Pa
 
 
 def _client(url: str, cert: Path, key: Path, ca: Path) -> BridgeClient:
+    from reposeal.repo.bridge_client import BridgeClient
     from reposeal.tls import Issued, client_context
 
     return BridgeClient(url, client_context(Issued(cert, key), ca))

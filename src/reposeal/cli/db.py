@@ -70,6 +70,29 @@ def _sign_options(sig_expires: str | None) -> SignOptions:
     return SignOptions(expires_in=parse_duration(sig_expires))
 
 
+def _options(
+    out: _Out,
+    *,
+    sign: bool,
+    key: str | None,
+    signer: str | None,
+    gnupghome: Path | None,
+    verify: bool,
+    wait: float,
+    sig_expires: str | None,
+    **more: Any,
+) -> dbupdate.UpdateOptions:
+    """The options every `db` command shares (signer, verification, lock wait, expiry)."""
+    return dbupdate.UpdateOptions(
+        signer=_signer(sign, key, signer, gnupghome, out),
+        verify_existing=verify,
+        gnupghome=gnupghome,
+        wait=wait,
+        sign_options=_sign_options(sig_expires),
+        **more,
+    )
+
+
 def _signer(
     sign: bool, key: str | None, spec: str | None, gnupghome: Path | None, out: _Out
 ) -> Any:
@@ -149,10 +172,15 @@ def db_add(
     """
     out = _Out(quiet, as_json)
     try:
-        opts = dbupdate.UpdateOptions(
-            signer=_signer(sign, key, signer, gnupghome, out),
-            verify_existing=verify,
+        opts = _options(
+            out,
+            sign=sign,
+            key=key,
+            signer=signer,
             gnupghome=gnupghome,
+            verify=verify,
+            wait=wait,
+            sig_expires=sig_expires,
             include_sigs=include_sigs,
             remove_old_files=remove_old,
             rules=AddRules(
@@ -160,9 +188,7 @@ def db_add(
                 skip_downgrades=prevent_downgrade,
                 allow_downgrade=allow_downgrade,
             ),
-            wait=wait,
             jobs=jobs,
-            sign_options=_sign_options(sig_expires),
         )
         _report(out, dbupdate.add(database, packages, opts, out.progress))
     except ReposealError as exc:
@@ -190,12 +216,15 @@ def db_remove(
     """Remove packages (by name) from DATABASE, like repo-remove. All or nothing."""
     out = _Out(quiet, as_json)
     try:
-        opts = dbupdate.UpdateOptions(
-            signer=_signer(sign, key, signer, gnupghome, out),
-            verify_existing=verify,
+        opts = _options(
+            out,
+            sign=sign,
+            key=key,
+            signer=signer,
             gnupghome=gnupghome,
+            verify=verify,
             wait=wait,
-            sign_options=_sign_options(sig_expires),
+            sig_expires=sig_expires,
         )
         _report(out, dbupdate.remove(database, names, opts, out.progress))
     except ReposealError as exc:
@@ -222,12 +251,15 @@ def db_refresh(
     signatures expire). The archives are checked fully before they are signed again."""
     out = _Out(quiet, as_json)
     try:
-        opts = dbupdate.UpdateOptions(
-            signer=_signer(sign, key, signer, gnupghome, out),
-            verify_existing=verify,
+        opts = _options(
+            out,
+            sign=sign,
+            key=key,
+            signer=signer,
             gnupghome=gnupghome,
+            verify=verify,
             wait=wait,
-            sign_options=_sign_options(sig_expires),
+            sig_expires=sig_expires,
         )
         _report(out, dbupdate.refresh(database, opts, out.progress))
     except ReposealError as exc:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from reposeal.cli import EXIT_CODES, _Out, main
 from reposeal.errors import ReposealError
+
+if TYPE_CHECKING:
+    from reposeal.enclave.jobs import JobResult
 
 _HOME = click.option(
     "--home",
@@ -17,6 +21,12 @@ _HOME = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="The enclave's home folder.",
 )
+
+
+def _answer(result: JobResult) -> NoReturn:
+    """Print a job's receipt as JSON; exit 0 if signed, 3 if refused."""
+    click.echo(json.dumps(result.to_json(), indent=2))
+    sys.exit(0 if result.decision == "accept" else 3)
 
 
 @main.group()
@@ -160,8 +170,7 @@ def enclave_sign_db(
             atomic_write(output or db.with_name(db.name + ".sig"), result.signature)
     except ReposealError as exc:
         out.fail(exc)
-    click.echo(json.dumps(result.to_json(), indent=2))
-    sys.exit(0 if result.decision == "accept" else 3)
+    _answer(result)
 
 
 @enclave.command("sign-packages", epilog=EXIT_CODES)
@@ -204,8 +213,7 @@ def enclave_sign_packages(
             atomic_write(packages / f"{name}.sig", sig)
     except ReposealError as exc:
         out.fail(exc)
-    click.echo(json.dumps(result.to_json(), indent=2))
-    sys.exit(0 if result.decision == "accept" else 3)
+    _answer(result)
 
 
 @enclave.command("refresh", epilog=EXIT_CODES)
@@ -237,8 +245,7 @@ def enclave_refresh(
             atomic_write(output or db.with_name(db.name + ".sig"), result.signature)
     except ReposealError as exc:
         out.fail(exc)
-    click.echo(json.dumps(result.to_json(), indent=2))
-    sys.exit(0 if result.decision == "accept" else 3)
+    _answer(result)
 
 
 @enclave.command("audit", epilog=EXIT_CODES)

@@ -58,11 +58,11 @@ def prepared_job(
     state: SigningState,
     repo: str,
     arch: str,
-    db: Path,
+    db_bytes: bytes,
     evidence: Path | None,
-    packages: Path | None,
+    packages: Path,
 ) -> Iterator[Job]:
-    """A database-transition job for the worker."""
+    """A database-transition job for the worker (the caller read the database once)."""
     parent = state.last_db.get((repo, arch))
     spec: dict[str, Any] = {"kind": "db", "repo": repo, "arch": arch, "parent": parent}
     records = home.last_records(repo, arch) if parent is not None else None
@@ -73,8 +73,8 @@ def prepared_job(
             atomic_write(job / "parent.records.json", home.read_records(records))
         elif parent is not None:
             shutil.copyfile(home.path / "dbs" / parent, job / "parent.db")
-        atomic_write(job / "new.db", read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database"))
-        yield job, out, {"packages": packages or db.resolve().parent, "evidence": ev}
+        atomic_write(job / "new.db", db_bytes)
+        yield job, out, {"packages": packages, "evidence": ev}
 
 
 @contextmanager
@@ -98,6 +98,8 @@ def dry_run(
 ) -> dict[str, Any]:
     refuse_without_sandbox(insecure_no_sandbox)
     state = home.load_state()
-    with prepared_job(home, state, repo, arch, db, evidence, packages) as (job, out, extra):
+    db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")
+    folder = packages or db.resolve().parent
+    with prepared_job(home, state, repo, arch, db_bytes, evidence, folder) as (job, out, extra):
         worker = run_worker(job, out, extra=extra, insecure_no_sandbox=insecure_no_sandbox)
         return worker.decision

@@ -146,6 +146,7 @@ def sign_db(
             return done
         last = state.last_db.get((repo, arch))
         records = canonical.dumps([])
+        db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")  # read once
         if check_parent and claimed_parent != last:
             result: dict[str, Any] = {
                 "decision": "refuse",
@@ -158,12 +159,16 @@ def sign_db(
                 ],
             }
         else:
-            with prepared_job(home, state, repo, arch, db, evidence, packages) as (job, out, x):
+            folder = packages or db.resolve().parent
+            with prepared_job(home, state, repo, arch, db_bytes, evidence, folder) as (
+                job,
+                out,
+                x,
+            ):
                 worker = run_worker(job, out, extra=x, insecure_no_sandbox=insecure_no_sandbox)
                 result, records = worker.decision, worker.records
         fault_point("after-decide")
         signer = home.signer(gnupghome)
-        db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")
         policy = home.policy()
         with home.open_log() as log:
             index = log.size
@@ -171,7 +176,9 @@ def sign_db(
             if result.get("decision") == "accept":
                 if hashlib.sha256(db_bytes).hexdigest() != result.get("db_sha256"):
                     raise SigningError(
-                        "the database changed after it was checked; nothing was signed", path=db
+                        "the sandbox decided on other bytes than the enclave holds; "
+                        "nothing was signed",
+                        path=db,
                     )
                 options = _db_options(home, policy, index)
                 signature = signer.sign_detached(io.BytesIO(db_bytes), options)
