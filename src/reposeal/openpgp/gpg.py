@@ -7,6 +7,7 @@ never on its human messages.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import stat
@@ -140,7 +141,7 @@ class GpgSigner:
     key: str | None = None
     homedir: Path | None = None
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         return secret_key_fingerprint(self.key, self.homedir)
 
