@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -88,12 +89,19 @@ def read_signature_file(path: Path, limits: Limits = DEFAULT_LIMITS) -> bytes:
 
 
 def read_package(
-    path: Path, *, include_sig: bool = False, limits: Limits = DEFAULT_LIMITS
+    path: Path,
+    *,
+    include_sig: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
+    opened: BinaryIO | None = None,
 ) -> Package:
-    """Read and validate one package file. Every problem is an InputError naming the file."""
+    """Read and validate one package file. Every problem is an InputError naming the file.
+
+    ``opened``: the file, already open (a sandboxed worker gets descriptors, not paths);
+    ``path`` then only names it. The caller keeps ownership of ``opened``."""
     try:
         check_package_filename(path.name)
-        with open_regular(path) as raw:
+        with nullcontext(opened) if opened is not None else open_regular(path) as raw:
             st = os.fstat(raw.fileno())
             if st.st_size > limits.max_package_bytes:
                 raise LimitExceededError(f"package is larger than {limits.max_package_bytes} bytes")

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.safeio import read_limited
 from reposeal.enclave.home import EnclaveHome
-from reposeal.enclave.sandbox import SandboxError, run_worker, sandbox_works
-from reposeal.fsio import atomic_write
+from reposeal.enclave.sandbox import SandboxError, WorkerPool, WorkerResult, sandbox_works
 from reposeal.policy.decide import SigningState
 
 
@@ -33,27 +28,23 @@ def refuse_without_sandbox(insecure: bool) -> None:
         )
 
 
-Job = tuple[Path, Path, dict[str, Path]]  # (job folder, output folder, read-only binds)
+@dataclass(frozen=True)
+class WorkerJob:
+    """What the worker of one job gets: its spec, its own blobs, the folders it may read."""
+
+    spec: dict[str, Any]
+    blobs: dict[str, bytes]
+    folders: dict[str, Path]
+
+    def run(self, home: EnclaveHome, pool: WorkerPool) -> WorkerResult:
+        return pool.run(self.spec, self.blobs, self.folders, home.policy_document())
 
 
-@contextmanager
-def _job_folder(
-    home: EnclaveHome, state: SigningState, spec: dict[str, Any], evidence: Path | None
-) -> Iterator[tuple[Path, Path, Path]]:
-    """job/ with job.json, state.json and the policy; out/; an evidence folder."""
-    with tempfile.TemporaryDirectory(prefix="reposeal-job-") as tmp:
-        job, out, empty = Path(tmp) / "job", Path(tmp) / "out", Path(tmp) / "empty"
-        for d in (job, out, empty):
-            d.mkdir()
-        atomic_write(job / "job.json", json.dumps(spec).encode())
-        atomic_write(job / "state.json", home.snapshot(state))
-        for name in ("policy.json", "policy.json.sig"):
-            shutil.copyfile(home.path / name, job / name)
-        yield job, out, evidence or empty
+def _folders(packages: Path, evidence: Path | None) -> dict[str, Path]:
+    return {"packages": packages, **({"evidence": evidence} if evidence is not None else {})}
 
 
-@contextmanager
-def prepared_job(
+def db_job(
     home: EnclaveHome,
     state: SigningState,
     repo: str,
@@ -61,29 +52,26 @@ def prepared_job(
     db_bytes: bytes,
     evidence: Path | None,
     packages: Path,
-) -> Iterator[Job]:
+) -> WorkerJob:
     """A database-transition job for the worker (the caller read the database once)."""
     parent = state.last_db.get((repo, arch))
     spec: dict[str, Any] = {"kind": "db", "repo": repo, "arch": arch, "parent": parent}
+    blobs = {"state.json": home.snapshot(state), "new.db": db_bytes}
     records = home.last_records(repo, arch) if parent is not None else None
-    if records is not None:
+    if records is not None:  # the parent's records as logged when it was signed
         spec["parent_records"] = records
-    with _job_folder(home, state, spec, evidence) as (job, out, ev):
-        if records is not None:  # the parent's records as logged when it was signed
-            atomic_write(job / "parent.records.json", home.read_records(records))
-        elif parent is not None:
-            shutil.copyfile(home.path / "dbs" / parent, job / "parent.db")
-        atomic_write(job / "new.db", db_bytes)
-        yield job, out, {"packages": packages, "evidence": ev}
+        blobs["parent.records.json"] = home.read_records(records)
+    elif parent is not None:
+        blobs["parent.db"] = (home.path / "dbs" / parent).read_bytes()
+    return WorkerJob(spec, blobs, _folders(packages, evidence))
 
 
-@contextmanager
-def prepared_packages_job(
+def packages_job(
     home: EnclaveHome, state: SigningState, repo: str, packages: Path, evidence: Path | None
-) -> Iterator[Job]:
+) -> WorkerJob:
     """A package-signing job for the worker."""
-    with _job_folder(home, state, {"kind": "packages", "repo": repo}, evidence) as (job, out, ev):
-        yield job, out, {"packages": packages, "evidence": ev}
+    spec = {"kind": "packages", "repo": repo}
+    return WorkerJob(spec, {"state.json": home.snapshot(state)}, _folders(packages, evidence))
 
 
 def dry_run(
@@ -100,6 +88,6 @@ def dry_run(
     state = home.load_state()
     db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")
     folder = packages or db.resolve().parent
-    with prepared_job(home, state, repo, arch, db_bytes, evidence, folder) as (job, out, extra):
-        worker = run_worker(job, out, extra=extra, insecure_no_sandbox=insecure_no_sandbox)
-        return worker.decision
+    job = db_job(home, state, repo, arch, db_bytes, evidence, folder)
+    with WorkerPool(insecure_no_sandbox=insecure_no_sandbox) as pool:
+        return job.run(home, pool).decision

@@ -14,6 +14,8 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,15 @@ from reposeal.translog.checkpoint import Checkpoint, NoteSigner
 from reposeal.translog.store import LogCorruptError, TransparencyLog
 
 
+def holds(path: Path, digest: str) -> bool:
+    """Does ``path`` (a file named by its content) exist with exactly that content? A crash
+    can leave a named file incomplete; it is then written again."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    except OSError:
+        return False
+
+
 class EnclaveStateError(ReposealError):
     """The enclave's home is missing, incomplete or does not match its log."""
 
@@ -42,6 +53,17 @@ class EnclaveHome:
     _cache: tuple[int, SigningState] | None = field(default=None, init=False, repr=False)
     _snapshot: tuple[SigningState, bytes] | None = field(default=None, init=False, repr=False)
     _jobs: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    # package file sha256 -> log index of the entry that signed it (never sign twice)
+    _package_sigs: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _policy: tuple[bytes, Policy] | None = field(default=None, init=False, repr=False)
+    # one open log (and signers) for a long-lived enclave; reopened if the file is replaced
+    _log: tuple[tuple[int, int], TransparencyLog] | None = field(
+        default=None, init=False, repr=False
+    )
+    _signers: dict[tuple[str, Path | None], Signer] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _note: NoteSigner | None = field(default=None, init=False, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -56,19 +78,48 @@ class EnclaveHome:
             ) from None
         return doc
 
+    def policy_document(self) -> tuple[bytes, bytes]:
+        """The current policy's (document, admin signatures), as stored."""
+        return read_document(self.path / "policy.json")
+
     def policy(self) -> Policy:
-        return verify_policy(*read_document(self.path / "policy.json"))
+        """The current policy, verified (again only when its bytes change)."""
+        raw, sigs = self.policy_document()
+        key = hashlib.sha256(hashlib.sha256(raw).digest() + sigs).digest()
+        if self._policy is None or self._policy[0] != key:
+            self._policy = (key, verify_policy(raw, sigs))
+        return self._policy[1]
 
     def signer(self, gnupghome: Path | None = None) -> Signer:
-        return signer_from_spec(self.config()["signer"], gnupghome)
+        spec = str(self.config()["signer"])
+        if (spec, gnupghome) not in self._signers:
+            self._signers[(spec, gnupghome)] = signer_from_spec(spec, gnupghome)
+        return self._signers[(spec, gnupghome)]
 
     def note_signer(self) -> NoteSigner:
-        return NoteSigner.decode((self.path / "note.key").read_text())
+        if self._note is None:
+            self._note = NoteSigner.decode((self.path / "note.key").read_text())
+        return self._note
 
-    def open_log(self) -> TransparencyLog:
-        if not self.log_path.exists():
-            raise EnclaveStateError("the log is missing", path=self.log_path)
-        return TransparencyLog(self.log_path)
+    @contextmanager
+    def open_log(self) -> Iterator[TransparencyLog]:
+        """The log, kept open between calls; it is re-read (size) on every call, and opened
+        again if the file was replaced."""
+        try:
+            st = os.stat(self.log_path)
+        except FileNotFoundError:
+            raise EnclaveStateError("the log is missing", path=self.log_path) from None
+        if self._log is None or self._log[0] != (st.st_dev, st.st_ino):
+            self.close()
+            self._log = ((st.st_dev, st.st_ino), TransparencyLog(self.log_path))
+        else:
+            self._log[1].refresh()
+        yield self._log[1]
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log[1].close()
+            self._log = None
 
     def load_state(self) -> SigningState:
         """Verify the log and replay it; any tampering stops the enclave. The first call in a
@@ -95,19 +146,28 @@ class EnclaveHome:
             verify_checkpoint(latest[2], self.note_signer().verifier, self.config()["origin"])
             done, state = cached if cached is not None else (0, None)
             if cached is None:
-                self._jobs = {}
+                self._jobs, self._package_sigs = {}, {}
             fresh = log.entries(done, log.size)
             state = replay(fresh, self.read_records, state)
             for offset, raw in enumerate(fresh):
-                job = json.loads(raw).get("job")
+                doc = json.loads(raw)
+                job = doc.get("job")
                 if isinstance(job, str):
                     self._jobs.setdefault(job, done + offset)
+                if doc.get("type") == "packages":
+                    for sha in doc.get("by_sha256", {}):
+                        self._package_sigs.setdefault(sha, done + offset)
             self._cache = (log.size, state)
             return state
 
     def job_index(self, job_id: str) -> int | None:
         """The log index of the answer to ``job_id`` (after ``load_state``)."""
         return self._jobs.get(job_id)
+
+    def package_signature_index(self, sha256: str) -> int | None:
+        """The log index of the entry that signed the package file with this sha256 (after
+        ``load_state``)."""
+        return self._package_sigs.get(sha256)
 
     def snapshot(self, state: SigningState) -> bytes:
         """``state`` as the JSON a worker reads, built once per state."""
@@ -127,11 +187,26 @@ class EnclaveHome:
 
     def checkpoint(self, log: TransparencyLog, signer: Signer) -> bytes:
         """Sign and store a checkpoint for the whole log (note + OpenPGP signature)."""
-        cp = Checkpoint(self.config()["origin"], log.size, log.root())
-        note = self.note_signer().sign(cp.text()).encode()
+        note = self._note_for(log.size, log.root())
         log.save_checkpoint(log.size, log.root(), note)
         atomic_write(self.path / "checkpoint.sig", signer.sign_detached(io.BytesIO(note)))
         return note
+
+    def _note_for(self, size: int, root: bytes) -> bytes:
+        cp = Checkpoint(self.config()["origin"], size, root)
+        return self.note_signer().sign(cp.text()).encode()
+
+    def append(self, log: TransparencyLog, entry: bytes, signer: Signer) -> bytes:
+        """Append ``entry`` and its checkpoint in one transaction; return the signed note."""
+        notes: list[bytes] = []
+
+        def sign(size: int, root: bytes) -> bytes:
+            notes.append(self._note_for(size, root))
+            return notes[-1]
+
+        log.append([entry], checkpoint=sign)
+        atomic_write(self.path / "checkpoint.sig", signer.sign_detached(io.BytesIO(notes[-1])))
+        return notes[-1]
 
     def last_records(self, repo: str, arch: str) -> str | None:
         """The records hash of the last database signed for repo/arch (from the log)."""
@@ -150,8 +225,12 @@ class EnclaveHome:
                 f"records {digest[:16]}… named by the log are missing"
             ) from None
 
+    def records_path(self, digest: str) -> Path:
+        return self.path / "records" / f"{digest}.json"
+
     def store_records(self, blob: bytes, digest: str) -> None:
-        atomic_write(self.path / "records" / f"{digest}.json", blob)
+        if not holds(self.records_path(digest), digest):
+            atomic_write(self.records_path(digest), blob)
 
     def store_db(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()

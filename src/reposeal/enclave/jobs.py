@@ -15,6 +15,7 @@ import io
 import json
 import os
 import signal
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,18 @@ from typing import Any
 from reposeal import canonical
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.safeio import read_limited
-from reposeal.enclave.dryrun import prepared_job, refuse_without_sandbox
-from reposeal.enclave.home import EnclaveHome
+from reposeal.enclave.dryrun import db_job, packages_job, refuse_without_sandbox
+from reposeal.enclave.home import EnclaveHome, holds
 from reposeal.enclave.records import transition_entry
-from reposeal.enclave.sandbox import run_worker
+from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import SigningError
 from reposeal.evidence.files import read_document
-from reposeal.fsio import atomic_write
+from reposeal.fsio import write_all
 from reposeal.openpgp.signer import SignOptions
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.policy.document import Policy
 from reposeal.repo.lock import database_lock
+from reposeal.translog.store import TransparencyLog
 
 NOTATION_POLICY = "policy@reposeal.dev"
 NOTATION_LOG_INDEX = "log-index@reposeal.dev"
@@ -81,6 +83,13 @@ def _db_options(home: EnclaveHome, policy: Policy, index: int) -> SignOptions:
         expires_in=policy.db_signature_validity_seconds,
         notations=_notations(home, policy, index),
     )
+
+
+def _pool(pool: WorkerPool | None, insecure_no_sandbox: bool) -> AbstractContextManager[WorkerPool]:
+    """The caller's warm sandbox, or one started (and stopped) for this job alone."""
+    if pool is not None:
+        return nullcontext(pool)
+    return WorkerPool(insecure_no_sandbox=insecure_no_sandbox)
 
 
 def fault_point(step: str) -> None:
@@ -132,6 +141,7 @@ def sign_db(
     gnupghome: Path | None = None,
     check_parent: bool = False,
     claimed_parent: str | None = None,
+    pool: WorkerPool | None = None,
 ) -> JobResult:
     """Sign the transition to ``db`` if the policy allows it. With ``check_parent``,
     ``claimed_parent`` is the database the requester believes is the last signed one (None:
@@ -160,13 +170,10 @@ def sign_db(
             }
         else:
             folder = packages or db.resolve().parent
-            with prepared_job(home, state, repo, arch, db_bytes, evidence, folder) as (
-                job,
-                out,
-                x,
-            ):
-                worker = run_worker(job, out, extra=x, insecure_no_sandbox=insecure_no_sandbox)
-                result, records = worker.decision, worker.records
+            job = db_job(home, state, repo, arch, db_bytes, evidence, folder)
+            with _pool(pool, insecure_no_sandbox) as workers:
+                worker = job.run(home, workers)
+            result, records = worker.decision, worker.records
         fault_point("after-decide")
         signer = home.signer(gnupghome)
         policy = home.policy()
@@ -185,12 +192,10 @@ def sign_db(
                 verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
                 fault_point("after-sign")
                 home.store_db(db_bytes)
-                _keep_evidence(home, evidence)
-            records_sha = hashlib.sha256(records).hexdigest()
-            home.store_records(records, records_sha)
-            log.append([transition_entry(result, job_id, signature, records_sha)])
+            records_sha = _keep(home, records, evidence if signature else None)
+            entry = transition_entry(result, job_id, signature, records_sha)
+            note = home.append(log, entry, signer)
             fault_point("after-log-append")
-            note = home.checkpoint(log, signer)
             proof = log.inclusion_proof(index)
         return JobResult(
             job_id,
@@ -203,15 +208,25 @@ def sign_db(
         )
 
 
-def _keep_evidence(home: EnclaveHome, folder: Path | None) -> None:
-    """Keep the statements a signature rests on, by hash, so `audit` can replay them."""
-    if folder is None:
-        return
-    for doc in sorted(folder.glob("*.json")):
+def _keep(home: EnclaveHome, records: bytes, evidence: Path | None) -> str:
+    """Make the records and the statements a log entry will name durable (one sync), before
+    the entry is appended, so ``audit`` can replay them; return the records' sha256. Files
+    are named by their content's hash."""
+    digest = hashlib.sha256(records).hexdigest()
+    files: dict[Path, bytes] = {}
+    if not holds(home.records_path(digest), digest):
+        files[home.records_path(digest)] = records
+    for doc in sorted(evidence.glob("*.json")) if evidence is not None else []:
         raw, sigs = read_document(doc)
-        digest = hashlib.sha256(raw).hexdigest()
-        atomic_write(home.path / "evidence" / f"{digest}.json", raw)
-        atomic_write(home.path / "evidence" / f"{digest}.json.sig", sigs)
+        statement = hashlib.sha256(raw).hexdigest()
+        target = home.path / "evidence" / f"{statement}.json"
+        if not holds(target, statement):
+            files[target] = raw
+        sig = target.with_name(target.name + ".sig")
+        if not sig.exists() or sig.read_bytes() != sigs:
+            files[sig] = sigs
+    write_all(files)
+    return digest
 
 
 def refresh_db(
@@ -225,7 +240,6 @@ def refresh_db(
 ) -> JobResult:
     """Re-sign the latest signed database of ``repo/arch`` with a fresh expiry. Any other
     database is refused: an old one must never regain a valid signature."""
-    import rfc8785
 
     _check_job_id(job_id)
     with database_lock(home.path / "enclave.lck", wait=60):
@@ -263,8 +277,7 @@ def refresh_db(
                 signature = signer.sign_detached(io.BytesIO(db_bytes), options)
                 verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
                 doc.update(type="refresh", signature=base64.b64encode(signature).decode())
-            log.append([rfc8785.dumps(doc)])
-            note = home.checkpoint(log, signer)
+            note = home.append(log, canonical.dumps(doc), signer)
             proof = log.inclusion_proof(index)
         return JobResult(
             job_id,
@@ -277,14 +290,13 @@ def refresh_db(
         )
 
 
-def _signed_before(home: EnclaveHome, sha256: str) -> bytes | None:
+def _signed_before(home: EnclaveHome, log: TransparencyLog, sha256: str) -> bytes | None:
     """The signature logged for a package file with this sha256, if any."""
-    with home.open_log() as log:
-        for index in range(log.size - 1, 0, -1):
-            doc = json.loads(log.entry(index))
-            if doc.get("type") == "packages" and sha256 in doc.get("by_sha256", {}):
-                return base64.b64decode(doc["by_sha256"][sha256])
-    return None
+    index = home.package_signature_index(sha256)
+    if index is None:
+        return None
+    doc = json.loads(log.entry(index))
+    return base64.b64decode(doc["by_sha256"][sha256])
 
 
 def sign_packages(
@@ -296,11 +308,10 @@ def sign_packages(
     evidence: Path | None = None,
     insecure_no_sandbox: bool = False,
     gnupghome: Path | None = None,
+    pool: WorkerPool | None = None,
 ) -> JobResult:
     """Sign package files if the policy allows; a file signed before gets the same
     signature back (never two signatures for one version)."""
-    from reposeal.enclave.dryrun import prepared_packages_job
-
     refuse_without_sandbox(insecure_no_sandbox)
     _check_job_id(job_id)
     with database_lock(home.path / "enclave.lck", wait=60):
@@ -310,9 +321,9 @@ def sign_packages(
         done = _logged(home, job_id)
         if done is not None:
             return done
-        with prepared_packages_job(home, state, repo, packages, evidence) as (job, out, x):
-            worker = run_worker(job, out, extra=x, insecure_no_sandbox=insecure_no_sandbox)
-            result, records = worker.decision, worker.records
+        with _pool(pool, insecure_no_sandbox) as workers:
+            worker = packages_job(home, state, repo, packages, evidence).run(home, workers)
+        result, records = worker.decision, worker.records
         fault_point("after-decide")
         policy = home.policy()
         with home.open_log() as log:
@@ -325,7 +336,7 @@ def sign_packages(
                 options = SignOptions(notations=_notations(home, policy, index))
                 for rec in json.loads(records):
                     path = packages / rec["filename"]
-                    sig = _signed_before(home, rec["sha256"])
+                    sig = _signed_before(home, log, rec["sha256"])
                     if sig is None:
                         with open(path, "rb") as f:
                             sig = signer.sign_detached(f, options)
@@ -335,9 +346,7 @@ def sign_packages(
                         verify_detached(path, sig, keyring)
                     signatures[rec["filename"]] = sig
                     by_sha[rec["sha256"]] = base64.b64encode(sig).decode()
-                _keep_evidence(home, evidence)
-            records_sha = hashlib.sha256(records).hexdigest()
-            home.store_records(records, records_sha)
+            records_sha = _keep(home, records, evidence if accepted else None)
             doc: dict[str, Any] = {
                 "v": 1,
                 "type": "packages" if accepted else "refusal",
@@ -354,9 +363,8 @@ def sign_packages(
                 }
             else:
                 doc["reasons"] = result.get("reasons", [])
-            log.append([canonical.dumps(doc)])
+            note = home.append(log, canonical.dumps(doc), signer)
             fault_point("after-log-append")
-            note = home.checkpoint(log, signer)
             proof = log.inclusion_proof(index)
         return JobResult(
             job_id,

@@ -14,6 +14,7 @@ from reposeal.alpm.names import check_arch, check_name
 from reposeal.enclave.dryrun import refuse_without_sandbox
 from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.jobs import fault_point, refresh_db, sign_db, sign_packages
+from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import ReposealError
 from reposeal.repo.bridge_client import BridgeClient, BridgeError
 from reposeal.repo.jobformat import JOB_ID, JOB_PATH, SHA256
@@ -26,6 +27,7 @@ def handle(
     *,
     insecure_no_sandbox: bool,
     gnupghome: Path | None,
+    pool: WorkerPool | None = None,
 ) -> dict[str, object]:
     files = job.get("files")
     try:  # the bridge is the repo machine's: nothing it sends is trusted
@@ -59,6 +61,7 @@ def handle(
                     evidence=folder / "evidence",
                     gnupghome=gnupghome,
                     insecure_no_sandbox=insecure_no_sandbox,
+                    pool=pool,
                 ).to_json()
             db = next((folder / "db").iterdir())
             if job.get("kind") == "refresh":
@@ -76,6 +79,7 @@ def handle(
                 gnupghome=gnupghome,
                 check_parent="parent" in job,
                 claimed_parent=str(claimed) if claimed else None,
+                pool=pool,
             )
             return result.to_json()
         except ReposealError as exc:  # the job is answered, the enclave keeps serving
@@ -96,22 +100,28 @@ def run(
     home.complete_checkpoint(home.signer(gnupghome))  # finish what a crash interrupted
     home.load_state()  # a log that does not verify stops us before any job
     served = 0
-    while True:
-        try:
-            job = client.next_job(wait)
-        except BridgeError as exc:
-            if once:
-                raise
-            print(f"bridge: {exc.message}; retrying in 5 s", file=sys.stderr)
-            time.sleep(5)
-            continue
-        if job is None:
-            if once:
-                return served
-            continue
-        result = handle(
-            home, client, job, insecure_no_sandbox=insecure_no_sandbox, gnupghome=gnupghome
-        )
-        fault_point("before-post")
-        client.post_result(str(job["id"]), result)
-        served += 1
+    with WorkerPool(insecure_no_sandbox=insecure_no_sandbox) as pool:  # warm between jobs
+        while True:
+            try:
+                job = client.next_job(wait)
+            except BridgeError as exc:
+                if once:
+                    raise
+                print(f"bridge: {exc.message}; retrying in 5 s", file=sys.stderr)
+                time.sleep(5)
+                continue
+            if job is None:
+                if once:
+                    return served
+                continue
+            result = handle(
+                home,
+                client,
+                job,
+                insecure_no_sandbox=insecure_no_sandbox,
+                gnupghome=gnupghome,
+                pool=pool,
+            )
+            fault_point("before-post")
+            client.post_result(str(job["id"]), result)
+            served += 1

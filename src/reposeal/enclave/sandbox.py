@@ -1,29 +1,42 @@
-"""Run one job's worker in a fresh bubblewrap sandbox.
+"""Run jobs' workers in bubblewrap: the enclave loop's side of the sandbox.
 
-No network, no other processes, a read-only system and job, a private /tmp, one writable
-output folder, all capabilities dropped, resource limits, killed on timeout. Where
+The sandbox has no network, no other processes, a read-only system, no writable filesystem,
+no capabilities, and resource limits; a worker that overruns its time is killed with the
+whole sandbox. Inside, a template process (``zygote``) forks one fresh worker per job. The
+loop hands each worker its job's bytes as read-only descriptors and serves the package and
+evidence files it asks for by plain name, so the worker can reach nothing else. Where
 bubblewrap cannot run, callers must opt out explicitly (``--insecure-no-sandbox``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import shutil
+import socket
+import stat
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NoReturn
 
 import reposeal
+from reposeal import canonical
+from reposeal.enclave import channel
 from reposeal.errors import ReposealError, ToolMissingError
 
 DEFAULT_TIMEOUT = 120.0
-MEMORY_LIMIT = 8 << 30  # address space; Rust and OpenSSL reserve more than they use
-OUTPUT_LIMIT = 16 << 20
-INNER_TMP = "/tmp"  # noqa: S108  (a fresh, private tmpfs inside the sandbox)
+START_TIMEOUT = 30.0
+REAP_TIMEOUT = 10.0
+STDERR_LIMIT = 1 << 20
+MAX_RESULT = 256 << 20  # the records of a very large database
+MAX_NAMES = 200_000
+FOLDERS = ("job", "packages", "evidence")
 
 
 @dataclass(frozen=True)
@@ -36,10 +49,9 @@ class SandboxError(ReposealError):
     """The worker could not be run or did not finish (timeout, crash, limits)."""
 
 
-def _limits() -> None:  # runs in the child before exec
+def _limits() -> None:  # runs in the sandbox's first process before exec
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_LIMIT, OUTPUT_LIMIT))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (STDERR_LIMIT, STDERR_LIMIT))  # its stderr file
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
 
@@ -50,8 +62,8 @@ def _python_paths() -> list[str]:
     return sorted(p for p in paths if not p.startswith(("/usr", "/lib", "/bin")))
 
 
-def bwrap_command(job: Path, out: Path, extra: dict[str, Path] | None = None) -> list[str]:
-    """``extra``: sub-folder of /job -> host folder, bound read-only (packages, evidence)."""
+def bwrap_command(visible: Sequence[Path] = ()) -> list[str]:
+    """bubblewrap with nothing writable and nothing of the host but the system and Python."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise ToolMissingError("bubblewrap (bwrap) is not installed (Debian: bubblewrap)")
@@ -67,81 +79,256 @@ def bwrap_command(job: Path, out: Path, extra: dict[str, Path] | None = None) ->
     for system in ("/usr", "/lib", "/lib64", "/bin", "/sbin"):
         if Path(system).exists():
             cmd += ["--ro-bind", system, system]
-    # the private /tmp first: a bind below /tmp placed before it would be hidden by it
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", INNER_TMP]
-    for p in _python_paths():  # our interpreter and code may live anywhere, /tmp included
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    for p in [*_python_paths(), *map(str, visible)]:  # they may live anywhere, /tmp too
         cmd += ["--ro-bind", p, p]
-    cmd += [
-        "--ro-bind",
-        str(job),
-        "/job",
-        "--bind",
-        str(out),
-        "/out",
-        *[
-            a
-            for sub, host in (extra or {}).items()
-            for a in ("--ro-bind", str(host), f"/job/{sub}")
-        ],
-        "--setenv",
-        "HOME",
-        INNER_TMP,
-        "--setenv",
-        "PYTHONDONTWRITEBYTECODE",
-        "1",
-        "--chdir",
-        INNER_TMP,
-    ]
+    cmd += ["--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--chdir", "/"]
     return cmd
 
 
+@cache
 def sandbox_works() -> bool:
-    import tempfile
-
+    """Can bubblewrap run here (installed, user namespaces allowed)? Asked once a process."""
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            probe = [*bwrap_command(Path(tmp), Path(tmp)), "/bin/true"]
-            return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+        probe = [*bwrap_command(), "/bin/true"]
+        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
     except (ReposealError, OSError, subprocess.TimeoutExpired):
         return False
 
 
-def run_worker(
-    job: Path,
-    out: Path,
-    *,
-    extra: dict[str, Path] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    insecure_no_sandbox: bool = False,
-) -> WorkerResult:
-    """Run the worker on ``job`` (plus ``extra`` folders); return its decision and records."""
-    worker = [sys.executable, "-I", "-m", "reposeal.enclave.worker"]
-    for sub in extra or {}:
-        (job / sub).mkdir(exist_ok=True)  # the mount point (or, unsandboxed, a link)
-    if insecure_no_sandbox:
-        for sub, host in (extra or {}).items():
-            (job / sub).rmdir()
-            (job / sub).symlink_to(host.resolve())
-        cmd = [*worker, str(job), str(out)]
-    else:
-        cmd = [*bwrap_command(job, out, extra), *worker, "/job", "/out"]
+def _memfd(name: str, data: bytes) -> int:
+    """``data`` in an anonymous in-memory file, positioned at its start."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    view, done = memoryview(data), 0
+    while done < len(data):
+        done += os.write(fd, view[done:])
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _open_plain(folder: Path, name: str) -> int | None:
+    """A read-only descriptor for folder/name if name is a plain file name and the file is a
+    regular file; None otherwise. The worker names files; it never gets a path."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name or len(name) > 255:
+        return None
     try:
-        proc = subprocess.run(
-            cmd, capture_output=True, timeout=timeout, preexec_fn=_limits, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise SandboxError(
-            f"the worker did not finish within {timeout:.0f} s and was killed"
-        ) from None
-    result = out / "decision.json"
-    if proc.returncode != 0 or not result.exists():
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise SandboxError(
-            f"the worker failed (exit {proc.returncode}): {' | '.join(tail) or 'no output'}"
-        )
+        fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _listing(folder: Path | None) -> list[str]:
+    """The file names in ``folder`` (none if it is missing), sorted, bounded."""
     try:
-        doc: dict[str, Any] = json.loads(result.read_bytes())
-        records = (out / "records.json").read_bytes()
-    except (OSError, ValueError):
-        raise SandboxError("the worker wrote an unreadable decision") from None
-    return WorkerResult(doc, records)
+        return sorted(os.listdir(folder))[:MAX_NAMES] if folder is not None else []
+    except OSError:
+        return []
+
+
+class WorkerPool:
+    """The sandbox, started once and kept warm; one fresh forked worker per job.
+
+    Use as a context manager, or call ``close``. A worker that breaks the protocol, runs
+    over its time or crashes takes the whole sandbox down with it; the next job starts a
+    new one."""
+
+    def __init__(
+        self,
+        *,
+        insecure_no_sandbox: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        entry: Sequence[str] = ("-m", "reposeal.enclave.zygote"),
+        visible: Sequence[Path] = (),
+    ) -> None:
+        """``entry``: how Python starts the template; ``visible``: more read-only folders in
+        the sandbox (both for tests that play a compromised worker)."""
+        self.insecure, self.timeout = insecure_no_sandbox, timeout
+        self.entry, self.visible = tuple(entry), tuple(visible)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._ctl: socket.socket | None = None
+        self._pending = False  # a job was handed over; its "done" is not read yet
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pending = False
+        if self._ctl is not None:
+            self._ctl.close()
+            self._ctl = None
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def _start(self) -> socket.socket:
+        if self._ctl is not None and self._proc is not None and self._proc.poll() is None:
+            return self._ctl
+        self.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fd = theirs.fileno()
+        zygote = [sys.executable, "-I", *self.entry, str(fd)]
+        if self.insecure:
+            cmd = [*zygote, "--no-sandbox"]
+        else:
+            cmd = [*bwrap_command(self.visible), *zygote]
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the sandbox)
+        try:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._stderr,
+                pass_fds=(fd,),
+                preexec_fn=_limits,
+            )
+        finally:
+            theirs.close()
+        self._ctl = ours
+        try:
+            ours.settimeout(START_TIMEOUT)
+            ready, _ = channel.receive(ours, 1 << 10)
+        except (OSError, channel.ChannelError):
+            ready = None
+        if ready != {"op": "ready"}:
+            self._fail("the sandboxed worker did not start")
+        return ours
+
+    def _fail(self, what: str) -> NoReturn:
+        """Stop the sandbox and raise, with the last lines the worker wrote to stderr."""
+        tail = ""
+        if self._stderr is not None:
+            self._stderr.seek(0)
+            lines = self._stderr.read()[-4096:].decode("utf-8", "replace").strip().splitlines()
+            tail = " | ".join(lines[-3:])
+        self.close()
+        raise SandboxError(f"{what}: {tail}" if tail else what)
+
+    def run(
+        self,
+        spec: dict[str, Any],
+        blobs: dict[str, bytes],
+        folders: dict[str, Path],
+        policy: tuple[bytes, bytes],
+    ) -> WorkerResult:
+        """Run one job: ``blobs`` are the job's own files (state.json, new.db, ...),
+        ``folders`` the packages and evidence the worker may ask for by name, ``policy`` the
+        enclave's (document, signatures)."""
+        ctl = self._reaped()
+        deadline = time.monotonic() + self.timeout
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            fds = [theirs.fileno(), _memfd("policy", policy[0]), _memfd("policy.sig", policy[1])]
+            try:
+                channel.send(ctl, {"op": "job", "timeout": int(self.timeout) + 1}, fds)
+            finally:
+                for fd in fds[1:]:
+                    os.close(fd)
+                theirs.close()
+            self._pending = True
+            self._hand_over(ours, spec, blobs, folders)
+            return self._serve(ours, blobs, folders, deadline)
+        except (OSError, channel.ChannelError) as exc:
+            if time.monotonic() >= deadline or isinstance(exc, TimeoutError):
+                self._fail(f"the worker did not finish within {self.timeout:.0f} s and was killed")
+            self._fail(f"the worker failed ({exc})")
+        finally:
+            ours.close()
+
+    def _hand_over(
+        self,
+        sock: socket.socket,
+        spec: dict[str, Any],
+        blobs: dict[str, bytes],
+        folders: dict[str, Path],
+    ) -> None:
+        """The job's start: its spec and, for a small job, every file it will read (one
+        message instead of a round trip per file). Large jobs ask for files by name."""
+        small = ["evidence", "packages"] if spec.get("kind") == "packages" else ["evidence"]
+        names = {f: _listing(folders.get(f)) for f in small}
+        wanted = [("job", n) for n in blobs] + [(f, n) for f in small for n in names[f]]
+        opened: list[tuple[str, str, int]] = []
+        try:
+            if len(wanted) <= channel.MAX_FDS:
+                for folder, name in wanted:
+                    fd = self._open(folder, name, blobs, folders)
+                    if fd is not None:
+                        opened.append((folder, name, fd))
+            files = [[folder, name] for folder, name, _ in opened]
+            doc = {"spec": spec, "names": names, "files": files}
+            channel.send(sock, doc, [fd for _, _, fd in opened])
+        finally:
+            for _, _, fd in opened:
+                os.close(fd)
+
+    @staticmethod
+    def _open(
+        folder: str, name: str, blobs: dict[str, bytes], folders: dict[str, Path]
+    ) -> int | None:
+        if folder == "job":
+            data = blobs.get(name)
+            return _memfd(name, data) if data is not None else None
+        return _open_plain(folders[folder], name) if folder in folders else None
+
+    def _reaped(self) -> socket.socket:
+        """The control channel once the last job's worker is gone and everything it left
+        running was killed (the template says so after the result was already in hand, so
+        the loop signs and logs meanwhile). A template that does not say so is replaced."""
+        ctl = self._start()
+        if self._pending:
+            try:
+                ctl.settimeout(REAP_TIMEOUT)
+                done, _ = channel.receive(ctl, 1 << 10)
+                self._pending = False
+                if not isinstance(done, dict) or done.get("op") != "done":
+                    raise channel.ChannelError("unexpected message")
+            except (OSError, channel.ChannelError):
+                self.close()
+                ctl = self._start()
+        return ctl
+
+    def _serve(
+        self,
+        sock: socket.socket,
+        blobs: dict[str, bytes],
+        folders: dict[str, Path],
+        deadline: float,
+    ) -> WorkerResult:
+        """Answer the worker's requests until it sends its result."""
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            request, fds = channel.receive(sock, MAX_RESULT)
+            for stray in fds:  # a worker sends no descriptors
+                os.close(stray)
+            if not isinstance(request, dict):
+                raise channel.ChannelError("the worker sent a malformed request")
+            op, folder, name = request.get("op"), request.get("folder"), request.get("name")
+            if op == "result":
+                decision, records = request.get("decision"), request.get("records")
+                if not isinstance(decision, dict) or not isinstance(records, list):
+                    raise channel.ChannelError("the worker sent a malformed result")
+                return WorkerResult(decision, canonical.dumps(records))
+            if op == "list" and folder in FOLDERS:
+                channel.send(sock, {"names": _listing(folders.get(str(folder)))})
+            elif op == "open" and folder in FOLDERS and isinstance(name, str):
+                fd = self._open(folder, name, blobs, folders)
+                if fd is None:
+                    channel.send(sock, {"ok": False})
+                else:
+                    try:
+                        channel.send(sock, {"ok": True}, [fd])
+                    finally:
+                        os.close(fd)
+            else:
+                raise channel.ChannelError(f"the worker sent an unknown request {op!r}")

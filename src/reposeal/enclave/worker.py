@@ -1,36 +1,36 @@
-"""The sandboxed worker: reads one job's bytes, derives every fact, applies ``decide``.
+"""The sandboxed worker's decision: reads one job's bytes, derives every fact, applies
+``decide``.
 
-Runs inside bubblewrap with no network, a read-only view of the job and a private output
-folder. It holds no key and signs nothing; its only output is ``decision.json``. Any
-malformed input ends as a refusal with a typed reason, never a crash of the enclave.
+It runs in a process forked for this one job inside bubblewrap (see ``zygote``) and sees
+only what the enclave hands it through :class:`JobInput`: the job's blobs, and the package
+and evidence files it asks for by name. It holds no key and signs nothing. Any malformed
+input ends as a refusal with a typed reason, never a crash of the enclave.
 
-Job folder: job.json, state.json, policy.json(.sig), new.db, [parent.db], packages/, evidence/.
+Blobs of a job: state.json, new.db, parent.records.json or parent.db.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
-from reposeal import canonical
 from reposeal.alpm.buildinfo import pkgbuild_sha256
+from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.package import read_package
-from reposeal.alpm.syncdb import entry_problems, read_entries
+from reposeal.alpm.syncdb import decompress_blob, entries_from_tars, entry_problems
 from reposeal.enclave.records import (
     load_records,
     record_from_entry,
     record_to_json,
     state_from_json,
 )
-from reposeal.errors import ReposealError
-from reposeal.evidence.files import read_document
+from reposeal.errors import InvalidDatabaseError, ReposealError
+from reposeal.evidence.files import MAX_SIG_FILE_BYTES
 from reposeal.evidence.quorum import Signed, load_signed
-from reposeal.evidence.statements import from_bytes
+from reposeal.evidence.statements import MAX_STATEMENT_BYTES, from_bytes
 from reposeal.policy.decide import Evidence, PackageRecord, Request, decide, decide_packages
-from reposeal.policy.document import Policy, verify_policy
+from reposeal.policy.document import Policy
 
 ROLE = {
     "approval": "maintainers",
@@ -40,19 +40,36 @@ ROLE = {
 }
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+class JobInput(Protocol):
+    """What a worker may see of its job (folders: "job", "packages", "evidence")."""
+
+    spec: dict[str, Any]
+    policy: Policy
+
+    def read(self, folder: str, name: str, limit: int) -> bytes | None:
+        """The whole file, or None if it is not there; more than ``limit`` bytes is an error."""
+        ...
+
+    def open(self, folder: str, name: str) -> BinaryIO | None: ...
+
+    def names(self, folder: str) -> list[str]: ...
 
 
-def _records(db: Path) -> dict[str, PackageRecord]:
+def _blob(job: JobInput, name: str, limit: int = DEFAULT_LIMITS.max_db_bytes) -> bytes:
+    data = job.read("job", name, limit)
+    if data is None:
+        raise ReposealError(f"the job lacks {name}")
+    return data
+
+
+def _records(blob: bytes, where: str) -> dict[str, PackageRecord]:
     """Every entry checked and turned into a record, each desc parsed once."""
+    if not blob:
+        raise InvalidDatabaseError("database file is empty", path=where)
+    tar = decompress_blob(blob, where)
     out: dict[str, PackageRecord] = {}
     problems: list[str] = []
-    for name, e in read_entries(db, None).items():
+    for name, e in entries_from_tars(tar, None, where, None).items():
         try:
             f = e.fields()
         except ReposealError as exc:
@@ -62,15 +79,16 @@ def _records(db: Path) -> dict[str, PackageRecord]:
         if not problems:
             out[name] = record_from_entry(e, f)
     if problems:
-        raise ReposealError("database entries are invalid: " + "; ".join(problems[:5]), path=db)
+        raise ReposealError("database entries are invalid: " + "; ".join(problems[:5]), path=where)
     return out
 
 
-def _with_buildinfo(rec: PackageRecord, packages: Path) -> tuple[PackageRecord, str | None]:
-    path = packages / rec.filename
-    if not path.is_file():
+def _with_buildinfo(rec: PackageRecord, job: JobInput) -> tuple[PackageRecord, str | None]:
+    opened = job.open("packages", rec.filename)
+    if opened is None:
         return rec, f"{rec.name} {rec.version}: package file {rec.filename} was not sent"
-    pkg = read_package(path)
+    with opened:
+        pkg = read_package(Path(rec.filename), opened=opened)
     info = pkg.facts.info
     if pkg.facts.sha256 != rec.sha256:
         return rec, f"{rec.name}: the file's sha256 differs from the database's %SHA256SUM%"
@@ -90,55 +108,64 @@ def _with_buildinfo(rec: PackageRecord, packages: Path) -> tuple[PackageRecord, 
     ), None
 
 
-def _evidence(folder: Path, policy: Policy) -> tuple[Evidence, list[str], list[str]]:
+def _evidence(job: JobInput) -> tuple[Evidence, list[str], list[str]]:
     """Verified evidence, what was ignored and why, and the sha256 of each used statement."""
+    policy = job.policy
     kinds: dict[str, list[Signed]] = {k: [] for k in ROLE}
     ignored: list[str] = []
     used: list[str] = []
-    for doc in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for name in sorted(n for n in job.names("evidence") if n.endswith(".json")):
         try:
-            raw, sigs = read_document(doc)
+            raw = job.read("evidence", name, MAX_STATEMENT_BYTES)
+            if raw is None:
+                continue
+            sigs = job.read("evidence", name + ".sig", MAX_SIG_FILE_BYTES) or b""
             kind = from_bytes(raw).kind
             kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE[kind]]))
             used.append(hashlib.sha256(raw).hexdigest())
         except ReposealError as exc:
-            ignored.append(f"{doc.name}: {exc.message}")
+            ignored.append(f"{name}: {exc.message}")
     evidence = Evidence(kinds["approval"], kinds["build"], kinds["removal"], kinds["override"])
     return evidence, ignored, used
 
 
-def _record_of_file(path: Path) -> PackageRecord:
+def _record_of_file(job: JobInput, name: str) -> PackageRecord:
     """A package record from the package file alone (.PKGINFO and .BUILDINFO re-read)."""
-    pkg = read_package(path)
+    opened = job.open("packages", name)
+    if opened is None:
+        raise ReposealError("the package file was not sent", path=name)
+    with opened:
+        pkg = read_package(Path(name), opened=opened)
     info = pkg.facts.info
     return PackageRecord(
         info.name,
         info.version,
         info.arch,
         pkg.facts.sha256,
-        path.name,
+        name,
         info.base or info.name,
         pkgbuild_sha256(pkg.buildinfo),
     )
 
 
-def run_packages(job: Path, spec: dict[str, Any], policy: Policy) -> dict[str, Any]:
+def run_packages(job: JobInput) -> dict[str, Any]:
     """A package-signing job: every file in packages/ is read and checked."""
-    state = state_from_json((job / "state.json").read_bytes())
+    spec, policy = job.spec, job.policy
+    state = state_from_json(_blob(job, "state.json"))
     records: dict[str, PackageRecord] = {}
     reasons: list[str] = []
-    for path in sorted((job / "packages").iterdir()):
-        if path.name.endswith(".sig"):
+    for name in sorted(job.names("packages")):
+        if name.endswith(".sig"):
             continue
         try:
-            rec = _record_of_file(path)
+            rec = _record_of_file(job, name)
         except ReposealError as exc:
             reasons.append(str(exc))
             continue
         if rec.name in records:
             reasons.append(f"{rec.name}: two files in one job")
         records[rec.name] = rec
-    evidence, ignored, used = _evidence(job / "evidence", policy)
+    evidence, ignored, used = _evidence(job)
     decision = decide_packages(state, spec["repo"], records, evidence, policy)
     reasons += decision.reasons
     return {
@@ -152,35 +179,36 @@ def run_packages(job: Path, spec: dict[str, Any], policy: Policy) -> dict[str, A
     }
 
 
-def run(job: Path) -> dict[str, Any]:
-    spec = json.loads((job / "job.json").read_bytes())
-    policy = verify_policy(*read_document(job / "policy.json"))
+def run(job: JobInput) -> dict[str, Any]:
+    """The decision on one job; the records derived from the bytes go in "packages"."""
+    spec, policy = job.spec, job.policy
     if spec.get("kind") == "packages":
-        return run_packages(job, spec, policy)
-    state = state_from_json((job / "state.json").read_bytes())
-    new_db = job / "new.db"
-    new = _records(new_db)
+        return run_packages(job)
+    state = state_from_json(_blob(job, "state.json"))
+    new_blob = _blob(job, "new.db")
+    new = _records(new_blob, "new database")
     old: dict[str, PackageRecord] = {}
     reasons: list[str] = []
     parent = spec.get("parent")
-    if parent is not None and (job / "parent.records.json").exists():
+    if parent is not None and spec.get("parent_records"):
         # the parent's records as the enclave logged them when it signed it (hash-bound)
-        old = load_records(
-            lambda _: (job / "parent.records.json").read_bytes(), spec["parent_records"]
-        )
+        logged = _blob(job, "parent.records.json")
+        old = load_records(lambda _: logged, spec["parent_records"])
     elif parent is not None:
-        if _sha256(job / "parent.db") != parent:
+        parent_blob = _blob(job, "parent.db")
+        if hashlib.sha256(parent_blob).hexdigest() != parent:
             raise ReposealError("the parent database sent does not match its hash")
-        old = _records(job / "parent.db")
+        old = _records(parent_blob, "parent database")
     for name, rec in list(new.items()):
         prev = old.get(name)
         if prev is not None and prev.sha256 == rec.sha256:
             continue
-        new[name], problem = _with_buildinfo(rec, job / "packages")
+        new[name], problem = _with_buildinfo(rec, job)
         if problem:
             reasons.append(problem)
-    evidence, ignored, used = _evidence(job / "evidence", policy)
-    request = Request(spec["repo"], spec["arch"], parent, _sha256(new_db), old, new)
+    evidence, ignored, used = _evidence(job)
+    digest = hashlib.sha256(new_blob).hexdigest()
+    request = Request(spec["repo"], spec["arch"], parent, digest, old, new)
     decision = decide(state, request, evidence, policy)
     reasons += decision.reasons
     return {
@@ -198,19 +226,11 @@ def run(job: Path) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    job, out = Path(sys.argv[1]), Path(sys.argv[2])
+def decide_job(job: JobInput) -> dict[str, Any]:
+    """``run``, with every failure turned into a refusal that says why."""
     try:
-        result = run(job)
+        return run(job)
     except ReposealError as exc:
-        result = {"decision": "refuse", "reasons": [str(exc)], "kind": type(exc).__name__}
-    except (OSError, ValueError, KeyError) as exc:
-        result = {"decision": "refuse", "reasons": [f"malformed job: {exc}"]}
-    # the records go in their own canonical file: the loop stores and hashes them as they are
-    records = result.pop("packages", [])
-    (out / "records.json").write_bytes(canonical.dumps(records))
-    (out / "decision.json").write_bytes(canonical.dumps(result))
-
-
-if __name__ == "__main__":
-    main()
+        return {"decision": "refuse", "reasons": [str(exc)], "kind": type(exc).__name__}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return {"decision": "refuse", "reasons": [f"malformed job: {exc}"]}

@@ -11,8 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
-
+from reposeal import canonical
 from reposeal.alpm.names import check_name, check_version
 from reposeal.errors import InputError, ReposealError
 
@@ -227,7 +226,7 @@ def to_bytes(stmt: Statement) -> bytes:
         "predicateType": f"{PREFIX}{stmt.kind}/v1",
         "predicate": stmt.predicate(),
     }
-    return rfc8785.dumps(doc)
+    return canonical.dumps(doc)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -258,7 +257,7 @@ def load_json(raw: bytes, what: str = "statement") -> dict[str, Any]:
         raise StatementError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise StatementError(f"{what} must be a JSON object")
-    if rfc8785.dumps(doc) != raw:
+    if canonical.dumps(doc) != raw:
         raise StatementError(f"{what} is not in canonical form (RFC 8785)")
     return doc
 

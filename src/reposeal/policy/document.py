@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pysequoia
-import rfc8785
 
+from reposeal import canonical
 from reposeal.alpm.names import check_arch, check_name
 from reposeal.errors import ReposealError, VerificationError
 from reposeal.evidence.quorum import valid_signers
@@ -67,8 +67,8 @@ class Policy:
 
     def to_bytes(self) -> bytes:
         predicate = self.predicate()
-        digest = hashlib.sha256(rfc8785.dumps(predicate)).hexdigest()
-        return rfc8785.dumps(
+        digest = hashlib.sha256(canonical.dumps(predicate)).hexdigest()
+        return canonical.dumps(
             {
                 "_type": STATEMENT_TYPE,
                 "subject": [{"name": "reposeal-policy", "digest": {"sha256": digest}}],

@@ -9,7 +9,7 @@ had not returned, and the next open finds a complete, consistent tree.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,6 +62,10 @@ class TransparencyLog:
         row = self._db.execute("SELECT MAX(idx) FROM entry").fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
+    def refresh(self) -> None:
+        """See entries another connection appended since (the size is read once, on open)."""
+        self._size = self._count()
+
     @property
     def size(self) -> int:
         return self._size
@@ -76,8 +80,13 @@ class TransparencyLog:
             raise
         self._db.execute("COMMIT")
 
-    def append(self, entries: Sequence[bytes]) -> list[int]:
-        """Append a batch in one durable transaction; return the new entries' indexes."""
+    def append(
+        self, entries: Sequence[bytes], checkpoint: Callable[[int, bytes], bytes] | None = None
+    ) -> list[int]:
+        """Append a batch in one durable transaction; return the new entries' indexes.
+
+        ``checkpoint(size, root)``, if given, returns the signed note for the new tree; it is
+        stored in the same transaction, so entries and their checkpoint land together."""
         for e in entries:
             if len(e) > MAX_ENTRY_BYTES:
                 raise ValueError(f"log entry of {len(e)} bytes is too large")
@@ -106,6 +115,13 @@ class TransparencyLog:
                 [(start + i, e) for i, e in enumerate(entries)],
             )
             db.executemany("INSERT INTO node (level, idx, hash) VALUES (?, ?, ?)", nodes)
+            if checkpoint is not None:
+                size = start + len(entries)
+                root = merkle.subtree_root(self._perfect, 0, size)  # sees the rows just added
+                db.execute(
+                    "INSERT OR REPLACE INTO checkpoint VALUES (?, ?, ?)",
+                    (size, root, checkpoint(size, root)),
+                )
         self._size = start + len(entries)
         return list(range(start, self._size))
 

@@ -1,0 +1,218 @@
+"""The template process inside the sandbox: one fresh, forked worker per job.
+
+Starting Python and importing the parsers costs about 0.1 s, far more than checking a small
+package. So the enclave starts this template once, inside bubblewrap (no network, no
+writable filesystem at all, no capabilities, own PID namespace), with everything imported
+and before it has seen a byte of any job. For each job it forks a child that runs that one
+job and exits. The template never reads job data itself, so nothing one job does can leak
+into the next: after each job every other process in the sandbox is killed (``kill(-1)``
+reaches exactly the sandbox's PID namespace), and the template is not ptrace-able
+(PR_SET_DUMPABLE 0) by its children.
+
+The child sees only descriptors: the job's channel to the enclave loop, over which it asks
+for files by name (read-only descriptors come back, never paths), and answers.
+
+Run as: python -I -m reposeal.enclave.zygote FD [--no-sandbox]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import hashlib
+import io
+import os
+import resource
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from reposeal.alpm.synthetic import package_bytes
+from reposeal.enclave import channel
+from reposeal.enclave.records import state_to_json
+from reposeal.enclave.worker import decide_job
+from reposeal.errors import LimitExceededError, ReposealError
+from reposeal.policy.decide import SigningState
+from reposeal.policy.document import Policy, verify_policy
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+MEMORY_LIMIT = 8 << 30  # address space; Rust and OpenSSL reserve more than they use
+MAX_REPLY = 1 << 20
+MAX_START = 64 << 20  # the names in a large job's folders
+POLICY_LIMIT = 4 << 20
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl failed")
+
+
+def _read_fd(fd: int, limit: int) -> bytes:
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ReposealError(f"a file of more than {limit} bytes")
+    return data
+
+
+class ChannelJob:
+    """A :class:`reposeal.enclave.worker.JobInput` served by the enclave over the channel."""
+
+    def __init__(self, sock: socket.socket, start: dict[str, Any], fds: list[int], policy: Policy):
+        self.sock, self.spec, self.policy = sock, dict(start["spec"]), policy
+        self.listed = {str(k): [str(n) for n in v] for k, v in start.get("names", {}).items()}
+        files = start.get("files", [])
+        if len(files) != len(fds):
+            raise ReposealError("the enclave sent a malformed job")
+        self.preopened = {(str(f), str(n)): fd for (f, n), fd in zip(files, fds, strict=True)}
+
+    def _ask(self, doc: dict[str, Any]) -> tuple[Any, list[int]]:
+        channel.send(self.sock, doc)
+        return channel.receive(self.sock, 64 << 20)
+
+    def open(self, folder: str, name: str) -> BinaryIO | None:
+        fd = self.preopened.pop((folder, name), None)
+        if fd is not None:
+            return os.fdopen(fd, "rb")
+        if folder in self.listed and name not in self.listed[folder]:
+            return None
+        reply, fds = self._ask({"op": "open", "folder": folder, "name": name})
+        if not reply.get("ok") or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            return None
+        return os.fdopen(fds[0], "rb")
+
+    def read(self, folder: str, name: str, limit: int) -> bytes | None:
+        f = self.open(folder, name)
+        if f is None:
+            return None
+        with f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise LimitExceededError(f"{folder}/{name} is larger than {limit} bytes")
+        return data
+
+    def names(self, folder: str) -> list[str]:
+        if folder in self.listed:
+            return self.listed[folder]
+        reply, _ = self._ask({"op": "list", "folder": folder})
+        return [str(n) for n in reply.get("names", [])]
+
+
+@dataclass
+class MemoryJob:
+    """A :class:`reposeal.enclave.worker.JobInput` held in memory (folder, name) -> bytes."""
+
+    spec: dict[str, Any]
+    policy: Policy
+    files: dict[tuple[str, str], bytes]
+
+    def read(self, folder: str, name: str, limit: int) -> bytes | None:
+        return self.files.get((folder, name))
+
+    def open(self, folder: str, name: str) -> BinaryIO | None:
+        data = self.files.get((folder, name))
+        return io.BytesIO(data) if data is not None else None
+
+    def names(self, folder: str) -> list[str]:
+        return sorted(n for f, n in self.files if f == folder)
+
+
+def _warm_up(policy: Policy) -> None:
+    """Run a made-up package job once, so lazy imports and caches are filled before the
+    first fork and not paid again by every job's worker."""
+    pkg = package_bytes("warm-up", "1-1", "x86_64", pkgbuild_sha256="0" * 64)
+    files = {
+        ("job", "state.json"): state_to_json(SigningState()),
+        ("packages", "warm-up-1-1-x86_64.pkg.tar.zst"): pkg,
+    }
+    decide_job(MemoryJob({"kind": "packages", "repo": "warm-up"}, policy, files))
+
+
+def _child(job_fd: int, policy: Policy | str, timeout: int) -> None:
+    """Run one job and report; never returns into the template's loop."""
+    status = 1
+    try:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+        resource.setrlimit(resource.RLIMIT_CPU, (timeout, timeout))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # stderr only
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+        sock = socket.socket(fileno=job_fd)
+        start, fds = channel.receive(sock, MAX_START)
+        if isinstance(policy, str):
+            decision: dict[str, Any] = {"decision": "refuse", "reasons": [policy]}
+        else:
+            decision = decide_job(ChannelJob(sock, start, fds, policy))
+        records = decision.pop("packages", [])
+        channel.send(sock, {"op": "result", "decision": decision, "records": records})
+        status = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(status)
+
+
+Child = Callable[[int, "Policy | str", int], None]
+
+
+def serve(ctl: socket.socket, sandboxed: bool, child: Child | None = None) -> None:
+    """Fork one child per job request until the enclave closes the control channel.
+    ``child(job_fd, policy, timeout)`` runs the job and must not return (tests pass one
+    that behaves as a compromised worker would)."""
+    run_child = child or _child
+    policies: dict[str, Policy | str] = {}  # sha256 -> verified policy or why it is not
+    channel.send(ctl, {"op": "ready"})
+    while True:
+        try:
+            request, fds = channel.receive(ctl, MAX_REPLY)
+        except (channel.ChannelError, OSError):
+            return  # the enclave went away
+        if len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            return
+        job_fd, policy_fd, sig_fd = fds
+        raw, sigs = _read_fd(policy_fd, POLICY_LIMIT), _read_fd(sig_fd, POLICY_LIMIT)
+        key = hashlib.sha256(hashlib.sha256(raw).digest() + sigs).hexdigest()
+        if key not in policies:
+            try:
+                policies[key] = verify_policy(raw, sigs)
+                _warm_up(policies[key])  # type: ignore[arg-type]
+            except ReposealError as exc:
+                policies[key] = f"the enclave's policy does not verify: {exc}"
+            gc.freeze()  # what exists now is shared with every child, untouched by collection
+        pid = os.fork()
+        if pid == 0:
+            gc.disable()  # short-lived: collection would only copy shared pages
+            ctl.close()
+            run_child(job_fd, policies[key], int(request.get("timeout", 120)))
+            os._exit(1)
+        os.close(job_fd)
+        _, status = os.waitpid(pid, 0)
+        if sandboxed:  # whatever the child left running dies with it
+            with contextlib.suppress(ProcessLookupError):  # nothing was left
+                os.kill(-1, signal.SIGKILL)
+        channel.send(ctl, {"op": "done", "status": status})
+
+
+def main(child: Child | None = None) -> None:
+    fd = int(sys.argv[1])
+    sandboxed = "--no-sandbox" not in sys.argv[2:]
+    if sandboxed and os.getpid() > 2:  # kill(-1) must only ever reach our own namespace
+        sys.exit("reposeal zygote: not in a PID namespace of its own; refusing to run")
+    _prctl(PR_SET_DUMPABLE, 0)  # children (same uid) cannot ptrace or read our memory
+    serve(socket.socket(fileno=fd), sandboxed, child)
+
+
+if __name__ == "__main__":
+    main()
