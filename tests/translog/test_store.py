@@ -83,3 +83,26 @@ def test_kill_9_during_appends_keeps_every_acknowledged_entry(tmp_path: Path) ->
             log.verify(full=True)
             assert log.entry(acknowledged - 1) == f"entry {acknowledged - 1}".encode()
     assert acknowledged > 0
+
+
+def test_entries_and_their_checkpoint_land_together(tmp_path: Path) -> None:
+    seen: list[tuple[int, bytes]] = []
+
+    def note(size: int, root: bytes) -> bytes:
+        seen.append((size, root))
+        return f"note {size}".encode()
+
+    with TransparencyLog(tmp_path / "log.sqlite") as log:
+        log.append([b"a", b"b"], checkpoint=note)
+        assert seen == [(2, log.root(2))]
+        assert log.latest_checkpoint() == (2, log.root(2), b"note 2")
+
+        def broken(size: int, root: bytes) -> bytes:
+            raise RuntimeError("the note key is gone")
+
+        with pytest.raises(RuntimeError):
+            log.append([b"c"], checkpoint=broken)
+        assert log.size == 2, "no entry without its checkpoint"
+    with TransparencyLog(tmp_path / "log.sqlite") as log:
+        assert log.size == 2
+        log.verify()

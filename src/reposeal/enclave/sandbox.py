@@ -82,7 +82,18 @@ def bwrap_command(visible: Sequence[Path] = ()) -> list[str]:
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     for p in [*_python_paths(), *map(str, visible)]:  # they may live anywhere, /tmp too
         cmd += ["--ro-bind", p, p]
-    cmd += ["--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--chdir", "/"]
+    # bwrap builds / and /dev on tmpfs: make them read-only too, so nothing is writable
+    cmd += [
+        "--remount-ro",
+        "/dev",
+        "--remount-ro",
+        "/",
+        "--setenv",
+        "PYTHONDONTWRITEBYTECODE",
+        "1",
+        "--chdir",
+        "/",
+    ]
     return cmd
 
 
