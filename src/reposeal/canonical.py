@@ -18,15 +18,27 @@ _SAFE_INT = 2**53
 
 
 def _simple(value: Any) -> bool:
-    if value is None or isinstance(value, (str, bool)):
-        return True
-    if isinstance(value, int):
-        return -_SAFE_INT < value < _SAFE_INT
-    if isinstance(value, list):
-        return all(_simple(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and k.isascii() and _simple(v) for k, v in value.items())
-    return False
+    """Is ``value`` made only of what the C encoder writes canonically? (Iterative, exact
+    types: a subclass goes the slow, exact way.)"""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is str or v is None or t is bool:
+            continue
+        if t is int:
+            if not -_SAFE_INT < v < _SAFE_INT:
+                return False
+        elif t is list:
+            stack.extend(v)
+        elif t is dict:
+            for k in v:
+                if type(k) is not str or not k.isascii():
+                    return False
+            stack.extend(v.values())
+        else:
+            return False
+    return True
 
 
 def dumps(value: Any) -> bytes:

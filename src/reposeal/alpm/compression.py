@@ -89,6 +89,35 @@ def decompress(data: bytes, kind: str, limit: int) -> bytes:
     return b"".join(out)
 
 
+def split_members(data: bytes, kind: str, limit: int) -> list[tuple[bytes, bytes]] | None:
+    """A multi-member gzip or zstd buffer as (compressed member, its output) pairs, refusing
+    more than ``limit`` bytes of output in all; None for other formats or padded members."""
+    if kind not in (GZIP, ZSTD):
+        return None
+    out: list[tuple[bytes, bytes]] = []
+    produced = 0
+    rest = data
+    try:
+        while rest:
+            dec = _decompressor(kind)
+            chunk = dec.decompress(rest, limit + 1 - produced)
+            produced += len(chunk)
+            if produced > limit:
+                raise LimitExceededError(f"decompresses to more than {limit} bytes")
+            if not dec.eof:
+                if dec.needs_input:
+                    raise TruncatedArchiveError("compressed data ends early (truncated file?)")
+                raise LimitExceededError(f"decompresses to more than {limit} bytes")
+            used = len(rest) - len(dec.unused_data)
+            out.append((rest[:used], chunk))
+            rest = dec.unused_data
+            if rest[:1] == b"\0":
+                return None  # padding between members: not ours to take apart
+    except DECOMPRESS_ERRORS as exc:
+        raise CorruptArchiveError(f"damaged {kind} data: {exc}") from None
+    return out
+
+
 class _Decompressor:
     """The subset of the stdlib decompressor objects' interface we use."""
 

@@ -102,8 +102,9 @@ def read_package(
     try:
         check_package_filename(path.name)
         with nullcontext(opened) if opened is not None else open_regular(path) as raw:
-            st = os.fstat(raw.fileno())
-            if st.st_size > limits.max_package_bytes:
+            size = raw.seek(0, os.SEEK_END)  # a file or, in a worker's warm-up, memory
+            raw.seek(0)
+            if size > limits.max_package_bytes:
                 raise LimitExceededError(f"package is larger than {limits.max_package_bytes} bytes")
             kind = compression.detect(raw.read(263))
             raw.seek(0)

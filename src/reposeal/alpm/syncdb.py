@@ -19,7 +19,7 @@ from reposeal.alpm.desc import PackageFacts, parse_desc, render_desc, render_fil
 from reposeal.alpm.limits import DEFAULT_LIMITS, Limits
 from reposeal.alpm.names import check_package_filename, split_entry_dir
 from reposeal.alpm.safeio import read_limited
-from reposeal.alpm.tarformat import END_OF_ARCHIVE, TarReader, tar_member
+from reposeal.alpm.tarformat import END_OF_ARCHIVE, TarReader, plain_members, tar_member
 from reposeal.errors import InvalidDatabaseError, ReposealError
 
 _ENTRY_FILES = ("desc", "files")
@@ -71,12 +71,27 @@ def _scan_archive(
     data: bytes, what: str, limits: Limits, *, end_optional: bool = False
 ) -> dict[str, _Scanned]:
     """Group the members of a decompressed database tar into entries."""
-    reader = TarReader(
-        io.BytesIO(data), limits, max_total=limits.max_db_unpacked_bytes, end_optional=end_optional
+    members = plain_members(
+        data,
+        limits,
+        max_total=limits.max_db_unpacked_bytes,
+        max_data=limits.max_entry_file_bytes,
+        end_optional=end_optional,
     )
+    if members is None:  # not the plain common shape: the strict reader decides
+        reader = TarReader(
+            io.BytesIO(data),
+            limits,
+            max_total=limits.max_db_unpacked_bytes,
+            end_optional=end_optional,
+        )
+        members = [
+            (m, reader.last_data)
+            for m in reader.members(lambda _: True, limits.max_entry_file_bytes)
+        ]
     parts: dict[str, dict[str, bytes]] = {}
     spans: dict[str, list[tuple[int, int]]] = {}
-    for m in reader.members(lambda _: True, limits.max_entry_file_bytes):
+    for m, content in members:
         dirname, _, leaf = m.name.partition("/")
         if m.is_dir:
             if leaf:
@@ -88,8 +103,8 @@ def _scan_archive(
             )
         entry_parts = parts.setdefault(dirname, {})
         if leaf:
-            assert reader.last_data is not None
-            entry_parts[leaf] = reader.last_data
+            assert content is not None
+            entry_parts[leaf] = content
         run = spans.setdefault(dirname, [])
         if run and run[-1][1] == m.start:
             run[-1] = (run[-1][0], m.end)

@@ -10,6 +10,7 @@ files, oversized headers, truncation. It streams, so a 2 GB package never sits i
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
@@ -283,6 +284,75 @@ class TarReader:
                 self.last_data = None
                 s.skip(_padded(size), name)
             yield Member(name, kind, size, linkname, start, data_start, s.pos)
+
+
+_PLAIN_TYPES = {0x30: REGULAR, 0x00: REGULAR, 0x35: DIRECTORY}  # '0', NUL, '5'
+
+
+def _header_sum(header: bytes) -> int:
+    """The byte sum of a 512-byte header, in C: adler32's low half is 1 + the byte sum
+    modulo 65521, exact for 256 bytes (at most 65,280)."""
+    return (zlib.adler32(header[:256]) & 0xFFFF) + (zlib.adler32(header[256:]) & 0xFFFF) - 2
+
+
+def plain_members(
+    data: bytes, limits: Limits, *, max_total: int, max_data: int, end_optional: bool = False
+) -> list[tuple[Member, bytes | None]] | None:
+    """The members of an in-memory tar made only of plain ustar files and directories, as
+    :class:`TarReader` would yield them (with every regular file's content); None as soon
+    as anything else appears (extended headers, links, a bad checksum, truncation, ...):
+    the caller then runs :class:`TarReader`, which accepts or refuses it precisely. This
+    is the common shape of a pacman database, read about four times faster."""
+    out: list[tuple[Member, bytes | None]] = []
+    seen: set[str] = set()
+    pos, total, end = 0, 0, len(data)
+    while True:
+        if pos + BLOCK > end:
+            return out if end_optional and pos == end else None
+        header = data[pos : pos + BLOCK]
+        if header == _ZERO_BLOCK:
+            return out
+        kind = _PLAIN_TYPES.get(header[156])
+        if kind is None or header[157] != 0 or (header[257:263] == b"ustar\0" and header[345]):
+            return None
+        try:
+            if (
+                _number(header[148:156], "checksum")
+                != _header_sum(header) - sum(header[148:156]) + 256
+            ):
+                return None
+            size = _number(header[124:136], "size")
+            name = header[0:100].split(b"\0", 1)[0].decode("utf-8")
+        except (CorruptArchiveError, UnicodeDecodeError):
+            return None
+        if len(name.encode()) > limits.max_path_bytes:
+            return None
+        if name.startswith("./") and name != "./":
+            name = name[2:]
+        try:
+            check_member_path(name)
+        except UnsafeArchiveError:
+            return None
+        if kind == DIRECTORY:
+            size = 0
+            if not name.endswith("/"):
+                name += "/"
+        total += size
+        key = name.rstrip("/")
+        if len(out) >= limits.max_members or total > max_total or key in seen:
+            return None
+        seen.add(key)
+        data_start = pos + BLOCK
+        stop = data_start + _padded(size)
+        if stop > end:
+            return None
+        content = None
+        if kind == REGULAR:
+            if size > max_data:
+                return None
+            content = data[data_start : data_start + size]
+        out.append((Member(name, kind, size, "", pos, data_start, stop), content))
+        pos = stop
 
 
 def _verify_checksum(header: bytes) -> None:

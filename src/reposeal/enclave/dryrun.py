@@ -10,6 +10,7 @@ from typing import Any
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.safeio import read_limited
 from reposeal.enclave.home import EnclaveHome
+from reposeal.enclave.records import restrict_state, state_to_json
 from reposeal.enclave.sandbox import SandboxError, WorkerPool, WorkerResult, sandbox_works
 from reposeal.policy.decide import SigningState
 
@@ -35,9 +36,13 @@ class WorkerJob:
     spec: dict[str, Any]
     blobs: dict[str, bytes]
     folders: dict[str, Path]
+    state: SigningState
 
     def run(self, home: EnclaveHome, pool: WorkerPool) -> WorkerResult:
-        return pool.run(self.spec, self.blobs, self.folders, home.policy_document())
+        def state_for(names: list[str]) -> bytes:
+            return state_to_json(restrict_state(self.state, names))
+
+        return pool.run(self.spec, self.blobs, self.folders, home.policy_document(), state_for)
 
 
 def _folders(packages: Path, evidence: Path | None) -> dict[str, Path]:
@@ -56,14 +61,16 @@ def db_job(
     """A database-transition job for the worker (the caller read the database once)."""
     parent = state.last_db.get((repo, arch))
     spec: dict[str, Any] = {"kind": "db", "repo": repo, "arch": arch, "parent": parent}
-    blobs = {"state.json": home.snapshot(state), "new.db": db_bytes}
-    records = home.last_records(repo, arch) if parent is not None else None
-    if records is not None:  # the parent's records as logged when it was signed
-        spec["parent_records"] = records
-        blobs["parent.records.json"] = home.read_records(records)
+    blobs = {"new.db": db_bytes}
+    logged = home.last_records(repo, arch) if parent is not None else None
+    if logged is not None:  # the parent's records (and chunk map) as logged when signed
+        spec["parent_records"], spec["parent_chunks"] = logged
+        blobs["parent.records.json"] = home.read_records(logged[0])
+        if logged[1] is not None:
+            blobs["parent.chunks.json"] = home.read_records(logged[1])
     elif parent is not None:
         blobs["parent.db"] = (home.path / "dbs" / parent).read_bytes()
-    return WorkerJob(spec, blobs, _folders(packages, evidence))
+    return WorkerJob(spec, blobs, _folders(packages, evidence), state)
 
 
 def packages_job(
@@ -71,7 +78,7 @@ def packages_job(
 ) -> WorkerJob:
     """A package-signing job for the worker."""
     spec = {"kind": "packages", "repo": repo}
-    return WorkerJob(spec, {"state.json": home.snapshot(state)}, _folders(packages, evidence))
+    return WorkerJob(spec, {}, _folders(packages, evidence), state)
 
 
 def dry_run(

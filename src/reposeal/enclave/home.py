@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reposeal.enclave.records import genesis_entry, replay, state_to_json
+from reposeal.enclave.records import genesis_entry, replay
 from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.fsio import atomic_write
@@ -51,10 +51,13 @@ class EnclaveHome:
     # (log size, state) of the last replay in this process: a long-lived enclave verifies its
     # whole log once at start-up, then only what was appended since (and the checkpoint)
     _cache: tuple[int, SigningState] | None = field(default=None, init=False, repr=False)
-    _snapshot: tuple[SigningState, bytes] | None = field(default=None, init=False, repr=False)
     _jobs: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     # package file sha256 -> log index of the entry that signed it (never sign twice)
     _package_sigs: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    # (repo, arch) -> (records, chunk map) of the last database signed there
+    _last_db: dict[tuple[str, str], tuple[str, str | None]] = field(
+        default_factory=dict, init=False, repr=False
+    )
     _policy: tuple[bytes, Policy] | None = field(default=None, init=False, repr=False)
     # one open log (and signers) for a long-lived enclave; reopened if the file is replaced
     _log: tuple[tuple[int, int], TransparencyLog] | None = field(
@@ -146,7 +149,7 @@ class EnclaveHome:
             verify_checkpoint(latest[2], self.note_signer().verifier, self.config()["origin"])
             done, state = cached if cached is not None else (0, None)
             if cached is None:
-                self._jobs, self._package_sigs = {}, {}
+                self._jobs, self._package_sigs, self._last_db = {}, {}, {}
             fresh = log.entries(done, log.size)
             state = replay(fresh, self.read_records, state)
             for offset, raw in enumerate(fresh):
@@ -154,6 +157,12 @@ class EnclaveHome:
                 job = doc.get("job")
                 if isinstance(job, str):
                     self._jobs.setdefault(job, done + offset)
+                if doc.get("type") == "db":
+                    chunks = doc.get("chunks")
+                    self._last_db[(doc["repo"], doc["arch"])] = (
+                        str(doc["records"]),
+                        chunks if isinstance(chunks, str) else None,
+                    )
                 if doc.get("type") == "packages":
                     for sha in doc.get("by_sha256", {}):
                         self._package_sigs.setdefault(sha, done + offset)
@@ -168,12 +177,6 @@ class EnclaveHome:
         """The log index of the entry that signed the package file with this sha256 (after
         ``load_state``)."""
         return self._package_sigs.get(sha256)
-
-    def snapshot(self, state: SigningState) -> bytes:
-        """``state`` as the JSON a worker reads, built once per state."""
-        if self._snapshot is None or self._snapshot[0] is not state:
-            self._snapshot = (state, state_to_json(state))
-        return self._snapshot[1]
 
     def complete_checkpoint(self, signer: Signer) -> None:
         """If the last run died between appending an entry and checkpointing it, the entry is
@@ -208,14 +211,10 @@ class EnclaveHome:
         atomic_write(self.path / "checkpoint.sig", signer.sign_detached(io.BytesIO(notes[-1])))
         return notes[-1]
 
-    def last_records(self, repo: str, arch: str) -> str | None:
-        """The records hash of the last database signed for repo/arch (from the log)."""
-        with self.open_log() as log:
-            for index in range(log.size - 1, 0, -1):
-                doc = json.loads(log.entry(index))
-                if doc.get("type") == "db" and (doc["repo"], doc["arch"]) == (repo, arch):
-                    return str(doc["records"])
-        return None
+    def last_records(self, repo: str, arch: str) -> tuple[str, str | None] | None:
+        """(records, chunk map) hashes of the last database signed for repo/arch (after
+        ``load_state``)."""
+        return self._last_db.get((repo, arch))
 
     def read_records(self, digest: str) -> bytes:
         try:

@@ -155,7 +155,7 @@ def sign_db(
         if done is not None:
             return done
         last = state.last_db.get((repo, arch))
-        records = canonical.dumps([])
+        records, chunks = canonical.dumps([]), None
         db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")  # read once
         if check_parent and claimed_parent != last:
             result: dict[str, Any] = {
@@ -173,7 +173,7 @@ def sign_db(
             job = db_job(home, state, repo, arch, db_bytes, evidence, folder)
             with _pool(pool, insecure_no_sandbox) as workers:
                 worker = job.run(home, workers)
-            result, records = worker.decision, worker.records
+            result, records, chunks = worker.decision, worker.records, worker.chunks
         fault_point("after-decide")
         signer = home.signer(gnupghome)
         policy = home.policy()
@@ -192,8 +192,11 @@ def sign_db(
                 verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
                 fault_point("after-sign")
                 home.store_db(db_bytes)
-            records_sha = _keep(home, records, evidence if signature else None)
-            entry = transition_entry(result, job_id, signature, records_sha)
+            records_sha = _keep(
+                home, records, evidence if signature else None, chunks if signature else None
+            )
+            chunks_sha = hashlib.sha256(chunks).hexdigest() if chunks and signature else None
+            entry = transition_entry(result, job_id, signature, records_sha, chunks_sha)
             note = home.append(log, entry, signer)
             fault_point("after-log-append")
             proof = log.inclusion_proof(index)
@@ -208,14 +211,19 @@ def sign_db(
         )
 
 
-def _keep(home: EnclaveHome, records: bytes, evidence: Path | None) -> str:
-    """Make the records and the statements a log entry will name durable (one sync), before
-    the entry is appended, so ``audit`` can replay them; return the records' sha256. Files
-    are named by their content's hash."""
+def _keep(
+    home: EnclaveHome, records: bytes, evidence: Path | None, chunks: bytes | None = None
+) -> str:
+    """Make the records (and chunk map) and the statements a log entry will name durable
+    (one sync), before the entry is appended, so ``audit`` can replay them and the next
+    transition can reuse them; return the records' sha256. Files are named by their
+    content's hash."""
     digest = hashlib.sha256(records).hexdigest()
     files: dict[Path, bytes] = {}
-    if not holds(home.records_path(digest), digest):
-        files[home.records_path(digest)] = records
+    for blob in (records, chunks) if chunks else (records,):
+        named = hashlib.sha256(blob).hexdigest()
+        if not holds(home.records_path(named), named):
+            files[home.records_path(named)] = blob
     for doc in sorted(evidence.glob("*.json")) if evidence is not None else []:
         raw, sigs = read_document(doc)
         statement = hashlib.sha256(raw).hexdigest()

@@ -54,8 +54,9 @@ def genesis_entry(policy_sha256: str, signer_fpr: str, note_verifier: str) -> by
     )
 
 
-def record_to_json(r: PackageRecord) -> dict[str, str | None]:
-    return {
+def record_to_json(r: PackageRecord, entry: str | None = None) -> dict[str, str | None]:
+    """A record as logged; ``entry``: the ``entry_sha256`` it was derived from, if any."""
+    return ({"entry": entry} if entry is not None else {}) | {
         "name": r.name,
         "version": r.version,
         "arch": r.arch,
@@ -67,7 +68,11 @@ def record_to_json(r: PackageRecord) -> dict[str, str | None]:
 
 
 def transition_entry(
-    result: dict[str, Any], job_id: str, signature: bytes | None, records_sha256: str | None
+    result: dict[str, Any],
+    job_id: str,
+    signature: bytes | None,
+    records_sha256: str | None,
+    chunks_sha256: str | None = None,
 ) -> bytes:
     """A signed (or refused) database transition as the log keeps it: the worker's findings
     (records re-derived from the bytes, by hash; the evidence used), the job id, the
@@ -79,6 +84,7 @@ def transition_entry(
         "job": job_id,
         **{k: result.get(k) for k in ("repo", "arch", "parent", "db_sha256", "policy_version")},
         "records": records_sha256,
+        **({"chunks": chunks_sha256} if chunks_sha256 else {}),
         "evidence": result.get("evidence", []),
         "used_overrides": result.get("used_overrides", []),
     }
@@ -95,12 +101,21 @@ RecordsLoader = Callable[[str], bytes]
 
 def load_records(loader: RecordsLoader, digest: str) -> dict[str, PackageRecord]:
     """The package records a log entry names, checked against their hash."""
+    return load_records_and_entries(loader, digest)[0]
+
+
+def load_records_and_entries(
+    loader: RecordsLoader, digest: str
+) -> tuple[dict[str, PackageRecord], dict[str, str]]:
+    """The records a log entry names, and the hash of the database entry each was derived
+    from (``entry_sha256``; only database records have one)."""
     import json
 
     blob = loader(digest)
     if hashlib.sha256(blob).hexdigest() != digest:
         raise ValueError(f"records {digest[:16]}… do not match their hash")
-    return {
+    docs = json.loads(blob)
+    records = {
         p["name"]: PackageRecord(
             p["name"],
             p["version"],
@@ -110,8 +125,15 @@ def load_records(loader: RecordsLoader, digest: str) -> dict[str, PackageRecord]
             p["pkgbase"],
             p.get("pkgbuild_sha256"),
         )
-        for p in json.loads(blob)
+        for p in docs
     }
+    entries = {p["name"]: p["entry"] for p in docs if isinstance(p.get("entry"), str)}
+    return records, entries
+
+
+def entry_sha256(e: Entry) -> str:
+    """What a database entry is, byte for byte: two equal hashes, one record."""
+    return hashlib.sha256(e.dirname.encode() + b"/desc\0" + e.desc).hexdigest()
 
 
 def replay(
@@ -156,6 +178,20 @@ def state_to_json(state: SigningState) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+
+
+def restrict_state(state: SigningState, names: Iterable[str]) -> SigningState:
+    """What ``decide`` can look up about ``names``: their highest versions, bindings and
+    origins, with every last database and used override. A worker asks for only this much,
+    so a small job does not carry the whole history of a large repository."""
+    wanted = frozenset(names)
+    return SigningState(
+        last_db=state.last_db,
+        highest={k: v for k, v in state.highest.items() if k[1] in wanted},
+        bindings={k: v for k, v in state.bindings.items() if k[0] in wanted},
+        used_overrides=state.used_overrides,
+        origins={k: v for k, v in state.origins.items() if k[0] in wanted},
+    )
 
 
 def state_from_json(raw: bytes) -> SigningState:

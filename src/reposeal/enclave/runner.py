@@ -101,6 +101,7 @@ def run(
     home.load_state()  # a log that does not verify stops us before any job
     served = 0
     with WorkerPool(insecure_no_sandbox=insecure_no_sandbox) as pool:  # warm between jobs
+        pool.start()
         while True:
             try:
                 job = client.next_job(wait)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -43,6 +43,7 @@ FOLDERS = ("job", "packages", "evidence")
 class WorkerResult:
     decision: dict[str, Any]  # decision, reasons, evidence used, hashes, ...
     records: bytes  # canonical JSON list of the package records derived from the bytes
+    chunks: bytes | None = None  # canonical JSON chunk map of a chunked database
 
 
 class SandboxError(ReposealError):
@@ -132,6 +133,17 @@ def _open_plain(folder: Path, name: str) -> int | None:
     return fd
 
 
+def _reply_with(sock: socket.socket, fd: int | None) -> None:
+    """Answer a worker's request with a descriptor (which we then close), or with no."""
+    if fd is None:
+        channel.send(sock, {"ok": False})
+        return
+    try:
+        channel.send(sock, {"ok": True}, [fd])
+    finally:
+        os.close(fd)
+
+
 def _listing(folder: Path | None) -> list[str]:
     """The file names in ``folder`` (none if it is missing), sorted, bounded."""
     try:
@@ -183,6 +195,10 @@ class WorkerPool:
             self._stderr.close()
             self._stderr = None
 
+    def start(self) -> None:
+        """Start the sandbox now (else the first job does): fail early, pay once."""
+        self._start()
+
     def _start(self) -> socket.socket:
         if self._ctl is not None and self._proc is not None and self._proc.poll() is None:
             return self._ctl
@@ -232,10 +248,11 @@ class WorkerPool:
         blobs: dict[str, bytes],
         folders: dict[str, Path],
         policy: tuple[bytes, bytes],
+        state_for: Callable[[list[str]], bytes],
     ) -> WorkerResult:
-        """Run one job: ``blobs`` are the job's own files (state.json, new.db, ...),
-        ``folders`` the packages and evidence the worker may ask for by name, ``policy`` the
-        enclave's (document, signatures)."""
+        """Run one job: ``blobs`` are the job's own files (new.db, ...), ``folders`` the
+        packages and evidence the worker may ask for by name, ``policy`` the enclave's
+        (document, signatures), ``state_for(names)`` the signing state about those names."""
         ctl = self._reaped()
         deadline = time.monotonic() + self.timeout
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -249,7 +266,7 @@ class WorkerPool:
                 theirs.close()
             self._pending = True
             self._hand_over(ours, spec, blobs, folders)
-            return self._serve(ours, blobs, folders, deadline)
+            return self._serve(ours, blobs, folders, deadline, state_for)
         except (OSError, channel.ChannelError) as exc:
             if time.monotonic() >= deadline or isinstance(exc, TimeoutError):
                 self._fail(f"the worker did not finish within {self.timeout:.0f} s and was killed")
@@ -315,6 +332,7 @@ class WorkerPool:
         blobs: dict[str, bytes],
         folders: dict[str, Path],
         deadline: float,
+        state_for: Callable[[list[str]], bytes],
     ) -> WorkerResult:
         """Answer the worker's requests until it sends its result."""
         while True:
@@ -329,17 +347,18 @@ class WorkerPool:
                 decision, records = request.get("decision"), request.get("records")
                 if not isinstance(decision, dict) or not isinstance(records, list):
                     raise channel.ChannelError("the worker sent a malformed result")
-                return WorkerResult(decision, canonical.dumps(records))
-            if op == "list" and folder in FOLDERS:
+                chunks = decision.pop("chunks", None)
+                return WorkerResult(
+                    decision,
+                    canonical.dumps(records),
+                    canonical.dumps(chunks) if isinstance(chunks, list) else None,
+                )
+            names = request.get("names")
+            if op == "state" and isinstance(names, list) and len(names) <= MAX_NAMES:
+                _reply_with(sock, _memfd("state", state_for([str(n) for n in names])))
+            elif op == "list" and folder in FOLDERS:
                 channel.send(sock, {"names": _listing(folders.get(str(folder)))})
             elif op == "open" and folder in FOLDERS and isinstance(name, str):
-                fd = self._open(folder, name, blobs, folders)
-                if fd is None:
-                    channel.send(sock, {"ok": False})
-                else:
-                    try:
-                        channel.send(sock, {"ok": True}, [fd])
-                    finally:
-                        os.close(fd)
+                _reply_with(sock, self._open(folder, name, blobs, folders))
             else:
                 raise channel.ChannelError(f"the worker sent an unknown request {op!r}")

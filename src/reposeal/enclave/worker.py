@@ -6,30 +6,39 @@ only what the enclave hands it through :class:`JobInput`: the job's blobs, and t
 and evidence files it asks for by name. It holds no key and signs nothing. Any malformed
 input ends as a refusal with a typed reason, never a crash of the enclave.
 
-Blobs of a job: state.json, new.db, parent.records.json or parent.db.
+Blobs of a job: new.db, parent.records.json or parent.db. The signing state is asked for
+once the worker knows which package names the job concerns.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from reposeal.alpm.buildinfo import pkgbuild_sha256
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.package import read_package
-from reposeal.alpm.syncdb import decompress_blob, entries_from_tars, entry_problems
+from reposeal.enclave.dbread import chunk_map, read_db
 from reposeal.enclave.records import (
-    load_records,
-    record_from_entry,
+    load_records_and_entries,
     record_to_json,
-    state_from_json,
 )
-from reposeal.errors import InvalidDatabaseError, ReposealError
+from reposeal.errors import ReposealError
 from reposeal.evidence.files import MAX_SIG_FILE_BYTES
 from reposeal.evidence.quorum import Signed, load_signed
 from reposeal.evidence.statements import MAX_STATEMENT_BYTES, from_bytes
-from reposeal.policy.decide import Evidence, PackageRecord, Request, decide, decide_packages
+from reposeal.policy.decide import (
+    Evidence,
+    PackageRecord,
+    Request,
+    SigningState,
+    decide,
+    decide_packages,
+)
 from reposeal.policy.document import Policy
 
 ROLE = {
@@ -54,33 +63,16 @@ class JobInput(Protocol):
 
     def names(self, folder: str) -> list[str]: ...
 
+    def state(self, names: Collection[str]) -> SigningState:
+        """What the enclave has signed, restricted to ``names`` (see ``restrict_state``)."""
+        ...
+
 
 def _blob(job: JobInput, name: str, limit: int = DEFAULT_LIMITS.max_db_bytes) -> bytes:
     data = job.read("job", name, limit)
     if data is None:
         raise ReposealError(f"the job lacks {name}")
     return data
-
-
-def _records(blob: bytes, where: str) -> dict[str, PackageRecord]:
-    """Every entry checked and turned into a record, each desc parsed once."""
-    if not blob:
-        raise InvalidDatabaseError("database file is empty", path=where)
-    tar = decompress_blob(blob, where)
-    out: dict[str, PackageRecord] = {}
-    problems: list[str] = []
-    for name, e in entries_from_tars(tar, None, where, None).items():
-        try:
-            f = e.fields()
-        except ReposealError as exc:
-            problems.append(exc.message)
-            continue
-        problems += entry_problems(e, f)
-        if not problems:
-            out[name] = record_from_entry(e, f)
-    if problems:
-        raise ReposealError("database entries are invalid: " + "; ".join(problems[:5]), path=where)
-    return out
 
 
 def _with_buildinfo(rec: PackageRecord, job: JobInput) -> tuple[PackageRecord, str | None]:
@@ -151,7 +143,6 @@ def _record_of_file(job: JobInput, name: str) -> PackageRecord:
 def run_packages(job: JobInput) -> dict[str, Any]:
     """A package-signing job: every file in packages/ is read and checked."""
     spec, policy = job.spec, job.policy
-    state = state_from_json(_blob(job, "state.json"))
     records: dict[str, PackageRecord] = {}
     reasons: list[str] = []
     for name in sorted(job.names("packages")):
@@ -166,6 +157,7 @@ def run_packages(job: JobInput) -> dict[str, Any]:
             reasons.append(f"{rec.name}: two files in one job")
         records[rec.name] = rec
     evidence, ignored, used = _evidence(job)
+    state = job.state(records)
     decision = decide_packages(state, spec["repo"], records, evidence, policy)
     reasons += decision.reasons
     return {
@@ -184,29 +176,42 @@ def run(job: JobInput) -> dict[str, Any]:
     spec, policy = job.spec, job.policy
     if spec.get("kind") == "packages":
         return run_packages(job)
-    state = state_from_json(_blob(job, "state.json"))
-    new_blob = _blob(job, "new.db")
-    new = _records(new_blob, "new database")
     old: dict[str, PackageRecord] = {}
+    known: dict[str, tuple[str, PackageRecord]] = {}
+    parent_chunks: dict[str, list[str]] = {}
     reasons: list[str] = []
     parent = spec.get("parent")
     if parent is not None and spec.get("parent_records"):
-        # the parent's records as the enclave logged them when it signed it (hash-bound)
+        # the parent's records (and chunk map) as the enclave logged them (hash-bound)
         logged = _blob(job, "parent.records.json")
-        old = load_records(lambda _: logged, spec["parent_records"])
+        old, entries = load_records_and_entries(lambda _: logged, spec["parent_records"])
+        known = {n: (entries[n], r) for n, r in old.items() if n in entries}
+        if spec.get("parent_chunks"):
+            chunks = _blob(job, "parent.chunks.json")
+            if hashlib.sha256(chunks).hexdigest() == spec["parent_chunks"]:
+                parent_chunks = chunk_map(json.loads(chunks))
     elif parent is not None:
         parent_blob = _blob(job, "parent.db")
         if hashlib.sha256(parent_blob).hexdigest() != parent:
             raise ReposealError("the parent database sent does not match its hash")
-        old = _records(parent_blob, "parent database")
+        first = read_db(parent_blob, "parent database", {}, {})
+        old, known = first.records, {n: (first.entries[n], r) for n, r in first.records.items()}
+        parent_chunks = chunk_map(first.chunks)
+    new_blob = _blob(job, "new.db")
+    read = read_db(new_blob, "new database", known, parent_chunks)
+    new, entries = read.records, read.entries
+    changed = set(old) - set(new)  # removed
     for name, rec in list(new.items()):
         prev = old.get(name)
-        if prev is not None and prev.sha256 == rec.sha256:
+        if prev is not None and replace(rec, pkgbuild_sha256=prev.pkgbuild_sha256) == prev:
+            new[name] = prev  # the very entry signed before (its .BUILDINFO was read then)
             continue
+        changed.add(name)
         new[name], problem = _with_buildinfo(rec, job)
         if problem:
             reasons.append(problem)
     evidence, ignored, used = _evidence(job)
+    state = job.state(changed)
     digest = hashlib.sha256(new_blob).hexdigest()
     request = Request(spec["repo"], spec["arch"], parent, digest, old, new)
     decision = decide(state, request, evidence, policy)
@@ -222,7 +227,8 @@ def run(job: JobInput) -> dict[str, Any]:
         "arch": spec["arch"],
         "policy_version": policy.version,
         "evidence": sorted(used),
-        "packages": [record_to_json(r) for r in sorted(new.values(), key=lambda r: r.name)],
+        "packages": [record_to_json(new[n], entries[n]) for n in sorted(new)],
+        "chunks": read.chunks,
     }
 
 

@@ -28,13 +28,13 @@ import signal
 import socket
 import sys
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from reposeal.alpm.synthetic import package_bytes
 from reposeal.enclave import channel
-from reposeal.enclave.records import state_to_json
+from reposeal.enclave.records import restrict_state, state_from_json
 from reposeal.enclave.worker import decide_job
 from reposeal.errors import LimitExceededError, ReposealError
 from reposeal.policy.decide import SigningState
@@ -100,6 +100,16 @@ class ChannelJob:
             raise LimitExceededError(f"{folder}/{name} is larger than {limit} bytes")
         return data
 
+    def state(self, names: Collection[str]) -> SigningState:
+        channel.send(self.sock, {"op": "state", "names": sorted(names)})
+        reply, fds = channel.receive(self.sock, MAX_REPLY)
+        if not reply.get("ok") or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise ReposealError("the enclave sent no signing state")
+        with os.fdopen(fds[0], "rb") as f:
+            return state_from_json(f.read())
+
     def names(self, folder: str) -> list[str]:
         if folder in self.listed:
             return self.listed[folder]
@@ -114,6 +124,10 @@ class MemoryJob:
     spec: dict[str, Any]
     policy: Policy
     files: dict[tuple[str, str], bytes]
+    signed: SigningState = field(default_factory=SigningState)
+
+    def state(self, names: Collection[str]) -> SigningState:
+        return restrict_state(self.signed, names)
 
     def read(self, folder: str, name: str, limit: int) -> bytes | None:
         return self.files.get((folder, name))
@@ -130,10 +144,7 @@ def _warm_up(policy: Policy) -> None:
     """Run a made-up package job once, so lazy imports and caches are filled before the
     first fork and not paid again by every job's worker."""
     pkg = package_bytes("warm-up", "1-1", "x86_64", pkgbuild_sha256="0" * 64)
-    files = {
-        ("job", "state.json"): state_to_json(SigningState()),
-        ("packages", "warm-up-1-1-x86_64.pkg.tar.zst"): pkg,
-    }
+    files = {("packages", "warm-up-1-1-x86_64.pkg.tar.zst"): pkg}
     decide_job(MemoryJob({"kind": "packages", "repo": "warm-up"}, policy, files))
 
 
