@@ -85,7 +85,8 @@ EVIL = textwrap.dedent(
         elif do == "garbage":
             sock.sendall(b"\\xff\\xff\\xff\\xff" + b"x" * 100)
             os._exit(0)
-        channel.send(sock, {"op": "result", "decision": report, "records": []})
+        channel.send(sock, {"op": "result", "decision": report})
+        channel.send_bytes(sock, b"[]")
         os._exit(0)
 
     zygote.main(child)

@@ -25,7 +25,11 @@ class ChannelError(ReposealError):
 
 
 def send(sock: socket.socket, doc: Any, fds: list[int] | None = None) -> None:
-    body = json.dumps(doc, separators=(",", ":")).encode()
+    send_bytes(sock, json.dumps(doc, separators=(",", ":")).encode(), fds)
+
+
+def send_bytes(sock: socket.socket, body: bytes, fds: list[int] | None = None) -> None:
+    """One frame of raw bytes (``send`` sends JSON the same way)."""
     frame = HEADER.pack(len(body)) + body
     ancillary = []
     if fds:
@@ -49,6 +53,17 @@ def _read_exact(sock: socket.socket, n: int) -> bytes:
 def receive(sock: socket.socket, max_bytes: int) -> tuple[Any, list[int]]:
     """One frame: (document, received descriptors). Descriptors beyond MAX_FDS are closed
     and refused; the caller owns (and must close) the ones returned."""
+    body, fds = receive_bytes(sock, max_bytes)
+    try:
+        return json.loads(body), fds
+    except ValueError:
+        for fd in fds:
+            os.close(fd)
+        raise ChannelError("a frame is not valid JSON") from None
+
+
+def receive_bytes(sock: socket.socket, max_bytes: int) -> tuple[bytes, list[int]]:
+    """One frame of raw bytes, and the descriptors that came with it."""
     size = array.array("i").itemsize
     data, ancdata, flags, _ = sock.recvmsg(HEADER.size, socket.CMSG_SPACE(MAX_FDS * size))
     fds: list[int] = []
@@ -67,10 +82,7 @@ def receive(sock: socket.socket, max_bytes: int) -> tuple[Any, list[int]]:
         (length,) = HEADER.unpack(data)
         if length > max_bytes:
             raise ChannelError(f"a frame of {length} bytes exceeds the limit of {max_bytes}")
-        try:
-            return json.loads(_read_exact(sock, length)), fds
-        except ValueError:
-            raise ChannelError("a frame is not valid JSON") from None
+        return _read_exact(sock, length), fds
     except BaseException:
         for fd in fds:
             os.close(fd)

@@ -14,7 +14,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,7 @@ from reposeal.evidence.files import read_document
 from reposeal.fsio import atomic_write
 from reposeal.openpgp.signer import Signer
 from reposeal.openpgp.spec import signer_from_spec
-from reposeal.policy.decide import SigningState
+from reposeal.policy.decide import PackageRecord, SigningState
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.translog.checkpoint import Checkpoint, NoteSigner
 from reposeal.translog.store import LogCorruptError, TransparencyLog
@@ -124,10 +124,12 @@ class EnclaveHome:
             self._log[1].close()
             self._log = None
 
-    def load_state(self) -> SigningState:
+    def load_state(
+        self, parsed: Mapping[str, dict[str, PackageRecord]] | None = None
+    ) -> SigningState:
         """Verify the log and replay it; any tampering stops the enclave. The first call in a
         process re-hashes everything; later ones check the checkpointed root (O(log n)) and
-        replay only the entries appended since."""
+        replay only the entries appended since. ``parsed``: records already in hand."""
         with self.open_log() as log:
             cached = self._cache if self._cache and self._cache[0] <= log.size else None
             try:
@@ -151,7 +153,7 @@ class EnclaveHome:
             if cached is None:
                 self._jobs, self._package_sigs, self._last_db = {}, {}, {}
             fresh = log.entries(done, log.size)
-            state = replay(fresh, self.read_records, state)
+            state = replay(fresh, self.read_records, state, parsed)
             for offset, raw in enumerate(fresh):
                 doc = json.loads(raw)
                 job = doc.get("job")

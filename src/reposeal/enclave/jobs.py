@@ -25,13 +25,14 @@ from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.safeio import read_limited
 from reposeal.enclave.dryrun import db_job, packages_job, refuse_without_sandbox
 from reposeal.enclave.home import EnclaveHome, holds
-from reposeal.enclave.records import transition_entry
+from reposeal.enclave.records import load_records, transition_entry
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import SigningError
 from reposeal.evidence.files import read_document
 from reposeal.fsio import write_all
 from reposeal.openpgp.signer import SignOptions
 from reposeal.openpgp.verify import Keyring, verify_detached
+from reposeal.policy.decide import PackageRecord
 from reposeal.policy.document import Policy
 from reposeal.repo.lock import database_lock
 from reposeal.translog.store import TransparencyLog
@@ -174,6 +175,7 @@ def sign_db(
             with _pool(pool, insecure_no_sandbox) as workers:
                 worker = job.run(home, workers)
             result, records, chunks = worker.decision, worker.records, worker.chunks
+        records_sha, parsed = _checked_records(records)
         fault_point("after-decide")
         signer = home.signer(gnupghome)
         policy = home.policy()
@@ -192,14 +194,13 @@ def sign_db(
                 verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
                 fault_point("after-sign")
                 home.store_db(db_bytes)
-            records_sha = _keep(
-                home, records, evidence if signature else None, chunks if signature else None
-            )
+            _keep(home, records, evidence if signature else None, chunks if signature else None)
             chunks_sha = hashlib.sha256(chunks).hexdigest() if chunks and signature else None
             entry = transition_entry(result, job_id, signature, records_sha, chunks_sha)
             note = home.append(log, entry, signer)
             fault_point("after-log-append")
             proof = log.inclusion_proof(index)
+        home.load_state({records_sha: parsed})  # the new state, without reading it back
         return JobResult(
             job_id,
             str(result.get("decision")),
@@ -211,14 +212,22 @@ def sign_db(
         )
 
 
+def _checked_records(records: bytes) -> tuple[str, dict[str, PackageRecord]]:
+    """The records the worker derived, parsed once before anything is signed or logged:
+    malformed records would stop every later replay of the log."""
+    digest = hashlib.sha256(records).hexdigest()
+    try:
+        return digest, load_records(lambda _: records, digest)
+    except (ValueError, KeyError, TypeError):
+        raise SigningError("the worker returned malformed records; nothing was signed") from None
+
+
 def _keep(
     home: EnclaveHome, records: bytes, evidence: Path | None, chunks: bytes | None = None
-) -> str:
+) -> None:
     """Make the records (and chunk map) and the statements a log entry will name durable
     (one sync), before the entry is appended, so ``audit`` can replay them and the next
-    transition can reuse them; return the records' sha256. Files are named by their
-    content's hash."""
-    digest = hashlib.sha256(records).hexdigest()
+    transition can reuse them. Files are named by their content's hash."""
     files: dict[Path, bytes] = {}
     for blob in (records, chunks) if chunks else (records,):
         named = hashlib.sha256(blob).hexdigest()
@@ -234,7 +243,6 @@ def _keep(
         if not sig.exists() or sig.read_bytes() != sigs:
             files[sig] = sigs
     write_all(files)
-    return digest
 
 
 def refresh_db(
@@ -332,6 +340,7 @@ def sign_packages(
         with _pool(pool, insecure_no_sandbox) as workers:
             worker = packages_job(home, state, repo, packages, evidence).run(home, workers)
         result, records = worker.decision, worker.records
+        records_sha, parsed = _checked_records(records)
         fault_point("after-decide")
         policy = home.policy()
         with home.open_log() as log:
@@ -342,19 +351,19 @@ def sign_packages(
             if accepted:
                 keyring = Keyring.from_bytes(signer.certificate())
                 options = SignOptions(notations=_notations(home, policy, index))
-                for rec in json.loads(records):
-                    path = packages / rec["filename"]
-                    sig = _signed_before(home, log, rec["sha256"])
+                for rec in parsed.values():
+                    path = packages / rec.filename
+                    sig = _signed_before(home, log, rec.sha256)
                     if sig is None:
                         with open(path, "rb") as f:
                             sig = signer.sign_detached(f, options)
                         with open(path, "rb") as f:
-                            if hashlib.sha256(f.read()).hexdigest() != rec["sha256"]:
+                            if hashlib.sha256(f.read()).hexdigest() != rec.sha256:
                                 raise SigningError(f"{path.name} changed while it was signed")
                         verify_detached(path, sig, keyring)
-                    signatures[rec["filename"]] = sig
-                    by_sha[rec["sha256"]] = base64.b64encode(sig).decode()
-            records_sha = _keep(home, records, evidence if accepted else None)
+                    signatures[rec.filename] = sig
+                    by_sha[rec.sha256] = base64.b64encode(sig).decode()
+            _keep(home, records, evidence if accepted else None)
             doc: dict[str, Any] = {
                 "v": 1,
                 "type": "packages" if accepted else "refusal",
@@ -374,6 +383,7 @@ def sign_packages(
             note = home.append(log, canonical.dumps(doc), signer)
             fault_point("after-log-append")
             proof = log.inclusion_proof(index)
+        home.load_state({records_sha: parsed})
         return JobResult(
             job_id,
             "accept" if accepted else "refuse",

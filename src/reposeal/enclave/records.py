@@ -137,11 +137,20 @@ def entry_sha256(e: Entry) -> str:
 
 
 def replay(
-    entries: Iterable[bytes], loader: RecordsLoader, start: SigningState | None = None
+    entries: Iterable[bytes],
+    loader: RecordsLoader,
+    start: SigningState | None = None,
+    parsed: Mapping[str, dict[str, PackageRecord]] | None = None,
 ) -> SigningState:
     """The signing state implied by a log's entries (refusals change nothing), continuing
-    from ``start`` when the entries extend a log already replayed."""
+    from ``start`` when the entries extend a log already replayed. ``parsed``: records
+    already loaded (and hash-checked), by hash."""
     import json
+
+    def load_records(loader: RecordsLoader, digest: str) -> dict[str, PackageRecord]:
+        if parsed is not None and digest in parsed:
+            return parsed[digest]
+        return load_records_and_entries(loader, digest)[0]
 
     state = SigningState() if start is None else start
     current: dict[tuple[str, str], Mapping[str, PackageRecord]] = {}

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import reposeal
-from reposeal import canonical
 from reposeal.enclave import channel
 from reposeal.errors import ReposealError, ToolMissingError
 
@@ -309,6 +308,13 @@ class WorkerPool:
             return _memfd(name, data) if data is not None else None
         return _open_plain(folders[folder], name) if folder in folders else None
 
+    @staticmethod
+    def _raw(sock: socket.socket) -> bytes:
+        data, fds = channel.receive_bytes(sock, MAX_RESULT)
+        for stray in fds:
+            os.close(stray)
+        return data
+
     def _reaped(self) -> socket.socket:
         """The control channel once the last job's worker is gone and everything it left
         running was killed (the template says so after the result was already in hand, so
@@ -344,15 +350,12 @@ class WorkerPool:
                 raise channel.ChannelError("the worker sent a malformed request")
             op, folder, name = request.get("op"), request.get("folder"), request.get("name")
             if op == "result":
-                decision, records = request.get("decision"), request.get("records")
-                if not isinstance(decision, dict) or not isinstance(records, list):
+                decision = request.get("decision")
+                if not isinstance(decision, dict):
                     raise channel.ChannelError("the worker sent a malformed result")
-                chunks = decision.pop("chunks", None)
-                return WorkerResult(
-                    decision,
-                    canonical.dumps(records),
-                    canonical.dumps(chunks) if isinstance(chunks, list) else None,
-                )
+                records = self._raw(sock)
+                chunks = self._raw(sock) if request.get("chunks") is True else None
+                return WorkerResult(decision, records, chunks)
             names = request.get("names")
             if op == "state" and isinstance(names, list) and len(names) <= MAX_NAMES:
                 _reply_with(sock, _memfd("state", state_for([str(n) for n in names])))

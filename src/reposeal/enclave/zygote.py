@@ -32,6 +32,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from reposeal import canonical
 from reposeal.alpm.synthetic import package_bytes
 from reposeal.enclave import channel
 from reposeal.enclave.records import restrict_state, state_from_json
@@ -164,8 +165,13 @@ def _child(job_fd: int, policy: Policy | str, timeout: int) -> None:
             decision: dict[str, Any] = {"decision": "refuse", "reasons": [policy]}
         else:
             decision = decide_job(ChannelJob(sock, start, fds, policy))
-        records = decision.pop("packages", [])
-        channel.send(sock, {"op": "result", "decision": decision, "records": records})
+        # records and chunk map travel as the exact bytes to be stored (and hashed)
+        records = canonical.dumps(decision.pop("packages", []))
+        chunks = decision.pop("chunks", None)
+        channel.send(sock, {"op": "result", "decision": decision, "chunks": chunks is not None})
+        channel.send_bytes(sock, records)
+        if chunks is not None:
+            channel.send_bytes(sock, canonical.dumps(chunks))
         status = 0
     except BaseException:
         traceback.print_exc()
