@@ -46,10 +46,11 @@ def _sync_filesystem(path: Path) -> None:
         os.close(fd)
 
 
-def write_all(files: Mapping[Path, bytes]) -> None:
-    """Write several files, each atomically, all durable when this returns (one sync)."""
-    if not files:
-        return
+def write_all(files: Mapping[Path, bytes], *, sync: Path | None = None) -> None:
+    """Write several files, each atomically, all durable when this returns (one sync).
+    ``sync``: a folder whose filesystem is synced even if ``files`` is empty (files
+    written before with ``durable=False`` become durable too)."""
     for path, data in files.items():
         atomic_write(path, data, durable=False)
-    _sync_filesystem(next(iter(files)).parent)
+    if files or sync is not None:
+        _sync_filesystem(sync if sync is not None else next(iter(files)).parent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.safeio import read_limited
 from reposeal.enclave.home import EnclaveHome
-from reposeal.enclave.records import restrict_state, state_to_json
+from reposeal.enclave.records import state_to_json
 from reposeal.enclave.sandbox import SandboxError, WorkerPool, WorkerResult, sandbox_works
 from reposeal.policy.decide import SigningState
 
@@ -38,11 +39,16 @@ class WorkerJob:
     folders: dict[str, Path]
     state: SigningState
 
-    def run(self, home: EnclaveHome, pool: WorkerPool) -> WorkerResult:
-        def state_for(names: list[str]) -> bytes:
-            return state_to_json(restrict_state(self.state, names))
+    def run(
+        self, home: EnclaveHome, pool: WorkerPool, meanwhile: Callable[[], object] | None = None
+    ) -> WorkerResult:
+        """The worker's result; ``meanwhile`` runs while the worker starts deciding."""
 
-        return pool.run(self.spec, self.blobs, self.folders, home.policy_document(), state_for)
+        def state_for(names: list[str]) -> bytes:
+            return state_to_json(home.state_about(self.state, names))
+
+        policy = home.policy_document()
+        return pool.run(self.spec, self.blobs, self.folders, policy, state_for, meanwhile)
 
 
 def _folders(packages: Path, evidence: Path | None) -> dict[str, Path]:

@@ -14,13 +14,13 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reposeal.enclave.records import genesis_entry, replay
+from reposeal.enclave.records import NameIndex, genesis_entry, replay, restrict_state
 from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.fsio import atomic_write
@@ -67,19 +67,28 @@ class EnclaveHome:
         default_factory=dict, init=False, repr=False
     )
     _note: NoteSigner | None = field(default=None, init=False, repr=False)
+    _config: tuple[tuple[int, int, int], dict[str, Any]] | None = field(
+        default=None, init=False, repr=False
+    )
+    _names: NameIndex = field(default_factory=NameIndex, init=False, repr=False)
 
     @property
     def log_path(self) -> Path:
         return self.path / "log.sqlite"
 
     def config(self) -> dict[str, Any]:
+        """config.json (read again only when the file changes)."""
+        path = self.path / "config.json"
         try:
-            doc: dict[str, Any] = json.loads((self.path / "config.json").read_bytes())
+            st = path.stat()
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if self._config is None or self._config[0] != stamp:
+                self._config = (stamp, json.loads(path.read_bytes()))
         except (OSError, ValueError):
             raise EnclaveStateError(
                 "not an enclave home (run `reposeal enclave init`)", path=self.path
             ) from None
-        return doc
+        return dict(self._config[1])
 
     def policy_document(self) -> tuple[bytes, bytes]:
         """The current policy's (document, admin signatures), as stored."""
@@ -133,7 +142,7 @@ class EnclaveHome:
         with self.open_log() as log:
             cached = self._cache if self._cache and self._cache[0] <= log.size else None
             try:
-                log.verify(full=cached is None)
+                log.verify(full=cached is None, since=cached[0] if cached else 0)
             except LogCorruptError as exc:
                 raise EnclaveStateError(f"the log does not verify: {exc.message}") from None
             if log.size == 0:
@@ -152,8 +161,9 @@ class EnclaveHome:
             done, state = cached if cached is not None else (0, None)
             if cached is None:
                 self._jobs, self._package_sigs, self._last_db = {}, {}, {}
+                self._names = NameIndex()
             fresh = log.entries(done, log.size)
-            state = replay(fresh, self.read_records, state, parsed)
+            state = replay(fresh, self.read_records, state, parsed, self._names)
             for offset, raw in enumerate(fresh):
                 doc = json.loads(raw)
                 job = doc.get("job")
@@ -170,6 +180,13 @@ class EnclaveHome:
                         self._package_sigs.setdefault(sha, done + offset)
             self._cache = (log.size, state)
             return state
+
+    def state_about(self, state: SigningState, names: Iterable[str]) -> SigningState:
+        """What ``state`` says about ``names`` (see ``restrict_state``), fast for the state
+        ``load_state`` returned last."""
+        if self._cache is not None and self._cache[1] is state:
+            return self._names.restrict(state, names)
+        return restrict_state(state, names)
 
     def job_index(self, job_id: str) -> int | None:
         """The log index of the answer to ``job_id`` (after ``load_state``)."""

@@ -27,9 +27,9 @@ from reposeal.enclave.dryrun import db_job, packages_job, refuse_without_sandbox
 from reposeal.enclave.home import EnclaveHome, holds
 from reposeal.enclave.records import load_records, transition_entry
 from reposeal.enclave.sandbox import WorkerPool
-from reposeal.errors import SigningError
+from reposeal.errors import ReposealError, SigningError
 from reposeal.evidence.files import read_document
-from reposeal.fsio import write_all
+from reposeal.fsio import atomic_write, write_all
 from reposeal.openpgp.signer import SignOptions
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.policy.decide import PackageRecord
@@ -157,6 +157,7 @@ def sign_db(
             return done
         last = state.last_db.get((repo, arch))
         records, chunks = canonical.dumps([]), None
+        staged: list[bool] = []
         db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")  # read once
         if check_parent and claimed_parent != last:
             result: dict[str, Any] = {
@@ -173,7 +174,7 @@ def sign_db(
             folder = packages or db.resolve().parent
             job = db_job(home, state, repo, arch, db_bytes, evidence, folder)
             with _pool(pool, insecure_no_sandbox) as workers:
-                worker = job.run(home, workers)
+                worker = job.run(home, workers, lambda: staged.append(_stage(home, evidence)))
             result, records, chunks = worker.decision, worker.records, worker.chunks
         records_sha, parsed = _checked_records(records)
         fault_point("after-decide")
@@ -194,7 +195,7 @@ def sign_db(
                 verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
                 fault_point("after-sign")
                 home.store_db(db_bytes)
-            _keep(home, records, evidence if signature else None, chunks if signature else None)
+            _keep(home, records, chunks if signature else None, any(staged))
             chunks_sha = hashlib.sha256(chunks).hexdigest() if chunks and signature else None
             entry = transition_entry(result, job_id, signature, records_sha, chunks_sha)
             note = home.append(log, entry, signer)
@@ -222,19 +223,16 @@ def _checked_records(records: bytes) -> tuple[str, dict[str, PackageRecord]]:
         raise SigningError("the worker returned malformed records; nothing was signed") from None
 
 
-def _keep(
-    home: EnclaveHome, records: bytes, evidence: Path | None, chunks: bytes | None = None
-) -> None:
-    """Make the records (and chunk map) and the statements a log entry will name durable
-    (one sync), before the entry is appended, so ``audit`` can replay them and the next
-    transition can reuse them. Files are named by their content's hash."""
+def _stage(home: EnclaveHome, evidence: Path | None) -> bool:
+    """Copy the statements of a job into the home, named by their hash, while the worker
+    decides (not yet durable: ``_keep`` syncs them with the records). Kept even for a
+    refusal: ``audit`` can then show what a refused job rested on."""
     files: dict[Path, bytes] = {}
-    for blob in (records, chunks) if chunks else (records,):
-        named = hashlib.sha256(blob).hexdigest()
-        if not holds(home.records_path(named), named):
-            files[home.records_path(named)] = blob
     for doc in sorted(evidence.glob("*.json")) if evidence is not None else []:
-        raw, sigs = read_document(doc)
+        try:
+            raw, sigs = read_document(doc)
+        except ReposealError:
+            continue  # unreadable: the worker ignores it too, and says why
         statement = hashlib.sha256(raw).hexdigest()
         target = home.path / "evidence" / f"{statement}.json"
         if not holds(target, statement):
@@ -242,7 +240,21 @@ def _keep(
         sig = target.with_name(target.name + ".sig")
         if not sig.exists() or sig.read_bytes() != sigs:
             files[sig] = sigs
-    write_all(files)
+    for path, data in files.items():
+        atomic_write(path, data, durable=False)
+    return bool(files)
+
+
+def _keep(home: EnclaveHome, records: bytes, chunks: bytes | None, staged: bool) -> None:
+    """Make the records (and chunk map) and the staged statements a log entry will name
+    durable (one sync), before the entry is appended, so ``audit`` can replay them and the
+    next transition can reuse them. Files are named by their content's hash."""
+    files: dict[Path, bytes] = {}
+    for blob in (records, chunks) if chunks else (records,):
+        named = hashlib.sha256(blob).hexdigest()
+        if not holds(home.records_path(named), named):
+            files[home.records_path(named)] = blob
+    write_all(files, sync=home.path if staged else None)
 
 
 def refresh_db(
@@ -337,8 +349,10 @@ def sign_packages(
         done = _logged(home, job_id)
         if done is not None:
             return done
+        staged: list[bool] = []
+        job = packages_job(home, state, repo, packages, evidence)
         with _pool(pool, insecure_no_sandbox) as workers:
-            worker = packages_job(home, state, repo, packages, evidence).run(home, workers)
+            worker = job.run(home, workers, lambda: staged.append(_stage(home, evidence)))
         result, records = worker.decision, worker.records
         records_sha, parsed = _checked_records(records)
         fault_point("after-decide")
@@ -363,7 +377,7 @@ def sign_packages(
                         verify_detached(path, sig, keyring)
                     signatures[rec.filename] = sig
                     by_sha[rec.sha256] = base64.b64encode(sig).decode()
-            _keep(home, records, evidence if accepted else None)
+            _keep(home, records, None, any(staged))
             doc: dict[str, Any] = {
                 "v": 1,
                 "type": "packages" if accepted else "refusal",

@@ -136,15 +136,44 @@ def entry_sha256(e: Entry) -> str:
     return hashlib.sha256(e.dirname.encode() + b"/desc\0" + e.desc).hexdigest()
 
 
+class NameIndex:
+    """Which keys of the signing state concern each package name, kept while the log is
+    replayed: a worker gets the state about its names in time that follows the names, not
+    the history of every repository."""
+
+    def __init__(self) -> None:
+        self.repos: set[str] = set()
+        self.builds: dict[str, set[tuple[str, str]]] = {}  # name -> {(version, arch)}
+
+    def add(self, repo: str, records: Iterable[PackageRecord]) -> None:
+        self.repos.add(repo)
+        for r in records:
+            self.builds.setdefault(r.name, set()).add((r.version, r.arch))
+
+    def restrict(self, state: SigningState, names: Iterable[str]) -> SigningState:
+        """``restrict_state(state, names)`` for a state this index has seen all of."""
+        wanted = set(names)
+        keys = [(n, v, a) for n in wanted for v, a in self.builds.get(n, ())]
+        highest = {(r, n) for r in self.repos for n in wanted}
+        return SigningState(
+            last_db=state.last_db,
+            highest={k: state.highest[k] for k in highest if k in state.highest},
+            bindings={k: state.bindings[k] for k in keys if k in state.bindings},
+            used_overrides=state.used_overrides,
+            origins={k: state.origins[k] for k in keys if k in state.origins},
+        )
+
+
 def replay(
     entries: Iterable[bytes],
     loader: RecordsLoader,
     start: SigningState | None = None,
     parsed: Mapping[str, dict[str, PackageRecord]] | None = None,
+    index: NameIndex | None = None,
 ) -> SigningState:
     """The signing state implied by a log's entries (refusals change nothing), continuing
     from ``start`` when the entries extend a log already replayed. ``parsed``: records
-    already loaded (and hash-checked), by hash."""
+    already loaded (and hash-checked), by hash; ``index`` learns every record applied."""
     import json
 
     def load_records(loader: RecordsLoader, digest: str) -> dict[str, PackageRecord]:
@@ -156,12 +185,14 @@ def replay(
     current: dict[tuple[str, str], Mapping[str, PackageRecord]] = {}
     for raw in entries:
         doc = json.loads(raw)
-        if doc.get("type") == "packages":
-            state = apply_packages(state, doc["repo"], load_records(loader, doc["records"]))
-            continue
-        if doc.get("type") != "db":
+        if doc.get("type") not in ("packages", "db"):
             continue
         records = load_records(loader, doc["records"])
+        if index is not None:
+            index.add(doc["repo"], records.values())
+        if doc.get("type") == "packages":
+            state = apply_packages(state, doc["repo"], records)
+            continue
         key = (doc["repo"], doc["arch"])
         request = Request(
             doc["repo"], doc["arch"], doc["parent"], doc["db_sha256"], current.get(key, {}), records

@@ -248,10 +248,12 @@ class WorkerPool:
         folders: dict[str, Path],
         policy: tuple[bytes, bytes],
         state_for: Callable[[list[str]], bytes],
+        meanwhile: Callable[[], object] | None = None,
     ) -> WorkerResult:
         """Run one job: ``blobs`` are the job's own files (new.db, ...), ``folders`` the
         packages and evidence the worker may ask for by name, ``policy`` the enclave's
-        (document, signatures), ``state_for(names)`` the signing state about those names."""
+        (document, signatures), ``state_for(names)`` the signing state about those names.
+        ``meanwhile`` runs once the worker has its job (the enclave's own work overlaps)."""
         ctl = self._reaped()
         deadline = time.monotonic() + self.timeout
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -265,6 +267,8 @@ class WorkerPool:
                 theirs.close()
             self._pending = True
             self._hand_over(ours, spec, blobs, folders)
+            if meanwhile is not None:
+                meanwhile()
             return self._serve(ours, blobs, folders, deadline, state_for)
         except (OSError, channel.ChannelError) as exc:
             if time.monotonic() >= deadline or isinstance(exc, TimeoutError):
