@@ -254,18 +254,11 @@ def test_submit_and_result_from_the_command_line(
     ],
 )
 def test_the_enclave_trusts_no_job_field_from_the_bridge(tmp_path: Path, files: object) -> None:
-    from reposeal.enclave.home import EnclaveHome
-    from reposeal.enclave.runner import handle
+    from reposeal.enclave.runner import malformed
 
     job = {"id": "evil", "kind": "db", "repo": "core", "arch": "x86_64", "files": files}
-    result = handle(
-        EnclaveHome(tmp_path),
-        None,
-        job,
-        insecure_no_sandbox=False,  # type: ignore[arg-type]
-        gnupghome=None,
-    )
-    assert result["decision"] == "refuse"
+    result = malformed(job)
+    assert result is not None and result["decision"] == "refuse"
     assert not list(tmp_path.iterdir())  # nothing written anywhere
 
 

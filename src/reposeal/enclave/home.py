@@ -71,6 +71,7 @@ class EnclaveHome:
         default=None, init=False, repr=False
     )
     _names: NameIndex = field(default_factory=NameIndex, init=False, repr=False)
+    _note_seen: bytes = field(default=b"", init=False, repr=False)  # the last note verified
 
     @property
     def log_path(self) -> Path:
@@ -140,6 +141,10 @@ class EnclaveHome:
         process re-hashes everything; later ones check the checkpointed root (O(log n)) and
         replay only the entries appended since. ``parsed``: records already in hand."""
         with self.open_log() as log:
+            latest = log.latest_checkpoint()
+            unchanged = latest is not None and latest[2] == self._note_seen
+            if self._cache and self._cache[0] == log.size and unchanged:
+                return self._cache[1]  # nothing appended since this process verified it all
             cached = self._cache if self._cache and self._cache[0] <= log.size else None
             try:
                 log.verify(full=cached is None, since=cached[0] if cached else 0)
@@ -150,7 +155,6 @@ class EnclaveHome:
             genesis = json.loads(log.entry(0))
             if genesis.get("type") != "genesis":
                 raise EnclaveStateError("the log does not start with a genesis entry")
-            latest = log.latest_checkpoint()
             if latest is None or latest[0] != log.size:
                 raise EnclaveStateError(
                     "the log has entries without a checkpoint (interrupted? rolled back?)"
@@ -178,7 +182,7 @@ class EnclaveHome:
                 if doc.get("type") == "packages":
                     for sha in doc.get("by_sha256", {}):
                         self._package_sigs.setdefault(sha, done + offset)
-            self._cache = (log.size, state)
+            self._cache, self._note_seen = (log.size, state), latest[2]
             return state
 
     def state_about(self, state: SigningState, names: Iterable[str]) -> SigningState:

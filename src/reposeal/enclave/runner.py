@@ -4,9 +4,15 @@ posts back one answer per job."""
 
 from __future__ import annotations
 
+import base64
+import gc
+import hashlib
+import queue
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from reposeal.alpm.limits import DEFAULT_LIMITS
@@ -19,18 +25,14 @@ from reposeal.errors import ReposealError
 from reposeal.repo.bridge_client import BridgeClient, BridgeError
 from reposeal.repo.jobformat import JOB_ID, JOB_PATH, SHA256
 
+INLINE_BYTES = 1 << 20  # small files come with the job: no request per file
 
-def handle(
-    home: EnclaveHome,
-    client: BridgeClient,
-    job: dict[str, object],
-    *,
-    insecure_no_sandbox: bool,
-    gnupghome: Path | None,
-    pool: WorkerPool | None = None,
-) -> dict[str, object]:
+
+def malformed(job: dict[str, object]) -> dict[str, object] | None:
+    """The refusal of a job whose fields do not hold up, or None. The bridge is the repo
+    machine's: nothing it sends is trusted, and nothing of a bad job is downloaded."""
     files = job.get("files")
-    try:  # the bridge is the repo machine's: nothing it sends is trusted
+    try:
         if not JOB_ID.fullmatch(str(job.get("id"))):
             raise ReposealError("a job id is 1-128 letters, digits and ._:-")
         check_name(str(job.get("repo")))
@@ -42,48 +44,182 @@ def handle(
                 raise ReposealError(f"a job file is malformed: {str(rel)[:80]!r}")
     except ReposealError as exc:
         return {"job": job.get("id"), "decision": "refuse", "reasons": [str(exc)]}
-    with tempfile.TemporaryDirectory(prefix="reposeal-run-") as tmp:
-        folder = Path(tmp)
+    return None
+
+
+@dataclass
+class Fetched:
+    """A job taken from the bridge, with its files downloaded (unless it is malformed)."""
+
+    job: dict[str, object]
+    refusal: dict[str, object] | None = None
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def folder(self) -> Path:
+        assert self.tmp is not None
+        return Path(self.tmp.name)
+
+    def cleanup(self) -> None:
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+
+def _save_inline(inline: object, rel: str, digest: str, target: Path, limit: int) -> bool:
+    """Write a file the bridge sent with the job, if it did and its hash holds (else the
+    caller downloads it)."""
+    if not isinstance(inline, dict) or not isinstance(inline.get(rel), str):
+        return False
+    try:
+        data = base64.b64decode(inline[rel], validate=True)
+    except ValueError:
+        return False
+    if len(data) > limit or hashlib.sha256(data).hexdigest() != digest:
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return True
+
+
+def fetch(client: BridgeClient, wait: float) -> Fetched | None:
+    """The next job and its files, or None when the bridge has none within ``wait``."""
+    job = client.next_job(wait, inline=INLINE_BYTES)
+    if job is None:
+        return None
+    inline = job.pop("inline", None)
+    refusal = malformed(job)
+    if refusal is not None:
+        return Fetched(job, refusal)
+    got = Fetched(job, tmp=tempfile.TemporaryDirectory(prefix="reposeal-run-"))
+    try:
+        files = job["files"]
+        assert isinstance(files, dict)
         for rel, digest in files.items():
             limit = DEFAULT_LIMITS.max_db_bytes if rel == "db" else DEFAULT_LIMITS.max_package_bytes
-            target = folder / ("db/" + f"{job['repo']}.db.tar.gz" if rel == "db" else rel)
-            client.fetch_blob(str(digest), target, limit)
-        (folder / "packages").mkdir(exist_ok=True)
-        (folder / "evidence").mkdir(exist_ok=True)
-        job_id, repo, arch = str(job["id"]), str(job["repo"]), str(job["arch"])
-        try:
-            if job.get("kind") == "packages":
-                return sign_packages(
-                    home,
-                    job_id,
-                    repo,
-                    folder / "packages",
-                    evidence=folder / "evidence",
-                    gnupghome=gnupghome,
-                    insecure_no_sandbox=insecure_no_sandbox,
-                    pool=pool,
-                ).to_json()
-            db = next((folder / "db").iterdir())
-            if job.get("kind") == "refresh":
-                return refresh_db(home, job_id, repo, arch, db, gnupghome=gnupghome).to_json()
-            claimed = job.get("parent")
-            result = sign_db(
+            target = got.folder / ("db/" + f"{job['repo']}.db.tar.gz" if rel == "db" else rel)
+            if not _save_inline(inline, rel, str(digest), target, limit):
+                client.fetch_blob(str(digest), target, limit)
+        (got.folder / "packages").mkdir(exist_ok=True)
+        (got.folder / "evidence").mkdir(exist_ok=True)
+    except BaseException:
+        got.cleanup()
+        raise
+    return got
+
+
+def process(
+    home: EnclaveHome,
+    got: Fetched,
+    *,
+    insecure_no_sandbox: bool,
+    gnupghome: Path | None,
+    pool: WorkerPool | None = None,
+) -> dict[str, object]:
+    """The answer to one fetched job (a refusal if anything goes wrong)."""
+    if got.refusal is not None:
+        return got.refusal
+    job, folder = got.job, got.folder
+    job_id, repo, arch = str(job["id"]), str(job["repo"]), str(job["arch"])
+    try:
+        if job.get("kind") == "packages":
+            return sign_packages(
                 home,
                 job_id,
                 repo,
-                arch,
-                db,
+                folder / "packages",
                 evidence=folder / "evidence",
-                packages=folder / "packages",
-                insecure_no_sandbox=insecure_no_sandbox,
                 gnupghome=gnupghome,
-                check_parent="parent" in job,
-                claimed_parent=str(claimed) if claimed else None,
+                insecure_no_sandbox=insecure_no_sandbox,
                 pool=pool,
-            )
-            return result.to_json()
-        except ReposealError as exc:  # the job is answered, the enclave keeps serving
-            return {"job": job["id"], "decision": "refuse", "reasons": [str(exc)]}
+            ).to_json()
+        db = next((folder / "db").iterdir(), None)
+        if db is None:
+            raise ReposealError("a database job must send its database")
+        if job.get("kind") == "refresh":
+            return refresh_db(home, job_id, repo, arch, db, gnupghome=gnupghome).to_json()
+        claimed = job.get("parent")
+        result = sign_db(
+            home,
+            job_id,
+            repo,
+            arch,
+            db,
+            evidence=folder / "evidence",
+            packages=folder / "packages",
+            insecure_no_sandbox=insecure_no_sandbox,
+            gnupghome=gnupghome,
+            check_parent="parent" in job,
+            claimed_parent=str(claimed) if claimed else None,
+            pool=pool,
+        )
+        return result.to_json()
+    except ReposealError as exc:  # the job is answered, the enclave keeps serving
+        return {"job": job["id"], "decision": "refuse", "reasons": [str(exc)]}
+
+
+class _Ahead:
+    """Fetches the next job (long poll, downloads) in a thread while the current one is
+    checked and signed; the enclave's only bridge traffic besides posting answers."""
+
+    def __init__(self, client: BridgeClient, wait: float) -> None:
+        self.client, self.wait = client, wait
+        self._box: queue.Queue[Fetched | BaseException | None] = queue.Queue(maxsize=1)
+
+    def start(self) -> None:
+        threading.Thread(target=self._fetch, name="reposeal-fetch", daemon=True).start()
+
+    def _fetch(self) -> None:
+        try:
+            self._box.put(fetch(self.client, self.wait))
+        except BaseException as exc:  # handed to the loop, which decides
+            self._box.put(exc)
+
+    def result(self) -> Fetched | None:
+        item = self._box.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+class _Poster:
+    """Posts answers in order from a thread, so the next job is checked meanwhile. An answer
+    is only ever posted after its entry is in the log; if the enclave dies first, the bridge
+    hands the job out again and the log answers it."""
+
+    def __init__(self, client: BridgeClient, retry: bool) -> None:
+        self.client, self.retry = client, retry
+        self._box: queue.Queue[tuple[str, dict[str, object]] | None] = queue.Queue()
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._post, name="reposeal-post", daemon=True)
+        self._thread.start()
+
+    def _post(self) -> None:
+        while (item := self._box.get()) is not None:
+            while True:
+                try:
+                    self.client.post_result(*item)
+                    break
+                except BridgeError as exc:
+                    if not self.retry:
+                        self.failure = exc  # reported by the loop, which stops
+                        return
+                    print(f"bridge: {exc.message}; posting again in 5 s", file=sys.stderr)
+                    time.sleep(5)
+                except BaseException as exc:
+                    self.failure = exc
+                    return
+
+    def post(self, job_id: str, result: dict[str, object]) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self._box.put((job_id, result))
+
+    def finish(self) -> None:
+        """Wait until every answer is posted."""
+        self._box.put(None)
+        self._thread.join()
+        if self.failure is not None:
+            raise self.failure
 
 
 def run(
@@ -99,30 +235,54 @@ def run(
     refuse_without_sandbox(insecure_no_sandbox)  # no sandbox: refuse to start, loudly
     home.complete_checkpoint(home.signer(gnupghome))  # finish what a crash interrupted
     home.load_state()  # a log that does not verify stops us before any job
-    served = 0
+    gc.freeze()  # the replayed history stays; the collector need not walk it after each job
+    ahead = _Ahead(client.clone(), wait)  # each thread its own connection
+    poster = _Poster(client, retry=not once)
     with WorkerPool(insecure_no_sandbox=insecure_no_sandbox) as pool:  # warm between jobs
         pool.start()
-        while True:
-            try:
-                job = client.next_job(wait)
-            except BridgeError as exc:
-                if once:
-                    raise
-                print(f"bridge: {exc.message}; retrying in 5 s", file=sys.stderr)
-                time.sleep(5)
-                continue
-            if job is None:
-                if once:
-                    return served
-                continue
-            result = handle(
+        ahead.start()
+        try:
+            return _serve(home, ahead, poster, pool, once, insecure_no_sandbox, gnupghome)
+        finally:
+            poster.finish()
+
+
+def _serve(
+    home: EnclaveHome,
+    ahead: _Ahead,
+    poster: _Poster,
+    pool: WorkerPool,
+    once: bool,
+    insecure_no_sandbox: bool,
+    gnupghome: Path | None,
+) -> int:
+    served = 0
+    while True:
+        try:
+            got = ahead.result()
+        except BridgeError as exc:
+            if once:
+                raise
+            print(f"bridge: {exc.message}; retrying in 5 s", file=sys.stderr)
+            time.sleep(5)
+            ahead.start()
+            continue
+        if got is None:
+            if once:
+                return served
+            ahead.start()
+            continue
+        ahead.start()  # the next job downloads while this one is checked and signed
+        try:
+            result = process(
                 home,
-                client,
-                job,
+                got,
                 insecure_no_sandbox=insecure_no_sandbox,
                 gnupghome=gnupghome,
                 pool=pool,
             )
-            fault_point("before-post")
-            client.post_result(str(job["id"]), result)
-            served += 1
+        finally:
+            got.cleanup()
+        fault_point("before-post")
+        poster.post(str(got.job["id"]), result)
+        served += 1

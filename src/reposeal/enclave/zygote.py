@@ -41,6 +41,7 @@ from reposeal.errors import LimitExceededError, ReposealError
 from reposeal.policy.decide import SigningState
 from reposeal.policy.document import Policy, verify_policy
 
+Child = Callable[[int, "Policy | str", int], None]
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 MEMORY_LIMIT = 8 << 30  # address space; Rust and OpenSSL reserve more than they use
@@ -179,47 +180,92 @@ def _child(job_fd: int, policy: Policy | str, timeout: int) -> None:
         os._exit(status)
 
 
-Child = Callable[[int, "Policy | str", int], None]
+class _Spare:
+    """A child forked ahead of its job (after the last job's processes were killed), so
+    forking is off the job's path. It waits for (policy key, timeout, job channel)."""
+
+    def __init__(
+        self, ctl: socket.socket, policies: dict[str, Policy | str], run_child: Child
+    ) -> None:
+        self.keys = frozenset(policies)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.pid = os.fork()
+        if self.pid == 0:
+            status = 1
+            try:
+                gc.disable()  # short-lived: collection would only copy shared pages
+                ctl.close()
+                ours.close()
+                _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+                request, fds = channel.receive(theirs, MAX_REPLY)
+                theirs.close()
+                if len(fds) == 1:
+                    timeout = int(request.get("timeout", 120))
+                    run_child(fds[0], policies[str(request["key"])], timeout)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        theirs.close()
+        self.sock = ours
+
+    def hand(self, key: str, timeout: int, job_fd: int) -> None:
+        try:
+            channel.send(self.sock, {"key": key, "timeout": timeout}, [job_fd])
+        finally:
+            self.sock.close()
+
+    def discard(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
 
 
 def serve(ctl: socket.socket, sandboxed: bool, child: Child | None = None) -> None:
-    """Fork one child per job request until the enclave closes the control channel.
+    """Run one fresh child per job request until the enclave closes the control channel.
     ``child(job_fd, policy, timeout)`` runs the job and must not return (tests pass one
     that behaves as a compromised worker would)."""
     run_child = child or _child
     policies: dict[str, Policy | str] = {}  # sha256 -> verified policy or why it is not
+    spare: _Spare | None = None
     channel.send(ctl, {"op": "ready"})
-    while True:
-        try:
-            request, fds = channel.receive(ctl, MAX_REPLY)
-        except (channel.ChannelError, OSError):
-            return  # the enclave went away
-        if len(fds) != 3:
-            for fd in fds:
-                os.close(fd)
-            return
-        job_fd, policy_fd, sig_fd = fds
-        raw, sigs = _read_fd(policy_fd, POLICY_LIMIT), _read_fd(sig_fd, POLICY_LIMIT)
-        key = hashlib.sha256(hashlib.sha256(raw).digest() + sigs).hexdigest()
-        if key not in policies:
+    try:
+        while True:
             try:
-                policies[key] = verify_policy(raw, sigs)
-                _warm_up(policies[key])  # type: ignore[arg-type]
-            except ReposealError as exc:
-                policies[key] = f"the enclave's policy does not verify: {exc}"
-            gc.freeze()  # what exists now is shared with every child, untouched by collection
-        pid = os.fork()
-        if pid == 0:
-            gc.disable()  # short-lived: collection would only copy shared pages
-            ctl.close()
-            run_child(job_fd, policies[key], int(request.get("timeout", 120)))
-            os._exit(1)
-        os.close(job_fd)
-        _, status = os.waitpid(pid, 0)
-        if sandboxed:  # whatever the child left running dies with it
-            with contextlib.suppress(ProcessLookupError):  # nothing was left
-                os.kill(-1, signal.SIGKILL)
-        channel.send(ctl, {"op": "done", "status": status})
+                request, fds = channel.receive(ctl, MAX_REPLY)
+            except (channel.ChannelError, OSError):
+                return  # the enclave went away
+            if len(fds) != 3:
+                for fd in fds:
+                    os.close(fd)
+                return
+            job_fd, policy_fd, sig_fd = fds
+            raw, sigs = _read_fd(policy_fd, POLICY_LIMIT), _read_fd(sig_fd, POLICY_LIMIT)
+            key = hashlib.sha256(hashlib.sha256(raw).digest() + sigs).hexdigest()
+            if key not in policies:
+                try:
+                    policies[key] = verify_policy(raw, sigs)
+                    _warm_up(policies[key])  # type: ignore[arg-type]
+                except ReposealError as exc:
+                    policies[key] = f"the enclave's policy does not verify: {exc}"
+                gc.freeze()  # what exists now is shared with every child, never collected
+            if spare is not None and key not in spare.keys:
+                spare.discard()  # forked before this policy was known
+                spare = None
+            worker = spare or _Spare(ctl, policies, run_child)
+            spare = None
+            worker.hand(key, int(request.get("timeout", 120)), job_fd)
+            os.close(job_fd)
+            _, status = os.waitpid(worker.pid, 0)
+            if sandboxed:  # whatever the child left running dies with it
+                with contextlib.suppress(ProcessLookupError):  # nothing was left
+                    os.kill(-1, signal.SIGKILL)
+            spare = _Spare(ctl, policies, run_child)  # fresh, for the next job
+            channel.send(ctl, {"op": "done", "status": status})
+    finally:
+        if spare is not None:
+            spare.discard()
 
 
 def main(child: Child | None = None) -> None:

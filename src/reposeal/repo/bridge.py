@@ -8,7 +8,8 @@ twice must be the same result.
     PUT  /blobs/{sha256}        repo     upload a blob (hash checked while streaming)
     POST /jobs                  repo     {id, kind, repo, arch, files: {path: sha256}}
     GET  /jobs/{id}             repo     state and result
-    GET  /jobs/next?wait=SEC    enclave  long-poll for the next job
+    GET  /jobs/next?wait=SEC&inline=BYTES
+                                enclave  long-poll for the next job (small files inline)
     GET  /blobs/{sha256}        enclave  download a blob
     POST /jobs/{id}/result      enclave  the receipt (signature, log index, ...) or refusal
 """
@@ -16,6 +17,7 @@ twice must be the same result.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -31,6 +33,7 @@ from reposeal.tls import role_of
 
 MAX_BLOB = 4 << 30
 MAX_JSON = 1 << 20
+MAX_INLINE = 4 << 20  # small files handed out with the job, in all
 LEASE_SECONDS = float(os.environ.get("REPOSEAL_BRIDGE_LEASE", "300"))  # then handed out again
 
 
@@ -170,11 +173,15 @@ def make_app(queue: JobQueue) -> web.Application:
             wait = min(max(float(request.query.get("wait", "0") or 0), 0.0), 60.0)
         except ValueError:
             raise web.HTTPBadRequest(text="wait must be a number of seconds") from None
+        try:
+            inline = min(max(int(request.query.get("inline", "0") or 0), 0), MAX_INLINE)
+        except ValueError:
+            raise web.HTTPBadRequest(text="inline must be a number of bytes") from None
         deadline = time.monotonic() + wait
         while True:
             job = queue.take()
             if job is not None:
-                return web.json_response(job)
+                return web.json_response(_with_inline(job, inline))
             if time.monotonic() >= deadline:
                 return web.Response(status=204)
             await asyncio.sleep(0.1)
@@ -195,6 +202,17 @@ def make_app(queue: JobQueue) -> web.Application:
         if found is None:
             raise web.HTTPNotFound()
         return web.json_response(found)
+
+    def _with_inline(job: dict[str, Any], budget: int) -> dict[str, Any]:
+        """The job, carrying its small files (up to ``budget`` bytes in all) so the enclave
+        needs no request per file; it checks their hashes like any download."""
+        inline: dict[str, str] = {}
+        for path, digest in sorted(job.get("files", {}).items()):
+            size = (queue.blobs / digest).stat().st_size
+            if size <= budget:
+                inline[path] = base64.b64encode((queue.blobs / digest).read_bytes()).decode()
+                budget -= size
+        return {**job, "inline": inline} if inline else job
 
     app.router.add_put("/blobs/{sha}", put_blob)
     app.router.add_get("/blobs/{sha}", get_blob)

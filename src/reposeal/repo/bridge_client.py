@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import json
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -25,6 +26,70 @@ class BridgeClient:
         self.host, self.port = parts.hostname, parts.port or 443
         self.context = context
         self.timeout = timeout
+        self._conn: http.client.HTTPSConnection | None = None
+
+    def clone(self) -> BridgeClient:
+        """The same bridge and credentials, on a connection of its own (for a thread)."""
+        return BridgeClient(f"https://{self.host}:{self.port}", self.context, self.timeout)
+
+    def _connect(self) -> http.client.HTTPSConnection:
+        """The kept-alive connection (one TLS handshake for many requests), or a new one."""
+        if self._conn is None:
+            self._conn = http.client.HTTPSConnection(
+                self.host, self.port, context=self.context, timeout=self.timeout
+            )
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        body: bytes | BinaryIO | None,
+        headers: dict[str, str],
+        sink: Callable[[http.client.HTTPResponse], bytes],
+    ) -> tuple[int, bytes]:
+        """One request on the kept-alive connection; a connection the bridge closed while
+        idle is opened again once (every request here can be repeated safely)."""
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            conn = self._connect()
+            try:
+                if attempt == 2 and hasattr(body, "seek"):
+                    body.seek(0)  # type: ignore[union-attr]
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = sink(resp)
+                if resp.will_close:
+                    self.close()
+                return resp.status, data
+            except ssl.SSLError as exc:
+                self.close()
+                raise BridgeError(
+                    f"TLS with the bridge failed ({exc.reason}): is it the pinned "
+                    "bridge, and is our certificate one it accepts?"
+                ) from None
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if reused and attempt == 1:
+                    continue
+                raise BridgeError(
+                    "the bridge closed the TLS connection: it refused our certificate (TLS "
+                    "1.3 reports this only after the handshake)"
+                ) from None
+            except BridgeError:
+                self.close()
+                raise
+            except OSError as exc:
+                self.close()
+                raise BridgeError(
+                    f"cannot reach the bridge at {self.host}:{self.port}: {exc}"
+                ) from None
+        raise AssertionError("unreachable")
 
     def _request(
         self,
@@ -33,29 +98,7 @@ class BridgeClient:
         body: bytes | BinaryIO | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
-        conn = http.client.HTTPSConnection(
-            self.host, self.port, context=self.context, timeout=self.timeout
-        )
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        except ssl.SSLError as exc:
-            raise BridgeError(
-                f"TLS with the bridge failed ({exc.reason}): is it the pinned "
-                "bridge, and is our certificate one it accepts?"
-            ) from None
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            raise BridgeError(
-                "the bridge closed the TLS connection: it refused our certificate (TLS 1.3 "
-                "reports this only after the handshake)"
-            ) from None
-        except OSError as exc:
-            raise BridgeError(
-                f"cannot reach the bridge at {self.host}:{self.port}: {exc}"
-            ) from None
-        finally:
-            conn.close()
+        return self._exchange(method, path, body, headers or {}, lambda r: r.read())
 
     def _json(self, method: str, path: str, doc: Any = None) -> tuple[int, Any]:
         body = json.dumps(doc).encode() if doc is not None else None
@@ -84,19 +127,18 @@ class BridgeClient:
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/jobs/{job_id}")[1])
 
-    def next_job(self, wait: float) -> dict[str, Any] | None:
-        status, doc = self._json("GET", f"/jobs/next?wait={wait:.0f}")
+    def next_job(self, wait: float, inline: int = 0) -> dict[str, Any] | None:
+        """The next job; with ``inline``, small files (up to that many bytes in all) come
+        with it under "inline" (path -> base64), to be hash-checked by the caller."""
+        status, doc = self._json("GET", f"/jobs/next?wait={wait:.0f}&inline={inline}")
         return None if status == 204 else dict(doc)
 
     def fetch_blob(self, digest: str, target: Path, limit: int) -> None:
         """Stream a blob to ``target``, refusing more than ``limit`` bytes or a wrong hash."""
-        conn = http.client.HTTPSConnection(
-            self.host, self.port, context=self.context, timeout=self.timeout
-        )
-        try:
-            conn.request("GET", f"/blobs/{digest}")
-            resp = conn.getresponse()
+
+        def save(resp: http.client.HTTPResponse) -> bytes:
             if resp.status != 200:
+                resp.read()
                 raise BridgeError(f"blob {digest[:16]}…: {resp.status}")
             target.parent.mkdir(parents=True, exist_ok=True)
             h, size = hashlib.sha256(), 0
@@ -109,10 +151,9 @@ class BridgeClient:
                     f.write(chunk)
             if h.hexdigest() != digest:
                 raise BridgeError(f"blob {digest[:16]}… does not match its hash")
-        except (ssl.SSLError, OSError) as exc:
-            raise BridgeError(f"downloading blob {digest[:16]}… failed: {exc}") from None
-        finally:
-            conn.close()
+            return b""
+
+        self._exchange("GET", f"/blobs/{digest}", None, {}, save)
 
     def post_result(self, job_id: str, result: dict[str, Any]) -> None:
         self._json("POST", f"/jobs/{job_id}/result", result)
