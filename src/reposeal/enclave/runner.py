@@ -230,21 +230,28 @@ def run(
     wait: float = 30.0,
     insecure_no_sandbox: bool = False,
     gnupghome: Path | None = None,
+    pool: WorkerPool | None = None,
 ) -> int:
-    """Serve jobs until interrupted (or, with ``once``, until the queue is empty)."""
+    """Serve jobs until interrupted (or, with ``once``, until the queue is empty).
+    ``pool``: an already started sandbox to use (else one is started and stopped here)."""
     refuse_without_sandbox(insecure_no_sandbox)  # no sandbox: refuse to start, loudly
     home.complete_checkpoint(home.signer(gnupghome))  # finish what a crash interrupted
     home.load_state()  # a log that does not verify stops us before any job
     gc.freeze()  # the replayed history stays; the collector need not walk it after each job
     ahead = _Ahead(client.clone(), wait)  # each thread its own connection
     poster = _Poster(client, retry=not once)
-    with WorkerPool(insecure_no_sandbox=insecure_no_sandbox) as pool:  # warm between jobs
-        pool.start()
+    own = pool is None
+    workers = pool or WorkerPool(insecure_no_sandbox=insecure_no_sandbox)  # warm between jobs
+    try:
+        workers.start()
         ahead.start()
         try:
-            return _serve(home, ahead, poster, pool, once, insecure_no_sandbox, gnupghome)
+            return _serve(home, ahead, poster, workers, once, insecure_no_sandbox, gnupghome)
         finally:
             poster.finish()
+    finally:
+        if own:
+            workers.close()
 
 
 def _serve(

@@ -195,7 +195,8 @@ class WorkerPool:
             self._stderr = None
 
     def start(self) -> None:
-        """Start the sandbox now (else the first job does): fail early, pay once."""
+        """Start the sandbox now (else the first job does): fail early, pay once. A
+        started sandbox stays."""
         self._start()
 
     def _start(self) -> socket.socket:
