@@ -139,6 +139,26 @@ def test_a_job_goes_through_the_bridge_to_the_enclave_and_back(
     enclave_side.post_result("job-42", done["result"])  # the same answer again is fine
 
 
+def test_a_policy_rotation_reaches_the_enclave_through_the_bridge(
+    tmp_path: Path,
+    pki: dict[str, Issued],
+    bridge: str,
+    setup: tuple[World, Path, Path, Path],  # noqa: F811
+) -> None:
+    world, home, _, _ = setup
+    raw = world.policy(version=2, approvals=1).to_bytes()
+    (tmp_path / "policy.json").write_bytes(raw)
+    (tmp_path / "policy.json.sig").write_bytes(b"".join(p.sign(raw) for p in world.admins[:2]))
+    repo_side = client(bridge, pki, "repo")
+    files = {n: repo_side.put_blob(tmp_path / n) for n in ("policy.json", "policy.json.sig")}
+    repo_side.submit({"id": "policy-2", "kind": "policy", "files": files})
+    served = cli(*enclave_run_args(bridge, home, pki))
+    assert served.returncode == 0, served.stderr
+    assert repo_side.job("policy-2")["result"]["decision"] == "accept"
+    status = json.loads(cli("enclave", "status", "--json", "--home", str(home)).stdout)
+    assert status["policy_version"] == 2
+
+
 def test_roles_and_certificates_are_enforced(
     tmp_path: Path, pki: dict[str, Issued], bridge: str
 ) -> None:

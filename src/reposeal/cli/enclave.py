@@ -248,13 +248,43 @@ def enclave_refresh(
     _answer(result)
 
 
+@enclave.command("policy", epilog=EXIT_CODES)
+@_HOME
+@click.argument("document", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--job-id",
+    help="Names the rotation in the log (default: policy- and the sha256 of the document and "
+    "its signatures).",
+)
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+def enclave_policy(home: Path, document: Path, job_id: str | None, gnupghome: Path | None) -> None:
+    """Put a new policy in force: DOCUMENT (with DOCUMENT.sig) must have a higher version
+    and be signed by the admin threshold of the current policy and of its own. The rotation
+    (or its refusal) is a log entry; exit 0 if in force, 3 if refused."""
+    import hashlib
+
+    from reposeal.enclave.home import EnclaveHome
+    from reposeal.enclave.jobs import rotate_policy
+    from reposeal.evidence.files import sig_path
+
+    out = _Out(False, True)
+    try:
+        signed = document.read_bytes() + b"\0" + sig_path(document).read_bytes()
+        name = job_id or f"policy-{hashlib.sha256(signed).hexdigest()[:32]}"
+        result = rotate_policy(EnclaveHome(home), name, document, gnupghome=gnupghome)
+    except (ReposealError, OSError) as exc:
+        out.fail(exc if isinstance(exc, ReposealError) else ReposealError(str(exc)))
+    _answer(result)
+
+
 @enclave.command("audit", epilog=EXIT_CODES)
 @click.argument("log_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 def enclave_audit(log_dir: Path, as_json: bool) -> None:
-    """Replay LOG_DIR (an enclave home or a published copy: log.sqlite, evidence/, policy.json,
-    dbs/, repo-key.pgp) through the policy; report any signature it would not have allowed.
-    Needs no key. Exit 0 if every signature was allowed."""
+    """Replay LOG_DIR (an enclave home or a published copy: log.sqlite, records/, evidence/,
+    policies/, dbs/, repo-key.pgp) through the policy in force at each entry (rotations are
+    log entries); report any signature it would not have allowed. Needs no key. Exit 0 if
+    every signature was allowed."""
     from reposeal.enclave.audit import audit
 
     out = _Out(False, as_json)
@@ -267,6 +297,7 @@ def enclave_audit(log_dir: Path, as_json: bool) -> None:
         "entries": report.entries,
         "signatures": report.signatures,
         "refusals": report.refusals,
+        "policy_rotations": report.rotations,
         "violations": report.violations,
     }
     if as_json:
@@ -274,7 +305,8 @@ def enclave_audit(log_dir: Path, as_json: bool) -> None:
     else:
         click.echo(
             f"{report.entries} entries: {report.signatures} signatures, "
-            f"{report.refusals} refusals, {len(report.violations)} violations"
+            f"{report.refusals} refusals, {report.rotations} policy rotations, "
+            f"{len(report.violations)} violations"
         )
         for v in report.violations:
             click.echo(f"VIOLATION {v}")
@@ -352,6 +384,7 @@ def enclave_status(home: Path, as_json: bool, gnupghome: Path | None) -> None:
         doc = {
             "signer": h.signer(gnupghome).fingerprint,
             "policy_version": h.policy().version,
+            "policy_sha256": h.policy_sha256(),
             "log_size": size,
             "last_db": {f"{r}/{a}": sha for (r, a), sha in sorted(state.last_db.items())},
             "packages_signed": len(state.bindings),

@@ -48,6 +48,7 @@ class AuditReport:
     entries: int = 0
     signatures: int = 0
     refusals: int = 0
+    rotations: int = 0
     violations: list[str] = field(default_factory=list)
 
     @property
@@ -83,15 +84,26 @@ def _records(
         return None
 
 
+def _policy(home: Path, digest: str, previous: Policy | None) -> Policy:
+    """The policy a log entry names, from ``policies/`` (or, for a home made before
+    policies were kept by hash, ``policy.json``), verified as a rotation of ``previous``."""
+    for doc in (home / "policies" / f"{digest}.json", home / "policy.json"):
+        if doc.exists():
+            raw, sigs = read_document(doc)
+            if hashlib.sha256(raw).hexdigest() == digest:
+                return verify_policy(raw, sigs, previous)
+    raise ReposealError(f"policy {digest[:16]}… named by the log is missing", path=home)
+
+
 def audit(home: Path) -> AuditReport:
-    """Audit an enclave home or a published copy of its log, evidence and policy."""
+    """Audit an enclave home or a published copy of its log, evidence and policies."""
     report = AuditReport()
-    policy = verify_policy(*read_document(home / "policy.json"))
     with TransparencyLog(home / "log.sqlite") as log:
         log.verify(full=True)
         entries = log.entries(0, log.size)
         latest = log.latest_checkpoint()
     genesis = json.loads(entries[0])
+    policy = _policy(home, genesis["policy_sha256"], None)
     verifier = NoteVerifier.decode(genesis["note_verifier"])
     if latest is not None:
         origin = latest[2].decode().split("\n", 1)[0]
@@ -104,6 +116,19 @@ def audit(home: Path) -> AuditReport:
         doc = json.loads(raw)
         if doc.get("type") == "refusal":
             report.refusals += 1
+            continue
+        if doc.get("type") == "policy":
+            try:
+                policy = _policy(home, doc["policy_sha256"], policy)
+                report.rotations += 1
+            except ReposealError as exc:
+                report.violations.append(f"entry {index}: a policy rotation that fails: {exc}")
+            continue
+        if doc.get("type") in ("packages", "db") and doc.get("policy_version") != policy.version:
+            report.violations.append(
+                f"entry {index} (job {doc.get('job')}): signed under policy "
+                f"v{doc.get('policy_version')}, but v{policy.version} was in force"
+            )
             continue
         if doc.get("type") == "packages":
             report.signatures += 1
@@ -131,12 +156,6 @@ def audit(home: Path) -> AuditReport:
             continue
         report.signatures += 1
         where = f"entry {index} ({doc['repo']}/{doc['arch']}, job {doc.get('job')})"
-        if doc["policy_version"] != policy.version:
-            report.violations.append(
-                f"{where}: signed under policy v{doc['policy_version']}, "
-                "which this audit does not have"
-            )
-            continue
         records = _records(home, doc, where, report)
         if records is None:
             continue

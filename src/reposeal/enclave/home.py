@@ -2,7 +2,9 @@
 
 HOME/config.json        signer spec, log origin
 HOME/note.key           the Ed25519 checkpoint key (0600)
-HOME/policy.json(.sig)  the current policy and its admin signatures
+HOME/policy.json(.sig)  a copy of the current policy and its admin signatures (for people)
+HOME/policies/SHA256.json(.sig)  every policy the log names: the genesis entry the first,
+                        each "policy" entry a rotation (the log says which one is current)
 HOME/log.sqlite         the transparency log: the enclave's only memory
 HOME/dbs/SHA256         every database it signed (parents of the next transitions)
 """
@@ -23,7 +25,7 @@ from typing import Any
 from reposeal.enclave.records import NameIndex, genesis_entry, replay, restrict_state
 from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.files import read_document
-from reposeal.fsio import atomic_write
+from reposeal.fsio import atomic_write, write_all
 from reposeal.openpgp.signer import Signer
 from reposeal.openpgp.spec import signer_from_spec
 from reposeal.policy.decide import PackageRecord, SigningState
@@ -72,6 +74,7 @@ class EnclaveHome:
     )
     _names: NameIndex = field(default_factory=NameIndex, init=False, repr=False)
     _note_seen: bytes = field(default=b"", init=False, repr=False)  # the last note verified
+    _policy_sha: str = field(default="", init=False, repr=False)  # the policy in force
 
     @property
     def log_path(self) -> Path:
@@ -91,9 +94,30 @@ class EnclaveHome:
             ) from None
         return dict(self._config[1])
 
+    def policy_sha256(self) -> str:
+        """The sha256 of the policy in force: the last one the log names."""
+        if not self._policy_sha:
+            self.load_state()
+        return self._policy_sha
+
     def policy_document(self) -> tuple[bytes, bytes]:
-        """The current policy's (document, admin signatures), as stored."""
-        return read_document(self.path / "policy.json")
+        """The current policy's (document, admin signatures), as the log names it."""
+        digest = self.policy_sha256()
+        for doc in (self.path / "policies" / f"{digest}.json", self.path / "policy.json"):
+            try:
+                raw, sigs = read_document(doc)
+            except ReposealError:
+                continue
+            if hashlib.sha256(raw).hexdigest() == digest:
+                return raw, sigs
+        raise EnclaveStateError(f"the policy the log names ({digest[:16]}…) is missing")
+
+    def store_policy(self, raw: bytes, sigs: bytes) -> str:
+        """Keep a policy by its hash (durable), before a log entry names it."""
+        digest = hashlib.sha256(raw).hexdigest()
+        folder = self.path / "policies"
+        write_all({folder / f"{digest}.json": raw, folder / f"{digest}.json.sig": sigs})
+        return digest
 
     def policy(self) -> Policy:
         """The current policy, verified (again only when its bytes change)."""
@@ -170,6 +194,8 @@ class EnclaveHome:
             state = replay(fresh, self.read_records, state, parsed, self._names)
             for offset, raw in enumerate(fresh):
                 doc = json.loads(raw)
+                if doc.get("type") in ("genesis", "policy"):
+                    self._policy_sha = str(doc["policy_sha256"])
                 job = doc.get("job")
                 if isinstance(job, str):
                     self._jobs.setdefault(job, done + offset)
@@ -282,6 +308,7 @@ def init_home(
     os.chmod(path / "note.key", 0o600)
     shutil.copyfile(policy_path, path / "policy.json")
     atomic_write(path / "policy.json.sig", sigs)
+    home.store_policy(raw, sigs)
     (path / "dbs").mkdir()
     atomic_write(path / "repo-key.pgp", signer.certificate())  # for anyone auditing
     with TransparencyLog(home.log_path) as log:

@@ -33,7 +33,7 @@ from reposeal.fsio import atomic_write, write_all
 from reposeal.openpgp.signer import SignOptions
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.policy.decide import PackageRecord
-from reposeal.policy.document import Policy
+from reposeal.policy.document import Policy, verify_policy
 from reposeal.repo.lock import database_lock
 from reposeal.translog.store import TransparencyLog
 
@@ -407,4 +407,53 @@ def sign_packages(
             note,
             proof,
             signatures,
+        )
+
+
+def rotate_policy(
+    home: EnclaveHome,
+    job_id: str,
+    document: Path,
+    *,
+    gnupghome: Path | None = None,
+) -> JobResult:
+    """Put a new policy in force if it may replace the current one (a higher version,
+    signed by the current policy's admin threshold and by its own). The rotation is a log
+    entry, so ``audit`` knows which policy each later signature was made under; a refused
+    rotation is logged too."""
+    _check_job_id(job_id)
+    raw, sigs = read_document(document)
+    with database_lock(home.path / "enclave.lck", wait=60):
+        signer = home.signer(gnupghome)
+        home.complete_checkpoint(signer)
+        home.load_state()
+        done = _logged(home, job_id)
+        if done is not None:
+            return done
+        current = home.policy()
+        digest = hashlib.sha256(raw).hexdigest()
+        doc: dict[str, Any] = {"v": 1, "job": job_id, "policy_sha256": digest}
+        try:
+            new = verify_policy(raw, sigs, previous=current)
+        except ReposealError as exc:
+            doc.update(type="refusal", reasons=[f"policy rotation refused: {exc}"])
+        else:
+            home.store_policy(raw, sigs)
+            doc.update(type="policy", version=new.version, previous=home.policy_sha256())
+        with home.open_log() as log:
+            index = log.size
+            note = home.append(log, canonical.dumps(doc), signer)
+            proof = log.inclusion_proof(index)
+        home.load_state()
+        if doc["type"] == "policy":  # the copy for people follows the log
+            atomic_write(home.path / "policy.json.sig", sigs)
+            atomic_write(home.path / "policy.json", raw)
+        return JobResult(
+            job_id,
+            "accept" if doc["type"] == "policy" else "refuse",
+            list(doc.get("reasons", [])),
+            index,
+            None,
+            note,
+            proof,
         )

@@ -19,7 +19,13 @@ from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.names import check_arch, check_name
 from reposeal.enclave.dryrun import refuse_without_sandbox
 from reposeal.enclave.home import EnclaveHome
-from reposeal.enclave.jobs import fault_point, refresh_db, sign_db, sign_packages
+from reposeal.enclave.jobs import (
+    fault_point,
+    refresh_db,
+    rotate_policy,
+    sign_db,
+    sign_packages,
+)
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import ReposealError
 from reposeal.repo.bridge_client import BridgeClient, BridgeError
@@ -35,8 +41,9 @@ def malformed(job: dict[str, object]) -> dict[str, object] | None:
     try:
         if not JOB_ID.fullmatch(str(job.get("id"))):
             raise ReposealError("a job id is 1-128 letters, digits and ._:-")
-        check_name(str(job.get("repo")))
-        check_arch(str(job.get("arch")))
+        if job.get("kind") != "policy":
+            check_name(str(job.get("repo")))
+            check_arch(str(job.get("arch")))
         if not isinstance(files, dict):
             raise ReposealError("a job must list its files")
         for rel, digest in files.items():
@@ -119,8 +126,11 @@ def process(
     if got.refusal is not None:
         return got.refusal
     job, folder = got.job, got.folder
-    job_id, repo, arch = str(job["id"]), str(job["repo"]), str(job["arch"])
+    job_id, repo, arch = str(job["id"]), str(job.get("repo")), str(job.get("arch"))
     try:
+        if job.get("kind") == "policy":
+            document = folder / "policy.json"
+            return rotate_policy(home, job_id, document, gnupghome=gnupghome).to_json()
         if job.get("kind") == "packages":
             return sign_packages(
                 home,

@@ -145,13 +145,17 @@ def make_app(queue: JobQueue) -> web.Application:
             if not isinstance(spec, dict) or not JOB_ID.fullmatch(str(spec.get("id", ""))):
                 raise ValueError("a job needs an id of 1-128 letters, digits and ._:-")
             if spec.get("kind") not in KINDS:
-                raise ValueError("unsupported job kind (supported: db, refresh, packages)")
+                raise ValueError("unsupported job kind (supported: db, refresh, packages, policy)")
             parent = spec.get("parent")
             if parent is not None and not SHA256.fullmatch(str(parent)):
                 raise ValueError("parent must be the sha256 of the last signed database")
             files = spec.get("files")
-            if not isinstance(files, dict) or (spec["kind"] != "packages" and "db" not in files):
-                raise ValueError("a job names its files (db and refresh jobs: at least 'db')")
+            needs = {"db": "db", "refresh": "db", "policy": "policy.json"}.get(spec["kind"])
+            if not isinstance(files, dict) or (needs is not None and needs not in files):
+                raise ValueError(
+                    "a job names its files (db and refresh jobs: at least 'db'; policy "
+                    "jobs: 'policy.json' and 'policy.json.sig')"
+                )
             for path, digest in files.items():
                 if (
                     not JOB_PATH.fullmatch(path)
