@@ -102,5 +102,5 @@ def dry_run(
     db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")
     folder = packages or db.resolve().parent
     job = db_job(home, state, repo, arch, db_bytes, evidence, folder)
-    with WorkerPool(insecure_no_sandbox=insecure_no_sandbox) as pool:
+    with WorkerPool(insecure_no_sandbox=insecure_no_sandbox, one_shot=True) as pool:
         return job.run(home, pool).decision

@@ -236,6 +236,19 @@ class EnclaveHome:
             if latest is not None and latest[0] < log.size:
                 log.verify(full=True)
                 self.checkpoint(log, signer)
+            elif latest is not None and self._cache is None:
+                self._repair_checkpoint_signature(latest[2], signer)
+
+    def _repair_checkpoint_signature(self, note: bytes, signer: Signer) -> None:
+        """checkpoint.sig is written after the log commit without its own sync (it can be
+        made again): once per process, make sure it signs the latest checkpoint."""
+        from reposeal.openpgp.verify import Keyring, verify_detached
+
+        path = self.path / "checkpoint.sig"
+        try:
+            verify_detached(note, path.read_bytes(), Keyring.from_bytes(signer.certificate()))
+        except (OSError, ReposealError):
+            atomic_write(path, signer.sign_detached(io.BytesIO(note)))
 
     def checkpoint(self, log: TransparencyLog, signer: Signer) -> bytes:
         """Sign and store a checkpoint for the whole log (note + OpenPGP signature)."""
@@ -257,7 +270,8 @@ class EnclaveHome:
             return notes[-1]
 
         log.append([entry], checkpoint=sign)
-        atomic_write(self.path / "checkpoint.sig", signer.sign_detached(io.BytesIO(notes[-1])))
+        signature = signer.sign_detached(io.BytesIO(notes[-1]))
+        atomic_write(self.path / "checkpoint.sig", signature, durable=False)  # made again if lost
         return notes[-1]
 
     def last_records(self, repo: str, arch: str) -> tuple[str, str | None] | None:

@@ -90,7 +90,7 @@ def _pool(pool: WorkerPool | None, insecure_no_sandbox: bool) -> AbstractContext
     """The caller's warm sandbox, or one started (and stopped) for this job alone."""
     if pool is not None:
         return nullcontext(pool)
-    return WorkerPool(insecure_no_sandbox=insecure_no_sandbox)
+    return WorkerPool(insecure_no_sandbox=insecure_no_sandbox, one_shot=True)
 
 
 def fault_point(step: str) -> None:

@@ -165,10 +165,12 @@ class WorkerPool:
         timeout: float = DEFAULT_TIMEOUT,
         entry: Sequence[str] = ("-m", "reposeal.enclave.zygote"),
         visible: Sequence[Path] = (),
+        one_shot: bool = False,
     ) -> None:
         """``entry``: how Python starts the template; ``visible``: more read-only folders in
-        the sandbox (both for tests that play a compromised worker)."""
-        self.insecure, self.timeout = insecure_no_sandbox, timeout
+        the sandbox (both for tests that play a compromised worker); ``one_shot``: for one
+        job only (the template skips warming up)."""
+        self.insecure, self.timeout, self.one_shot = insecure_no_sandbox, timeout, one_shot
         self.entry, self.visible = tuple(entry), tuple(visible)
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
@@ -206,6 +208,8 @@ class WorkerPool:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         fd = theirs.fileno()
         zygote = [sys.executable, "-I", *self.entry, str(fd)]
+        if self.one_shot:
+            zygote.append("--one-shot")
         if self.insecure:
             cmd = [*zygote, "--no-sandbox"]
         else:

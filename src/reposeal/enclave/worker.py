@@ -203,7 +203,9 @@ def run(job: JobInput) -> dict[str, Any]:
     changed = set(old) - set(new)  # removed
     for name, rec in list(new.items()):
         prev = old.get(name)
-        if prev is not None and replace(rec, pkgbuild_sha256=prev.pkgbuild_sha256) == prev:
+        if prev is rec or (
+            prev is not None and replace(rec, pkgbuild_sha256=prev.pkgbuild_sha256) == prev
+        ):
             new[name] = prev  # the very entry signed before (its .BUILDINFO was read then)
             continue
         changed.add(name)

@@ -222,7 +222,9 @@ class _Spare:
         os.waitpid(self.pid, 0)
 
 
-def serve(ctl: socket.socket, sandboxed: bool, child: Child | None = None) -> None:
+def serve(
+    ctl: socket.socket, sandboxed: bool, child: Child | None = None, warm: bool = True
+) -> None:
     """Run one fresh child per job request until the enclave closes the control channel.
     ``child(job_fd, policy, timeout)`` runs the job and must not return (tests pass one
     that behaves as a compromised worker would)."""
@@ -246,7 +248,8 @@ def serve(ctl: socket.socket, sandboxed: bool, child: Child | None = None) -> No
             if key not in policies:
                 try:
                     policies[key] = verify_policy(raw, sigs)
-                    _warm_up(policies[key])  # type: ignore[arg-type]
+                    if warm:
+                        _warm_up(policies[key])  # type: ignore[arg-type]
                 except ReposealError as exc:
                     policies[key] = f"the enclave's policy does not verify: {exc}"
                 gc.freeze()  # what exists now is shared with every child, never collected
@@ -274,7 +277,8 @@ def main(child: Child | None = None) -> None:
     if sandboxed and os.getpid() > 2:  # kill(-1) must only ever reach our own namespace
         sys.exit("reposeal zygote: not in a PID namespace of its own; refusing to run")
     _prctl(PR_SET_DUMPABLE, 0)  # children (same uid) cannot ptrace or read our memory
-    serve(socket.socket(fileno=fd), sandboxed, child)
+    warm = "--one-shot" not in sys.argv[2:]  # a warm-up pays off only over many jobs
+    serve(socket.socket(fileno=fd), sandboxed, child, warm)
 
 
 if __name__ == "__main__":
