@@ -248,6 +248,12 @@ def run(
     home.complete_checkpoint(home.signer(gnupghome))  # finish what a crash interrupted
     home.load_state()  # a log that does not verify stops us before any job
     gc.freeze()  # the replayed history stays; the collector need not walk it after each job
+    try:  # what a previous run took (and maybe died with) comes back at once, not at lease end
+        client.release()
+    except BridgeError as exc:
+        if once:
+            raise
+        print(f"bridge: {exc.message}; taken jobs come back after their lease", file=sys.stderr)
     ahead = _Ahead(client.clone(), wait)  # each thread its own connection
     poster = _Poster(client, retry=not once)
     own = pool is None

@@ -12,6 +12,7 @@ twice must be the same result.
                                 enclave  long-poll for the next job (small files inline)
     GET  /blobs/{sha256}        enclave  download a blob
     POST /jobs/{id}/result      enclave  the receipt (signature, log index, ...) or refusal
+    POST /jobs/release          enclave  at start-up: what it had taken is handed out again
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ class JobQueue:
             self.db.execute("UPDATE job SET state='taken', taken=? WHERE id=?", (now, row[0]))
         self.db.execute("COMMIT")
         return None if row is None else dict(json.loads(row[1]))
+
+    def release(self) -> int:
+        """Hand out again every job taken and not answered: the (only) enclave restarted,
+        so nothing it took before is in its hands any more. Returns how many."""
+        cur = self.db.execute("UPDATE job SET state='pending', taken=NULL WHERE state='taken'")
+        return int(cur.rowcount)
 
     def finish(self, job_id: str, result: dict[str, Any]) -> bool:
         """Store the result; True if stored now, False if the same was stored before."""
@@ -190,12 +197,18 @@ def make_app(queue: JobQueue) -> web.Application:
             raise web.HTTPBadRequest(text="inline must be a number of bytes") from None
         deadline = time.monotonic() + wait
         while True:
+            if request.transport is None or request.transport.is_closing():
+                raise web.HTTPGone()  # the enclave went away: take nothing in its name
             job = queue.take()
             if job is not None:
                 return web.json_response(_with_inline(job, inline))
             if time.monotonic() >= deadline:
                 return web.Response(status=204)
             await asyncio.sleep(0.1)
+
+    async def release(request: web.Request) -> web.Response:
+        _role(request, "enclave")
+        return web.json_response({"released": queue.release()})
 
     async def post_result(request: web.Request) -> web.Response:
         _role(request, "enclave")
@@ -229,6 +242,7 @@ def make_app(queue: JobQueue) -> web.Application:
     app.router.add_get("/blobs/{sha}", get_blob)
     app.router.add_post("/jobs", post_job)
     app.router.add_get("/jobs/next", next_job)
+    app.router.add_post("/jobs/release", release)
     app.router.add_post("/jobs/{id}/result", post_result)
     app.router.add_get("/jobs/{id}", get_job)
     return app

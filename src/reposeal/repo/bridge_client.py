@@ -155,5 +155,9 @@ class BridgeClient:
 
         self._exchange("GET", f"/blobs/{digest}", None, {}, save)
 
+    def release(self) -> int:
+        """Ask the bridge to hand out again the jobs this enclave had taken (at start-up)."""
+        return int(self._json("POST", "/jobs/release", {})[1]["released"])
+
     def post_result(self, job_id: str, result: dict[str, Any]) -> None:
         self._json("POST", f"/jobs/{job_id}/result", result)
