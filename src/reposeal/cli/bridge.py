@@ -23,14 +23,17 @@ def bridge() -> None:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--ip", default="127.0.0.1", show_default=True, help="The bridge's address.")
 def bridge_pki(folder: Path, ip: str) -> None:
-    """Create a private CA and certificates for the bridge, an enclave and a repo client."""
+    """Create a private CA and certificates for the bridge (the repo service), an enclave, a
+    repo client, a builder and the source machine."""
     from reposeal.tls import issue, make_ca
 
     ca = make_ca(folder)
     issue(ca, folder, "bridge", "bridge", server_ip=ip)
     issue(ca, folder, "enclave", "enclave")
-    issue(ca, folder, "repo", "repo")
-    click.echo(f"wrote {ca.cert} and bridge, enclave, repo certificates in {folder}")
+    for role in ("repo", "builder", "source"):
+        issue(ca, folder, role, role)
+    roles = "bridge, enclave, repo, builder, source"
+    click.echo(f"wrote {ca.cert} and certificates for {roles} in {folder}")
 
 
 @bridge.command("serve", epilog=EXIT_CODES)

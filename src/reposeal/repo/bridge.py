@@ -112,7 +112,7 @@ class JobQueue:
         return {"id": job_id, "state": row[0], "result": json.loads(row[1]) if row[1] else None}
 
 
-def _role(request: web.Request, *allowed: str) -> None:
+def require_role(request: web.Request, *allowed: str) -> None:
     role = role_of(request.transport.get_extra_info("peercert") if request.transport else None)
     if role not in allowed:
         raise web.HTTPForbidden(text=f"role {role!r} may not call {request.path}")
@@ -122,7 +122,7 @@ def make_app(queue: JobQueue) -> web.Application:
     app = web.Application(client_max_size=MAX_JSON)
 
     async def put_blob(request: web.Request) -> web.Response:
-        _role(request, "repo")
+        require_role(request, "repo")
         digest = request.match_info["sha"]
         if not SHA256.fullmatch(digest):
             raise web.HTTPBadRequest(text="blob names are sha256 hex digests")
@@ -146,14 +146,14 @@ def make_app(queue: JobQueue) -> web.Application:
         return web.json_response({"stored": True}, status=201)
 
     async def get_blob(request: web.Request) -> web.StreamResponse:
-        _role(request, "enclave")
+        require_role(request, "enclave")
         digest = request.match_info["sha"]
         if not SHA256.fullmatch(digest) or not (queue.blobs / digest).exists():
             raise web.HTTPNotFound()
         return web.FileResponse(queue.blobs / digest)
 
     async def post_job(request: web.Request) -> web.Response:
-        _role(request, "repo")
+        require_role(request, "repo")
         try:
             spec = await request.json()
             if not isinstance(spec, dict) or not JOB_ID.fullmatch(str(spec.get("id", ""))):
@@ -186,7 +186,7 @@ def make_app(queue: JobQueue) -> web.Application:
         return web.json_response({"queued": new}, status=201 if new else 200)
 
     async def next_job(request: web.Request) -> web.Response:
-        _role(request, "enclave")
+        require_role(request, "enclave")
         try:
             wait = min(max(float(request.query.get("wait", "0") or 0), 0.0), 60.0)
         except ValueError:
@@ -207,11 +207,11 @@ def make_app(queue: JobQueue) -> web.Application:
             await asyncio.sleep(0.1)
 
     async def release(request: web.Request) -> web.Response:
-        _role(request, "enclave")
+        require_role(request, "enclave")
         return web.json_response({"released": queue.release()})
 
     async def post_result(request: web.Request) -> web.Response:
-        _role(request, "enclave")
+        require_role(request, "enclave")
         try:
             stored = queue.finish(request.match_info["id"], await request.json())
         except KeyError:
@@ -221,7 +221,7 @@ def make_app(queue: JobQueue) -> web.Application:
         return web.json_response({"stored": stored})
 
     async def get_job(request: web.Request) -> web.Response:
-        _role(request, "repo")
+        require_role(request, "repo")
         found = queue.get(request.match_info["id"])
         if found is None:
             raise web.HTTPNotFound()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +50,7 @@ class BridgeClient:
         self,
         method: str,
         path: str,
-        body: bytes | BinaryIO | None,
+        body: bytes | BinaryIO | _Concat | None,
         headers: dict[str, str],
         sink: Callable[[http.client.HTTPResponse], bytes],
     ) -> tuple[int, bytes]:
@@ -95,7 +96,7 @@ class BridgeClient:
         self,
         method: str,
         path: str,
-        body: bytes | BinaryIO | None = None,
+        body: bytes | BinaryIO | _Concat | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
         return self._exchange(method, path, body, headers or {}, lambda r: r.read())
@@ -155,9 +156,71 @@ class BridgeClient:
 
         self._exchange("GET", f"/blobs/{digest}", None, {}, save)
 
+    # --- the repo service's intake (builders, the source machine, status) ----------------
+
+    def upload_build(self, package: Path, statement: bytes, signatures: bytes) -> dict[str, Any]:
+        """Send a built package with its signed build statement (builder role)."""
+        from reposeal.repo.service import upload_body
+
+        with _Concat(upload_body(statement, signatures), package) as body:
+            headers = {"Content-Length": str(body.size)}
+            status, data = self._request("POST", "/builds", body, headers)
+        return self._answer("POST /builds", status, data)
+
+    def push_statement(self, statement: bytes, signatures: bytes) -> dict[str, Any]:
+        """Send an approval or a removal request (source role)."""
+        import base64
+
+        doc = {
+            "statement": base64.b64encode(statement).decode(),
+            "signatures": base64.b64encode(signatures).decode(),
+        }
+        body = json.dumps(doc).encode()
+        status, data = self._request(
+            "POST", "/statements", body, {"Content-Type": "application/json"}
+        )
+        return self._answer("POST /statements", status, data)
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/status")[1])
+
+    @staticmethod
+    def _answer(what: str, status: int, data: bytes) -> dict[str, Any]:
+        if status >= 400:
+            raise BridgeError(f"{what}: {status} {data.decode(errors='replace')[:300]}")
+        return dict(json.loads(data))
+
     def release(self) -> int:
         """Ask the bridge to hand out again the jobs this enclave had taken (at start-up)."""
         return int(self._json("POST", "/jobs/release", {})[1]["released"])
 
     def post_result(self, job_id: str, result: dict[str, Any]) -> None:
         self._json("POST", f"/jobs/{job_id}/result", result)
+
+
+class _Concat:
+    """A header, then a file: a request body that streams and can start over (retry)."""
+
+    def __init__(self, head: bytes, path: Path) -> None:
+        self.head, self.file = head, open(path, "rb")  # noqa: SIM115  (closed by __exit__)
+        self.size = len(head) + os.fstat(self.file.fileno()).st_size
+        self.pos = 0
+
+    def __enter__(self) -> _Concat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+    def seek(self, pos: int) -> None:
+        assert pos == 0
+        self.pos = 0
+        self.file.seek(0)
+
+    def read(self, n: int = -1) -> bytes:
+        if self.pos < len(self.head):
+            end = len(self.head) if n < 0 else min(len(self.head), self.pos + n)
+            out = self.head[self.pos : end]
+            self.pos = end
+            return out
+        return self.file.read(n)

@@ -1,0 +1,82 @@
+"""`reposeal repo`: the repo machine's service (the enclave's bridge and the intake)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from reposeal.cli import EXIT_CODES, _Out, main
+from reposeal.cli.bridge import _client, _tls
+from reposeal.errors import ReposealError
+
+
+@main.group()
+def repo() -> None:
+    """The repo machine: takes builds and approvals, serves the enclave's jobs."""
+
+
+@repo.command("serve", epilog=EXIT_CODES)
+@click.option("--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--listen", default="127.0.0.1:8443", show_default=True)
+@click.option("--cert", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--key", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--client-ca",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Only clients with certificates from this CA get in; their role is in the cert.",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The policy (with POLICY.sig) whose keys uploads are checked against.",
+)
+def repo_serve(
+    folder: Path, listen: str, cert: Path, key: Path, client_ca: Path, policy_path: Path
+) -> None:
+    """Serve builders (POST /builds), the source machine (POST /statements), status, and
+    the enclave's job queue, over HTTPS with mutual TLS."""
+    from aiohttp import web
+
+    from reposeal.repo.service import PolicyFile, make_service
+    from reposeal.tls import Issued, server_context
+
+    out = _Out(False, False)
+    try:
+        app = make_service(folder, PolicyFile(policy_path))
+    except ReposealError as exc:
+        out.fail(exc)
+    host, _, port = listen.rpartition(":")
+    web.run_app(
+        app,
+        host=host,
+        port=int(port),
+        ssl_context=server_context(Issued(cert, key), client_ca),
+        print=None,
+    )
+
+
+@repo.command("status", epilog=EXIT_CODES)
+@_tls
+@click.option("--json", "as_json", is_flag=True)
+def repo_status(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> None:
+    """What is ready to stage, and what waits for which evidence."""
+    out = _Out(False, as_json)
+    try:
+        doc = _client(url, cert, key, ca).status()
+    except ReposealError as exc:
+        out.fail(exc)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"{doc['packages']} packages received; statements: {doc['statements']}")
+    for w in doc["ready"]:
+        click.echo(f"ready    {w['repo']}/{w['pkgbase']}@{w['commit'][:12]}")
+    for w in doc["waiting"]:
+        click.echo(f"waiting  {w['repo']}/{w['pkgbase']}@{w['commit'][:12]}")
+        for why in w["missing"]:
+            click.echo(f"         - {why}")

@@ -1,0 +1,287 @@
+"""What the repo machine receives: built packages with their build statements (from
+builders) and approvals and removal requests (from the source machine). Each is checked on
+arrival and refused with a reason, and nothing of a refused upload is kept.
+
+Kept in SQLite (``intake.sqlite``) beside the bridge's blob folder, where accepted package
+files live by sha256 so signing jobs reference them without a copy. ``readiness`` says, per
+approved source, what is still missing before it can be staged: it runs the enclave's own
+``decide_packages`` on the evidence at hand, so "ready" here means the enclave would agree
+(given what it signed before).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from reposeal.alpm.buildinfo import pkgbuild_sha256
+from reposeal.alpm.limits import DEFAULT_LIMITS
+from reposeal.alpm.package import read_package
+from reposeal.errors import InputError, ReposealError
+from reposeal.evidence.quorum import Signed, load_signed
+from reposeal.evidence.statements import Approval, Build, Removal, from_bytes
+from reposeal.policy.decide import Evidence, PackageRecord, SigningState, decide_packages
+from reposeal.policy.document import Policy
+
+MAX_STATEMENT = 64 << 10
+MAX_SIGNATURES = 1 << 20
+
+
+class UploadRefusedError(InputError):
+    """An upload does not hold up (parse, signature, hash); nothing of it was kept."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """An approved source and what it still lacks (empty ``missing``: ready to stage)."""
+
+    repo: str
+    pkgbase: str
+    commit: str
+    packages: dict[str, PackageRecord]
+    missing: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "pkgbase": self.pkgbase,
+            "commit": self.commit,
+            "packages": sorted(r.filename for r in self.packages.values()),
+            "missing": self.missing,
+        }
+
+
+def _signed(raw: bytes, sigs: bytes, policy: Policy, role: str, what: str) -> Signed:
+    try:
+        signed = load_signed(raw, sigs, policy.keyrings[role])
+    except ReposealError as exc:
+        raise UploadRefusedError(f"{what}: {exc.message}") from None
+    if not signed.signers:
+        raise UploadRefusedError(
+            f"{what}: no valid signature by a key of the policy's {role} (policy v{policy.version})"
+        )
+    return signed
+
+
+class Intake:
+    """The intake store. One writer at a time (SQLite); readers see committed uploads."""
+
+    def __init__(self, folder: Path, blobs: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        blobs.mkdir(parents=True, exist_ok=True)
+        self.blobs = blobs
+        self.db = sqlite3.connect(
+            folder / "intake.sqlite", isolation_level=None, check_same_thread=False
+        )
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS package (
+                sha256 TEXT PRIMARY KEY, filename TEXT NOT NULL, name TEXT NOT NULL,
+                version TEXT NOT NULL, arch TEXT NOT NULL, pkgbase TEXT NOT NULL,
+                pkgbuild_sha256 TEXT, received REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS statement (
+                sha256 TEXT PRIMARY KEY, kind TEXT NOT NULL, pkgbase TEXT NOT NULL,
+                commit_id TEXT NOT NULL, raw BLOB NOT NULL, sigs BLOB NOT NULL,
+                received REAL NOT NULL);
+            CREATE INDEX IF NOT EXISTS statement_base ON statement (pkgbase, commit_id);
+            """
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _keep_statement(
+        self, db: sqlite3.Connection, raw: bytes, sigs: bytes, kind: str, pkgbase: str, commit: str
+    ) -> None:
+        """Store a statement; signatures for one already kept are merged (more signers)."""
+        digest = hashlib.sha256(raw).hexdigest()
+        row = db.execute("SELECT sigs FROM statement WHERE sha256=?", (digest,)).fetchone()
+        if row is None:
+            db.execute(
+                "INSERT INTO statement VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (digest, kind, pkgbase, commit, raw, sigs, time.time()),
+            )
+        elif sigs not in bytes(row[0]):
+            db.execute("UPDATE statement SET sigs=? WHERE sha256=?", (bytes(row[0]) + sigs, digest))
+
+    # --- builders -----------------------------------------------------------------------
+
+    def add_build(
+        self,
+        policy: Policy,
+        statement: bytes,
+        signatures: bytes,
+        package: BinaryIO,
+    ) -> dict[str, Any]:
+        """A built package and its signed build statement. The statement and signatures are
+        checked before a byte of the package is read; then the package is read (strictly),
+        hashed and held against the statement."""
+        if len(statement) > MAX_STATEMENT or len(signatures) > MAX_SIGNATURES:
+            raise UploadRefusedError("the build statement or its signatures are too large")
+        try:
+            build = from_bytes(statement)
+        except ReposealError as exc:
+            raise UploadRefusedError(f"build statement: {exc.message}") from None
+        if not isinstance(build, Build):
+            raise UploadRefusedError(f"expected a build statement, got a {build.kind} statement")
+        _signed(statement, signatures, policy, "builders", "build statement")
+        tmp = self.blobs / f".upload-{os.getpid()}-{id(package)}.tmp"
+        try:
+            h, size = hashlib.sha256(), 0
+            with open(tmp, "wb") as out:
+                while chunk := package.read(1 << 20):
+                    size += len(chunk)
+                    if size > DEFAULT_LIMITS.max_package_bytes:
+                        raise UploadRefusedError("the package is larger than the limit")
+                    h.update(chunk)
+                    out.write(chunk)
+            if h.hexdigest() != build.sha256:
+                raise UploadRefusedError(
+                    f"the package's sha256 is {h.hexdigest()[:16]}…, the build statement "
+                    f"attests {build.sha256[:16]}…"
+                )
+            try:
+                with open(tmp, "rb") as f:
+                    pkg = read_package(tmp.with_name(build.filename), opened=f)
+            except ReposealError as exc:
+                raise UploadRefusedError(f"{build.filename}: {exc.message}") from None
+            info = pkg.facts.info
+            if (info.base or info.name) != build.pkgbase:
+                raise UploadRefusedError(
+                    f"{build.filename} belongs to pkgbase {info.base or info.name}, the "
+                    f"statement says {build.pkgbase}"
+                )
+            record = (
+                build.sha256,
+                build.filename,
+                info.name,
+                info.version,
+                info.arch,
+                build.pkgbase,
+                pkgbuild_sha256(pkg.buildinfo),
+                time.time(),
+            )
+            with self._transaction() as db:
+                db.execute("INSERT OR IGNORE INTO package VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
+                self._keep_statement(
+                    db, statement, signatures, "build", build.pkgbase, build.commit
+                )
+                os.replace(tmp, self.blobs / build.sha256)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return {"package": build.filename, "sha256": build.sha256, "pkgbase": build.pkgbase}
+
+    # --- the source machine -------------------------------------------------------------
+
+    def add_statement(self, policy: Policy, statement: bytes, signatures: bytes) -> dict[str, Any]:
+        """An approval or a removal request, signed by maintainers of the policy."""
+        if len(statement) > MAX_STATEMENT or len(signatures) > MAX_SIGNATURES:
+            raise UploadRefusedError("the statement or its signatures are too large")
+        try:
+            stmt = from_bytes(statement)
+        except ReposealError as exc:
+            raise UploadRefusedError(f"statement: {exc.message}") from None
+        if isinstance(stmt, Approval):
+            base, commit = stmt.pkgbase, stmt.commit
+        elif isinstance(stmt, Removal):
+            base, commit = ",".join(stmt.pkgnames), ""
+        else:
+            raise UploadRefusedError(
+                f"the source machine sends approvals and removals, not {stmt.kind} statements"
+            )
+        signed = _signed(statement, signatures, policy, "maintainers", f"{stmt.kind} statement")
+        with self._transaction() as db:
+            self._keep_statement(db, statement, signatures, stmt.kind, base, commit)
+        return {"kind": stmt.kind, "signers": sorted(signed.signers)}
+
+    # --- what is ready ------------------------------------------------------------------
+
+    def readiness(self, policy: Policy, state: SigningState | None = None) -> list[Waiting]:
+        """Every approved source, with what it lacks (the enclave's own rules decide)."""
+        out: list[Waiting] = []
+        approvals = self.db.execute(
+            "SELECT raw, sigs FROM statement WHERE kind='approval' ORDER BY received"
+        ).fetchall()
+        seen: set[tuple[str, str, str]] = set()
+        for raw, _ in approvals:
+            a = from_bytes(bytes(raw))
+            assert isinstance(a, Approval)
+            key = (a.repo, a.pkgbase, a.commit)
+            if key in seen:
+                continue
+            seen.add(key)
+            evidence = self._evidence(policy, a.pkgbase, a.commit)
+            packages = self._candidates(a.pkgbase, a.commit, evidence)
+            missing: list[str] = []
+            if not packages:
+                missing.append(f"no build of {a.pkgbase}@{a.commit[:12]} has arrived")
+            else:
+                verdict = decide_packages(
+                    state or SigningState(), a.repo, packages, evidence, policy
+                )
+                missing = verdict.reasons
+            out.append(Waiting(a.repo, a.pkgbase, a.commit, packages, missing))
+        return out
+
+    def _evidence(self, policy: Policy, pkgbase: str, commit: str) -> Evidence:
+        kinds: dict[str, list[Signed]] = {"approval": [], "build": []}
+        rows = self.db.execute(
+            "SELECT kind, raw, sigs FROM statement WHERE pkgbase=? AND commit_id=?",
+            (pkgbase, commit),
+        ).fetchall()
+        for kind, raw, sigs in rows:
+            role = "maintainers" if kind == "approval" else "builders"
+            kinds[kind].append(load_signed(bytes(raw), bytes(sigs), policy.keyrings[role]))
+        return Evidence(kinds["approval"], kinds["build"])
+
+    def _candidates(
+        self, pkgbase: str, commit: str, evidence: Evidence
+    ) -> dict[str, PackageRecord]:
+        """The package files built from ``pkgbase@commit``: per package name, the file the
+        most builders attested (a tie: the first to arrive)."""
+        attested: dict[str, set[str]] = {}
+        for s in evidence.builds:
+            b = s.statement
+            if isinstance(b, Build) and b.pkgbase == pkgbase and b.commit == commit:
+                attested.setdefault(b.sha256, set()).update(s.signers)
+        best: dict[str, tuple[int, PackageRecord]] = {}
+        rows = self.db.execute(
+            "SELECT sha256, filename, name, version, arch, pkgbase, pkgbuild_sha256 "
+            "FROM package WHERE pkgbase=? ORDER BY received",
+            (pkgbase,),
+        ).fetchall()
+        for sha, filename, name, version, arch, base, pkgbuild in rows:
+            if sha not in attested:
+                continue
+            rec = PackageRecord(name, version, arch, sha, filename, base, pkgbuild)
+            if name not in best or len(attested[sha]) > best[name][0]:
+                best[name] = (len(attested[sha]), rec)
+        return {n: r for n, (_, r) in best.items()}
+
+    def package_path(self, sha256: str) -> Path:
+        return self.blobs / sha256
+
+    def status(self, policy: Policy) -> dict[str, Any]:
+        waiting = self.readiness(policy)
+        kinds = self.db.execute("SELECT kind, COUNT(*) FROM statement GROUP BY kind")
+        return {
+            "ready": [w.to_json() for w in waiting if not w.missing],
+            "waiting": [w.to_json() for w in waiting if w.missing],
+            "packages": self.db.execute("SELECT COUNT(*) FROM package").fetchone()[0],
+            "statements": {str(k): int(n) for k, n in kinds.fetchall()},
+        }

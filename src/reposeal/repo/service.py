@@ -1,0 +1,146 @@
+"""`reposeal repo serve`: the repo machine's one HTTPS service (mutual TLS, every endpoint
+checks the role in the caller's verified certificate). It is the bridge the enclave polls,
+plus the intake:
+
+    POST /builds       builder  a built package with its signed build statement; the body
+                                is a 4-byte big-endian header length, a JSON header
+                                {"statement": base64, "signatures": base64}, then the package
+    POST /statements   source   {"statement": base64, "signatures": base64}: an approval or
+                                a removal request signed by maintainers
+    GET  /status       repo, source, builder
+                                what is ready, and what waits for which evidence
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from reposeal.alpm.limits import DEFAULT_LIMITS
+from reposeal.errors import ReposealError
+from reposeal.evidence.files import read_document
+from reposeal.policy.document import Policy, verify_policy
+from reposeal.repo.bridge import JobQueue, make_app, require_role
+from reposeal.repo.intake import Intake, UploadRefusedError
+
+MAX_HEADER = 1 << 20
+
+
+class PolicyFile:
+    """The policy the intake checks signatures against, read again when the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[float, Policy] | None = None
+        self.get()  # refuse to start without a valid one
+
+    def get(self) -> Policy:
+        mtime = self.path.stat().st_mtime
+        if self._seen is None or self._seen[0] != mtime:
+            self._seen = (mtime, verify_policy(*read_document(self.path)))
+        return self._seen[1]
+
+
+def _b64(doc: dict[str, Any], key: str) -> bytes:
+    value = doc.get(key)
+    if not isinstance(value, str):
+        raise UploadRefusedError(f"the upload lacks {key!r} (base64)")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise UploadRefusedError(f"{key!r} is not valid base64") from None
+
+
+def make_service(folder: Path, policy: PolicyFile) -> web.Application:
+    queue = JobQueue(folder / "queue")
+    intake = Intake(folder / "intake", queue.blobs)
+    app = make_app(queue)
+    app["intake"] = intake
+    lock = asyncio.Lock()  # one intake writer at a time; readers are not blocked
+
+    def refused(exc: ReposealError) -> web.HTTPException:
+        return web.HTTPUnprocessableEntity(text=exc.message)
+
+    async def post_build(request: web.Request) -> web.Response:
+        require_role(request, "builder")
+        try:
+            (length,) = struct.unpack(">I", await request.content.readexactly(4))
+            if length > MAX_HEADER:
+                raise UploadRefusedError("the upload's header is too large")
+            header = json.loads(await request.content.readexactly(length))
+            if not isinstance(header, dict):
+                raise UploadRefusedError("the upload's header is not a JSON object")
+            statement, signatures = _b64(header, "statement"), _b64(header, "signatures")
+        except (asyncio.IncompleteReadError, ValueError, struct.error) as exc:
+            raise web.HTTPBadRequest(text=f"malformed upload: {exc}") from None
+        except UploadRefusedError as exc:
+            raise refused(exc) from None
+        # the package goes to a private temporary file first (size-limited); the intake
+        # checks everything before it keeps anything
+        tmp = queue.blobs / f".incoming-{os.getpid()}-{id(request)}"
+        try:
+            size = 0
+            with open(tmp, "wb") as f:
+                async for chunk in request.content.iter_chunked(1 << 20):
+                    size += len(chunk)
+                    if size > DEFAULT_LIMITS.max_package_bytes:
+                        raise web.HTTPRequestEntityTooLarge(
+                            max_size=DEFAULT_LIMITS.max_package_bytes, actual_size=size
+                        )
+                    f.write(chunk)
+            async with lock:
+                with open(tmp, "rb") as f:
+                    done = await asyncio.to_thread(
+                        intake.add_build, policy.get(), statement, signatures, f
+                    )
+        except UploadRefusedError as exc:
+            raise refused(exc) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return web.json_response(done, status=201)
+
+    async def post_statement(request: web.Request) -> web.Response:
+        require_role(request, "source")
+        try:
+            doc = await request.json()
+            if not isinstance(doc, dict):
+                raise UploadRefusedError("expected a JSON object")
+            statement, signatures = _b64(doc, "statement"), _b64(doc, "signatures")
+            async with lock:
+                done = await asyncio.to_thread(
+                    intake.add_statement, policy.get(), statement, signatures
+                )
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"malformed request: {exc}") from None
+        except UploadRefusedError as exc:
+            raise refused(exc) from None
+        return web.json_response(done, status=201)
+
+    async def get_status(request: web.Request) -> web.Response:
+        require_role(request, "repo", "source", "builder")
+        doc = await asyncio.to_thread(intake.status, policy.get())
+        return web.json_response(doc)
+
+    app.router.add_post("/builds", post_build)
+    app.router.add_post("/statements", post_statement)
+    app.router.add_get("/status", get_status)
+    return app
+
+
+def upload_body(statement: bytes, signatures: bytes) -> bytes:
+    """The header of a build upload (the package follows it)."""
+    header = json.dumps(
+        {
+            "statement": base64.b64encode(statement).decode(),
+            "signatures": base64.b64encode(signatures).decode(),
+        }
+    ).encode()
+    return struct.pack(">I", len(header)) + header
