@@ -80,3 +80,40 @@ def repo_status(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> Non
         click.echo(f"waiting  {w['repo']}/{w['pkgbase']}@{w['commit'][:12]}")
         for why in w["missing"]:
             click.echo(f"         - {why}")
+
+
+@repo.command("cycle", epilog=EXIT_CODES)
+@click.option("--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--mirror",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The published tree: MIRROR/REPO/os/ARCH/REPO.db ...",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option("--json", "as_json", is_flag=True)
+def repo_cycle(folder: Path, mirror: Path, policy_path: Path, as_json: bool) -> None:
+    """Take every update cycle as far as it can go now: start one per repository and
+    architecture with ready sources, and continue those waiting for the enclave. Each step
+    is recorded; run it again (or let `repo serve` do it) after a crash or an answer."""
+    from reposeal.repo.cycle import advance, machine
+    from reposeal.repo.service import PolicyFile
+
+    out = _Out(False, as_json)
+    try:
+        moved = advance(machine(folder, mirror, PolicyFile(policy_path).get()))
+    except ReposealError as exc:
+        out.fail(exc)
+    doc = [c.to_json() for c in moved]
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    for c in doc:
+        click.echo(f"{c['id']}: {c['step']}")
+        for why in c.get("reasons", []):
+            click.echo(f"  - {why}")

@@ -177,7 +177,10 @@ def _write(
     chunks: list[chunked.Chunk] | None,
     opts: UpdateOptions,
     progress: Progress,
+    staged: dict[str, bytes] | None = None,
 ) -> str:
+    """Render and publish the new archives; with ``staged``, render them into it instead
+    (someone else signs them and publishes them later)."""
     progress(f"Creating updated database file '{paths.archive('db')}'")
     kind = paths.compression
     files: dict[str, bytes] = {}
@@ -192,6 +195,9 @@ def _write(
             chunks, kind, {p: files[paths.archive_name(p)] for p in ("db", "files")}
         )
         files[paths.index_name] = json.dumps(doc, separators=(",", ":")).encode()
+    if staged is not None:
+        staged.update(files)
+        return ""
     _sign_all(paths, files, opts, progress)
     return publish(paths, files)
 
@@ -229,6 +235,7 @@ def _update(
     *,
     create: bool,
     new_files: Callable[[], Sequence[Entry]] | None = None,
+    staged: dict[str, bytes] | None = None,
 ) -> tuple[Report, Plan]:
     paths = RepoPaths.from_db_path(db_path)
     signer_fpr = opts.signer.fingerprint if opts.signer is not None else None  # fail early
@@ -251,7 +258,7 @@ def _update(
         )
         if plan.changed or not paths.archive("db").exists():
             chunks = build_chunks()
-            report.generation = _write(paths, plan, chunks, opts, progress)
+            report.generation = _write(paths, plan, chunks, opts, progress, staged) or None
             report.packages = (
                 sum(c.count for c in chunks) if chunks is not None else len(plan.entries)
             )
@@ -286,6 +293,33 @@ def add(db_path: Path, packages: Sequence[Path], opts: UpdateOptions, progress: 
                         f.unlink()
                         report.deleted_files.append(str(f))
     return report
+
+
+def stage_add(
+    db_path: Path, packages: Sequence[Path], opts: UpdateOptions, progress: Progress
+) -> tuple[Report, dict[str, bytes]]:
+    """What ``add`` would publish (archive name -> bytes, unsigned), without publishing:
+    for a signer elsewhere (the enclave). Publish it with ``publish_staged``."""
+    RepoPaths.from_db_path(db_path)
+    new = read_package_entries(packages, opts.include_sigs, opts.jobs, progress)
+    staged: dict[str, bytes] = {}
+    report, _ = _update(
+        db_path,
+        [e.name for e in new],
+        lambda cur: plan_add(cur, new, opts.rules),
+        opts,
+        progress,
+        create=True,
+        staged=staged,
+    )
+    return report, staged
+
+
+def publish_staged(db_path: Path, files: dict[str, bytes], wait: float = 0.0) -> str:
+    """Publish archives (and their signatures) staged by ``stage_add``, atomically."""
+    paths = RepoPaths.from_db_path(db_path)
+    with database_lock(paths.lock, wait=wait):
+        return publish(paths, files)
 
 
 def remove(db_path: Path, names: Sequence[str], opts: UpdateOptions, progress: Progress) -> Report:

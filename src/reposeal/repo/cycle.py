@@ -1,0 +1,333 @@
+"""The update cycle: from approved, attested builds to a signed database on the mirror.
+
+Per repository and architecture, one cycle at a time, under the database lock. A cycle
+takes every ready source (``Intake.readiness``) not yet published there, and goes through
+its steps; each step is recorded before the next starts, and each can be repeated, so a
+cycle killed at any point finishes when ``advance`` runs again, with nothing published twice:
+
+    sign-packages  the enclave signs the package files (a bridge job, answered later)
+    pool           packages and their signatures go to the mirror (new names: invisible to
+                   pacman until a database names them)
+    stage          the new sync and files databases are computed (with %PGPSIG%), not
+                   published, and kept with the cycle
+    sign-db        the enclave checks and signs the transition from the published database
+    publish        database and signature replace the old ones in one atomic switch
+    done           (or failed: the enclave refused, and said why)
+
+``advance`` never waits: a step that needs the enclave's answer returns, and the next call
+picks it up. `reposeal repo serve` calls it after every change and on a timer.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reposeal.evidence.statements import Approval, Build, from_bytes
+from reposeal.fsio import atomic_write, write_all
+from reposeal.policy.document import Policy
+from reposeal.repo.bridge import JobQueue
+from reposeal.repo.dbupdate import UpdateOptions, publish_staged, stage_add
+from reposeal.repo.intake import Intake, Waiting
+from reposeal.repo.lock import database_lock
+
+STEPS = ("sign-packages", "pool", "stage", "sign-db", "publish", "done")
+
+
+@dataclass
+class Cycle:
+    id: str
+    repo: str
+    arch: str
+    step: str
+    plan: dict[str, Any]  # sources, packages (filename -> sha256), evidence (sha256s)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "repo": self.repo,
+            "arch": self.arch,
+            "step": self.step,
+            "sources": self.plan.get("sources", []),
+            **self.detail,
+        }
+
+
+class Cycles:
+    """The cycles' records (SQLite), beside the intake."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.db = sqlite3.connect(
+            folder / "cycles.sqlite", isolation_level=None, check_same_thread=False
+        )
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS cycle (
+                id TEXT PRIMARY KEY, repo TEXT NOT NULL, arch TEXT NOT NULL,
+                step TEXT NOT NULL, plan TEXT NOT NULL, detail TEXT NOT NULL,
+                created REAL NOT NULL, updated REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS published (
+                repo TEXT NOT NULL, arch TEXT NOT NULL, pkgbase TEXT NOT NULL,
+                commit_id TEXT NOT NULL, cycle TEXT NOT NULL,
+                PRIMARY KEY (repo, arch, pkgbase, commit_id));
+            """
+        )
+
+    def active(self, repo: str, arch: str) -> Cycle | None:
+        row = self.db.execute(
+            "SELECT id, repo, arch, step, plan, detail FROM cycle WHERE repo=? AND arch=? "
+            "AND step NOT IN ('done', 'failed') ORDER BY created LIMIT 1",
+            (repo, arch),
+        ).fetchone()
+        return None if row is None else self._cycle(row)
+
+    def all(self, limit: int = 50) -> list[Cycle]:
+        rows = self.db.execute(
+            "SELECT id, repo, arch, step, plan, detail FROM cycle ORDER BY created DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [self._cycle(r) for r in rows]
+
+    @staticmethod
+    def _cycle(row: tuple[Any, ...]) -> Cycle:
+        return Cycle(row[0], row[1], row[2], row[3], json.loads(row[4]), json.loads(row[5]))
+
+    def create(self, repo: str, arch: str, plan: dict[str, Any]) -> Cycle:
+        n = self.db.execute("SELECT COUNT(*) FROM cycle").fetchone()[0] + 1
+        cycle = Cycle(f"{repo}-{arch}-{n:06d}", repo, arch, STEPS[0], plan)
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO cycle VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (cycle.id, repo, arch, cycle.step, json.dumps(plan), "{}", now, now),
+        )
+        return cycle
+
+    def save(self, cycle: Cycle) -> None:
+        """Record a finished step (the next one starts only after this)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute(
+            "UPDATE cycle SET step=?, detail=?, updated=? WHERE id=?",
+            (cycle.step, json.dumps(cycle.detail), time.time(), cycle.id),
+        )
+        if cycle.step == "done":
+            for base, commit in cycle.plan["sources"]:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO published VALUES (?, ?, ?, ?, ?)",
+                    (cycle.repo, cycle.arch, base, commit, cycle.id),
+                )
+        self.db.execute("COMMIT")
+
+    def is_published(self, repo: str, arch: str, pkgbase: str, commit: str) -> bool:
+        return (
+            self.db.execute(
+                "SELECT 1 FROM published WHERE repo=? AND arch=? AND pkgbase=? AND commit_id=?",
+                (repo, arch, pkgbase, commit),
+            ).fetchone()
+            is not None
+        )
+
+    def in_flight(self, repo: str, arch: str) -> set[tuple[str, str]]:
+        out: set[tuple[str, str]] = set()
+        for c in self.all(1000):
+            if c.repo == repo and c.arch == arch and c.step not in ("done", "failed"):
+                out |= {(b, k) for b, k in c.plan["sources"]}
+        return out
+
+
+@dataclass
+class Machine:
+    """What a cycle works with: the intake, the bridge queue, the mirror, the policy."""
+
+    intake: Intake
+    queue: JobQueue
+    cycles: Cycles
+    mirror: Path
+    policy: Policy
+    compression: str = ".gz"
+
+    def db_path(self, repo: str, arch: str) -> Path:
+        return self.mirror / repo / "os" / arch / f"{repo}.db.tar{self.compression}"
+
+    def staging(self, cycle: Cycle) -> Path:
+        return self.cycles.folder / "staging" / cycle.id
+
+
+def _arches(w: Waiting, policy: Policy) -> list[str]:
+    """Where a source's packages go: their architecture, or every one of the repo's for
+    architecture-independent ones."""
+    rule = policy.rule(w.repo)
+    arches = {r.arch for r in w.packages.values() if r.arch != "any"}
+    return sorted(arches or (set(rule.arches) if rule else set()))
+
+
+def _evidence(m: Machine, base: str, commit: str) -> dict[str, str]:
+    """The statements behind a source, as job files (kept as blobs by their hash)."""
+    files: dict[str, str] = {}
+    rows = m.intake.db.execute(
+        "SELECT kind, raw, sigs FROM statement WHERE pkgbase=? AND commit_id=?", (base, commit)
+    ).fetchall()
+    for _kind, raw, sigs in rows:
+        stmt = from_bytes(bytes(raw))
+        if not isinstance(stmt, (Approval, Build)):
+            continue
+        for data, suffix in ((bytes(raw), ".json"), (bytes(sigs), ".json.sig")):
+            digest = hashlib.sha256(data).hexdigest()
+            if not (m.queue.blobs / digest).exists():
+                atomic_write(m.queue.blobs / digest, data)
+            files[f"evidence/{hashlib.sha256(bytes(raw)).hexdigest()}{suffix}"] = digest
+    return files
+
+
+def machine(folder: Path, mirror: Path, policy: Policy) -> Machine:
+    """The repo machine's parts as `repo serve --dir FOLDER` keeps them."""
+    queue = JobQueue(folder / "queue")
+    return Machine(
+        Intake(folder / "intake", queue.blobs), queue, Cycles(folder / "cycles"), mirror, policy
+    )
+
+
+def plan_cycles(m: Machine) -> list[Cycle]:
+    """Start a cycle for each repo/arch that has ready sources and no cycle under way."""
+    ready: dict[tuple[str, str], list[Waiting]] = {}
+    for w in m.intake.readiness(m.policy):
+        if w.missing:
+            continue
+        for arch in _arches(w, m.policy):
+            if m.cycles.is_published(w.repo, arch, w.pkgbase, w.commit):
+                continue
+            ready.setdefault((w.repo, arch), []).append(w)
+    started = []
+    for (repo, arch), sources in sorted(ready.items()):
+        if m.cycles.active(repo, arch) is not None:
+            continue  # the next cycle batches what arrives meanwhile
+        packages: dict[str, str] = {}
+        evidence: dict[str, str] = {}
+        for w in sources:
+            packages |= {r.filename: r.sha256 for r in w.packages.values()}
+            evidence |= _evidence(m, w.pkgbase, w.commit)
+        plan = {
+            "sources": sorted([w.pkgbase, w.commit] for w in sources),
+            "packages": packages,
+            "evidence": evidence,
+        }
+        started.append(m.cycles.create(repo, arch, plan))
+    return started
+
+
+def _job_files(cycle: Cycle, with_db: str | None = None) -> dict[str, str]:
+    files = {f"packages/{name}": sha for name, sha in cycle.plan["packages"].items()}
+    files |= cycle.plan["evidence"]
+    if with_db is not None:
+        files["db"] = with_db
+    return files
+
+
+def _answer(m: Machine, job: dict[str, Any]) -> dict[str, Any] | None:
+    """Queue ``job`` (idempotent) and return the enclave's answer, if it has come."""
+    m.queue.submit(job)
+    found = m.queue.get(str(job["id"]))
+    return None if found is None else found.get("result")
+
+
+def _published_sha(db: Path) -> str | None:
+    return hashlib.sha256(db.read_bytes()).hexdigest() if db.exists() else None
+
+
+def step(m: Machine, cycle: Cycle) -> bool:
+    """Do the cycle's next step if it can be done now; True if it moved on."""
+    db = m.db_path(cycle.repo, cycle.arch)
+    pool = db.parent
+    if cycle.step == "sign-packages":
+        job = {
+            "id": f"{cycle.id}-packages",
+            "kind": "packages",
+            "repo": cycle.repo,
+            "arch": cycle.arch,
+            "files": _job_files(cycle),
+        }
+        result = _answer(m, job)
+        if result is None:
+            return False
+        if result.get("decision") != "accept":
+            cycle.step, cycle.detail["reasons"] = "failed", result.get("reasons", [])
+        else:
+            cycle.detail["package_signatures"] = result.get("package_signatures", {})
+            cycle.step = "pool"
+    elif cycle.step == "pool":
+        pool.mkdir(parents=True, exist_ok=True)
+        files: dict[Path, bytes] = {}
+        for name, sha in cycle.plan["packages"].items():
+            if not (pool / name).exists():
+                files[pool / name] = (m.queue.blobs / sha).read_bytes()
+            files[pool / (name + ".sig")] = base64.b64decode(
+                cycle.detail["package_signatures"][name]
+            )
+        write_all(files)
+        cycle.step = "stage"
+    elif cycle.step == "stage":
+        with database_lock(db.with_name(db.name + ".cycle.lck"), wait=60):
+            parent = _published_sha(db)
+            packages = [pool / name for name in sorted(cycle.plan["packages"])]
+            _, staged = stage_add(db, packages, UpdateOptions(include_sigs=True), lambda _: None)
+            staging = m.staging(cycle)
+            write_all({staging / name: data for name, data in staged.items()})
+            cycle.detail["parent"] = parent
+            cycle.detail["staged"] = sorted(staged)
+            cycle.detail["db_sha256"] = hashlib.sha256(staged[db.name]).hexdigest()
+        cycle.step = "sign-db"
+    elif cycle.step == "sign-db":
+        staging = m.staging(cycle)
+        digest = cycle.detail["db_sha256"]
+        if not (m.queue.blobs / digest).exists():
+            atomic_write(m.queue.blobs / digest, (staging / db.name).read_bytes())
+        job = {
+            "id": f"{cycle.id}-db",
+            "kind": "db",
+            "repo": cycle.repo,
+            "arch": cycle.arch,
+            "parent": cycle.detail["parent"],
+            "files": _job_files(cycle, digest),
+        }
+        result = _answer(m, job)
+        if result is None:
+            return False
+        if result.get("decision") != "accept":
+            cycle.step, cycle.detail["reasons"] = "failed", result.get("reasons", [])
+        else:
+            atomic_write(staging / (db.name + ".sig"), base64.b64decode(result["signature"]))
+            cycle.detail["log_index"] = result.get("log_index")
+            cycle.step = "publish"
+    elif cycle.step == "publish":
+        staging = m.staging(cycle)
+        if _published_sha(db) != cycle.detail["db_sha256"]:  # not already (crash after it)
+            files_out = {n: (staging / n).read_bytes() for n in cycle.detail["staged"]}
+            files_out[db.name + ".sig"] = (staging / (db.name + ".sig")).read_bytes()
+            publish_staged(db, files_out, wait=60)
+        cycle.step = "done"
+    else:
+        return False
+    m.cycles.save(cycle)
+    return True
+
+
+def advance(m: Machine) -> list[Cycle]:
+    """Start what is ready and take every cycle as far as it can go now."""
+    plan_cycles(m)
+    moved = []
+    for c in m.cycles.all(1000):
+        if c.step in ("done", "failed"):
+            continue
+        while step(m, c):
+            pass
+        moved.append(c)
+    return moved

@@ -1,0 +1,157 @@
+"""The update cycle end to end on 127.0.0.1: builds and approvals go into the real repo
+service, the cycle asks a real enclave (bubblewrap, mutual TLS) to sign the packages and
+then the database, publishes to a mirror tree, and the real pacman installs from it while
+trusting only the enclave's key. A source lacking one approval stays where it is."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reposeal.evidence.statements import Approval, Build, to_bytes
+from reposeal.repo.bridge_client import BridgeClient
+from reposeal.tls import Issued, client_context
+from tests import tools
+from tests.e2e.test_repo_intake_e2e import service, world  # noqa: F401  (fixtures)
+from tests.policy.world import World
+
+pytestmark = pytest.mark.e2e
+COMMIT = "d" * 40
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reposeal.cli", *args], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture
+def enclave(tmp_path: Path, world: World) -> Iterator[Path]:  # noqa: F811
+    home = tmp_path / "enclave"
+    key = tmp_path / "repo.key"
+    key.write_text(world.admins[2].signer.path.read_text())
+    out = cli(
+        "enclave",
+        "init",
+        "--home",
+        str(home),
+        "--signer",
+        f"soft:{key}",
+        "--policy",
+        str(tmp_path / "policy.json"),
+        "--origin",
+        "test.example/log",
+    )
+    assert out.returncode == 0, out.stderr
+    yield home
+
+
+def as_role(service: tuple[str, dict[str, Issued]], role: str) -> BridgeClient:  # noqa: F811
+    url, certs = service
+    return BridgeClient(url, client_context(certs[role], certs["ca"].cert), timeout=30)
+
+
+def run_enclave(service: tuple[str, dict[str, Issued]], home: Path) -> str:  # noqa: F811
+    url, certs = service
+    out = cli(
+        "enclave",
+        "run",
+        "--once",
+        "--wait",
+        "0",
+        "--home",
+        str(home),
+        "--bridge",
+        url,
+        "--cert",
+        str(certs["enclave"].cert),
+        "--key",
+        str(certs["enclave"].key),
+        "--ca",
+        str(certs["ca"].cert),
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def cycle(tmp_path: Path) -> list[dict]:
+    out = cli(
+        "repo",
+        "cycle",
+        "--json",
+        "--dir",
+        str(tmp_path / "srv"),
+        "--mirror",
+        str(tmp_path / "mirror"),
+        "--policy",
+        str(tmp_path / "policy.json"),
+    )
+    assert out.returncode == 0, out.stderr
+    return list(json.loads(out.stdout))
+
+
+def send(
+    world: World,
+    service: tuple[str, dict[str, Issued]],
+    pkg: Path,
+    spec: tuple,  # noqa: F811
+    approvers: int,
+) -> None:
+    base = spec[0]
+    pkgbuild = hashlib.sha256(tools.pkgbuild(*spec).encode()).hexdigest()
+    sha = hashlib.sha256(pkg.read_bytes()).hexdigest()
+    build = to_bytes(Build(base, COMMIT, pkg.name, sha, "0" * 64))
+    builder = as_role(service, "builder")
+    for b in world.builders[:2]:
+        builder.upload_build(pkg, build, b.sign(build))
+    approval = to_bytes(Approval("core", base, COMMIT, pkgbuild))
+    source = as_role(service, "source")
+    for m in world.maintainers[:approvers]:
+        source.push_statement(approval, m.sign(approval))
+
+
+def test_approved_builds_are_signed_published_and_installed(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    service: tuple[str, dict[str, Issued]],  # noqa: F811
+    enclave: Path,
+    built_packages: dict[str, Path],
+) -> None:
+    from reposeal.client.scratch import ScratchPacman
+
+    send(world, service, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2)
+    send(world, service, built_packages["world-2.0"], tools.PKGBUILDS["world-2.0"], approvers=1)
+
+    (started,) = cycle(tmp_path)
+    assert started["step"] == "sign-packages" and started["sources"] == [["hello", COMMIT]]
+    assert "served 1 job" in run_enclave(service, enclave)
+    (staged,) = cycle(tmp_path)
+    assert staged["step"] == "sign-db", staged
+    assert "served 1 job" in run_enclave(service, enclave)
+    (done,) = cycle(tmp_path)
+    assert done["step"] == "done", done
+    assert cycle(tmp_path) == [], "nothing is published twice"
+
+    status = as_role(service, "repo").status()
+    (waiting,) = status["waiting"]
+    assert waiting["pkgbase"] == "world" and "1 maintainer approvals" in waiting["missing"][0]
+
+    pool = tmp_path / "mirror" / "core" / "os" / "x86_64"
+    cert = tmp_path / "enclave.asc"
+    cert.write_text(world.admins[2].cert)
+    scratch = ScratchPacman(tmp_path / "pacman", {"core": pool})
+    scratch.base.mkdir()
+    scratch.trust(cert, world.admins[2].fpr)
+    scratch.write_conf()
+    tools.run_text(scratch.command("-Sy"))
+    tools.run_text(scratch.command("-S", "--noconfirm", "hello"))
+    assert "hello 1.0-1" in tools.run_text(scratch.command("-Q", "hello")).stdout
+    tools.gpg_kill(scratch.gpgdir)
+    audit = json.loads(cli("enclave", "audit", "--json", str(enclave)).stdout)
+    assert audit["ok"] and audit["signatures"] == 2, audit
