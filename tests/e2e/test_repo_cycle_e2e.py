@@ -97,10 +97,10 @@ def cycle(tmp_path: Path) -> list[dict]:
 
 
 def send(
-    world: World,
-    service: tuple[str, dict[str, Issued]],
+    world: World,  # noqa: F811
+    service: tuple[str, dict[str, Issued]],  # noqa: F811
     pkg: Path,
-    spec: tuple,  # noqa: F811
+    spec: tuple,
     approvers: int,
 ) -> None:
     base = spec[0]
@@ -155,3 +155,88 @@ def test_approved_builds_are_signed_published_and_installed(
     tools.gpg_kill(scratch.gpgdir)
     audit = json.loads(cli("enclave", "audit", "--json", str(enclave)).stdout)
     assert audit["ok"] and audit["signatures"] == 2, audit
+
+
+def cycle_with_fault(tmp_path: Path, fault: str) -> None:
+    import os
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reposeal.cli",
+            "repo",
+            "cycle",
+            "--dir",
+            str(tmp_path / "srv"),
+            "--mirror",
+            str(tmp_path / "mirror"),
+            "--policy",
+            str(tmp_path / "policy.json"),
+        ],
+        env={**os.environ, "REPOSEAL_FAULT": fault},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == -9, (fault, out.returncode, out.stderr)
+
+
+def test_kill_9_at_every_step_of_the_cycle_keeps_pacman_working(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    service: tuple[str, dict[str, Issued]],  # noqa: F811
+    enclave: Path,
+    built_packages: dict[str, Path],
+) -> None:
+    from reposeal.client.scratch import ScratchPacman
+
+    send(world, service, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2)
+    cycle(tmp_path)
+    run_enclave(service, enclave)
+    cycle(tmp_path)
+    run_enclave(service, enclave)
+    assert cycle(tmp_path)[0]["step"] == "done"
+
+    pool = tmp_path / "mirror" / "core" / "os" / "x86_64"
+    cert = tmp_path / "enclave.asc"
+    cert.write_text(world.admins[2].cert)
+    scratch = ScratchPacman(tmp_path / "pacman", {"core": pool})
+    scratch.base.mkdir()
+    scratch.trust(cert, world.admins[2].fpr)
+    scratch.write_conf()
+
+    def consistent() -> list[str]:
+        """pacman syncs (the signature holds) and every package it lists is on the mirror."""
+        tools.run_text(scratch.command("-Sy"))
+        listed = tools.run_text(scratch.command("-Sl", "core")).stdout.split("\n")
+        names = [line.split()[1] for line in listed if line.strip()]
+        for line in listed:
+            if line.strip():
+                _, name, version = line.split()[:3]
+                assert list(pool.glob(f"{name}-{version}-*.pkg.tar*.sig")), line
+        return names
+
+    assert consistent() == ["hello"]
+    send(world, service, built_packages["world-2.0"], tools.PKGBUILDS["world-2.0"], approvers=2)
+    for fault in ("cycle-planned", "submitted-packages"):
+        cycle_with_fault(tmp_path, fault)
+        assert consistent() == ["hello"]
+    run_enclave(service, enclave)
+    for fault in ("packages-answered", "pool-written", "staged", "submitted-db"):
+        cycle_with_fault(tmp_path, fault)
+        assert consistent() == ["hello"], fault
+    run_enclave(service, enclave)
+    cycle_with_fault(tmp_path, "db-answered")
+    assert consistent() == ["hello"]
+    cycle_with_fault(tmp_path, "published")
+    assert consistent() == ["hello", "world"]
+    generation = (pool / "core.current").readlink()
+    cycle_with_fault(tmp_path, "saved-done")
+    assert cycle(tmp_path) == []
+    assert (pool / "core.current").readlink() == generation, "nothing published twice"
+    assert consistent() == ["hello", "world"]
+    tools.run_text(scratch.command("-S", "--noconfirm", "world"))
+    tools.gpg_kill(scratch.gpgdir)
+    audit = json.loads(cli("enclave", "audit", "--json", str(enclave)).stdout)
+    assert audit["ok"] and audit["signatures"] == 4, audit  # each job signed exactly once

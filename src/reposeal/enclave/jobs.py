@@ -13,8 +13,6 @@ import base64
 import hashlib
 import io
 import json
-import os
-import signal
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from reposeal.enclave.records import load_records, transition_entry
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import ReposealError, SigningError
 from reposeal.evidence.files import read_document
+from reposeal.faults import fault_point
 from reposeal.fsio import atomic_write, write_all
 from reposeal.openpgp.signer import SignOptions
 from reposeal.openpgp.verify import Keyring, verify_detached
@@ -91,13 +90,6 @@ def _pool(pool: WorkerPool | None, insecure_no_sandbox: bool) -> AbstractContext
     if pool is not None:
         return nullcontext(pool)
     return WorkerPool(insecure_no_sandbox=insecure_no_sandbox, one_shot=True)
-
-
-def fault_point(step: str) -> None:
-    """Crash here if the test harness asks (REPOSEAL_FAULT=step): the one failure a test
-    cannot cause from outside at an exact moment is a kill -9 between two writes."""
-    if os.environ.get("REPOSEAL_FAULT") == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _check_job_id(job_id: str) -> None:

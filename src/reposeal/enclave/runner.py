@@ -20,7 +20,6 @@ from reposeal.alpm.names import check_arch, check_name
 from reposeal.enclave.dryrun import refuse_without_sandbox
 from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.jobs import (
-    fault_point,
     refresh_db,
     rotate_policy,
     sign_db,
@@ -28,6 +27,7 @@ from reposeal.enclave.jobs import (
 )
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import ReposealError
+from reposeal.faults import fault_point
 from reposeal.repo.bridge_client import BridgeClient, BridgeError
 from reposeal.repo.jobformat import JOB_ID, JOB_PATH, SHA256
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from reposeal.evidence.statements import Approval, Build, from_bytes
+from reposeal.faults import fault_point
 from reposeal.fsio import atomic_write, write_all
 from reposeal.policy.document import Policy
 from reposeal.repo.bridge import JobQueue
@@ -221,6 +222,7 @@ def plan_cycles(m: Machine) -> list[Cycle]:
             "evidence": evidence,
         }
         started.append(m.cycles.create(repo, arch, plan))
+        fault_point("cycle-planned")
     return started
 
 
@@ -235,6 +237,7 @@ def _job_files(cycle: Cycle, with_db: str | None = None) -> dict[str, str]:
 def _answer(m: Machine, job: dict[str, Any]) -> dict[str, Any] | None:
     """Queue ``job`` (idempotent) and return the enclave's answer, if it has come."""
     m.queue.submit(job)
+    fault_point(f"submitted-{job['kind']}")
     found = m.queue.get(str(job["id"]))
     return None if found is None else found.get("result")
 
@@ -263,6 +266,7 @@ def step(m: Machine, cycle: Cycle) -> bool:
         else:
             cycle.detail["package_signatures"] = result.get("package_signatures", {})
             cycle.step = "pool"
+        fault_point("packages-answered")
     elif cycle.step == "pool":
         pool.mkdir(parents=True, exist_ok=True)
         files: dict[Path, bytes] = {}
@@ -273,6 +277,7 @@ def step(m: Machine, cycle: Cycle) -> bool:
                 cycle.detail["package_signatures"][name]
             )
         write_all(files)
+        fault_point("pool-written")
         cycle.step = "stage"
     elif cycle.step == "stage":
         with database_lock(db.with_name(db.name + ".cycle.lck"), wait=60):
@@ -284,6 +289,7 @@ def step(m: Machine, cycle: Cycle) -> bool:
             cycle.detail["parent"] = parent
             cycle.detail["staged"] = sorted(staged)
             cycle.detail["db_sha256"] = hashlib.sha256(staged[db.name]).hexdigest()
+        fault_point("staged")
         cycle.step = "sign-db"
     elif cycle.step == "sign-db":
         staging = m.staging(cycle)
@@ -306,6 +312,7 @@ def step(m: Machine, cycle: Cycle) -> bool:
         else:
             atomic_write(staging / (db.name + ".sig"), base64.b64decode(result["signature"]))
             cycle.detail["log_index"] = result.get("log_index")
+            fault_point("db-answered")
             cycle.step = "publish"
     elif cycle.step == "publish":
         staging = m.staging(cycle)
@@ -313,10 +320,12 @@ def step(m: Machine, cycle: Cycle) -> bool:
             files_out = {n: (staging / n).read_bytes() for n in cycle.detail["staged"]}
             files_out[db.name + ".sig"] = (staging / (db.name + ".sig")).read_bytes()
             publish_staged(db, files_out, wait=60)
+            fault_point("published")
         cycle.step = "done"
     else:
         return False
     m.cycles.save(cycle)
+    fault_point(f"saved-{cycle.step}")
     return True
 
 
