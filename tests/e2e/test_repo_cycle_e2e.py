@@ -18,7 +18,7 @@ from reposeal.evidence.statements import Approval, Build, to_bytes
 from reposeal.repo.bridge_client import BridgeClient
 from reposeal.tls import Issued, client_context
 from tests import tools
-from tests.e2e.test_repo_intake_e2e import service, world  # noqa: F401  (fixtures)
+from tests.e2e.test_repo_intake_e2e import service, start_service, world  # noqa: F401
 from tests.policy.world import World
 
 pytestmark = pytest.mark.e2e
@@ -240,3 +240,79 @@ def test_kill_9_at_every_step_of_the_cycle_keeps_pacman_working(
     tools.gpg_kill(scratch.gpgdir)
     audit = json.loads(cli("enclave", "audit", "--json", str(enclave)).stdout)
     assert audit["ok"] and audit["signatures"] == 4, audit  # each job signed exactly once
+
+
+def test_the_service_runs_the_cycle_by_itself(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    built_packages: dict[str, Path],
+) -> None:
+    """`repo serve --mirror` with a long-lived `enclave run`: the last approval arriving is
+    all it takes for the package to appear, signed, on the mirror."""
+    import time
+
+    from reposeal.client.scratch import ScratchPacman
+
+    server = start_service(tmp_path, world, "--mirror", str(tmp_path / "mirror"))
+    svc = next(server)
+    home = tmp_path / "enclave"
+    key = tmp_path / "repo.key"
+    key.write_text(world.admins[2].signer.path.read_text())
+    assert (
+        cli(
+            "enclave",
+            "init",
+            "--home",
+            str(home),
+            "--signer",
+            f"soft:{key}",
+            "--policy",
+            str(tmp_path / "policy.json"),
+        ).returncode
+        == 0
+    )
+    url, certs = svc
+    enclave = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reposeal.cli",
+            "enclave",
+            "run",
+            "--wait",
+            "5",
+            "--home",
+            str(home),
+            "--bridge",
+            url,
+            "--cert",
+            str(certs["enclave"].cert),
+            "--key",
+            str(certs["enclave"].key),
+            "--ca",
+            str(certs["ca"].cert),
+        ],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        send(world, svc, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2)
+        db = tmp_path / "mirror" / "core" / "os" / "x86_64" / "core.db"
+        deadline = time.monotonic() + 60
+        while not db.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert db.exists(), as_role(svc, "repo").status()
+        status = as_role(svc, "repo").status()
+        assert status["ready"] == [] and status["cycles"][0]["step"] == "done", status
+    finally:
+        enclave.terminate()
+        enclave.wait(10)
+        server.close()
+    cert = tmp_path / "enclave.asc"
+    cert.write_text(world.admins[2].cert)
+    scratch = ScratchPacman(tmp_path / "pacman", {"core": db.parent})
+    scratch.base.mkdir()
+    scratch.trust(cert, world.admins[2].fpr)
+    scratch.write_conf()
+    tools.run_text(scratch.command("-Sy"))
+    tools.run_text(scratch.command("-S", "--noconfirm", "hello"))
+    tools.gpg_kill(scratch.gpgdir)

@@ -36,6 +36,13 @@ def world(tmp_path: Path) -> World:
 
 @pytest.fixture
 def service(tmp_path: Path, world: World) -> Iterator[tuple[str, dict[str, Issued]]]:
+    yield from start_service(tmp_path, world)
+
+
+def start_service(
+    tmp_path: Path, world: World, *extra: str
+) -> Iterator[tuple[str, dict[str, Issued]]]:
+    """`reposeal repo serve` on a free port of 127.0.0.1 (``extra``: more options)."""
     ca = make_ca(tmp_path / "pki")
     certs = {"ca": ca}
     for role in ("bridge", "repo", "builder", "source", "enclave"):
@@ -67,6 +74,7 @@ def service(tmp_path: Path, world: World) -> Iterator[tuple[str, dict[str, Issue
             str(ca.cert),
             "--policy",
             str(policy),
+            *extra,
         ],
         stderr=subprocess.PIPE,
     )

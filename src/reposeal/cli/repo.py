@@ -35,11 +35,23 @@ def repo() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The policy (with POLICY.sig) whose keys uploads are checked against.",
 )
+@click.option(
+    "--mirror",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run the update cycle and publish here (MIRROR/REPO/os/ARCH/).",
+)
 def repo_serve(
-    folder: Path, listen: str, cert: Path, key: Path, client_ca: Path, policy_path: Path
+    folder: Path,
+    listen: str,
+    cert: Path,
+    key: Path,
+    client_ca: Path,
+    policy_path: Path,
+    mirror: Path | None,
 ) -> None:
     """Serve builders (POST /builds), the source machine (POST /statements), status, and
-    the enclave's job queue, over HTTPS with mutual TLS."""
+    the enclave's job queue, over HTTPS with mutual TLS; with --mirror, also run the update
+    cycle (after every upload and enclave answer) and publish."""
     from aiohttp import web
 
     from reposeal.repo.service import PolicyFile, make_service
@@ -47,7 +59,7 @@ def repo_serve(
 
     out = _Out(False, False)
     try:
-        app = make_service(folder, PolicyFile(policy_path))
+        app = make_service(folder, PolicyFile(policy_path), mirror)
     except ReposealError as exc:
         out.fail(exc)
     host, _, port = listen.rpartition(":")

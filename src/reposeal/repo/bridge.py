@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -118,8 +119,24 @@ def require_role(request: web.Request, *allowed: str) -> None:
         raise web.HTTPForbidden(text=f"role {role!r} may not call {request.path}")
 
 
-def make_app(queue: JobQueue) -> web.Application:
+class Signals:
+    """Wake-ups inside the service: a job was queued (long polls look at once), a result
+    or an upload arrived (the update cycle looks at once)."""
+
+    def __init__(self) -> None:
+        self.jobs = asyncio.Event()
+        self.results = asyncio.Event()
+
+    async def wait_jobs(self, timeout: float) -> None:
+        """Until a job is queued (callers clear ``jobs`` before they look) or ``timeout``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.jobs.wait(), timeout)
+
+
+def make_app(queue: JobQueue, signals: Signals | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_JSON)
+    signals = signals or Signals()
+    app["signals"] = signals
 
     async def put_blob(request: web.Request) -> web.Response:
         require_role(request, "repo")
@@ -181,6 +198,7 @@ def make_app(queue: JobQueue) -> web.Application:
                     raise ValueError(f"blob for {path} was not uploaded")
             keys = ("id", "kind", "repo", "arch", "files", "parent")
             new = queue.submit({k: spec[k] for k in keys if k in spec})
+            signals.jobs.set()
         except (ValueError, KeyError) as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         return web.json_response({"queued": new}, status=201 if new else 200)
@@ -199,12 +217,13 @@ def make_app(queue: JobQueue) -> web.Application:
         while True:
             if request.transport is None or request.transport.is_closing():
                 raise web.HTTPGone()  # the enclave went away: take nothing in its name
+            signals.jobs.clear()  # before looking: a job queued after this wakes us
             job = queue.take()
             if job is not None:
                 return web.json_response(_with_inline(job, inline))
             if time.monotonic() >= deadline:
                 return web.Response(status=204)
-            await asyncio.sleep(0.1)
+            await signals.wait_jobs(min(0.5, max(0.0, deadline - time.monotonic())))
 
     async def release(request: web.Request) -> web.Response:
         require_role(request, "enclave")
@@ -218,6 +237,7 @@ def make_app(queue: JobQueue) -> web.Application:
             raise web.HTTPNotFound() from None
         except ValueError as exc:
             raise web.HTTPConflict(text=str(exc)) from None
+        signals.results.set()
         return web.json_response({"stored": stored})
 
     async def get_job(request: web.Request) -> web.Response:

@@ -105,16 +105,18 @@ class Cycles:
 
     def create(self, repo: str, arch: str, plan: dict[str, Any]) -> Cycle:
         n = self.db.execute("SELECT COUNT(*) FROM cycle").fetchone()[0] + 1
-        cycle = Cycle(f"{repo}-{arch}-{n:06d}", repo, arch, STEPS[0], plan)
         now = time.time()
+        cycle = Cycle(f"{repo}-{arch}-{n:06d}", repo, arch, STEPS[0], plan, {"times": {}})
+        cycle.detail["times"][cycle.step] = now
         self.db.execute(
             "INSERT INTO cycle VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (cycle.id, repo, arch, cycle.step, json.dumps(plan), "{}", now, now),
+            (cycle.id, repo, arch, cycle.step, json.dumps(plan), json.dumps(cycle.detail), now, now),
         )
         return cycle
 
     def save(self, cycle: Cycle) -> None:
         """Record a finished step (the next one starts only after this)."""
+        cycle.detail.setdefault("times", {})[cycle.step] = time.time()  # when each began
         self.db.execute("BEGIN IMMEDIATE")
         self.db.execute(
             "UPDATE cycle SET step=?, detail=?, updated=? WHERE id=?",
@@ -137,12 +139,10 @@ class Cycles:
             is not None
         )
 
-    def in_flight(self, repo: str, arch: str) -> set[tuple[str, str]]:
-        out: set[tuple[str, str]] = set()
-        for c in self.all(1000):
-            if c.repo == repo and c.arch == arch and c.step not in ("done", "failed"):
-                out |= {(b, k) for b, k in c.plan["sources"]}
-        return out
+    def published_sources(self) -> set[tuple[str, str, str]]:
+        """(repo, pkgbase, commit) of every source published (for some architecture)."""
+        rows = self.db.execute("SELECT DISTINCT repo, pkgbase, commit_id FROM published")
+        return {(str(r), str(b), str(c)) for r, b, c in rows.fetchall()}
 
 
 @dataclass

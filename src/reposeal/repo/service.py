@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import os
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.policy.document import Policy, verify_policy
-from reposeal.repo.bridge import JobQueue, make_app, require_role
+from reposeal.repo.bridge import JobQueue, Signals, make_app, require_role
 from reposeal.repo.intake import Intake, UploadRefusedError
 
 MAX_HEADER = 1 << 20
@@ -59,12 +61,44 @@ def _b64(doc: dict[str, Any], key: str) -> bytes:
         raise UploadRefusedError(f"{key!r} is not valid base64") from None
 
 
-def make_service(folder: Path, policy: PolicyFile) -> web.Application:
+CYCLE_EVERY = 5.0  # seconds between update cycles when nothing wakes them earlier
+
+
+def make_service(folder: Path, policy: PolicyFile, mirror: Path | None = None) -> web.Application:
+    """The service; with ``mirror``, it also runs the update cycle (after every upload and
+    enclave answer, and every few seconds) and publishes there."""
     queue = JobQueue(folder / "queue")
     intake = Intake(folder / "intake", queue.blobs)
-    app = make_app(queue)
+    signals = Signals()
+    app = make_app(queue, signals)
     app["intake"] = intake
     lock = asyncio.Lock()  # one intake writer at a time; readers are not blocked
+    kick = signals.results  # uploads wake the cycle as enclave answers do
+
+    if mirror is not None:
+        from reposeal.repo.cycle import advance, machine
+
+        async def cycler(app: web.Application) -> Any:
+            m = machine(folder, mirror, policy.get())  # its own connections (a thread)
+
+            async def loop() -> None:
+                while True:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(kick.wait(), CYCLE_EVERY)
+                    kick.clear()
+                    m.policy = policy.get()
+                    try:
+                        await asyncio.to_thread(advance, m)
+                    except ReposealError as exc:
+                        print(f"update cycle: {exc}", file=sys.stderr)
+                    signals.jobs.set()  # the cycle may have queued jobs
+
+            task = asyncio.create_task(loop())
+            yield
+            task.cancel()
+
+        app.cleanup_ctx.append(cycler)
+        app["cycles"] = lambda: machine(folder, mirror, policy.get()).cycles
 
     def refused(exc: ReposealError) -> web.HTTPException:
         return web.HTTPUnprocessableEntity(text=exc.message)
@@ -105,6 +139,7 @@ def make_service(folder: Path, policy: PolicyFile) -> web.Application:
             raise refused(exc) from None
         finally:
             tmp.unlink(missing_ok=True)
+        kick.set()
         return web.json_response(done, status=201)
 
     async def post_statement(request: web.Request) -> web.Response:
@@ -122,11 +157,20 @@ def make_service(folder: Path, policy: PolicyFile) -> web.Application:
             raise web.HTTPBadRequest(text=f"malformed request: {exc}") from None
         except UploadRefusedError as exc:
             raise refused(exc) from None
+        kick.set()
         return web.json_response(done, status=201)
 
     async def get_status(request: web.Request) -> web.Response:
         require_role(request, "repo", "source", "builder")
         doc = await asyncio.to_thread(intake.status, policy.get())
+        if "cycles" in app:
+            store = app["cycles"]()
+            cycles = await asyncio.to_thread(store.all, 20)
+            published = await asyncio.to_thread(store.published_sources)
+            doc["cycles"] = [c.to_json() for c in cycles]
+            doc["ready"] = [
+                w for w in doc["ready"] if (w["repo"], w["pkgbase"], w["commit"]) not in published
+            ]
         return web.json_response(doc)
 
     app.router.add_post("/builds", post_build)
