@@ -110,7 +110,8 @@ class Cycles:
         cycle.detail["times"][cycle.step] = now
         self.db.execute(
             "INSERT INTO cycle VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (cycle.id, repo, arch, cycle.step, json.dumps(plan), json.dumps(cycle.detail), now, now),
+            (cycle.id, repo, arch, cycle.step, json.dumps(plan), json.dumps(cycle.detail))
+            + (now, now),
         )
         return cycle
 
