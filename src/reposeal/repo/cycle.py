@@ -108,11 +108,8 @@ class Cycles:
         now = time.time()
         cycle = Cycle(f"{repo}-{arch}-{n:06d}", repo, arch, STEPS[0], plan, {"times": {}})
         cycle.detail["times"][cycle.step] = now
-        self.db.execute(
-            "INSERT INTO cycle VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (cycle.id, repo, arch, cycle.step, json.dumps(plan), json.dumps(cycle.detail))
-            + (now, now),
-        )
+        row = (cycle.id, repo, arch, cycle.step, json.dumps(plan), json.dumps(cycle.detail))
+        self.db.execute("INSERT INTO cycle VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*row, now, now))
         return cycle
 
     def save(self, cycle: Cycle) -> None:
