@@ -57,6 +57,7 @@ def bridge_serve(folder: Path, listen: str, cert: Path, key: Path, client_ca: Pa
         port=int(port),
         ssl_context=server_context(Issued(cert, key), client_ca),
         print=None,
+        shutdown_timeout=5,  # open long polls do not hold a stop for a minute
     )
 
 

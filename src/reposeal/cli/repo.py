@@ -69,6 +69,7 @@ def repo_serve(
         port=int(port),
         ssl_context=server_context(Issued(cert, key), client_ca),
         print=None,
+        shutdown_timeout=5,  # open long polls do not hold a stop for a minute
     )
 
 

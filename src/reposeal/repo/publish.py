@@ -110,13 +110,17 @@ def _adopt_plain_files(paths: RepoPaths) -> None:
     ]
     if not plain:
         return
+    # the new generation holds everything there is, plain or behind a link: a mixed folder
+    # (a plain signature beside a linked database) must not lose the linked part
+    present = [n for n in _top_level_names(paths) if (paths.directory / n).exists()]
 
     def fill(tmp: Path) -> None:
-        for name in plain:
+        for name in present:
+            source = (paths.directory / name).resolve()  # the bytes, not a link to them
             try:
-                os.link(paths.directory / name, tmp / name)
+                os.link(source, tmp / name)
             except OSError:
-                shutil.copy2(paths.directory / name, tmp / name)
+                shutil.copy2(source, tmp / name)
 
     gen = _make_generation(paths, fill)
     _switch(paths, gen)

@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Repo machine speed: from the last evidence arriving to the signed database on the mirror,
+for one package into a 10,000-package repository, with `repo serve --mirror` and a running
+`enclave run` on the same machine (target <= 1 s), with the time of each step; and the
+real `repo-add --sign` adding the same package to the same repository, for scale.
+
+The 10,000-package repository is taken as already signed: its database is published on the
+mirror and named by a log entry written directly (the benchmark measures one update, not
+the bootstrap of 10,000 packages' evidence). Run by hand: `.venv/bin/python bench/repo_bench.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from reposeal import canonical
+from reposeal.alpm.synthetic import write_package
+from reposeal.enclave.dbread import read_db
+from reposeal.enclave.home import init_home
+from reposeal.enclave.records import record_to_json
+from reposeal.evidence.statements import Approval, Build, to_bytes
+from reposeal.repo.bridge_client import BridgeClient
+from reposeal.repo.dbupdate import publish_staged
+from reposeal.tls import client_context, issue, make_ca
+from tests.policy.world import make_world
+
+N = 10_000
+PKGBUILD = hashlib.sha256(b"PKGBUILD").hexdigest()
+COMMIT = "e" * 40
+
+
+def cli(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "reposeal.cli", *args], check=True, capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int) -> None:
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the service did not start")
+
+
+def bootstrap(work: Path, world: object, pool: Path) -> Path:
+    """An enclave whose log names the published 10,000-package database as signed."""
+    policy = work / "policy.json"
+    raw = world.policy().to_bytes()  # type: ignore[attr-defined]
+    policy.write_bytes(raw)
+    admins = world.admins  # type: ignore[attr-defined]
+    policy.with_name("policy.json.sig").write_bytes(b"".join(p.sign(raw) for p in admins[:2]))
+    home = init_home(work / "enclave", f"soft:{admins[2].signer.path}", policy, "bench/log")
+    db = pool / "core.db.tar.gz"
+    data = db.read_bytes()
+    digest = home.store_db(data)
+    first = read_db(data, "bootstrap", {}, {})
+    records = canonical.dumps(
+        [record_to_json(first.records[n], first.entries[n]) for n in sorted(first.records)]
+    )
+    chunks = canonical.dumps(first.chunks)
+    for blob in (records, chunks):
+        home.store_records(blob, hashlib.sha256(blob).hexdigest())
+    entry = {
+        "v": 1,
+        "type": "db",
+        "job": "bootstrap",
+        "repo": "core",
+        "arch": "x86_64",
+        "parent": None,
+        "db_sha256": digest,
+        "policy_version": 1,
+        "evidence": [],
+        "used_overrides": [],
+        "signature": "",
+        "records": hashlib.sha256(records).hexdigest(),
+        "chunks": hashlib.sha256(chunks).hexdigest(),
+    }
+    with home.open_log() as log:
+        log.append([canonical.dumps(entry)])
+        home.checkpoint(log, home.signer())
+    sig = home.signer().sign_detached(io.BytesIO(data))
+    files = {p.name: p.read_bytes() for p in (pool / "core.current").iterdir()}
+    publish_staged(db, {**files, "core.db.tar.gz.sig": sig})
+    return home.path
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="reposeal-repobench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        (work / "keys").mkdir()
+        world = make_world(work / "keys")
+        pkgs = work / "pkgs"
+        pkgs.mkdir()
+        print(f"building {N:,} synthetic packages and the repository ...", file=sys.stderr)
+        files = [write_package(pkgs, f"p{i:05d}", "1-1", "x86_64") for i in range(N)]
+        pool = work / "mirror" / "core" / "os" / "x86_64"
+        pool.mkdir(parents=True)
+        cli("db", "add", "-q", str(pool / "core.db.tar.gz"), *map(str, files))
+        home = bootstrap(work, world, pool)
+
+        ca = make_ca(work / "pki")
+        certs = {
+            r: issue(ca, work / "pki", r, r, server_ip="127.0.0.1" if r == "bridge" else None)
+            for r in ("bridge", "enclave", "repo", "builder", "source")
+        }
+        port = free_port()
+        url = f"https://127.0.0.1:{port}"
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "reposeal.cli",
+                    "repo",
+                    "serve",
+                    "--dir",
+                    str(work / "srv"),
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    "--cert",
+                    str(certs["bridge"].cert),
+                    "--key",
+                    str(certs["bridge"].key),
+                    "--client-ca",
+                    str(ca.cert),
+                    "--policy",
+                    str(work / "policy.json"),
+                    "--mirror",
+                    str(work / "mirror"),
+                ],
+                stderr=open(work / "serve.log", "wb"),  # noqa: SIM115
+            )
+        )
+        wait_port(port)
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "reposeal.cli",
+                    "enclave",
+                    "run",
+                    "--wait",
+                    "30",
+                    "--home",
+                    str(home),
+                    "--bridge",
+                    url,
+                    "--cert",
+                    str(certs["enclave"].cert),
+                    "--key",
+                    str(certs["enclave"].key),
+                    "--ca",
+                    str(ca.cert),
+                ],
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        time.sleep(2)  # the enclave verifies its log and starts its sandbox
+
+        def client(role: str) -> BridgeClient:
+            return BridgeClient(url, client_context(certs[role], ca.cert), timeout=60)
+
+        pkg = write_package(work, "p05000", "2-1", "x86_64", pkgbuild_sha256=PKGBUILD)
+        sha = hashlib.sha256(pkg.read_bytes()).hexdigest()
+        build = to_bytes(Build("p05000", COMMIT, pkg.name, sha, "0" * 64))
+        for b in world.builders[:2]:
+            client("builder").upload_build(pkg, build, b.sign(build))
+        approval = to_bytes(Approval("core", "p05000", COMMIT, PKGBUILD))
+        source = client("source")
+        source.push_statement(approval, world.maintainers[0].sign(approval))
+        db = pool / "core.db.tar.gz"
+        before = hashlib.sha256(db.read_bytes()).hexdigest()
+
+        t0 = time.time()
+        source.push_statement(approval, world.maintainers[1].sign(approval))  # the last one
+        while hashlib.sha256(db.read_bytes()).hexdigest() == before:
+            if time.time() - t0 > 60:
+                log = (work / "serve.log").read_text()[-2000:]
+                raise SystemExit(f"not published: {client('repo').status()}\n{log}")
+            time.sleep(0.005)
+        total = time.time() - t0
+
+        with sqlite3.connect(work / "srv" / "cycles" / "cycles.sqlite") as c:
+            (detail,) = c.execute("SELECT detail FROM cycle").fetchone()
+        times = json.loads(detail)["times"]
+        steps = ["sign-packages", "pool", "stage", "sign-db", "publish", "done"]
+        rows = [("evidence arrives -> cycle planned", times["sign-packages"] - t0)]
+        labels = {
+            "sign-packages": "enclave signs the package (bridge round trip)",
+            "pool": "package and signature to the mirror",
+            "stage": f"new {N:,}-package database computed",
+            "sign-db": "enclave checks and signs the transition",
+            "publish": "database and signature published",
+        }
+        for a, b in itertools.pairwise(steps):
+            rows.append((labels[a], times[b] - times[a]))
+
+        # the same addition with the real repo-add --sign (gpg), for scale
+        gnupg = work / "gnupg"
+        gnupg.mkdir(mode=0o700)
+        subprocess.run(
+            [
+                "gpg",
+                "--homedir",
+                str(gnupg),
+                "--batch",
+                "--import",
+                str(world.admins[2].signer.path),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        copy = work / "repoadd"
+        shutil.copytree(pool, copy, symlinks=False)
+        for f in copy.glob("core.*"):
+            if f.is_symlink():
+                f.unlink()
+        env = {**os.environ, "GNUPGHOME": str(gnupg)}
+        t = time.perf_counter()
+        subprocess.run(
+            [
+                "repo-add",
+                "-q",
+                "--sign",
+                "--key",
+                world.admins[2].fpr,
+                str(copy / "core.db.tar.gz"),
+                str(pkg),
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        repo_add = time.perf_counter() - t
+    finally:
+        for p in reversed(procs):  # the enclave first: its long poll holds the service
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if os.environ.get("KEEP"):
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"\nrepo machine ({os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')})\n")
+    print("| step | time |")
+    print("|---|---:|")
+    for label, seconds in rows:
+        print(f"| {label} | {seconds * 1000:.0f} ms |")
+    print(
+        f"| **last evidence -> signed database on the mirror, {N:,} packages** "
+        f"| **{total:.2f} s** (target <= 1 s) |"
+    )
+    print(
+        f"| for scale: `repo-add --sign` of the same package (no evidence, no enclave) "
+        f"| {repo_add:.2f} s ({repo_add / total:.0f}x the whole pipeline) |"
+    )
+
+
+if __name__ == "__main__":
+    main()
