@@ -316,3 +316,47 @@ def test_the_service_runs_the_cycle_by_itself(
     tools.run_text(scratch.command("-Sy"))
     tools.run_text(scratch.command("-S", "--noconfirm", "hello"))
     tools.gpg_kill(scratch.gpgdir)
+
+
+def test_a_removal_with_quorum_disappears_and_one_without_waits(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    service: tuple[str, dict[str, Issued]],  # noqa: F811
+    enclave: Path,
+    built_packages: dict[str, Path],
+) -> None:
+    from reposeal.client.scratch import ScratchPacman
+    from reposeal.evidence.statements import Removal
+
+    send(world, service, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2)
+    send(world, service, built_packages["world-2.0"], tools.PKGBUILDS["world-2.0"], approvers=2)
+    for _ in range(2):
+        cycle(tmp_path)
+        run_enclave(service, enclave)
+    assert cycle(tmp_path)[0]["step"] == "done"
+
+    removal = to_bytes(Removal("core", ("world",)))
+    source = as_role(service, "source")
+    source.push_statement(removal, world.maintainers[0].sign(removal))
+    assert cycle(tmp_path) == []  # one approval: nothing happens
+    (waiting,) = as_role(service, "repo").status()["waiting"]
+    assert waiting["remove"] == ["world"] and "needs 2" in waiting["missing"][0], waiting
+    source.push_statement(removal, world.maintainers[1].sign(removal))
+    (started,) = cycle(tmp_path)
+    assert started["step"] == "sign-db", started  # nothing to sign but the database
+    run_enclave(service, enclave)
+    assert cycle(tmp_path)[0]["step"] == "done"
+
+    pool = tmp_path / "mirror" / "core" / "os" / "x86_64"
+    cert = tmp_path / "enclave.asc"
+    cert.write_text(world.admins[2].cert)
+    scratch = ScratchPacman(tmp_path / "pacman", {"core": pool})
+    scratch.base.mkdir()
+    scratch.trust(cert, world.admins[2].fpr)
+    scratch.write_conf()
+    tools.run_text(scratch.command("-Sy"))
+    listed = tools.run_text(scratch.command("-Sl", "core")).stdout
+    assert "hello 1.0-1" in listed and "world" not in listed, listed
+    tools.gpg_kill(scratch.gpgdir)
+    status = as_role(service, "repo").status()
+    assert status["waiting"] == [] and status["ready"] == [], status

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reposeal.errors import ReposealError
 from reposeal.evidence.statements import Approval, Build, from_bytes
 from reposeal.faults import fault_point
 from reposeal.fsio import atomic_write, write_all
@@ -39,6 +40,7 @@ from reposeal.repo.intake import Intake, Waiting
 from reposeal.repo.lock import database_lock
 
 STEPS = ("sign-packages", "pool", "stage", "sign-db", "publish", "done")
+REMOVAL = "(removal)"  # how a removal request is named among a cycle's sources
 
 
 @dataclass
@@ -169,22 +171,34 @@ def _arches(w: Waiting, policy: Policy) -> list[str]:
     return sorted(arches or (set(rule.arches) if rule else set()))
 
 
+def _as_job_files(m: Machine, raw: bytes, sigs: bytes) -> dict[str, str]:
+    """A statement and its signatures as job files (kept as blobs by their hash)."""
+    files: dict[str, str] = {}
+    for data, suffix in ((raw, ".json"), (sigs, ".json.sig")):
+        digest = hashlib.sha256(data).hexdigest()
+        if not (m.queue.blobs / digest).exists():
+            atomic_write(m.queue.blobs / digest, data)
+        files[f"evidence/{hashlib.sha256(raw).hexdigest()}{suffix}"] = digest
+    return files
+
+
 def _evidence(m: Machine, base: str, commit: str) -> dict[str, str]:
-    """The statements behind a source, as job files (kept as blobs by their hash)."""
+    """The approvals and builds behind a source, as job files."""
     files: dict[str, str] = {}
     rows = m.intake.db.execute(
-        "SELECT kind, raw, sigs FROM statement WHERE pkgbase=? AND commit_id=?", (base, commit)
+        "SELECT raw, sigs FROM statement WHERE pkgbase=? AND commit_id=?", (base, commit)
     ).fetchall()
-    for _kind, raw, sigs in rows:
-        stmt = from_bytes(bytes(raw))
-        if not isinstance(stmt, (Approval, Build)):
-            continue
-        for data, suffix in ((bytes(raw), ".json"), (bytes(sigs), ".json.sig")):
-            digest = hashlib.sha256(data).hexdigest()
-            if not (m.queue.blobs / digest).exists():
-                atomic_write(m.queue.blobs / digest, data)
-            files[f"evidence/{hashlib.sha256(bytes(raw)).hexdigest()}{suffix}"] = digest
+    for raw, sigs in rows:
+        if isinstance(from_bytes(bytes(raw)), (Approval, Build)):
+            files |= _as_job_files(m, bytes(raw), bytes(sigs))
     return files
+
+
+def _statement_files(m: Machine, digest: str) -> dict[str, str]:
+    row = m.intake.db.execute(
+        "SELECT raw, sigs FROM statement WHERE sha256=?", (digest,)
+    ).fetchone()
+    return _as_job_files(m, bytes(row[0]), bytes(row[1]))
 
 
 def machine(folder: Path, mirror: Path, policy: Policy) -> Machine:
@@ -205,18 +219,33 @@ def plan_cycles(m: Machine) -> list[Cycle]:
             if m.cycles.is_published(w.repo, arch, w.pkgbase, w.commit):
                 continue
             ready.setdefault((w.repo, arch), []).append(w)
+    removals: dict[tuple[str, str], list[tuple[str, list[str]]]] = {}
+    for stmt, digest, missing in m.intake.removals(m.policy):
+        rule = m.policy.rule(stmt.repo)
+        for arch in sorted(rule.arches) if rule and not missing else []:
+            if not m.cycles.is_published(stmt.repo, arch, REMOVAL, digest):
+                removals.setdefault((stmt.repo, arch), []).append((digest, list(stmt.pkgnames)))
     started = []
-    for (repo, arch), sources in sorted(ready.items()):
+    for repo, arch in sorted(set(ready) | set(removals)):
         if m.cycles.active(repo, arch) is not None:
             continue  # the next cycle batches what arrives meanwhile
+        sources = ready.get((repo, arch), [])
         packages: dict[str, str] = {}
         evidence: dict[str, str] = {}
         for w in sources:
             packages |= {r.filename: r.sha256 for r in w.packages.values()}
             evidence |= _evidence(m, w.pkgbase, w.commit)
+        remove: list[str] = []
+        for digest, names in removals.get((repo, arch), []):
+            remove += [n for n in names if n not in remove]
+            evidence |= _statement_files(m, digest)
         plan = {
-            "sources": sorted([w.pkgbase, w.commit] for w in sources),
+            "sources": sorted(
+                [[w.pkgbase, w.commit] for w in sources]
+                + [[REMOVAL, d] for d, _ in removals.get((repo, arch), [])]
+            ),
             "packages": packages,
+            "remove": remove,
             "evidence": evidence,
         }
         started.append(m.cycles.create(repo, arch, plan))
@@ -248,7 +277,9 @@ def step(m: Machine, cycle: Cycle) -> bool:
     """Do the cycle's next step if it can be done now; True if it moved on."""
     db = m.db_path(cycle.repo, cycle.arch)
     pool = db.parent
-    if cycle.step == "sign-packages":
+    if cycle.step == "sign-packages" and not cycle.plan["packages"]:
+        cycle.step = "stage"  # a removal only: nothing to sign or to pool
+    elif cycle.step == "sign-packages":
         job = {
             "id": f"{cycle.id}-packages",
             "kind": "packages",
@@ -281,7 +312,18 @@ def step(m: Machine, cycle: Cycle) -> bool:
         with database_lock(db.with_name(db.name + ".cycle.lck"), wait=60):
             parent = _published_sha(db)
             packages = [pool / name for name in sorted(cycle.plan["packages"])]
-            _, staged = stage_add(db, packages, UpdateOptions(include_sigs=True), lambda _: None)
+            try:
+                _, staged = stage_add(
+                    db,
+                    packages,
+                    UpdateOptions(include_sigs=True),
+                    lambda _: None,
+                    remove=cycle.plan.get("remove", []),
+                )
+            except ReposealError as exc:
+                cycle.step, cycle.detail["reasons"] = "failed", [str(exc)]
+                m.cycles.save(cycle)
+                return True
             staging = m.staging(cycle)
             write_all({staging / name: data for name, data in staged.items()})
             cycle.detail["parent"] = parent

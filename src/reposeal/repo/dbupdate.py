@@ -296,22 +296,30 @@ def add(db_path: Path, packages: Sequence[Path], opts: UpdateOptions, progress: 
 
 
 def stage_add(
-    db_path: Path, packages: Sequence[Path], opts: UpdateOptions, progress: Progress
+    db_path: Path,
+    packages: Sequence[Path],
+    opts: UpdateOptions,
+    progress: Progress,
+    remove: Sequence[str] = (),
 ) -> tuple[Report, dict[str, bytes]]:
-    """What ``add`` would publish (archive name -> bytes, unsigned), without publishing:
-    for a signer elsewhere (the enclave). Publish it with ``publish_staged``."""
+    """What adding ``packages`` (and removing the packages named in ``remove``) would
+    publish (archive name -> bytes, unsigned), without publishing: for a signer elsewhere
+    (the enclave). Publish it with ``publish_staged``."""
     RepoPaths.from_db_path(db_path)
     new = read_package_entries(packages, opts.include_sigs, opts.jobs, progress)
+
+    def plan(cur: Mapping[str, Entry]) -> Plan:
+        added = plan_add(cur, new, opts.rules)
+        if not remove or added.refusals:
+            return added
+        removed = plan_remove(added.entries, remove)
+        removed.added, removed.upgraded = added.added, added.upgraded
+        removed.refusals = added.refusals + removed.refusals
+        return removed
+
     staged: dict[str, bytes] = {}
-    report, _ = _update(
-        db_path,
-        [e.name for e in new],
-        lambda cur: plan_add(cur, new, opts.rules),
-        opts,
-        progress,
-        create=True,
-        staged=staged,
-    )
+    names = [e.name for e in new] + list(remove)
+    report, _ = _update(db_path, names, plan, opts, progress, create=True, staged=staged)
     return report, staged
 
 

@@ -238,6 +238,28 @@ class Intake:
             out.append(Waiting(a.repo, a.pkgbase, a.commit, packages, missing))
         return out
 
+    def removals(self, policy: Policy) -> list[tuple[Removal, str, list[str]]]:
+        """Every removal request: (statement, its sha256, what it lacks)."""
+        out = []
+        rows = self.db.execute(
+            "SELECT sha256, raw, sigs FROM statement WHERE kind='removal' ORDER BY received"
+        ).fetchall()
+        for digest, raw, sigs in rows:
+            stmt = from_bytes(bytes(raw))
+            assert isinstance(stmt, Removal)
+            signed = load_signed(bytes(raw), bytes(sigs), policy.keyrings["maintainers"])
+            have = len(signed.signers)
+            missing = (
+                []
+                if have >= policy.approvals
+                else [
+                    f"removal of {', '.join(stmt.pkgnames)} from {stmt.repo} has {have} "
+                    f"maintainer approvals, needs {policy.approvals}"
+                ]
+            )
+            out.append((stmt, str(digest), missing))
+        return out
+
     def _evidence(self, policy: Policy, pkgbase: str, commit: str) -> Evidence:
         kinds: dict[str, list[Signed]] = {"approval": [], "build": []}
         rows = self.db.execute(
@@ -279,9 +301,15 @@ class Intake:
     def status(self, policy: Policy) -> dict[str, Any]:
         waiting = self.readiness(policy)
         kinds = self.db.execute("SELECT kind, COUNT(*) FROM statement GROUP BY kind")
+        removals = [
+            {"repo": r.repo, "remove": list(r.pkgnames), "statement": d, "missing": m}
+            for r, d, m in self.removals(policy)
+        ]
         return {
-            "ready": [w.to_json() for w in waiting if not w.missing],
-            "waiting": [w.to_json() for w in waiting if w.missing],
+            "ready": [w.to_json() for w in waiting if not w.missing]
+            + [r for r in removals if not r["missing"]],
+            "waiting": [w.to_json() for w in waiting if w.missing]
+            + [r for r in removals if r["missing"]],
             "packages": self.db.execute("SELECT COUNT(*) FROM package").fetchone()[0],
             "statements": {str(k): int(n) for k, n in kinds.fetchall()},
         }

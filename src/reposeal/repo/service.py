@@ -31,6 +31,7 @@ from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.repo.bridge import JobQueue, Signals, make_app, require_role
+from reposeal.repo.cycle import REMOVAL, Cycles
 from reposeal.repo.intake import Intake, UploadRefusedError
 
 MAX_HEADER = 1 << 20
@@ -62,6 +63,13 @@ def _b64(doc: dict[str, Any], key: str) -> bytes:
 
 
 CYCLE_EVERY = 5.0  # seconds between update cycles when nothing wakes them earlier
+
+
+def _source(w: dict[str, Any]) -> tuple[str, str, str]:
+    """How the cycles name what a status line is about (a build's source or a removal)."""
+    if "remove" in w:
+        return (w["repo"], REMOVAL, w["statement"])
+    return (w["repo"], w["pkgbase"], w["commit"])
 
 
 def make_service(folder: Path, policy: PolicyFile, mirror: Path | None = None) -> web.Application:
@@ -98,7 +106,7 @@ def make_service(folder: Path, policy: PolicyFile, mirror: Path | None = None) -
             task.cancel()
 
         app.cleanup_ctx.append(cycler)
-        app["cycles"] = lambda: machine(folder, mirror, policy.get()).cycles
+    app["cycles"] = lambda: Cycles(folder / "cycles")  # status: what cycles did (any runner)
 
     def refused(exc: ReposealError) -> web.HTTPException:
         return web.HTTPUnprocessableEntity(text=exc.message)
@@ -163,14 +171,11 @@ def make_service(folder: Path, policy: PolicyFile, mirror: Path | None = None) -
     async def get_status(request: web.Request) -> web.Response:
         require_role(request, "repo", "source", "builder")
         doc = await asyncio.to_thread(intake.status, policy.get())
-        if "cycles" in app:
-            store = app["cycles"]()
-            cycles = await asyncio.to_thread(store.all, 20)
-            published = await asyncio.to_thread(store.published_sources)
-            doc["cycles"] = [c.to_json() for c in cycles]
-            doc["ready"] = [
-                w for w in doc["ready"] if (w["repo"], w["pkgbase"], w["commit"]) not in published
-            ]
+        store = app["cycles"]()
+        cycles = await asyncio.to_thread(store.all, 20)
+        published = await asyncio.to_thread(store.published_sources)
+        doc["cycles"] = [c.to_json() for c in cycles]
+        doc["ready"] = [w for w in doc["ready"] if _source(w) not in published]
         return web.json_response(doc)
 
     app.router.add_post("/builds", post_build)
