@@ -360,3 +360,61 @@ def test_a_removal_with_quorum_disappears_and_one_without_waits(
     tools.gpg_kill(scratch.gpgdir)
     status = as_role(service, "repo").status()
     assert status["waiting"] == [] and status["ready"] == [], status
+
+
+def test_500_uploads_from_4_clients_are_published_exactly_once(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    service: tuple[str, dict[str, Issued]],  # noqa: F811
+    enclave: Path,
+) -> None:
+    """250 packages, each built by two builders: 500 uploads from 4 clients at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reposeal.alpm.synthetic import write_package
+    from reposeal.client.scratch import ScratchPacman
+
+    pkgbuild = hashlib.sha256(b"PKGBUILD").hexdigest()
+    (tmp_path / "p").mkdir()
+    uploads = []
+    source = as_role(service, "source")
+    for i in range(250):
+        name = f"load{i:03d}"
+        pkg = write_package(tmp_path / "p", name, "1-1", "x86_64", pkgbuild_sha256=pkgbuild)
+        sha = hashlib.sha256(pkg.read_bytes()).hexdigest()
+        build = to_bytes(Build(name, COMMIT, pkg.name, sha, "0" * 64))
+        uploads += [(pkg, build, b.sign(build)) for b in world.builders[:2]]
+        approval = to_bytes(Approval("core", name, COMMIT, pkgbuild))
+        source.push_statement(approval, b"".join(m.sign(approval) for m in world.maintainers[:2]))
+
+    def client_run(share: list) -> int:
+        client = as_role(service, "builder")
+        for pkg, build, sig in share:
+            client.upload_build(pkg, build, sig)
+        return len(share)
+
+    with ThreadPoolExecutor(4) as threads:
+        assert sum(threads.map(client_run, [uploads[i::4] for i in range(4)])) == 500
+    assert len(as_role(service, "repo").status()["ready"]) == 250
+
+    for _ in range(2):
+        cycle(tmp_path)
+        run_enclave(service, enclave)
+    (done,) = cycle(tmp_path)
+    assert done["step"] == "done", done
+    assert cycle(tmp_path) == []
+    pool = tmp_path / "mirror" / "core" / "os" / "x86_64"
+    assert len(list(pool.glob("load*.pkg.tar.zst"))) == 250
+    assert len(list(pool.glob("load*.pkg.tar.zst.sig"))) == 250
+    cert = tmp_path / "enclave.asc"
+    cert.write_text(world.admins[2].cert)
+    scratch = ScratchPacman(tmp_path / "pacman", {"core": pool})
+    scratch.base.mkdir()
+    scratch.trust(cert, world.admins[2].fpr)
+    scratch.write_conf()
+    tools.run_text(scratch.command("-Sy"))
+    listed = tools.run_text(scratch.command("-Sl", "core")).stdout.strip().split("\n")
+    assert len(listed) == 250
+    tools.gpg_kill(scratch.gpgdir)
+    audit = json.loads(cli("enclave", "audit", "--json", str(enclave)).stdout)
+    assert audit["ok"] and audit["signatures"] == 2, audit  # one package job, one database

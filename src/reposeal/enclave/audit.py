@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reposeal.enclave.records import load_records
+from reposeal.enclave.records import load_records, read_entry
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.evidence.quorum import Signed, load_signed
@@ -113,7 +113,11 @@ def audit(home: Path) -> AuditReport:
     current: dict[tuple[str, str], dict[str, PackageRecord]] = {}
     for index, raw in enumerate(entries[1:], 1):
         report.entries += 1
-        doc = json.loads(raw)
+        try:
+            doc = read_entry(raw, lambda d: (home / "records" / f"{d}.json").read_bytes())
+        except (OSError, ValueError) as exc:
+            report.violations.append(f"entry {index}: its spilled fields are unusable: {exc}")
+            continue
         if doc.get("type") == "refusal":
             report.refusals += 1
             continue

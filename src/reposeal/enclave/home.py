@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reposeal.enclave.records import NameIndex, genesis_entry, replay, restrict_state
+from reposeal.enclave.records import (
+    NameIndex,
+    fit_entry,
+    genesis_entry,
+    read_entry,
+    replay,
+    restrict_state,
+)
 from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.fsio import atomic_write, write_all
@@ -193,7 +200,7 @@ class EnclaveHome:
             fresh = log.entries(done, log.size)
             state = replay(fresh, self.read_records, state, parsed, self._names)
             for offset, raw in enumerate(fresh):
-                doc = json.loads(raw)
+                doc = read_entry(raw, self.read_records)
                 if doc.get("type") in ("genesis", "policy"):
                     self._policy_sha = str(doc["policy_sha256"])
                 job = doc.get("job")
@@ -262,7 +269,9 @@ class EnclaveHome:
         return self.note_signer().sign(cp.text()).encode()
 
     def append(self, log: TransparencyLog, entry: bytes, signer: Signer) -> bytes:
-        """Append ``entry`` and its checkpoint in one transaction; return the signed note."""
+        """Append ``entry`` (its large fields spilled to a blob if it does not fit) and its
+        checkpoint in one transaction; return the signed note."""
+        entry = fit_entry(entry, self._store_blob)
         notes: list[bytes] = []
 
         def sign(size: int, root: bytes) -> bytes:
@@ -286,6 +295,16 @@ class EnclaveHome:
             raise EnclaveStateError(
                 f"records {digest[:16]}… named by the log are missing"
             ) from None
+
+    def _store_blob(self, blob: bytes) -> str:
+        digest = hashlib.sha256(blob).hexdigest()
+        if not holds(self.records_path(digest), digest):
+            write_all({self.records_path(digest): blob})
+        return digest
+
+    def entry(self, log: TransparencyLog, index: int) -> dict[str, Any]:
+        """Log entry ``index`` as a document (spilled fields back in place)."""
+        return read_entry(log.entry(index), self.read_records)
 
     def records_path(self, digest: str) -> Path:
         return self.path / "records" / f"{digest}.json"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +103,7 @@ def _logged(home: EnclaveHome, job_id: str) -> JobResult | None:
     if index is None:
         return None
     with home.open_log() as log:
-        doc = json.loads(log.entry(index))
+        doc = home.entry(log, index)
         latest = log.latest_checkpoint()
         assert latest is not None
         sig = doc.get("signature")
@@ -315,7 +314,7 @@ def _signed_before(home: EnclaveHome, log: TransparencyLog, sha256: str) -> byte
     index = home.package_signature_index(sha256)
     if index is None:
         return None
-    doc = json.loads(log.entry(index))
+    doc = home.entry(log, index)
     return base64.b64decode(doc["by_sha256"][sha256])
 
 

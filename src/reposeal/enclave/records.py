@@ -98,6 +98,39 @@ def transition_entry(
 
 RecordsLoader = Callable[[str], bytes]
 
+# fields that grow with a job's size; an entry too large for the log (C2SP: 64 KiB) keeps
+# them in a blob named by its hash ("spilled"), stored beside the records
+SPILLABLE = ("evidence", "by_sha256", "package_signatures", "reasons", "used_overrides")
+
+
+def fit_entry(raw: bytes, store: Callable[[bytes], str]) -> bytes:
+    """``raw`` if it fits in a log entry; else the same entry with its large fields moved
+    to a blob (``store(blob)`` keeps it and returns its sha256)."""
+    import json
+
+    from reposeal.translog.store import MAX_ENTRY_BYTES
+
+    if len(raw) <= MAX_ENTRY_BYTES:
+        return raw
+    doc = json.loads(raw)
+    spilled = {k: doc.pop(k) for k in SPILLABLE if k in doc}
+    doc["spilled"] = store(canonical.dumps(spilled))
+    return canonical.dumps(doc)
+
+
+def read_entry(raw: bytes, loader: RecordsLoader) -> dict[str, Any]:
+    """A log entry as a document, with spilled fields back in place (hash-checked)."""
+    import json
+
+    doc: dict[str, Any] = json.loads(raw)
+    digest = doc.pop("spilled", None)
+    if isinstance(digest, str):
+        blob = loader(digest)
+        if hashlib.sha256(blob).hexdigest() != digest:
+            raise ValueError(f"spilled fields {digest[:16]}… do not match their hash")
+        doc.update(json.loads(blob))
+    return doc
+
 
 def load_records(loader: RecordsLoader, digest: str) -> dict[str, PackageRecord]:
     """The package records a log entry names, checked against their hash."""
@@ -187,6 +220,8 @@ def replay(
         doc = json.loads(raw)
         if doc.get("type") not in ("packages", "db"):
             continue
+        if "spilled" in doc:
+            doc = read_entry(raw, loader)
         records = load_records(loader, doc["records"])
         if index is not None:
             index.add(doc["repo"], records.values())

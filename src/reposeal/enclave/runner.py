@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,6 +166,13 @@ def process(
         return result.to_json()
     except ReposealError as exc:  # the job is answered, the enclave keeps serving
         return {"job": job["id"], "decision": "refuse", "reasons": [str(exc)]}
+    except Exception as exc:  # a bug must not stop the enclave: say so, refuse, go on
+        traceback.print_exc()
+        return {
+            "job": job["id"],
+            "decision": "refuse",
+            "reasons": [f"internal error in the enclave ({type(exc).__name__}); nothing signed"],
+        }
 
 
 class _Ahead:
