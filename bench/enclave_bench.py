@@ -21,12 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from reposeal import canonical
+from bench.common import take_as_signed
 from reposeal.alpm.synthetic import write_package
-from reposeal.enclave.dbread import read_db
 from reposeal.enclave.home import EnclaveHome, init_home
 from reposeal.enclave.jobs import sign_db
-from reposeal.enclave.records import record_to_json
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.evidence.statements import Approval, Build, to_bytes
 from tests.policy.world import make_world
@@ -160,35 +158,7 @@ def main() -> None:
         reposeal("db", "add", "-q", str(parent_db), *map(str, files))
         # take the parent as signed: its entry goes straight into the log
         data = parent_db.read_bytes()
-        digest = home.store_db(data)
-        # the records and chunk map the worker itself derives (so the next one reuses them)
-        first = read_db(data, "parent", {}, {})
-        blob = canonical.dumps(
-            [record_to_json(first.records[n], first.entries[n]) for n in sorted(first.records)]
-        )
-        blob_sha = hashlib.sha256(blob).hexdigest()
-        home.store_records(blob, blob_sha)
-        chunks = canonical.dumps(first.chunks)
-        chunks_sha = hashlib.sha256(chunks).hexdigest()
-        home.store_records(chunks, chunks_sha)
-        entry = {
-            "v": 1,
-            "type": "db",
-            "job": "bootstrap",
-            "repo": "core",
-            "arch": "x86_64",
-            "parent": None,
-            "db_sha256": digest,
-            "policy_version": 1,
-            "evidence": [],
-            "used_overrides": [],
-            "signature": "",
-            "records": blob_sha,
-            "chunks": chunks_sha,
-        }
-        with home.open_log() as log:
-            log.append([canonical.dumps(entry)])
-            home.checkpoint(log, home.signer())
+        take_as_signed(home, data)
         times: list[float] = []
         cold = 0.0
         pool = WorkerPool()

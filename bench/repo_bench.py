@@ -27,11 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from reposeal import canonical
+from bench.common import take_as_signed
 from reposeal.alpm.synthetic import write_package
-from reposeal.enclave.dbread import read_db
 from reposeal.enclave.home import init_home
-from reposeal.enclave.records import record_to_json
 from reposeal.evidence.statements import Approval, Build, to_bytes
 from reposeal.repo.bridge_client import BridgeClient
 from reposeal.repo.dbupdate import publish_staged
@@ -73,32 +71,7 @@ def bootstrap(work: Path, world: object, pool: Path) -> Path:
     home = init_home(work / "enclave", f"soft:{admins[2].signer.path}", policy, "bench/log")
     db = pool / "core.db.tar.gz"
     data = db.read_bytes()
-    digest = home.store_db(data)
-    first = read_db(data, "bootstrap", {}, {})
-    records = canonical.dumps(
-        [record_to_json(first.records[n], first.entries[n]) for n in sorted(first.records)]
-    )
-    chunks = canonical.dumps(first.chunks)
-    for blob in (records, chunks):
-        home.store_records(blob, hashlib.sha256(blob).hexdigest())
-    entry = {
-        "v": 1,
-        "type": "db",
-        "job": "bootstrap",
-        "repo": "core",
-        "arch": "x86_64",
-        "parent": None,
-        "db_sha256": digest,
-        "policy_version": 1,
-        "evidence": [],
-        "used_overrides": [],
-        "signature": "",
-        "records": hashlib.sha256(records).hexdigest(),
-        "chunks": hashlib.sha256(chunks).hexdigest(),
-    }
-    with home.open_log() as log:
-        log.append([canonical.dumps(entry)])
-        home.checkpoint(log, home.signer())
+    take_as_signed(home, data)
     sig = home.signer().sign_detached(io.BytesIO(data))
     files = {p.name: p.read_bytes() for p in (pool / "core.current").iterdir()}
     publish_staged(db, {**files, "core.db.tar.gz.sig": sig})

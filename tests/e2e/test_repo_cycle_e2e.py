@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from reposeal.client.scratch import ScratchPacman
 from reposeal.evidence.statements import Approval, Build, to_bytes
 from reposeal.repo.bridge_client import BridgeClient
 from reposeal.tls import Issued, client_context
@@ -96,6 +97,17 @@ def cycle(tmp_path: Path) -> list[dict]:
     return list(json.loads(out.stdout))
 
 
+def pacman_trusting_the_enclave(tmp_path: Path, world: World, pool: Path) -> ScratchPacman:  # noqa: F811
+    """A scratch pacman for the mirror's core, trusting only the enclave's key."""
+    cert = tmp_path / "enclave.asc"
+    cert.write_text(world.admins[2].cert)
+    scratch = ScratchPacman(tmp_path / "pacman", {"core": pool})
+    scratch.base.mkdir()
+    scratch.trust(cert, world.admins[2].fpr)
+    scratch.write_conf()
+    return scratch
+
+
 def send(
     world: World,  # noqa: F811
     service: tuple[str, dict[str, Issued]],  # noqa: F811
@@ -123,8 +135,6 @@ def test_approved_builds_are_signed_published_and_installed(
     enclave: Path,
     built_packages: dict[str, Path],
 ) -> None:
-    from reposeal.client.scratch import ScratchPacman
-
     send(world, service, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2)
     send(world, service, built_packages["world-2.0"], tools.PKGBUILDS["world-2.0"], approvers=1)
 
@@ -143,12 +153,7 @@ def test_approved_builds_are_signed_published_and_installed(
     assert waiting["pkgbase"] == "world" and "1 maintainer approvals" in waiting["missing"][0]
 
     pool = tmp_path / "mirror" / "core" / "os" / "x86_64"
-    cert = tmp_path / "enclave.asc"
-    cert.write_text(world.admins[2].cert)
-    scratch = ScratchPacman(tmp_path / "pacman", {"core": pool})
-    scratch.base.mkdir()
-    scratch.trust(cert, world.admins[2].fpr)
-    scratch.write_conf()
+    scratch = pacman_trusting_the_enclave(tmp_path, world, pool)
     tools.run_text(scratch.command("-Sy"))
     tools.run_text(scratch.command("-S", "--noconfirm", "hello"))
     assert "hello 1.0-1" in tools.run_text(scratch.command("-Q", "hello")).stdout
@@ -189,8 +194,6 @@ def test_kill_9_at_every_step_of_the_cycle_keeps_pacman_working(
     enclave: Path,
     built_packages: dict[str, Path],
 ) -> None:
-    from reposeal.client.scratch import ScratchPacman
-
     send(world, service, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2)
     cycle(tmp_path)
     run_enclave(service, enclave)
@@ -199,12 +202,7 @@ def test_kill_9_at_every_step_of_the_cycle_keeps_pacman_working(
     assert cycle(tmp_path)[0]["step"] == "done"
 
     pool = tmp_path / "mirror" / "core" / "os" / "x86_64"
-    cert = tmp_path / "enclave.asc"
-    cert.write_text(world.admins[2].cert)
-    scratch = ScratchPacman(tmp_path / "pacman", {"core": pool})
-    scratch.base.mkdir()
-    scratch.trust(cert, world.admins[2].fpr)
-    scratch.write_conf()
+    scratch = pacman_trusting_the_enclave(tmp_path, world, pool)
 
     def consistent() -> list[str]:
         """pacman syncs (the signature holds) and every package it lists is on the mirror."""
@@ -250,8 +248,6 @@ def test_the_service_runs_the_cycle_by_itself(
     """`repo serve --mirror` with a long-lived `enclave run`: the last approval arriving is
     all it takes for the package to appear, signed, on the mirror."""
     import time
-
-    from reposeal.client.scratch import ScratchPacman
 
     server = start_service(tmp_path, world, "--mirror", str(tmp_path / "mirror"))
     svc = next(server)
@@ -307,12 +303,7 @@ def test_the_service_runs_the_cycle_by_itself(
         enclave.terminate()
         enclave.wait(10)
         server.close()
-    cert = tmp_path / "enclave.asc"
-    cert.write_text(world.admins[2].cert)
-    scratch = ScratchPacman(tmp_path / "pacman", {"core": db.parent})
-    scratch.base.mkdir()
-    scratch.trust(cert, world.admins[2].fpr)
-    scratch.write_conf()
+    scratch = pacman_trusting_the_enclave(tmp_path, world, db.parent)
     tools.run_text(scratch.command("-Sy"))
     tools.run_text(scratch.command("-S", "--noconfirm", "hello"))
     tools.gpg_kill(scratch.gpgdir)
@@ -325,7 +316,6 @@ def test_a_removal_with_quorum_disappears_and_one_without_waits(
     enclave: Path,
     built_packages: dict[str, Path],
 ) -> None:
-    from reposeal.client.scratch import ScratchPacman
     from reposeal.evidence.statements import Removal
 
     send(world, service, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2)
@@ -348,12 +338,7 @@ def test_a_removal_with_quorum_disappears_and_one_without_waits(
     assert cycle(tmp_path)[0]["step"] == "done"
 
     pool = tmp_path / "mirror" / "core" / "os" / "x86_64"
-    cert = tmp_path / "enclave.asc"
-    cert.write_text(world.admins[2].cert)
-    scratch = ScratchPacman(tmp_path / "pacman", {"core": pool})
-    scratch.base.mkdir()
-    scratch.trust(cert, world.admins[2].fpr)
-    scratch.write_conf()
+    scratch = pacman_trusting_the_enclave(tmp_path, world, pool)
     tools.run_text(scratch.command("-Sy"))
     listed = tools.run_text(scratch.command("-Sl", "core")).stdout
     assert "hello 1.0-1" in listed and "world" not in listed, listed
@@ -372,7 +357,6 @@ def test_500_uploads_from_4_clients_are_published_exactly_once(
     from concurrent.futures import ThreadPoolExecutor
 
     from reposeal.alpm.synthetic import write_package
-    from reposeal.client.scratch import ScratchPacman
 
     pkgbuild = hashlib.sha256(b"PKGBUILD").hexdigest()
     (tmp_path / "p").mkdir()
@@ -406,12 +390,7 @@ def test_500_uploads_from_4_clients_are_published_exactly_once(
     pool = tmp_path / "mirror" / "core" / "os" / "x86_64"
     assert len(list(pool.glob("load*.pkg.tar.zst"))) == 250
     assert len(list(pool.glob("load*.pkg.tar.zst.sig"))) == 250
-    cert = tmp_path / "enclave.asc"
-    cert.write_text(world.admins[2].cert)
-    scratch = ScratchPacman(tmp_path / "pacman", {"core": pool})
-    scratch.base.mkdir()
-    scratch.trust(cert, world.admins[2].fpr)
-    scratch.write_conf()
+    scratch = pacman_trusting_the_enclave(tmp_path, world, pool)
     tools.run_text(scratch.command("-Sy"))
     listed = tools.run_text(scratch.command("-Sl", "core")).stdout.strip().split("\n")
     assert len(listed) == 250
