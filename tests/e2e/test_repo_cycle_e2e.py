@@ -58,14 +58,12 @@ def as_role(service: tuple[str, dict[str, Issued]], role: str) -> BridgeClient: 
     return BridgeClient(url, client_context(certs[role], certs["ca"].cert), timeout=30)
 
 
-def run_enclave(service: tuple[str, dict[str, Issued]], home: Path) -> str:  # noqa: F811
+def enclave_run(service: tuple[str, dict[str, Issued]], home: Path) -> list[str]:  # noqa: F811
+    """`enclave run` arguments for this service's bridge."""
     url, certs = service
-    out = cli(
+    return [
         "enclave",
         "run",
-        "--once",
-        "--wait",
-        "0",
         "--home",
         str(home),
         "--bridge",
@@ -76,7 +74,11 @@ def run_enclave(service: tuple[str, dict[str, Issued]], home: Path) -> str:  # n
         str(certs["enclave"].key),
         "--ca",
         str(certs["ca"].cert),
-    )
+    ]
+
+
+def run_enclave(service: tuple[str, dict[str, Issued]], home: Path) -> str:  # noqa: F811
+    out = cli(*enclave_run(service, home), "--once", "--wait", "0")
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -267,27 +269,8 @@ def test_the_service_runs_the_cycle_by_itself(
         ).returncode
         == 0
     )
-    url, certs = svc
     enclave = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reposeal.cli",
-            "enclave",
-            "run",
-            "--wait",
-            "5",
-            "--home",
-            str(home),
-            "--bridge",
-            url,
-            "--cert",
-            str(certs["enclave"].cert),
-            "--key",
-            str(certs["enclave"].key),
-            "--ca",
-            str(certs["ca"].cert),
-        ],
+        [sys.executable, "-m", "reposeal.cli", *enclave_run(svc, home), "--wait", "5"],
         stderr=subprocess.PIPE,
     )
     try:

@@ -11,6 +11,14 @@ from reposeal.cli import EXIT_CODES, _Out, main
 from reposeal.cli.bridge import _client, _tls
 from reposeal.errors import ReposealError
 
+_POLICY = click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The policy (with POLICY.sig) whose keys uploads and evidence are checked against.",
+)
+
 
 @main.group()
 def repo() -> None:
@@ -28,13 +36,7 @@ def repo() -> None:
     type=click.Path(exists=True, path_type=Path),
     help="Only clients with certificates from this CA get in; their role is in the cert.",
 )
-@click.option(
-    "--policy",
-    "policy_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The policy (with POLICY.sig) whose keys uploads are checked against.",
-)
+@_POLICY
 @click.option(
     "--mirror",
     type=click.Path(file_okay=False, path_type=Path),
@@ -103,12 +105,7 @@ def repo_status(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> Non
     type=click.Path(file_okay=False, path_type=Path),
     help="The published tree: MIRROR/REPO/os/ARCH/REPO.db ...",
 )
-@click.option(
-    "--policy",
-    "policy_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-)
+@_POLICY
 @click.option("--json", "as_json", is_flag=True)
 def repo_cycle(folder: Path, mirror: Path, policy_path: Path, as_json: bool) -> None:
     """Take every update cycle as far as it can go now: start one per repository and
