@@ -83,7 +83,7 @@ def run_enclave(service: tuple[str, dict[str, Issued]], home: Path) -> str:  # n
     return out.stdout
 
 
-def cycle(tmp_path: Path) -> list[dict]:
+def cycle(tmp_path: Path, *extra: str) -> list[dict]:
     out = cli(
         "repo",
         "cycle",
@@ -94,6 +94,7 @@ def cycle(tmp_path: Path) -> list[dict]:
         str(tmp_path / "mirror"),
         "--policy",
         str(tmp_path / "policy.json"),
+        *extra,
     )
     assert out.returncode == 0, out.stderr
     return list(json.loads(out.stdout))
@@ -380,3 +381,42 @@ def test_500_uploads_from_4_clients_are_published_exactly_once(
     tools.gpg_kill(scratch.gpgdir)
     audit = json.loads(cli("enclave", "audit", "--json", str(enclave)).stdout)
     assert audit["ok"] and audit["signatures"] == 2, audit  # one package job, one database
+
+
+def test_expiring_database_signatures_are_refreshed_and_published(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    service: tuple[str, dict[str, Issued]],  # noqa: F811
+    enclave: Path,
+    built_packages: dict[str, Path],
+) -> None:
+    import time
+
+    from reposeal.repo.cycle import DAY, expiries
+
+    send(world, service, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2)
+    for _ in range(2):
+        cycle(tmp_path)
+        run_enclave(service, enclave)
+    assert cycle(tmp_path)[0]["step"] == "done"
+    pool = tmp_path / "mirror" / "core" / "os" / "x86_64"
+    (e,) = expiries(tmp_path / "mirror")
+    assert 6 * DAY < e.seconds_left <= 7 * DAY  # the policy: signatures hold a week
+    (late,) = expiries(tmp_path / "mirror", now=time.time() + 7 * DAY - 3600)
+    assert late.seconds_left < DAY  # what `repo status` would shout about
+    old_sig = (pool / "core.db.tar.gz.sig").read_bytes()
+    old_db = (pool / "core.db.tar.gz").read_bytes()
+
+    cycle(tmp_path, "--refresh-before", "1d")  # a week left: nothing to do
+    assert "served 0 job" in run_enclave(service, enclave)
+    cycle(tmp_path, "--refresh-before", "8d")  # due: the refresh job is queued
+    assert "served 1 job" in run_enclave(service, enclave)
+    cycle(tmp_path, "--refresh-before", "8d")  # answered: published
+    new_sig = (pool / "core.db.tar.gz.sig").read_bytes()
+    assert new_sig != old_sig and (pool / "core.db.tar.gz").read_bytes() == old_db
+    scratch = pacman_trusting_the_enclave(tmp_path, world, pool)
+    tools.run_text(scratch.command("-Sy"))
+    assert "core hello 1.0-1" in tools.run_text(scratch.command("-Sl", "core")).stdout
+    tools.gpg_kill(scratch.gpgdir)
+    audit = json.loads(cli("enclave", "audit", "--json", str(enclave)).stdout)
+    assert audit["ok"] and audit["signatures"] == 3, audit  # packages, database, refresh

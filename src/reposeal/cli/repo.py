@@ -9,6 +9,7 @@ import click
 
 from reposeal.cli import EXIT_CODES, _Out, main
 from reposeal.cli.bridge import _client, _tls
+from reposeal.durations import parse_duration
 from reposeal.errors import ReposealError
 
 _POLICY = click.option(
@@ -17,6 +18,15 @@ _POLICY = click.option(
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The policy (with POLICY.sig) whose keys uploads and evidence are checked against.",
+)
+
+
+_REFRESH = click.option(
+    "--refresh-before",
+    default="3d",
+    show_default=True,
+    help="Have the enclave re-sign a published database this long before its signature "
+    "expires (the policy sets how long signatures hold).",
 )
 
 
@@ -42,6 +52,7 @@ def repo() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Run the update cycle and publish here (MIRROR/REPO/os/ARCH/).",
 )
+@_REFRESH
 def repo_serve(
     folder: Path,
     listen: str,
@@ -50,6 +61,7 @@ def repo_serve(
     client_ca: Path,
     policy_path: Path,
     mirror: Path | None,
+    refresh_before: str,
 ) -> None:
     """Serve builders (POST /builds), the source machine (POST /statements), status, and
     the enclave's job queue, over HTTPS with mutual TLS; with --mirror, also run the update
@@ -61,7 +73,8 @@ def repo_serve(
 
     out = _Out(False, False)
     try:
-        app = make_service(folder, PolicyFile(policy_path), mirror)
+        before = parse_duration(refresh_before)
+        app = make_service(folder, PolicyFile(policy_path), mirror, before)
     except ReposealError as exc:
         out.fail(exc)
     host, _, port = listen.rpartition(":")
@@ -88,6 +101,13 @@ def repo_status(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
+    for a in doc.get("alerts", []):
+        hours = a["seconds_left"] / 3600
+        click.echo(
+            f"ALERT    {a['repo']}/{a['arch']}: the database signature expires in "
+            f"{hours:.1f} h and has not been refreshed",
+            err=True,
+        )
     click.echo(f"{doc['packages']} packages received; statements: {doc['statements']}")
     for w in doc["ready"]:
         click.echo(f"ready    {w['repo']}/{w['pkgbase']}@{w['commit'][:12]}")
@@ -106,8 +126,11 @@ def repo_status(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> Non
     help="The published tree: MIRROR/REPO/os/ARCH/REPO.db ...",
 )
 @_POLICY
+@_REFRESH
 @click.option("--json", "as_json", is_flag=True)
-def repo_cycle(folder: Path, mirror: Path, policy_path: Path, as_json: bool) -> None:
+def repo_cycle(
+    folder: Path, mirror: Path, policy_path: Path, refresh_before: str, as_json: bool
+) -> None:
     """Take every update cycle as far as it can go now: start one per repository and
     architecture with ready sources, and continue those waiting for the enclave. Each step
     is recorded; run it again (or let `repo serve` do it) after a crash or an answer."""
@@ -116,7 +139,8 @@ def repo_cycle(folder: Path, mirror: Path, policy_path: Path, as_json: bool) -> 
 
     out = _Out(False, as_json)
     try:
-        moved = advance(machine(folder, mirror, PolicyFile(policy_path).get()))
+        m = machine(folder, mirror, PolicyFile(policy_path).get())
+        moved = advance(m, parse_duration(refresh_before))
     except ReposealError as exc:
         out.fail(exc)
     doc = [c.to_json() for c in moved]

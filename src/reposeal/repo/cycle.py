@@ -369,8 +369,91 @@ def step(m: Machine, cycle: Cycle) -> bool:
     return True
 
 
-def advance(m: Machine) -> list[Cycle]:
-    """Start what is ready and take every cycle as far as it can go now."""
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """A published database signature and how long it still holds."""
+
+    repo: str
+    arch: str
+    db: Path
+    signature: bytes
+    seconds_left: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"repo": self.repo, "arch": self.arch, "seconds_left": round(self.seconds_left)}
+
+
+def expiries(mirror: Path, now: float | None = None) -> list[Expiry]:
+    """Every published database signature that expires, with the time it has left."""
+    import pysequoia
+
+    now = time.time() if now is None else now
+    out = []
+    for sig_path in sorted(mirror.glob("*/os/*/*.db.tar*.sig")):
+        db = sig_path.with_name(sig_path.name[: -len(".sig")])
+        repo, arch = db.parent.parent.parent.name, db.parent.name
+        if not db.name.startswith(f"{repo}.db.tar"):
+            continue
+        raw = sig_path.read_bytes()
+        try:
+            expires = pysequoia.Sig.from_bytes(raw).expiration
+        except (RuntimeError, ValueError):  # unreadable: pacman refuses it; sign it anew
+            out.append(Expiry(repo, arch, db, raw, 0.0))
+            continue
+        if expires is not None:
+            out.append(Expiry(repo, arch, db, raw, expires.timestamp() - now))
+    return out
+
+
+def refresh(m: Machine, before: float) -> list[dict[str, Any]]:
+    """Have the enclave re-sign every published database whose signature expires within
+    ``before`` seconds, and publish each new signature beside the unchanged database. The
+    job is named by the old signature: asked again, it is the same job."""
+    done = []
+    for e in expiries(m.mirror):
+        if e.seconds_left > before or m.cycles.active(e.repo, e.arch) is not None:
+            continue
+        data = e.db.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if not (m.queue.blobs / digest).exists():
+            atomic_write(m.queue.blobs / digest, data)
+        job_id = f"refresh-{e.repo}-{e.arch}-{hashlib.sha256(e.signature).hexdigest()[:32]}"
+        job = {
+            "id": job_id,
+            "kind": "refresh",
+            "repo": e.repo,
+            "arch": e.arch,
+            "files": {"db": digest},
+        }
+        result = _answer(m, job)
+        if result is None or result.get("decision") != "accept":
+            done.append(
+                {
+                    "job": job_id,
+                    **e.to_json(),
+                    "state": "waiting"
+                    if result is None
+                    else "refused: " + "; ".join(result.get("reasons", [])),
+                }
+            )
+            continue
+        with database_lock(e.db.with_name(e.db.name + ".cycle.lck"), wait=60):
+            if hashlib.sha256(e.db.read_bytes()).hexdigest() == digest:  # still the same
+                generation = e.db.parent / f"{e.repo}.current"
+                files = {p.name: p.read_bytes() for p in generation.iterdir()}
+                files[e.db.name + ".sig"] = base64.b64decode(result["signature"])
+                publish_staged(e.db, files, wait=60)
+        done.append({"job": job_id, **e.to_json(), "state": "refreshed"})
+    return done
+
+
+def advance(m: Machine, refresh_before: float = 3 * DAY) -> list[Cycle]:
+    """Start what is ready, take every cycle as far as it can go now, and refresh database
+    signatures that expire within ``refresh_before`` seconds."""
+    refresh(m, refresh_before)
     plan_cycles(m)
     moved = []
     for c in m.cycles.all(1000):

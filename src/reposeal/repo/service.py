@@ -31,7 +31,7 @@ from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.repo.bridge import JobQueue, Signals, make_app, require_role
-from reposeal.repo.cycle import REMOVAL, Cycles
+from reposeal.repo.cycle import DAY, REMOVAL, Cycles, expiries
 from reposeal.repo.intake import Intake, UploadRefusedError
 
 MAX_HEADER = 1 << 20
@@ -72,7 +72,12 @@ def _source(w: dict[str, Any]) -> tuple[str, str, str]:
     return (w["repo"], w["pkgbase"], w["commit"])
 
 
-def make_service(folder: Path, policy: PolicyFile, mirror: Path | None = None) -> web.Application:
+def make_service(
+    folder: Path,
+    policy: PolicyFile,
+    mirror: Path | None = None,
+    refresh_before: float = 3 * 86400,
+) -> web.Application:
     """The service; with ``mirror``, it also runs the update cycle (after every upload and
     enclave answer, and every few seconds) and publishes there."""
     queue = JobQueue(folder / "queue")
@@ -96,7 +101,7 @@ def make_service(folder: Path, policy: PolicyFile, mirror: Path | None = None) -
                     kick.clear()
                     m.policy = policy.get()
                     try:
-                        await asyncio.to_thread(advance, m)
+                        await asyncio.to_thread(advance, m, refresh_before)
                     except ReposealError as exc:
                         print(f"update cycle: {exc}", file=sys.stderr)
                     signals.jobs.set()  # the cycle may have queued jobs
@@ -176,6 +181,9 @@ def make_service(folder: Path, policy: PolicyFile, mirror: Path | None = None) -
         published = await asyncio.to_thread(store.published_sources)
         doc["cycles"] = [c.to_json() for c in cycles]
         doc["ready"] = [w for w in doc["ready"] if _source(w) not in published]
+        if mirror is not None:  # loud: a signature about to lapse with no refresh yet
+            found = await asyncio.to_thread(expiries, mirror)
+            doc["alerts"] = [e.to_json() for e in found if e.seconds_left < DAY]
         return web.json_response(doc)
 
     app.router.add_post("/builds", post_build)
