@@ -326,6 +326,9 @@ def test_a_removal_with_quorum_disappears_and_one_without_waits(
     tools.run_text(scratch.command("-Sy"))
     listed = tools.run_text(scratch.command("-Sl", "core")).stdout
     assert "hello 1.0-1" in listed and "world" not in listed, listed
+    archived = tmp_path / "mirror" / "archive" / "packages" / "w" / "world"
+    assert sorted(p.name.split(".pkg")[0] for p in archived.iterdir()) == ["world-2.0-1-any"] * 2
+    assert not list(pool.glob("world-*")), "the removed package left the pool for the archive"
     tools.gpg_kill(scratch.gpgdir)
     status = as_role(service, "repo").status()
     assert status["waiting"] == [] and status["ready"] == [], status

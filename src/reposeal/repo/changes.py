@@ -40,7 +40,7 @@ class Plan:
         )
 
 
-def _filename(e: Entry) -> str:
+def filename_of(e: Entry) -> str:
     return single(e.fields(), "FILENAME", f"entry {e.dirname}")
 
 
@@ -92,8 +92,8 @@ def plan_add(current: Mapping[str, Entry], new: Sequence[Entry], rules: AddRules
                 continue
         else:
             plan.upgraded.append(f"{e.name} {old.version} -> {e.version}")
-        old_file = _filename(old)
-        if old_file != _filename(e):
+        old_file = filename_of(old)
+        if old_file != filename_of(e):
             plan.replaced_files.append(old_file)
         plan.entries[e.name] = e
     return plan

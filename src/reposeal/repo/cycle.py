@@ -273,6 +273,25 @@ def _published_sha(db: Path) -> str | None:
     return hashlib.sha256(db.read_bytes()).hexdigest() if db.exists() else None
 
 
+def _archive(m: Machine, pool: Path, files: list[str]) -> None:
+    """Move package files no database names any more (and their signatures) to
+    MIRROR/archive/packages/L/NAME/, as Arch's archive keeps them: old versions stay
+    installable on purpose, never by accident. Repeatable: a moved file is skipped."""
+    from reposeal.alpm.names import check_name, check_package_filename
+
+    for name in files:
+        try:  # NAME-PKGVER-PKGREL-ARCH.pkg.tar.EXT
+            stem = check_package_filename(name).split(".pkg.tar", 1)[0]
+            pkgname = check_name(stem.rsplit("-", 3)[0])
+        except ReposealError:
+            continue
+        target = m.mirror / "archive" / "packages" / pkgname[0] / pkgname
+        for f in (pool / name, pool / (name + ".sig")):
+            if f.exists():
+                target.mkdir(parents=True, exist_ok=True)
+                f.replace(target / f.name)
+
+
 def step(m: Machine, cycle: Cycle) -> bool:
     """Do the cycle's next step if it can be done now; True if it moved on."""
     db = m.db_path(cycle.repo, cycle.arch)
@@ -313,7 +332,7 @@ def step(m: Machine, cycle: Cycle) -> bool:
             parent = _published_sha(db)
             packages = [pool / name for name in sorted(cycle.plan["packages"])]
             try:
-                _, staged = stage_add(
+                report, staged = stage_add(
                     db,
                     packages,
                     UpdateOptions(include_sigs=True),
@@ -328,6 +347,7 @@ def step(m: Machine, cycle: Cycle) -> bool:
             write_all({staging / name: data for name, data in staged.items()})
             cycle.detail["parent"] = parent
             cycle.detail["staged"] = sorted(staged)
+            cycle.detail["superseded"] = sorted(report.superseded)
             cycle.detail["db_sha256"] = hashlib.sha256(staged[db.name]).hexdigest()
         fault_point("staged")
         cycle.step = "sign-db"
@@ -361,6 +381,7 @@ def step(m: Machine, cycle: Cycle) -> bool:
             files_out[db.name + ".sig"] = (staging / (db.name + ".sig")).read_bytes()
             publish_staged(db, files_out, wait=60)
             fault_point("published")
+        _archive(m, pool, cycle.detail.get("superseded", []))
         cycle.step = "done"
     else:
         return False

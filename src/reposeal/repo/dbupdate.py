@@ -32,7 +32,7 @@ from reposeal.alpm.syncdb import (
 from reposeal.errors import InvalidDatabaseError, RefusedError, ReposealError, SigningError
 from reposeal.openpgp.gpg import gpg_verify
 from reposeal.openpgp.signer import NO_OPTIONS, Signer, SignOptions
-from reposeal.repo.changes import AddRules, Plan, plan_add, plan_remove
+from reposeal.repo.changes import AddRules, Plan, filename_of, plan_add, plan_remove
 from reposeal.repo.lock import database_lock
 from reposeal.repo.paths import RepoPaths
 from reposeal.repo.publish import publish
@@ -67,6 +67,7 @@ class Report:
     refreshed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     deleted_files: list[str] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)  # package files no entry names now
     signed_by: str | None = None
     generation: str | None = None
     packages: int = 0
@@ -315,11 +316,15 @@ def stage_add(
         removed = plan_remove(added.entries, remove)
         removed.added, removed.upgraded = added.added, added.upgraded
         removed.refusals = added.refusals + removed.refusals
+        removed.replaced_files = added.replaced_files + [
+            filename_of(added.entries[n]) for n in remove if n in added.entries
+        ]
         return removed
 
     staged: dict[str, bytes] = {}
     names = [e.name for e in new] + list(remove)
-    report, _ = _update(db_path, names, plan, opts, progress, create=True, staged=staged)
+    report, done = _update(db_path, names, plan, opts, progress, create=True, staged=staged)
+    report.superseded = list(done.replaced_files)
     return report, staged
 
 
