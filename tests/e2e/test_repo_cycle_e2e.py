@@ -423,3 +423,59 @@ def test_expiring_database_signatures_are_refreshed_and_published(
     tools.gpg_kill(scratch.gpgdir)
     audit = json.loads(cli("enclave", "audit", "--json", str(enclave)).stdout)
     assert audit["ok"] and audit["signatures"] == 3, audit  # packages, database, refresh
+
+
+def test_debug_packages_go_to_the_debug_repository(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+) -> None:
+    from reposeal.alpm.synthetic import pkginfo_text, write_package
+    from reposeal.policy.document import RepoRule
+
+    rules = [RepoRule("core", ("x86_64",)), RepoRule("core-debug", ("x86_64",))]
+    server = start_service(tmp_path, world, policy_doc=world.policy(repos=rules).to_bytes())
+    svc = next(server)
+    try:
+        home = tmp_path / "enclave"
+        key = tmp_path / "repo.key"
+        key.write_text(world.admins[2].signer.path.read_text())
+        init = cli(
+            "enclave",
+            "init",
+            "--home",
+            str(home),
+            "--signer",
+            f"soft:{key}",
+            "--policy",
+            str(tmp_path / "policy.json"),
+        )
+        assert init.returncode == 0, init.stderr
+        pkgbuild = hashlib.sha256(b"PKGBUILD").hexdigest()
+        builder, source = as_role(svc, "builder"), as_role(svc, "source")
+        (tmp_path / "p").mkdir()
+        for name in ("tool", "tool-debug"):
+            info = pkginfo_text(name, "1-1", "x86_64").replace(
+                f"pkgbase = {name}\n".encode(), b"pkgbase = tool\n"
+            )
+            pkg = write_package(
+                tmp_path / "p", name, "1-1", "x86_64", pkgbuild_sha256=pkgbuild, pkginfo=info
+            )
+            sha = hashlib.sha256(pkg.read_bytes()).hexdigest()
+            build = to_bytes(Build("tool", COMMIT, pkg.name, sha, "0" * 64))
+            for b in world.builders[:2]:
+                builder.upload_build(pkg, build, b.sign(build))
+        approval = to_bytes(Approval("core", "tool", COMMIT, pkgbuild))
+        source.push_statement(approval, b"".join(m.sign(approval) for m in world.maintainers[:2]))
+        for _ in range(2):
+            assert len(cycle(tmp_path)) == 2  # core/x86_64 and core-debug/x86_64
+            run_enclave(svc, home)
+        assert [c["step"] for c in cycle(tmp_path)] == ["done", "done"]
+    finally:
+        server.close()
+    mirror = tmp_path / "mirror"
+    assert [p.name for p in (mirror / "core" / "os" / "x86_64").glob("*.pkg.tar.zst")] == [
+        "tool-1-1-x86_64.pkg.tar.zst"
+    ]
+    assert [p.name for p in (mirror / "core-debug" / "os" / "x86_64").glob("*.pkg.tar.zst")] == [
+        "tool-debug-1-1-x86_64.pkg.tar.zst"
+    ]

@@ -40,16 +40,17 @@ def service(tmp_path: Path, world: World) -> Iterator[tuple[str, dict[str, Issue
 
 
 def start_service(
-    tmp_path: Path, world: World, *extra: str
+    tmp_path: Path, world: World, *extra: str, policy_doc: bytes | None = None
 ) -> Iterator[tuple[str, dict[str, Issued]]]:
-    """`reposeal repo serve` on a free port of 127.0.0.1 (``extra``: more options)."""
+    """`reposeal repo serve` on a free port of 127.0.0.1 (``extra``: more options;
+    ``policy_doc``: the policy document, else the world's default one)."""
     ca = make_ca(tmp_path / "pki")
     certs = {"ca": ca}
     for role in ("bridge", "repo", "builder", "source", "enclave"):
         ip = "127.0.0.1" if role == "bridge" else None
         certs[role] = issue(ca, tmp_path / "pki", role, role, server_ip=ip)
     policy = tmp_path / "policy.json"
-    raw = world.policy().to_bytes()
+    raw = policy_doc or world.policy().to_bytes()
     policy.write_bytes(raw)
     policy.with_name("policy.json.sig").write_bytes(b"".join(p.sign(raw) for p in world.admins[:2]))
     with socket.socket() as s:

@@ -192,7 +192,8 @@ def _index(evidence: Evidence, repo: str) -> _Index:
     approvals: dict[tuple[str, str, str], list[Signed]] = defaultdict(list)
     for s in evidence.approvals:
         a = s.statement
-        if isinstance(a, Approval) and a.repo == repo:
+        # a -debug repository holds what the approved source of its base repository built
+        if isinstance(a, Approval) and a.repo in (repo, repo.removesuffix("-debug")):
             approvals[(a.pkgbase, a.commit, a.pkgbuild_sha256)].append(s)
     return builds_by_sha, build_signers, approvals
 

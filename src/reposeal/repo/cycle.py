@@ -163,12 +163,21 @@ class Machine:
         return self.cycles.folder / "staging" / cycle.id
 
 
-def _arches(w: Waiting, policy: Policy) -> list[str]:
-    """Where a source's packages go: their architecture, or every one of the repo's for
-    architecture-independent ones."""
-    rule = policy.rule(w.repo)
-    arches = {r.arch for r in w.packages.values() if r.arch != "any"}
-    return sorted(arches or (set(rule.arches) if rule else set()))
+def _targets(w: Waiting, policy: Policy) -> dict[tuple[str, str], Waiting]:
+    """Where a source's packages go, as (repo, arch) -> that part of the source: debug
+    packages to the repository's -debug twin (when the policy has one), each package to its
+    architecture, architecture-independent ones to every architecture of the repository."""
+    out: dict[tuple[str, str], Waiting] = {}
+    for name, rec in w.packages.items():
+        repo = w.repo
+        if name.endswith("-debug") and policy.rule(f"{w.repo}-debug") is not None:
+            repo = f"{w.repo}-debug"
+        rule = policy.rule(repo)
+        arches = [rec.arch] if rec.arch != "any" else sorted(rule.arches) if rule else []
+        for arch in arches:
+            part = out.setdefault((repo, arch), Waiting(repo, w.pkgbase, w.commit, {}, w.missing))
+            part.packages[name] = rec
+    return out
 
 
 def _as_job_files(m: Machine, raw: bytes, sigs: bytes) -> dict[str, str]:
@@ -215,10 +224,10 @@ def plan_cycles(m: Machine) -> list[Cycle]:
     for w in m.intake.readiness(m.policy):
         if w.missing:
             continue
-        for arch in _arches(w, m.policy):
-            if m.cycles.is_published(w.repo, arch, w.pkgbase, w.commit):
+        for (repo, arch), part in _targets(w, m.policy).items():
+            if m.cycles.is_published(repo, arch, w.pkgbase, w.commit):
                 continue
-            ready.setdefault((w.repo, arch), []).append(w)
+            ready.setdefault((repo, arch), []).append(part)
     removals: dict[tuple[str, str], list[tuple[str, list[str]]]] = {}
     for stmt, digest, missing in m.intake.removals(m.policy):
         rule = m.policy.rule(stmt.repo)
