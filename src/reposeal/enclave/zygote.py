@@ -3,16 +3,16 @@
 Starting Python and importing the parsers costs about 0.1 s, far more than checking a small
 package. So the enclave starts this template once, inside bubblewrap (no network, no
 writable filesystem at all, no capabilities, own PID namespace), with everything imported
-and before it has seen a byte of any job. For each job it forks a child that runs that one
-job and exits. The template never reads job data itself, so nothing one job does can leak
-into the next: after each job every other process in the sandbox is killed (``kill(-1)``
-reaches exactly the sandbox's PID namespace), and the template is not ptrace-able
-(PR_SET_DUMPABLE 0) by its children.
+and before it has seen a byte of any job. For each job a child, forked ahead of time, runs
+that one job and exits. The template never reads job data itself, so nothing one job does
+can leak into the next: after each job every other process in the sandbox is killed
+(``kill(-1)`` reaches exactly the sandbox's PID namespace) before the next child is forked,
+and the template is not ptrace-able (PR_SET_DUMPABLE 0) by its children.
 
 The child sees only descriptors: the job's channel to the enclave loop, over which it asks
 for files by name (read-only descriptors come back, never paths), and answers.
 
-Run as: python -I -m reposeal.enclave.zygote FD [--no-sandbox]
+Run as: python -I -m reposeal.enclave.zygote FD [--no-sandbox] [--one-shot]
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def _read_fd(fd: int, limit: int) -> bytes:
 class ChannelJob:
     """A :class:`reposeal.enclave.worker.JobInput` served by the enclave over the channel."""
 
-    def __init__(self, sock: socket.socket, start: dict[str, Any], fds: list[int], policy: Policy):
+    def __init__(
+        self, sock: socket.socket, start: dict[str, Any], fds: list[int], policy: Policy
+    ) -> None:
         self.sock, self.spec, self.policy = sock, dict(start["spec"]), policy
         self.listed = {str(k): [str(n) for n in v] for k, v in start.get("names", {}).items()}
         files = start.get("files", [])
