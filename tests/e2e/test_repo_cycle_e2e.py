@@ -9,7 +9,6 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,8 +31,9 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def enclave(tmp_path: Path, world: World) -> Iterator[Path]:  # noqa: F811
+def init_enclave(tmp_path: Path, world: World) -> Path:  # noqa: F811
+    """An enclave home under the policy the service was started with (the world's admin 3
+    holds the repository key)."""
     home = tmp_path / "enclave"
     key = tmp_path / "repo.key"
     key.write_text(world.admins[2].signer.path.read_text())
@@ -50,7 +50,12 @@ def enclave(tmp_path: Path, world: World) -> Iterator[Path]:  # noqa: F811
         "test.example/log",
     )
     assert out.returncode == 0, out.stderr
-    yield home
+    return home
+
+
+@pytest.fixture
+def enclave(tmp_path: Path, world: World, service: object) -> Path:  # noqa: F811
+    return init_enclave(tmp_path, world)  # after the service wrote the policy
 
 
 def as_role(service: tuple[str, dict[str, Issued]], role: str) -> BridgeClient:  # noqa: F811
@@ -254,22 +259,7 @@ def test_the_service_runs_the_cycle_by_itself(
 
     server = start_service(tmp_path, world, "--mirror", str(tmp_path / "mirror"))
     svc = next(server)
-    home = tmp_path / "enclave"
-    key = tmp_path / "repo.key"
-    key.write_text(world.admins[2].signer.path.read_text())
-    assert (
-        cli(
-            "enclave",
-            "init",
-            "--home",
-            str(home),
-            "--signer",
-            f"soft:{key}",
-            "--policy",
-            str(tmp_path / "policy.json"),
-        ).returncode
-        == 0
-    )
+    home = init_enclave(tmp_path, world)
     enclave = subprocess.Popen(
         [sys.executable, "-m", "reposeal.cli", *enclave_run(svc, home), "--wait", "5"],
         stderr=subprocess.PIPE,
@@ -436,20 +426,7 @@ def test_debug_packages_go_to_the_debug_repository(
     server = start_service(tmp_path, world, policy_doc=world.policy(repos=rules).to_bytes())
     svc = next(server)
     try:
-        home = tmp_path / "enclave"
-        key = tmp_path / "repo.key"
-        key.write_text(world.admins[2].signer.path.read_text())
-        init = cli(
-            "enclave",
-            "init",
-            "--home",
-            str(home),
-            "--signer",
-            f"soft:{key}",
-            "--policy",
-            str(tmp_path / "policy.json"),
-        )
-        assert init.returncode == 0, init.stderr
+        home = init_enclave(tmp_path, world)
         pkgbuild = hashlib.sha256(b"PKGBUILD").hexdigest()
         builder, source = as_role(svc, "builder"), as_role(svc, "source")
         (tmp_path / "p").mkdir()
