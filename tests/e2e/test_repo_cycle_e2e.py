@@ -456,3 +456,32 @@ def test_debug_packages_go_to_the_debug_repository(
     assert [p.name for p in (mirror / "core-debug" / "os" / "x86_64").glob("*.pkg.tar.zst")] == [
         "tool-debug-1-1-x86_64.pkg.tar.zst"
     ]
+
+
+def test_architecture_independent_packages_reach_every_architecture(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    built_packages: dict[str, Path],
+) -> None:
+    from reposeal.policy.document import RepoRule
+
+    rules = [RepoRule("core", ("x86_64", "aarch64"))]
+    server = start_service(tmp_path, world, policy_doc=world.policy(repos=rules).to_bytes())
+    svc = next(server)
+    try:
+        home = init_enclave(tmp_path, world)
+        send(world, svc, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2)
+        for _ in range(2):
+            assert sorted(c["arch"] for c in cycle(tmp_path)) == ["aarch64", "x86_64"]
+            run_enclave(svc, home)
+        assert [c["step"] for c in cycle(tmp_path)] == ["done", "done"]
+    finally:
+        server.close()
+    for arch in ("x86_64", "aarch64"):
+        pool = tmp_path / "mirror" / "core" / "os" / arch
+        assert (pool / built_packages["hello-1.0"].name).exists()
+        assert (pool / "core.db.sig").exists()
+    scratch = pacman_trusting_the_enclave(tmp_path, world, tmp_path / "mirror/core/os/x86_64")
+    tools.run_text(scratch.command("-Sy"))
+    tools.run_text(scratch.command("-S", "--noconfirm", "hello"))
+    tools.gpg_kill(scratch.gpgdir)
