@@ -182,6 +182,22 @@ def _child(job_fd: int, policy: Policy | str, timeout: int) -> None:
         os._exit(status)
 
 
+def _alone(timeout: float = 5.0) -> bool:
+    """Wait until no process but the sandbox's init and this one is left (the killed are
+    gone once init has reaped them); False if that does not happen in ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    me = os.getpid()
+    while True:
+        others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+        if not others:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+
+
 class _Spare:
     """A child forked ahead of its job (after the last job's processes were killed), so
     forking is off the job's path. It waits for (policy key, timeout, job channel)."""
@@ -266,6 +282,8 @@ def serve(
             if sandboxed:  # whatever the child left running dies with it
                 with contextlib.suppress(ProcessLookupError):  # nothing was left
                     os.kill(-1, signal.SIGKILL)
+                if not _alone():
+                    return  # something outlived SIGKILL: the enclave starts a new sandbox
             spare = _Spare(ctl, policies, run_child)  # fresh, for the next job
             channel.send(ctl, {"op": "done", "status": status})
     finally:
