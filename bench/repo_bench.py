@@ -17,7 +17,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,7 +32,9 @@ from reposeal.enclave.home import init_home
 from reposeal.evidence.statements import Approval, Build, to_bytes
 from reposeal.repo.bridge_client import BridgeClient
 from reposeal.repo.dbupdate import publish_staged
-from reposeal.tls import client_context, issue, make_ca
+from reposeal.tls import client_context
+from tests.e2e.test_repo_cycle_e2e import enclave_run
+from tests.e2e.test_repo_intake_e2e import start_service
 from tests.policy.world import make_world
 
 N = 10_000
@@ -43,22 +44,6 @@ COMMIT = "e" * 40
 
 def cli(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "reposeal.cli", *args], check=True, capture_output=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the service did not start")
 
 
 def bootstrap(work: Path, world: object, pool: Path) -> Path:
@@ -81,6 +66,7 @@ def bootstrap(work: Path, world: object, pool: Path) -> Path:
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="reposeal-repobench-"))
     procs: list[subprocess.Popen[bytes]] = []
+    service = None
     try:
         (work / "keys").mkdir()
         world = make_world(work / "keys")
@@ -93,68 +79,19 @@ def main() -> None:
         cli("db", "add", "-q", str(pool / "core.db.tar.gz"), *map(str, files))
         home = bootstrap(work, world, pool)
 
-        ca = make_ca(work / "pki")
-        certs = {
-            r: issue(ca, work / "pki", r, r, server_ip="127.0.0.1" if r == "bridge" else None)
-            for r in ("bridge", "enclave", "repo", "builder", "source")
-        }
-        port = free_port()
-        url = f"https://127.0.0.1:{port}"
+        service = start_service(work, world, "--mirror", str(work / "mirror"))
+        url, certs = next(service)  # the same `repo serve` the tests start
+        run = enclave_run((url, certs), home)
         procs.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "reposeal.cli",
-                    "repo",
-                    "serve",
-                    "--dir",
-                    str(work / "srv"),
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                    "--cert",
-                    str(certs["bridge"].cert),
-                    "--key",
-                    str(certs["bridge"].key),
-                    "--client-ca",
-                    str(ca.cert),
-                    "--policy",
-                    str(work / "policy.json"),
-                    "--mirror",
-                    str(work / "mirror"),
-                ],
-                stderr=open(work / "serve.log", "wb"),  # noqa: SIM115
-            )
-        )
-        wait_port(port)
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "reposeal.cli",
-                    "enclave",
-                    "run",
-                    "--wait",
-                    "30",
-                    "--home",
-                    str(home),
-                    "--bridge",
-                    url,
-                    "--cert",
-                    str(certs["enclave"].cert),
-                    "--key",
-                    str(certs["enclave"].key),
-                    "--ca",
-                    str(ca.cert),
-                ],
+                [sys.executable, "-m", "reposeal.cli", *run, "--wait", "30"],
                 stderr=subprocess.DEVNULL,
             )
         )
         time.sleep(2)  # the enclave verifies its log and starts its sandbox
 
         def client(role: str) -> BridgeClient:
-            return BridgeClient(url, client_context(certs[role], ca.cert), timeout=60)
+            return BridgeClient(url, client_context(certs[role], certs["ca"].cert), timeout=60)
 
         pkg = write_package(work, "p05000", "2-1", "x86_64", pkgbuild_sha256=PKGBUILD)
         sha = hashlib.sha256(pkg.read_bytes()).hexdigest()
@@ -171,14 +108,16 @@ def main() -> None:
         source.push_statement(approval, world.maintainers[1].sign(approval))  # the last one
         while hashlib.sha256(db.read_bytes()).hexdigest() == before:
             if time.time() - t0 > 60:
-                log = (work / "serve.log").read_text()[-2000:]
-                raise SystemExit(f"not published: {client('repo').status()}\n{log}")
+                raise SystemExit(f"not published: {client('repo').status()}")
             time.sleep(0.005)
         total = time.time() - t0
 
-        with sqlite3.connect(work / "srv" / "cycles" / "cycles.sqlite") as c:
-            (detail,) = c.execute("SELECT detail FROM cycle").fetchone()
-        times = json.loads(detail)["times"]
+        times: dict[str, float] = {}
+        while "done" not in times:  # the cycle records its end just after publishing
+            with sqlite3.connect(work / "srv" / "cycles" / "cycles.sqlite") as c:
+                (detail,) = c.execute("SELECT detail FROM cycle").fetchone()
+            times = json.loads(detail)["times"]
+            time.sleep(0.01)
         steps = ["sign-packages", "pool", "stage", "sign-db", "publish", "done"]
         rows = [("evidence arrives -> cycle planned", times["sign-packages"] - t0)]
         labels = {
@@ -229,13 +168,15 @@ def main() -> None:
         )
         repo_add = time.perf_counter() - t
     finally:
-        for p in reversed(procs):  # the enclave first: its long poll holds the service
+        for p in procs:  # the enclave first: its long poll holds the service
             p.terminate()
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        if service is not None:
+            service.close()
         if os.environ.get("KEEP"):
             print(f"kept {work}", file=sys.stderr)
         else:

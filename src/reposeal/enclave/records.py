@@ -209,10 +209,10 @@ def replay(
     already loaded (and hash-checked), by hash; ``index`` learns every record applied."""
     import json
 
-    def load_records(loader: RecordsLoader, digest: str) -> dict[str, PackageRecord]:
+    def records_of(digest: str) -> dict[str, PackageRecord]:
         if parsed is not None and digest in parsed:
             return parsed[digest]
-        return load_records_and_entries(loader, digest)[0]
+        return load_records(loader, digest)
 
     state = SigningState() if start is None else start
     current: dict[tuple[str, str], Mapping[str, PackageRecord]] = {}
@@ -222,7 +222,7 @@ def replay(
             continue
         if "spilled" in doc:
             doc = read_entry(raw, loader)
-        records = load_records(loader, doc["records"])
+        records = records_of(doc["records"])
         if index is not None:
             index.add(doc["repo"], records.values())
         if doc.get("type") == "packages":

@@ -337,27 +337,26 @@ def step(m: Machine, cycle: Cycle) -> bool:
         fault_point("pool-written")
         cycle.step = "stage"
     elif cycle.step == "stage":
-        with database_lock(db.with_name(db.name + ".cycle.lck"), wait=60):
-            parent = _published_sha(db)
-            packages = [pool / name for name in sorted(cycle.plan["packages"])]
-            try:
-                report, staged = stage_add(
-                    db,
-                    packages,
-                    UpdateOptions(include_sigs=True),
-                    lambda _: None,
-                    remove=cycle.plan.get("remove", []),
-                )
-            except ReposealError as exc:
-                cycle.step, cycle.detail["reasons"] = "failed", [str(exc)]
-                m.cycles.save(cycle)
-                return True
-            staging = m.staging(cycle)
-            write_all({staging / name: data for name, data in staged.items()})
-            cycle.detail["parent"] = parent
-            cycle.detail["staged"] = sorted(staged)
-            cycle.detail["superseded"] = sorted(report.superseded)
-            cycle.detail["db_sha256"] = hashlib.sha256(staged[db.name]).hexdigest()
+        parent = _published_sha(db)
+        packages = [pool / name for name in sorted(cycle.plan["packages"])]
+        try:
+            report, staged = stage_add(
+                db,
+                packages,
+                UpdateOptions(include_sigs=True),
+                lambda _: None,
+                remove=cycle.plan.get("remove", []),
+            )
+        except ReposealError as exc:
+            cycle.step, cycle.detail["reasons"] = "failed", [str(exc)]
+            m.cycles.save(cycle)
+            return True
+        staging = m.staging(cycle)
+        write_all({staging / name: data for name, data in staged.items()})
+        cycle.detail["parent"] = parent
+        cycle.detail["staged"] = sorted(staged)
+        cycle.detail["superseded"] = sorted(report.superseded)
+        cycle.detail["db_sha256"] = hashlib.sha256(staged[db.name]).hexdigest()
         fault_point("staged")
         cycle.step = "sign-db"
     elif cycle.step == "sign-db":
@@ -470,19 +469,24 @@ def refresh(m: Machine, before: float) -> list[dict[str, Any]]:
                 }
             )
             continue
-        with database_lock(e.db.with_name(e.db.name + ".cycle.lck"), wait=60):
-            if hashlib.sha256(e.db.read_bytes()).hexdigest() == digest:  # still the same
-                generation = e.db.parent / f"{e.repo}.current"
-                files = {p.name: p.read_bytes() for p in generation.iterdir()}
-                files[e.db.name + ".sig"] = base64.b64decode(result["signature"])
-                publish_staged(e.db, files, wait=60)
+        if hashlib.sha256(e.db.read_bytes()).hexdigest() == digest:  # still the same
+            generation = e.db.parent / f"{e.repo}.current"
+            files = {p.name: p.read_bytes() for p in generation.iterdir()}
+            files[e.db.name + ".sig"] = base64.b64decode(result["signature"])
+            publish_staged(e.db, files, wait=60)
         done.append({"job": job_id, **e.to_json(), "state": "refreshed"})
     return done
 
 
 def advance(m: Machine, refresh_before: float = 3 * DAY) -> list[Cycle]:
     """Start what is ready, take every cycle as far as it can go now, and refresh database
-    signatures that expire within ``refresh_before`` seconds."""
+    signatures that expire within ``refresh_before`` seconds. One runner at a time (`repo
+    serve` and `repo cycle` may both call this)."""
+    with database_lock(m.cycles.folder / "cycles.lck", wait=60):
+        return _advance(m, refresh_before)
+
+
+def _advance(m: Machine, refresh_before: float) -> list[Cycle]:
     refresh(m, refresh_before)
     plan_cycles(m)
     moved = []

@@ -19,10 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from reposeal.alpm.buildinfo import pkgbuild_sha256
-from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.package import read_package
 from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.quorum import Signed, load_signed
@@ -121,16 +120,9 @@ class Intake:
 
     # --- builders -----------------------------------------------------------------------
 
-    def add_build(
-        self,
-        policy: Policy,
-        statement: bytes,
-        signatures: bytes,
-        package: BinaryIO,
-    ) -> dict[str, Any]:
-        """A built package and its signed build statement. The statement and signatures are
-        checked before a byte of the package is read; then the package is read (strictly),
-        hashed and held against the statement."""
+    def check_build(self, policy: Policy, statement: bytes, signatures: bytes) -> Build:
+        """The build statement of an upload, if it parses and a builder of the policy signed
+        it: checked before the package itself is received."""
         if len(statement) > MAX_STATEMENT or len(signatures) > MAX_SIGNATURES:
             raise UploadRefusedError("the build statement or its signatures are too large")
         try:
@@ -140,50 +132,46 @@ class Intake:
         if not isinstance(build, Build):
             raise UploadRefusedError(f"expected a build statement, got a {build.kind} statement")
         _signed(statement, signatures, policy, "builders", "build statement")
-        tmp = self.blobs / f".upload-{os.getpid()}-{id(package)}.tmp"
+        return build
+
+    def add_build(
+        self, policy: Policy, statement: bytes, signatures: bytes, package: Path
+    ) -> dict[str, Any]:
+        """A built package and its signed build statement. ``package`` is the received file,
+        private to the caller, beside the blobs: it is read strictly, held against the
+        statement, and on success moved (not copied) to become the kept blob; on refusal
+        it is left for the caller to delete."""
+        build = self.check_build(policy, statement, signatures)
         try:
-            h, size = hashlib.sha256(), 0
-            with open(tmp, "wb") as out:
-                while chunk := package.read(1 << 20):
-                    size += len(chunk)
-                    if size > DEFAULT_LIMITS.max_package_bytes:
-                        raise UploadRefusedError("the package is larger than the limit")
-                    h.update(chunk)
-                    out.write(chunk)
-            if h.hexdigest() != build.sha256:
-                raise UploadRefusedError(
-                    f"the package's sha256 is {h.hexdigest()[:16]}…, the build statement "
-                    f"attests {build.sha256[:16]}…"
-                )
-            try:
-                with open(tmp, "rb") as f:
-                    pkg = read_package(tmp.with_name(build.filename), opened=f)
-            except ReposealError as exc:
-                raise UploadRefusedError(f"{build.filename}: {exc.message}") from None
-            info = pkg.facts.info
-            if (info.base or info.name) != build.pkgbase:
-                raise UploadRefusedError(
-                    f"{build.filename} belongs to pkgbase {info.base or info.name}, the "
-                    f"statement says {build.pkgbase}"
-                )
-            record = (
-                build.sha256,
-                build.filename,
-                info.name,
-                info.version,
-                info.arch,
-                build.pkgbase,
-                pkgbuild_sha256(pkg.buildinfo),
-                time.time(),
+            with open(package, "rb") as f:
+                pkg = read_package(Path(build.filename), opened=f)
+        except ReposealError as exc:
+            raise UploadRefusedError(f"{build.filename}: {exc.message}") from None
+        if pkg.facts.sha256 != build.sha256:
+            raise UploadRefusedError(
+                f"the package's sha256 is {pkg.facts.sha256[:16]}…, the build statement "
+                f"attests {build.sha256[:16]}…"
             )
-            with self._transaction() as db:
-                db.execute("INSERT OR IGNORE INTO package VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
-                self._keep_statement(
-                    db, statement, signatures, "build", build.pkgbase, build.commit
-                )
-                os.replace(tmp, self.blobs / build.sha256)
-        finally:
-            tmp.unlink(missing_ok=True)
+        info = pkg.facts.info
+        if (info.base or info.name) != build.pkgbase:
+            raise UploadRefusedError(
+                f"{build.filename} belongs to pkgbase {info.base or info.name}, the "
+                f"statement says {build.pkgbase}"
+            )
+        record = (
+            build.sha256,
+            build.filename,
+            info.name,
+            info.version,
+            info.arch,
+            build.pkgbase,
+            pkgbuild_sha256(pkg.buildinfo),
+            time.time(),
+        )
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO package VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
+            self._keep_statement(db, statement, signatures, "build", build.pkgbase, build.commit)
+            os.replace(package, self.blobs / build.sha256)
         return {"package": build.filename, "sha256": build.sha256, "pkgbase": build.pkgbase}
 
     # --- the source machine -------------------------------------------------------------

@@ -126,12 +126,14 @@ def make_service(
             if not isinstance(header, dict):
                 raise UploadRefusedError("the upload's header is not a JSON object")
             statement, signatures = _b64(header, "statement"), _b64(header, "signatures")
+            # who attests what is checked before the package is received
+            await asyncio.to_thread(intake.check_build, policy.get(), statement, signatures)
         except (asyncio.IncompleteReadError, ValueError, struct.error) as exc:
             raise web.HTTPBadRequest(text=f"malformed upload: {exc}") from None
         except UploadRefusedError as exc:
             raise refused(exc) from None
-        # the package goes to a private temporary file first (size-limited); the intake
-        # checks everything before it keeps anything
+        # the package goes to a private temporary file (size-limited), which the intake
+        # checks and, if it holds up, moves into place
         tmp = queue.blobs / f".incoming-{os.getpid()}-{id(request)}"
         try:
             size = 0
@@ -144,10 +146,9 @@ def make_service(
                         )
                     f.write(chunk)
             async with lock:
-                with open(tmp, "rb") as f:
-                    done = await asyncio.to_thread(
-                        intake.add_build, policy.get(), statement, signatures, f
-                    )
+                done = await asyncio.to_thread(
+                    intake.add_build, policy.get(), statement, signatures, tmp
+                )
         except UploadRefusedError as exc:
             raise refused(exc) from None
         finally:
