@@ -111,7 +111,7 @@ def make_service(
             task.cancel()
 
         app.cleanup_ctx.append(cycler)
-    app["cycles"] = lambda: Cycles(folder / "cycles")  # status: what cycles did (any runner)
+    cycles = Cycles(folder / "cycles")  # for status: what the cycles did (any runner)
 
     def refused(exc: ReposealError) -> web.HTTPException:
         return web.HTTPUnprocessableEntity(text=exc.message)
@@ -177,10 +177,9 @@ def make_service(
     async def get_status(request: web.Request) -> web.Response:
         require_role(request, "repo", "source", "builder")
         doc = await asyncio.to_thread(intake.status, policy.get())
-        store = app["cycles"]()
-        cycles = await asyncio.to_thread(store.all, 20)
-        published = await asyncio.to_thread(store.published_sources)
-        doc["cycles"] = [c.to_json() for c in cycles]
+        recent = await asyncio.to_thread(cycles.all, 20)
+        published = await asyncio.to_thread(cycles.published_sources)
+        doc["cycles"] = [c.to_json() for c in recent]
         doc["ready"] = [w for w in doc["ready"] if _source(w) not in published]
         if mirror is not None:  # loud: a signature about to lapse with no refresh yet
             found = await asyncio.to_thread(expiries, mirror)
