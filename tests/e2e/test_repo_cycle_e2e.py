@@ -165,6 +165,10 @@ def test_approved_builds_are_signed_published_and_installed(
     tools.run_text(scratch.command("-Sy"))
     tools.run_text(scratch.command("-S", "--noconfirm", "hello"))
     assert "hello 1.0-1" in tools.run_text(scratch.command("-Q", "hello")).stdout
+    # the files database is signed too (DatabaseRequired): pacman -F finds the package's files
+    tools.run_text(scratch.command("-Fy"))
+    owner = tools.run_text(scratch.command("-F", "usr/share/hello/message")).stdout
+    assert "core/hello 1.0-1" in owner, owner
     tools.gpg_kill(scratch.gpgdir)
     audit = json.loads(cli("enclave", "audit", "--json", str(enclave)).stdout)
     assert audit["ok"] and audit["signatures"] == 2, audit
@@ -215,6 +219,7 @@ def test_kill_9_at_every_step_of_the_cycle_keeps_pacman_working(
     def consistent() -> list[str]:
         """pacman syncs (the signature holds) and every package it lists is on the mirror."""
         tools.run_text(scratch.command("-Sy"))
+        tools.run_text(scratch.command("-Fy"))  # the files database's signature holds too
         listed = tools.run_text(scratch.command("-Sl", "core")).stdout.split("\n")
         names = [line.split()[1] for line in listed if line.strip()]
         for line in listed:

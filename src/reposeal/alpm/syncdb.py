@@ -160,8 +160,10 @@ def entries_from_tars(
     limits: Limits = DEFAULT_LIMITS,
     *,
     end_optional: bool = False,
+    files_within: bool = False,
 ) -> dict[str, Entry]:
-    """Entries from decompressed sync (and files) tars; both must list the same packages."""
+    """Entries from decompressed sync (and files) tars; both must list the same packages.
+    ``files_within``: ``db_tar`` is itself a files database (``files`` beside ``desc``)."""
     try:
         scanned = _scan_archive(db_tar, "sync database", limits, end_optional=end_optional)
     except ReposealError as exc:
@@ -205,7 +207,7 @@ def entries_from_tars(
             name=name,
             version=version,
             desc=s.desc,
-            files=fs.files if fs is not None else None,
+            files=fs.files if fs is not None else s.files if files_within else None,
             raw_db=s.raw,
             raw_files=fs.raw if fs is not None else None,
         )

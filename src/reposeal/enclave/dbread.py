@@ -18,7 +18,7 @@ bad entry) is read whole, the strict way, which also gives the precise error. Pu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +41,14 @@ class DbRead:
     chunks: list[dict[str, Any]] | None  # this database's chunk map, if it is chunked
 
 
-def chunk_map(doc: object) -> dict[str, list[str]]:
-    """A logged chunk map, as a lookup (malformed: empty, so everything is read)."""
+def chunk_map(doc: object, part: str = "db") -> dict[str, list[str]]:
+    """A logged chunk map, as a lookup (malformed: empty, so everything is read). Logged
+    as a list (the sync database's) or as {"db": list, "files": list}."""
     out: dict[str, list[str]] = {}
+    if isinstance(doc, dict):
+        doc = doc.get(part)
+    elif part != "db":
+        return out
     if isinstance(doc, list):
         for c in doc:
             if isinstance(c, dict) and isinstance(c.get("sha256"), str):
@@ -109,31 +114,111 @@ def _by_chunks(
     members: list[tuple[bytes, bytes]], where: str, known: Known, parent_chunks: ChunkMap
 ) -> DbRead | None:
     """Read chunk by chunk; None whenever the whole, strict read must decide."""
+    records: dict[str, PackageRecord] = {}
+    entries: dict[str, str] = {}
+
+    def reuse(names: Sequence[str]) -> bool:
+        if not all(n in known for n in names):
+            return False
+        for n in names:
+            entries[n], records[n] = known[n]
+        return True
+
+    def take(e: Entry) -> bool:
+        return not _add(e, known, records, entries)
+
+    chunks = _chunks(members, where, parent_chunks, reuse, take, files_within=False)
+    return None if chunks is None else DbRead(records, entries, chunks)
+
+
+def _chunks(
+    members: list[tuple[bytes, bytes]],
+    where: str,
+    parent_chunks: ChunkMap,
+    reuse: Callable[[Sequence[str]], bool],
+    take: Callable[[Entry], bool],
+    *,
+    files_within: bool,
+) -> list[dict[str, Any]] | None:
+    """Walk a chunked database: a chunk the parent had (same compressed bytes) is handed to
+    ``reuse`` by its names, any other is read and each entry handed to ``take``. Returns the
+    chunk map, or None whenever the whole, strict read must decide (either callback saying
+    no, a package twice, a chunk that is not whole members to its last byte)."""
     *body, (_, end) = members
     if end != END_OF_ARCHIVE:
         return None
-    records: dict[str, PackageRecord] = {}
-    entries: dict[str, str] = {}
+    seen: set[str] = set()
     chunks: list[dict[str, Any]] = []
     for compressed, tar in body:
         digest = hashlib.sha256(compressed).hexdigest()
-        names = parent_chunks.get(digest)
-        if names is not None and all(n in known for n in names):
-            for n in names:
-                if n in records:
-                    return None  # a package twice: the strict read names it
-                entries[n], records[n] = known[n]
-        else:
+        names: Sequence[str] | None = parent_chunks.get(digest)
+        if names is None or seen.intersection(names) or not reuse(names):
             try:
-                found = entries_from_tars(tar, None, where, None, end_optional=True)
+                found = entries_from_tars(
+                    tar, None, where, None, end_optional=True, files_within=files_within
+                )
             except ReposealError:
                 return None
             raws = [e.raw_db for e in found.values()]
             if any(r is None for r in raws) or sum(len(r or b"") for r in raws) != len(tar):
                 return None  # not whole members to the last byte (an end block inside?)
-            for e in found.values():
-                if e.name in records or _add(e, known, records, entries):
-                    return None
+            if seen.intersection(found) or not all(take(e) for e in found.values()):
+                return None
             names = list(found)
+        seen.update(names)
         chunks.append({"sha256": digest, "names": sorted(names)})
-    return DbRead(records, entries, chunks)
+    return chunks
+
+
+@dataclass(frozen=True)
+class FilesRead:
+    """A files database: per package, its entry's ``entry_sha256`` (the desc, which must be
+    the sync database's) and the sha256 of its ``files`` member (``files_sha256``)."""
+
+    entries: dict[str, str]
+    files: dict[str, str]
+    chunks: list[dict[str, Any]] | None
+
+
+def files_sha256(files: bytes | None) -> str:
+    """What a files-database entry lists, byte for byte (no ``files`` member: none)."""
+    return hashlib.sha256(files if files is not None else b"").hexdigest()
+
+
+def read_files_db(
+    blob: bytes, where: str, known: Mapping[str, tuple[str, str]], parent_chunks: ChunkMap
+) -> FilesRead:
+    """Every entry of the files database ``blob``; ``known``: name -> (entry_sha256,
+    files_sha256) the parent's files database had, for names whose sync entry is unchanged.
+    A chunk byte for byte the parent's keeps those; anything else is read."""
+    if not blob:
+        raise InvalidDatabaseError("files database file is empty", path=where)
+    entries: dict[str, str] = {}
+    files: dict[str, str] = {}
+
+    def reuse(names: Sequence[str]) -> bool:
+        if not all(n in known for n in names):
+            return False
+        for n in names:
+            entries[n], files[n] = known[n]
+        return True
+
+    def take(e: Entry) -> bool:
+        entries[e.name], files[e.name] = entry_sha256(e), files_sha256(e.files)
+        return True
+
+    try:
+        kind = compression.detect(blob[:263])
+        members = compression.split_members(blob, kind, DEFAULT_LIMITS.max_db_unpacked_bytes)
+    except ReposealError as exc:
+        raise exc.at(where) from None
+    if members is not None:
+        chunks = _chunks(members, where, parent_chunks, reuse, take, files_within=True)
+        if chunks is not None:
+            return FilesRead(entries, files, chunks)
+    entries.clear()
+    files.clear()
+    tar = decompress_blob(blob, where)
+    for e in entries_from_tars(tar, None, where, None, files_within=True).values():
+        take(e)
+    return FilesRead(entries, files, None)

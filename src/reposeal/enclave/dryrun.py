@@ -63,11 +63,15 @@ def db_job(
     db_bytes: bytes,
     evidence: Path | None,
     packages: Path,
+    files_bytes: bytes | None = None,
 ) -> WorkerJob:
-    """A database-transition job for the worker (the caller read the database once)."""
+    """A database-transition job for the worker (the caller read the database once, and
+    the files database, when it is to be signed too)."""
     parent = state.last_db.get((repo, arch))
     spec: dict[str, Any] = {"kind": "db", "repo": repo, "arch": arch, "parent": parent}
     blobs = {"new.db": db_bytes}
+    if files_bytes is not None:
+        blobs["new.files"] = files_bytes
     logged = home.last_records(repo, arch) if parent is not None else None
     if logged is not None:  # the parent's records (and chunk map) as logged when signed
         spec["parent_records"], spec["parent_chunks"] = logged

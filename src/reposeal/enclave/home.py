@@ -63,8 +63,8 @@ class EnclaveHome:
     _jobs: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     # package file sha256 -> log index of the entry that signed it (never sign twice)
     _package_sigs: dict[str, int] = field(default_factory=dict, init=False, repr=False)
-    # (repo, arch) -> (records, chunk map) of the last database signed there
-    _last_db: dict[tuple[str, str], tuple[str, str | None]] = field(
+    # (repo, arch) -> (records, chunk map, files database) of the last database signed there
+    _last_db: dict[tuple[str, str], tuple[str, str | None, str | None]] = field(
         default_factory=dict, init=False, repr=False
     )
     _policy: tuple[bytes, Policy] | None = field(default=None, init=False, repr=False)
@@ -208,9 +208,11 @@ class EnclaveHome:
                     self._jobs.setdefault(job, done + offset)
                 if doc.get("type") == "db":
                     chunks = doc.get("chunks")
+                    files = doc.get("files_sha256")
                     self._last_db[(doc["repo"], doc["arch"])] = (
                         str(doc["records"]),
                         chunks if isinstance(chunks, str) else None,
+                        files if isinstance(files, str) else None,
                     )
                 if doc.get("type") == "packages":
                     for sha in doc.get("by_sha256", {}):
@@ -286,7 +288,13 @@ class EnclaveHome:
     def last_records(self, repo: str, arch: str) -> tuple[str, str | None] | None:
         """(records, chunk map) hashes of the last database signed for repo/arch (after
         ``load_state``)."""
-        return self._last_db.get((repo, arch))
+        found = self._last_db.get((repo, arch))
+        return None if found is None else found[:2]
+
+    def last_files(self, repo: str, arch: str) -> str | None:
+        """The files database signed with the last database of repo/arch, if one was."""
+        found = self._last_db.get((repo, arch))
+        return None if found is None else found[2]
 
     def read_records(self, digest: str) -> bytes:
         try:

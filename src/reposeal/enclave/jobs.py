@@ -28,7 +28,7 @@ from reposeal.errors import ReposealError, SigningError
 from reposeal.evidence.files import read_document
 from reposeal.faults import fault_point
 from reposeal.fsio import atomic_write, write_all
-from reposeal.openpgp.signer import SignOptions
+from reposeal.openpgp.signer import Signer, SignOptions
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.policy.decide import PackageRecord
 from reposeal.policy.document import Policy, verify_policy
@@ -50,6 +50,7 @@ class JobResult:
     checkpoint: bytes
     inclusion_proof: list[bytes]
     package_signatures: dict[str, bytes] = field(default_factory=dict)  # file name -> sig
+    files_signature: bytes | None = None  # of the files database, when one was sent
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +65,11 @@ class JobResult:
                 name: base64.b64encode(sig).decode()
                 for name, sig in sorted(self.package_signatures.items())
             },
+            **(
+                {"files_signature": base64.b64encode(self.files_signature).decode()}
+                if self.files_signature
+                else {}
+            ),
         }
 
 
@@ -108,6 +114,7 @@ def _logged(home: EnclaveHome, job_id: str) -> JobResult | None:
         assert latest is not None
         sig = doc.get("signature")
         packages = {n: base64.b64decode(v) for n, v in doc.get("package_signatures", {}).items()}
+        files_sig = doc.get("files_signature")
         return JobResult(
             job_id,
             "refuse" if doc["type"] == "refusal" else "accept",
@@ -117,6 +124,7 @@ def _logged(home: EnclaveHome, job_id: str) -> JobResult | None:
             latest[2],
             log.inclusion_proof(index, latest[0]),
             packages,
+            base64.b64decode(files_sig) if files_sig else None,
         )
 
 
@@ -134,8 +142,10 @@ def sign_db(
     check_parent: bool = False,
     claimed_parent: str | None = None,
     pool: WorkerPool | None = None,
+    files_db: Path | None = None,
 ) -> JobResult:
-    """Sign the transition to ``db`` if the policy allows it. With ``check_parent``,
+    """Sign the transition to ``db`` if the policy allows it (and ``files_db``, its files
+    database, when given: checked against it and signed with it). With ``check_parent``,
     ``claimed_parent`` is the database the requester believes is the last signed one (None:
     the first); a stale or forked claim is refused before anything else."""
     refuse_without_sandbox(insecure_no_sandbox)
@@ -150,6 +160,9 @@ def sign_db(
         records, chunks = canonical.dumps([]), None
         staged: list[bool] = []
         db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")  # read once
+        files_bytes = None
+        if files_db is not None:
+            files_bytes = read_limited(files_db, DEFAULT_LIMITS.max_db_bytes, "files database")
         if check_parent and claimed_parent != last:
             result: dict[str, Any] = {
                 "decision": "refuse",
@@ -163,7 +176,7 @@ def sign_db(
             }
         else:
             folder = packages or db.resolve().parent
-            job = db_job(home, state, repo, arch, db_bytes, evidence, folder)
+            job = db_job(home, state, repo, arch, db_bytes, evidence, folder, files_bytes)
             with _pool(pool, insecure_no_sandbox) as workers:
                 worker = job.run(home, workers, lambda: staged.append(_stage(home, evidence)))
             result, records, chunks = worker.decision, worker.records, worker.chunks
@@ -173,22 +186,28 @@ def sign_db(
         policy = home.policy()
         with home.open_log() as log:
             index = log.size
-            signature = None
+            signature = files_signature = None
             if result.get("decision") == "accept":
-                if hashlib.sha256(db_bytes).hexdigest() != result.get("db_sha256"):
+                files_sha = hashlib.sha256(files_bytes).hexdigest() if files_bytes else None
+                if hashlib.sha256(db_bytes).hexdigest() != result.get(
+                    "db_sha256"
+                ) or files_sha != result.get("files_sha256"):
                     raise SigningError(
                         "the sandbox decided on other bytes than the enclave holds; "
                         "nothing was signed",
                         path=db,
                     )
                 options = _db_options(home, policy, index)
-                signature = signer.sign_detached(io.BytesIO(db_bytes), options)
-                verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
+                signature = _sign_verified(signer, db_bytes, options)
+                if files_bytes is not None:
+                    files_signature = _sign_verified(signer, files_bytes, options)
                 fault_point("after-sign")
                 home.store_db(db_bytes)
             _keep(home, records, chunks if signature else None, any(staged))
             chunks_sha = hashlib.sha256(chunks).hexdigest() if chunks and signature else None
-            entry = transition_entry(result, job_id, signature, records_sha, chunks_sha)
+            entry = transition_entry(
+                result, job_id, signature, records_sha, chunks_sha, files_signature
+            )
             note = home.append(log, entry, signer)
             fault_point("after-log-append")
             proof = log.inclusion_proof(index)
@@ -201,7 +220,15 @@ def sign_db(
             signature,
             note,
             proof,
+            files_signature=files_signature,
         )
+
+
+def _sign_verified(signer: Signer, data: bytes, options: SignOptions) -> bytes:
+    """A detached signature over ``data``, checked before anyone sees it."""
+    signature = signer.sign_detached(io.BytesIO(data), options)
+    verify_detached(data, signature, Keyring.from_bytes(signer.certificate()))
+    return signature
 
 
 def _checked_records(records: bytes) -> tuple[str, dict[str, PackageRecord]]:
@@ -256,9 +283,11 @@ def refresh_db(
     db: Path,
     *,
     gnupghome: Path | None = None,
+    files_db: Path | None = None,
 ) -> JobResult:
-    """Re-sign the latest signed database of ``repo/arch`` with a fresh expiry. Any other
-    database is refused: an old one must never regain a valid signature."""
+    """Re-sign the latest signed database of ``repo/arch`` with a fresh expiry (and its files
+    database, when given). Any other database is refused: an old one must never regain a
+    valid signature."""
 
     _check_job_id(job_id)
     with database_lock(home.path / "enclave.lck", wait=60):
@@ -268,8 +297,13 @@ def refresh_db(
         if done is not None:
             return done
         db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")
+        files_bytes = None
+        if files_db is not None:
+            files_bytes = read_limited(files_db, DEFAULT_LIMITS.max_db_bytes, "files database")
         digest = hashlib.sha256(db_bytes).hexdigest()
+        files_digest = hashlib.sha256(files_bytes).hexdigest() if files_bytes else None
         last = state.last_db.get((repo, arch))
+        last_files = home.last_files(repo, arch)
         policy = home.policy()
         signer = home.signer(gnupghome)
         with home.open_log() as log:
@@ -282,7 +316,7 @@ def refresh_db(
                 "db_sha256": digest,
                 "policy_version": policy.version,
             }
-            signature = None
+            signature = files_signature = None
             if digest != last:
                 doc.update(
                     type="refusal",
@@ -291,11 +325,24 @@ def refresh_db(
                         f"({(last or 'none')[:16]}…), not {digest[:16]}…"
                     ],
                 )
+            elif files_digest is not None and files_digest != last_files:
+                doc.update(
+                    type="refusal",
+                    reasons=[
+                        f"the files database sent ({files_digest[:16]}…) is not the one signed "
+                        f"with the latest database of {repo}/{arch}"
+                    ],
+                )
             else:
                 options = _db_options(home, policy, index)
-                signature = signer.sign_detached(io.BytesIO(db_bytes), options)
-                verify_detached(db_bytes, signature, Keyring.from_bytes(signer.certificate()))
+                signature = _sign_verified(signer, db_bytes, options)
                 doc.update(type="refresh", signature=base64.b64encode(signature).decode())
+                if files_bytes is not None:
+                    files_signature = _sign_verified(signer, files_bytes, options)
+                    doc.update(
+                        files_sha256=files_digest,
+                        files_signature=base64.b64encode(files_signature).decode(),
+                    )
             note = home.append(log, canonical.dumps(doc), signer)
             proof = log.inclusion_proof(index)
         return JobResult(
@@ -306,6 +353,7 @@ def refresh_db(
             signature,
             note,
             proof,
+            files_signature=files_signature,
         )
 
 

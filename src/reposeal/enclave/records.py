@@ -54,9 +54,15 @@ def genesis_entry(policy_sha256: str, signer_fpr: str, note_verifier: str) -> by
     )
 
 
-def record_to_json(r: PackageRecord, entry: str | None = None) -> dict[str, str | None]:
-    """A record as logged; ``entry``: the ``entry_sha256`` it was derived from, if any."""
-    return ({"entry": entry} if entry is not None else {}) | {
+def record_to_json(
+    r: PackageRecord, entry: str | None = None, files: str | None = None
+) -> dict[str, str | None]:
+    """A record as logged; ``entry``: the ``entry_sha256`` it was derived from, if any;
+    ``files``: the ``files_sha256`` of its files-database entry, once one was checked."""
+    return (
+        ({"entry": entry} if entry is not None else {})
+        | ({"files": files} if files is not None else {})
+    ) | {
         "name": r.name,
         "version": r.version,
         "arch": r.arch,
@@ -73,6 +79,7 @@ def transition_entry(
     signature: bytes | None,
     records_sha256: str | None,
     chunks_sha256: str | None = None,
+    files_signature: bytes | None = None,
 ) -> bytes:
     """A signed (or refused) database transition as the log keeps it: the worker's findings
     (records re-derived from the bytes, by hash; the evidence used), the job id, the
@@ -91,6 +98,9 @@ def transition_entry(
     if accepted:
         assert signature is not None
         doc["signature"] = base64.b64encode(signature).decode()
+        if files_signature is not None:  # the files database, checked with it
+            doc["files_sha256"] = result.get("files_sha256")
+            doc["files_signature"] = base64.b64encode(files_signature).decode()
     else:
         doc["reasons"] = result.get("reasons", [])
     return canonical.dumps(doc)
@@ -139,9 +149,10 @@ def load_records(loader: RecordsLoader, digest: str) -> dict[str, PackageRecord]
 
 def load_records_and_entries(
     loader: RecordsLoader, digest: str
-) -> tuple[dict[str, PackageRecord], dict[str, str]]:
-    """The records a log entry names, and the hash of the database entry each was derived
-    from (``entry_sha256``; only database records have one)."""
+) -> tuple[dict[str, PackageRecord], dict[str, str], dict[str, str]]:
+    """The records a log entry names, the hash of the database entry each was derived
+    from (``entry_sha256``; only database records have one), and of its files-database
+    entry's file list (``files_sha256``; when a files database was signed)."""
     import json
 
     blob = loader(digest)
@@ -161,7 +172,8 @@ def load_records_and_entries(
         for p in docs
     }
     entries = {p["name"]: p["entry"] for p in docs if isinstance(p.get("entry"), str)}
-    return records, entries
+    files = {p["name"]: p["files"] for p in docs if isinstance(p.get("files"), str)}
+    return records, entries, files
 
 
 def entry_sha256(e: Entry) -> str:

@@ -33,6 +33,7 @@ from reposeal.repo.bridge_client import BridgeClient, BridgeError
 from reposeal.repo.jobformat import JOB_ID, JOB_PATH, SHA256
 
 INLINE_BYTES = 1 << 20  # small files come with the job: no request per file
+DB_FILES = {"db": "db/repo.db.tar", "files_db": "db/repo.files.tar"}  # a job's databases
 
 
 def malformed(job: dict[str, object]) -> dict[str, object] | None:
@@ -103,8 +104,10 @@ def fetch(client: BridgeClient, wait: float) -> Fetched | None:
         files = job["files"]
         assert isinstance(files, dict)
         for rel, digest in files.items():
-            limit = DEFAULT_LIMITS.max_db_bytes if rel == "db" else DEFAULT_LIMITS.max_package_bytes
-            target = got.folder / ("db/" + f"{job['repo']}.db.tar.gz" if rel == "db" else rel)
+            limit = DEFAULT_LIMITS.max_package_bytes
+            target = got.folder / rel
+            if rel in DB_FILES:
+                limit, target = DEFAULT_LIMITS.max_db_bytes, got.folder / DB_FILES[rel]
             if not _save_inline(inline, rel, str(digest), target, limit):
                 client.fetch_blob(str(digest), target, limit)
         (got.folder / "packages").mkdir(exist_ok=True)
@@ -143,11 +146,14 @@ def process(
                 insecure_no_sandbox=insecure_no_sandbox,
                 pool=pool,
             ).to_json()
-        db = next((folder / "db").iterdir(), None)
-        if db is None:
+        db, files_db = folder / DB_FILES["db"], folder / DB_FILES["files_db"]
+        if not db.exists():
             raise ReposealError("a database job must send its database")
+        files = files_db if files_db.exists() else None
         if job.get("kind") == "refresh":
-            return refresh_db(home, job_id, repo, arch, db, gnupghome=gnupghome).to_json()
+            return refresh_db(
+                home, job_id, repo, arch, db, gnupghome=gnupghome, files_db=files
+            ).to_json()
         claimed = job.get("parent")
         result = sign_db(
             home,
@@ -162,6 +168,7 @@ def process(
             check_parent="parent" in job,
             claimed_parent=str(claimed) if claimed else None,
             pool=pool,
+            files_db=files,
         )
         return result.to_json()
     except ReposealError as exc:  # the job is answered, the enclave keeps serving

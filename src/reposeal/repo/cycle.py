@@ -159,6 +159,9 @@ class Machine:
     def db_path(self, repo: str, arch: str) -> Path:
         return self.mirror / repo / "os" / arch / f"{repo}.db.tar{self.compression}"
 
+    def files_path(self, repo: str, arch: str) -> Path:
+        return self.mirror / repo / "os" / arch / f"{repo}.files.tar{self.compression}"
+
     def staging(self, cycle: Cycle) -> Path:
         return self.cycles.folder / "staging" / cycle.id
 
@@ -262,12 +265,18 @@ def plan_cycles(m: Machine) -> list[Cycle]:
     return started
 
 
-def _job_files(cycle: Cycle, with_db: str | None = None) -> dict[str, str]:
-    files = {f"packages/{name}": sha for name, sha in cycle.plan["packages"].items()}
-    files |= cycle.plan["evidence"]
-    if with_db is not None:
-        files["db"] = with_db
-    return files
+def _job_files(cycle: Cycle, dbs: dict[str, str] | None = None) -> dict[str, str]:
+    files = {f"packages/{name}": str(sha) for name, sha in cycle.plan["packages"].items()}
+    evidence: dict[str, str] = cycle.plan["evidence"]
+    return files | evidence | (dbs or {})
+
+
+def _as_blob(m: Machine, data: bytes) -> str:
+    """Keep ``data`` where the bridge serves job files from; return its sha256."""
+    digest = hashlib.sha256(data).hexdigest()
+    if not (m.queue.blobs / digest).exists():
+        atomic_write(m.queue.blobs / digest, data)
+    return digest
 
 
 def _answer(m: Machine, job: dict[str, Any]) -> dict[str, Any] | None:
@@ -357,20 +366,24 @@ def step(m: Machine, cycle: Cycle) -> bool:
         cycle.detail["staged"] = sorted(staged)
         cycle.detail["superseded"] = sorted(report.superseded)
         cycle.detail["db_sha256"] = hashlib.sha256(staged[db.name]).hexdigest()
+        files_db = m.files_path(cycle.repo, cycle.arch)
+        if files_db.name in staged:
+            cycle.detail["files_sha256"] = hashlib.sha256(staged[files_db.name]).hexdigest()
         fault_point("staged")
         cycle.step = "sign-db"
     elif cycle.step == "sign-db":
         staging = m.staging(cycle)
-        digest = cycle.detail["db_sha256"]
-        if not (m.queue.blobs / digest).exists():
-            atomic_write(m.queue.blobs / digest, (staging / db.name).read_bytes())
+        files_db = m.files_path(cycle.repo, cycle.arch)
+        dbs = {"db": _as_blob(m, (staging / db.name).read_bytes())}
+        if "files_sha256" in cycle.detail:
+            dbs["files_db"] = _as_blob(m, (staging / files_db.name).read_bytes())
         job = {
             "id": f"{cycle.id}-db",
             "kind": "db",
             "repo": cycle.repo,
             "arch": cycle.arch,
             "parent": cycle.detail["parent"],
-            "files": _job_files(cycle, digest),
+            "files": _job_files(cycle, dbs),
         }
         result = _answer(m, job)
         if result is None:
@@ -379,6 +392,14 @@ def step(m: Machine, cycle: Cycle) -> bool:
             cycle.step, cycle.detail["reasons"] = "failed", result.get("reasons", [])
         else:
             atomic_write(staging / (db.name + ".sig"), base64.b64decode(result["signature"]))
+            if "files_db" in dbs:
+                if not result.get("files_signature"):
+                    raise ReposealError(
+                        "the enclave signed the database but not its files database"
+                    )
+                atomic_write(
+                    staging / (files_db.name + ".sig"), base64.b64decode(result["files_signature"])
+                )
             cycle.detail["log_index"] = result.get("log_index")
             fault_point("db-answered")
             cycle.step = "publish"
@@ -386,7 +407,9 @@ def step(m: Machine, cycle: Cycle) -> bool:
         staging = m.staging(cycle)
         if _published_sha(db) != cycle.detail["db_sha256"]:  # not already (crash after it)
             files_out = {n: (staging / n).read_bytes() for n in cycle.detail["staged"]}
-            files_out[db.name + ".sig"] = (staging / (db.name + ".sig")).read_bytes()
+            for name in (db.name, m.files_path(cycle.repo, cycle.arch).name):
+                if (staging / (name + ".sig")).exists():
+                    files_out[name + ".sig"] = (staging / (name + ".sig")).read_bytes()
             publish_staged(db, files_out, wait=60)
             fault_point("published")
         _archive(m, pool, cycle.detail.get("superseded", []))
@@ -445,18 +468,13 @@ def refresh(m: Machine, before: float) -> list[dict[str, Any]]:
     for e in expiries(m.mirror):
         if e.seconds_left > before or m.cycles.active(e.repo, e.arch) is not None:
             continue
-        data = e.db.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if not (m.queue.blobs / digest).exists():
-            atomic_write(m.queue.blobs / digest, data)
+        digest = _as_blob(m, e.db.read_bytes())
+        dbs = {"db": digest}
+        files_db = e.db.with_name(e.db.name.replace(".db.tar", ".files.tar", 1))
+        if files_db.with_name(files_db.name + ".sig").exists():  # signed: refresh it too
+            dbs["files_db"] = _as_blob(m, files_db.read_bytes())
         job_id = f"refresh-{e.repo}-{e.arch}-{hashlib.sha256(e.signature).hexdigest()[:32]}"
-        job = {
-            "id": job_id,
-            "kind": "refresh",
-            "repo": e.repo,
-            "arch": e.arch,
-            "files": {"db": digest},
-        }
+        job = {"id": job_id, "kind": "refresh", "repo": e.repo, "arch": e.arch, "files": dbs}
         result = _answer(m, job)
         if result is None or result.get("decision") != "accept":
             done.append(
@@ -473,6 +491,8 @@ def refresh(m: Machine, before: float) -> list[dict[str, Any]]:
             generation = e.db.parent / f"{e.repo}.current"
             files = {p.name: p.read_bytes() for p in generation.iterdir()}
             files[e.db.name + ".sig"] = base64.b64decode(result["signature"])
+            if "files_db" in dbs and result.get("files_signature"):
+                files[files_db.name + ".sig"] = base64.b64decode(result["files_signature"])
             publish_staged(e.db, files, wait=60)
         done.append({"job": job_id, **e.to_json(), "state": "refreshed"})
     return done

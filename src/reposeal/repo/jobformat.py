@@ -12,7 +12,7 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 JOB_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # where a job's file goes in the job folder; no traversal, no hidden names
 JOB_PATH = re.compile(
-    r"(db|policy\.json(\.sig)?|packages/[A-Za-z0-9@_+-][A-Za-z0-9@._+-]*"
+    r"(db|files_db|policy\.json(\.sig)?|packages/[A-Za-z0-9@_+-][A-Za-z0-9@._+-]*"
     r"|evidence/[A-Za-z0-9_-][A-Za-z0-9._-]*\.json(\.sig)?)"
 )
 KINDS = ("db", "refresh", "packages", "policy")
