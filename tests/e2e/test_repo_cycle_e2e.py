@@ -116,6 +116,37 @@ def pacman_trusting_the_enclave(tmp_path: Path, world: World, pool: Path) -> Scr
     return scratch
 
 
+def mirrored_log_names(mirror: Path, home: Path, db: Path) -> list[dict]:
+    """MIRROR/log holds the enclave's whole log as C2SP tiles with its signed checkpoint, and
+    names the published database; returns the entries."""
+    import struct
+
+    from reposeal.translog.checkpoint import NoteVerifier, verify_checkpoint
+    from reposeal.translog.merkle import leaf_hash, root_of_leaves
+    from reposeal.translog.store import TransparencyLog
+    from reposeal.translog.tiles import tile_path
+
+    with TransparencyLog(home / "log.sqlite") as log:
+        size, genesis = log.size, json.loads(log.entry(0))
+    verifier = NoteVerifier.decode(genesis["note_verifier"])
+    note = (mirror / "log" / "checkpoint").read_bytes()
+    cp = verify_checkpoint(note, verifier, "test.example/log")
+    assert cp.size == size
+    bundle = (mirror / "log" / tile_path("entries", 0, size)).read_bytes()
+    entries = []
+    while bundle:
+        (n,) = struct.unpack(">H", bundle[:2])
+        entries.append(bundle[2 : 2 + n])
+        bundle = bundle[2 + n :]
+    assert root_of_leaves([leaf_hash(e) for e in entries]) == cp.root
+    hashes = (mirror / "log" / tile_path(0, 0, size)).read_bytes()
+    assert hashes == b"".join(leaf_hash(e) for e in entries)
+    docs = [json.loads(e) for e in entries]
+    published = hashlib.sha256(db.read_bytes()).hexdigest()
+    assert any(d.get("db_sha256") == published and d["type"] == "db" for d in docs)
+    return docs
+
+
 def send(
     world: World,  # noqa: F811
     service: tuple[str, dict[str, Issued]],  # noqa: F811
@@ -172,6 +203,26 @@ def test_approved_builds_are_signed_published_and_installed(
     tools.gpg_kill(scratch.gpgdir)
     audit = json.loads(cli("enclave", "audit", "--json", str(enclave)).stdout)
     assert audit["ok"] and audit["signatures"] == 2, audit
+    # then the log: tiles and the checkpoint, the checkpoint signed by the repository key too
+    mirrored_log_names(tmp_path / "mirror", enclave, pool / "core.db")
+    checkpoint = tmp_path / "mirror" / "log" / "checkpoint"
+    gpg = tmp_path / "gpg"
+    gpg.mkdir(mode=0o700)
+    tools.run(["gpg", "--homedir", str(gpg), "--batch", "--import", str(tmp_path / "enclave.asc")])
+    tools.run(
+        [
+            "gpg",
+            "--homedir",
+            str(gpg),
+            "--batch",
+            "--trust-model",
+            "always",
+            "--verify",
+            str(checkpoint.with_name("checkpoint.sig")),
+            str(checkpoint),
+        ]
+    )
+    tools.gpg_kill(gpg)
 
 
 def cycle_with_fault(tmp_path: Path, fault: str) -> None:
@@ -243,6 +294,7 @@ def test_kill_9_at_every_step_of_the_cycle_keeps_pacman_working(
     cycle_with_fault(tmp_path, "published")
     assert consistent() == ["hello", "world"]
     generation = (pool / "core.current").readlink()
+    cycle_with_fault(tmp_path, "log-exported")
     cycle_with_fault(tmp_path, "saved-done")
     assert cycle(tmp_path) == []
     assert (pool / "core.current").readlink() == generation, "nothing published twice"
@@ -273,11 +325,13 @@ def test_the_service_runs_the_cycle_by_itself(
         send(world, svc, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2)
         db = tmp_path / "mirror" / "core" / "os" / "x86_64" / "core.db"
         deadline = time.monotonic() + 60
-        while not db.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert db.exists(), as_role(svc, "repo").status()
         status = as_role(svc, "repo").status()
-        assert status["ready"] == [] and status["cycles"][0]["step"] == "done", status
+        while not (status["cycles"] and status["cycles"][0]["step"] == "done"):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+            status = as_role(svc, "repo").status()
+        assert db.exists() and status["ready"] == [], status
+        mirrored_log_names(tmp_path / "mirror", home, db)
     finally:
         enclave.terminate()
         enclave.wait(10)

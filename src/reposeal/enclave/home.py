@@ -266,6 +266,11 @@ class EnclaveHome:
         atomic_write(self.path / "checkpoint.sig", signer.sign_detached(io.BytesIO(note)))
         return note
 
+    def checkpoint_note(self, log: TransparencyLog, size: int) -> bytes:
+        """A signed note for the tree at ``size`` (a true statement about any size the log
+        has had; the bridge's copy catches up in steps when it lags far behind)."""
+        return self._note_for(size, log.root(size))
+
     def _note_for(self, size: int, root: bytes) -> bytes:
         cp = Checkpoint(self.config()["origin"], size, root)
         return self.note_signer().sign(cp.text()).encode()

@@ -5,14 +5,17 @@ posts back one answer per job."""
 from __future__ import annotations
 
 import base64
+import functools
 import gc
 import hashlib
 import queue
+import sqlite3
 import sys
 import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +32,13 @@ from reposeal.enclave.jobs import (
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import ReposealError
 from reposeal.faults import fault_point
+from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.repo.bridge_client import BridgeClient, BridgeError
 from reposeal.repo.jobformat import JOB_ID, JOB_PATH, SHA256
+from reposeal.repo.logmirror import MAX_PUSH_BYTES
+from reposeal.translog.store import TransparencyLog
 
+PUSH_EVERY = 0.5  # seconds: the log goes to the bridge at most this often while jobs come
 INLINE_BYTES = 1 << 20  # small files come with the job: no request per file
 DB_FILES = {"db": "db/repo.db.tar", "files_db": "db/repo.files.tar"}  # a job's databases
 
@@ -209,30 +216,104 @@ class _Ahead:
 class _Poster:
     """Posts answers in order from a thread, so the next job is checked meanwhile. An answer
     is only ever posted after its entry is in the log; if the enclave dies first, the bridge
-    hands the job out again and the log answers it."""
+    hands the job out again and the log answers it. When the answers are out (at most every
+    ``PUSH_EVERY`` seconds while they keep coming), what the log gained goes to the bridge's
+    copy, which the mirror publishes."""
 
-    def __init__(self, client: BridgeClient, retry: bool) -> None:
-        self.client, self.retry = client, retry
+    def __init__(self, client: BridgeClient, retry: bool, home: EnclaveHome | None = None) -> None:
+        self.client, self.retry, self.home = client, retry, home
         self._box: queue.Queue[tuple[str, dict[str, object]] | None] = queue.Queue()
         self.failure: BaseException | None = None
+        self._pushed: int | None = None  # the copy's size, as the bridge last said
+        self._cert: bytes | None = None
         self._thread = threading.Thread(target=self._post, name="reposeal-post", daemon=True)
         self._thread.start()
 
     def _post(self) -> None:
-        while (item := self._box.get()) is not None:
-            while True:
-                try:
-                    self.client.post_result(*item)
-                    break
-                except BridgeError as exc:
-                    if not self.retry:
-                        self.failure = exc  # reported by the loop, which stops
-                        return
-                    print(f"bridge: {exc.message}; posting again in 5 s", file=sys.stderr)
-                    time.sleep(5)
-                except BaseException as exc:
-                    self.failure = exc
+        dirty, last = self.home is not None, 0.0  # at start: whatever the copy lacks
+        while True:
+            wait = max(0.0, last + PUSH_EVERY - time.monotonic()) if dirty else None
+            try:
+                item = self._box.get(timeout=wait) if self._box.empty() else self._box.get()
+                timed_out = False
+            except queue.Empty:
+                item, timed_out = None, True
+            if item is None:  # time to push, or the end
+                if dirty:
+                    self._try_push()
+                dirty, last = False, time.monotonic()
+                if not timed_out:
                     return
+                continue
+            if not self._attempt(functools.partial(self.client.post_result, *item)):
+                return
+            dirty = self.home is not None
+
+    def _attempt(self, action: Callable[[], None]) -> bool:
+        """Do ``action``, retrying bridge failures (if asked); False: stop posting."""
+        while True:
+            try:
+                action()
+                return True
+            except BridgeError as exc:
+                if not self.retry:
+                    self.failure = exc  # reported by the loop, which stops
+                    return False
+                print(f"bridge: {exc.message}; trying again in 5 s", file=sys.stderr)
+                time.sleep(5)
+            except BaseException as exc:
+                self.failure = exc
+                return False
+
+    def _try_push(self) -> None:
+        """Push the log; a failure is reported and tried again after the next answer (it
+        never holds up answers: the mirror's log lags, the repo machine's cycle waits)."""
+        try:
+            self._push_log()
+        except (BridgeError, ReposealError, OSError, sqlite3.Error) as exc:
+            self._pushed = None  # ask the bridge its size next time
+            print(f"bridge: the log was not pushed: {exc}", file=sys.stderr)
+
+    def _push_log(self) -> None:
+        """Send the bridge's copy what it lacks, up to our latest checkpoint (read on a
+        connection of our own: only committed entries, each with its checkpoint)."""
+        assert self.home is not None
+        with TransparencyLog(self.home.log_path) as log:
+            latest = log.latest_checkpoint()
+            if latest is None:
+                return
+            size, _, note = latest
+            start = self.client.log_size() if self._pushed is None else self._pushed
+            while start < size:
+                batch: list[bytes] = []
+                total = 0
+                for e in log.entries(start, size):
+                    if batch and total + len(e) > MAX_PUSH_BYTES:
+                        break
+                    batch.append(e)
+                    total += len(e)
+                end = start + len(batch)
+                cp = note if end == size else self.home.checkpoint_note(log, end)
+                kept, now = self.client.push_log(start, batch, cp, self._signature(cp))
+                if not kept and (now == start or now > size):
+                    raise BridgeError(
+                        f"the bridge's log copy refused entries {start}-{end} (it holds {now}); "
+                        "is it the copy of another log?"
+                    )
+                start = now
+            self._pushed = start
+
+    def _signature(self, note: bytes) -> bytes | None:
+        """checkpoint.sig, if it signs this very note (it is remade when lost)."""
+        assert self.home is not None
+        try:
+            sig = (self.home.path / "checkpoint.sig").read_bytes()
+            if self._cert is None:
+                self._cert = self.home.signer().certificate()
+            verify_detached(note, sig, Keyring.from_bytes(self._cert))
+            return sig
+        except (OSError, ReposealError):
+            return None
 
     def post(self, job_id: str, result: dict[str, object]) -> None:
         if self.failure is not None:
@@ -240,7 +321,7 @@ class _Poster:
         self._box.put((job_id, result))
 
     def finish(self) -> None:
-        """Wait until every answer is posted."""
+        """Wait until every answer is posted (and the log pushed)."""
         self._box.put(None)
         self._thread.join()
         if self.failure is not None:
@@ -270,7 +351,7 @@ def run(
             raise
         print(f"bridge: {exc.message}; taken jobs come back after their lease", file=sys.stderr)
     ahead = _Ahead(client.clone(), wait)  # each thread its own connection
-    poster = _Poster(client, retry=not once)
+    poster = _Poster(client, retry=not once, home=home)
     own = pool is None
     workers = pool or WorkerPool(insecure_no_sandbox=insecure_no_sandbox)  # warm between jobs
     try:

@@ -13,6 +13,9 @@ twice must be the same result.
     GET  /blobs/{sha256}        enclave  download a blob
     POST /jobs/{id}/result      enclave  the receipt (signature, log index, ...) or refusal
     POST /jobs/release          enclave  at start-up: what it had taken is handed out again
+    GET  /log                   enclave, repo   the size of the repo machine's log copy
+    POST /log                   enclave  {start, entries, checkpoint, signature}: what the
+                                         log gained (see ``reposeal.repo.logmirror``)
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from reposeal.repo.jobformat import JOB_ID, JOB_PATH, KINDS, SHA256
+from reposeal.repo.logmirror import LogCopy, LogPushError
 from reposeal.tls import role_of
 
 MAX_BLOB = 4 << 30
@@ -42,6 +46,7 @@ LEASE_SECONDS = float(os.environ.get("REPOSEAL_BRIDGE_LEASE", "300"))  # then ha
 class JobQueue:
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
         self.blobs = folder / "blobs"
         self.blobs.mkdir(exist_ok=True)
         self.db = sqlite3.connect(
@@ -133,10 +138,38 @@ class Signals:
             await asyncio.wait_for(self.jobs.wait(), timeout)
 
 
-def make_app(queue: JobQueue, signals: Signals | None = None) -> web.Application:
+def make_app(
+    queue: JobQueue, signals: Signals | None = None, log: LogCopy | None = None
+) -> web.Application:
     app = web.Application(client_max_size=MAX_JSON)
     signals = signals or Signals()
     app["signals"] = signals
+    log = log or LogCopy(queue.folder / "log")
+
+    async def get_log(request: web.Request) -> web.Response:
+        require_role(request, "enclave", "repo")
+        return web.json_response({"size": log.size})
+
+    async def post_log(request: web.Request) -> web.Response:
+        """The enclave pushes what its log gained, with the checkpoint it signed."""
+        require_role(request, "enclave")
+        try:
+            doc = await request.json()
+            entries = [base64.b64decode(e, validate=True) for e in doc["entries"]]
+            note = str(doc["checkpoint"]).encode()
+            sig = doc.get("signature")
+            signature = base64.b64decode(sig, validate=True) if sig else None
+            start = int(doc["start"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise web.HTTPBadRequest(
+                text=f"a log push is start, entries, checkpoint: {exc}"
+            ) from None
+        try:
+            size = await asyncio.to_thread(log.receive, start, entries, note, signature)
+        except LogPushError as exc:
+            return web.json_response({"size": log.size, "error": exc.message}, status=409)
+        signals.results.set()  # a cycle may wait for the log to cover its signature
+        return web.json_response({"size": size})
 
     async def put_blob(request: web.Request) -> web.Response:
         require_role(request, "repo")
@@ -265,4 +298,6 @@ def make_app(queue: JobQueue, signals: Signals | None = None) -> web.Application
     app.router.add_post("/jobs/release", release)
     app.router.add_post("/jobs/{id}/result", post_result)
     app.router.add_get("/jobs/{id}", get_job)
+    app.router.add_get("/log", get_log)
+    app.router.add_post("/log", post_log)
     return app

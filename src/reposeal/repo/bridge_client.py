@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -196,6 +197,30 @@ class BridgeClient:
 
     def post_result(self, job_id: str, result: dict[str, Any]) -> None:
         self._json("POST", f"/jobs/{job_id}/result", result)
+
+    def log_size(self) -> int:
+        """How many entries the bridge's copy of the log holds."""
+        return int(self._json("GET", "/log")[1]["size"])
+
+    def push_log(
+        self, start: int, entries: list[bytes], checkpoint: bytes, signature: bytes | None
+    ) -> tuple[bool, int]:
+        """Send what the log gained from ``start``; (kept, the copy's size now). Not kept
+        (409): the copy holds another size, or the checkpoint does not hold."""
+        doc = {
+            "start": start,
+            "entries": [base64.b64encode(e).decode() for e in entries],
+            "checkpoint": checkpoint.decode(),
+            "signature": base64.b64encode(signature).decode() if signature else None,
+        }
+        status, data = self._request(
+            "POST", "/log", json.dumps(doc).encode(), {"Content-Type": "application/json"}
+        )
+        if status == 409:
+            return False, int(json.loads(data)["size"])
+        if status >= 400:
+            raise BridgeError(f"POST /log: {status} {data.decode(errors='replace')[:200]}")
+        return True, int(json.loads(data)["size"])
 
 
 class _Concat:

@@ -12,6 +12,8 @@ cycle killed at any point finishes when ``advance`` runs again, with nothing pub
                    published, and kept with the cycle
     sign-db        the enclave checks and signs the transition from the published database
     publish        database and signature replace the old ones in one atomic switch
+    log            once the enclave has pushed its log that far (see ``logmirror``), the log
+                   tiles and then the checkpoint go to MIRROR/log
     done           (or failed: the enclave refused, and said why)
 
 ``advance`` never waits: a step that needs the enclave's answer returns, and the next call
@@ -38,8 +40,9 @@ from reposeal.repo.bridge import JobQueue
 from reposeal.repo.dbupdate import UpdateOptions, publish_staged, stage_add
 from reposeal.repo.intake import Intake, Waiting
 from reposeal.repo.lock import database_lock
+from reposeal.repo.logmirror import LogCopy
 
-STEPS = ("sign-packages", "pool", "stage", "sign-db", "publish", "done")
+STEPS = ("sign-packages", "pool", "stage", "sign-db", "publish", "log", "done")
 REMOVAL = "(removal)"  # how a removal request is named among a cycle's sources
 
 
@@ -154,7 +157,9 @@ class Machine:
     cycles: Cycles
     mirror: Path
     policy: Policy
+    log: LogCopy
     compression: str = ".gz"
+    exported: int = -1  # the log size last exported to the mirror by this process
 
     def db_path(self, repo: str, arch: str) -> Path:
         return self.mirror / repo / "os" / arch / f"{repo}.db.tar{self.compression}"
@@ -217,8 +222,21 @@ def machine(folder: Path, mirror: Path, policy: Policy) -> Machine:
     """The repo machine's parts as `repo serve --dir FOLDER` keeps them."""
     queue = JobQueue(folder / "queue")
     return Machine(
-        Intake(folder / "intake", queue.blobs), queue, Cycles(folder / "cycles"), mirror, policy
+        Intake(folder / "intake", queue.blobs),
+        queue,
+        Cycles(folder / "cycles"),
+        mirror,
+        policy,
+        LogCopy(queue.folder / "log"),
     )
+
+
+def export_log(m: Machine) -> None:
+    """Tiles and checkpoint of the log copy to MIRROR/log, if it grew since last time."""
+    size = m.log.size
+    if size != m.exported:
+        m.log.export(m.mirror / "log")
+        m.exported = size
 
 
 def plan_cycles(m: Machine) -> list[Cycle]:
@@ -413,6 +431,12 @@ def step(m: Machine, cycle: Cycle) -> bool:
             publish_staged(db, files_out, wait=60)
             fault_point("published")
         _archive(m, pool, cycle.detail.get("superseded", []))
+        cycle.step = "log"
+    elif cycle.step == "log":
+        if m.log.size <= int(cycle.detail.get("log_index", -1)):
+            return False  # the enclave has not pushed its log that far yet
+        export_log(m)
+        fault_point("log-exported")
         cycle.step = "done"
     else:
         return False
@@ -516,4 +540,5 @@ def _advance(m: Machine, refresh_before: float) -> list[Cycle]:
         while step(m, c):
             pass
         moved.append(c)
+    export_log(m)  # refreshes and refusals are logged too
     return moved

@@ -1,0 +1,71 @@
+"""The repo machine's log copy keeps only pushes that extend it under a checkpoint signed by
+the log's key for exactly the tree they make; anything else changes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reposeal.repo.logmirror import LogCopy, LogPushError
+from reposeal.translog.checkpoint import Checkpoint, NoteSigner
+from reposeal.translog.merkle import leaf_hash, root_of_leaves
+from reposeal.translog.tiles import tile_path
+
+ORIGIN = "test.example/log"
+KEY = NoteSigner.generate(ORIGIN)
+
+
+def genesis(key: NoteSigner = KEY) -> bytes:
+    doc = {"type": "genesis", "note_verifier": key.verifier.encode()}
+    return json.dumps(doc).encode()
+
+
+def note(entries: list[bytes], key: NoteSigner = KEY, origin: str = ORIGIN) -> bytes:
+    root = root_of_leaves([leaf_hash(e) for e in entries])
+    return key.sign(Checkpoint(origin, len(entries), root).text()).encode()
+
+
+LOG = [genesis(), b'{"type":"db","n":1}', b'{"type":"db","n":2}']
+
+
+def test_pushes_that_extend_the_log_are_kept_and_exported(tmp_path: Path) -> None:
+    copy = LogCopy(tmp_path / "copy")
+    assert copy.receive(0, LOG[:2], note(LOG[:2])) == 2
+    assert copy.receive(2, LOG[2:], note(LOG), b"sig") == 3
+    out = tmp_path / "mirror"
+    assert copy.export(out) > 0
+    assert (out / "checkpoint").read_bytes() == note(LOG)
+    assert (out / "checkpoint.sig").read_bytes() == b"sig"
+    assert (out / tile_path(0, 0, 3)).read_bytes() == b"".join(leaf_hash(e) for e in LOG)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["gap", "fork", "other key", "other origin", "no genesis", "garbage note", "huge entry"],
+)
+def test_hostile_pushes_change_nothing(tmp_path: Path, case: str) -> None:
+    copy = LogCopy(tmp_path / "copy")
+    copy.receive(0, LOG[:2], note(LOG[:2]))
+    forked = [*LOG[:2], b'{"type":"db","n":"forged"}']
+    start, entries, cp = {
+        "gap": (3, [b"x"], note([*LOG, b"x"])),
+        "fork": (2, LOG[2:], note(forked)),
+        "other key": (2, LOG[2:], note(LOG, NoteSigner.generate(ORIGIN))),
+        "other origin": (2, LOG[2:], note(LOG, NoteSigner.generate("evil"), "evil")),
+        "no genesis": (2, LOG[2:], note(LOG)),  # (a fresh copy below)
+        "garbage note": (2, LOG[2:], b"\xff\x00not a note"),
+        "huge entry": (2, [b"x" * 70000], note([*LOG[:2], b"x" * 70000])),
+    }[case]
+    if case == "no genesis":
+        copy = LogCopy(tmp_path / "fresh")
+        start, entries, cp = 0, LOG[1:], note(LOG[1:])
+    before = copy.size
+    with pytest.raises(LogPushError):
+        copy.receive(start, entries, cp)
+    assert copy.size == before
+    out = tmp_path / "mirror"
+    copy.export(out)
+    if before:
+        assert (out / "checkpoint").read_bytes() == note(LOG[:2])
