@@ -153,6 +153,7 @@ def send(
     pkg: Path,
     spec: tuple,
     approvers: int,
+    repo: str = "core",
 ) -> None:
     base = spec[0]
     pkgbuild = hashlib.sha256(tools.pkgbuild(*spec).encode()).hexdigest()
@@ -161,7 +162,7 @@ def send(
     builder = as_role(service, "builder")
     for b in world.builders[:2]:
         builder.upload_build(pkg, build, b.sign(build))
-    approval = to_bytes(Approval("core", base, COMMIT, pkgbuild))
+    approval = to_bytes(Approval(repo, base, COMMIT, pkgbuild))
     source = as_role(service, "source")
     for m in world.maintainers[:approvers]:
         source.push_statement(approval, m.sign(approval))
@@ -544,3 +545,71 @@ def test_architecture_independent_packages_reach_every_architecture(
     tools.run_text(scratch.command("-Sy"))
     tools.run_text(scratch.command("-S", "--noconfirm", "hello"))
     tools.gpg_kill(scratch.gpgdir)
+
+
+def test_a_move_from_testing_to_core_shows_up_in_both_databases(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    built_packages: dict[str, Path],
+) -> None:
+    """`repo move hello testing core`: core gains the very file testing has (no new evidence:
+    the policy lets testing move to core), then testing loses it (no removal quorum: core
+    has that version now); each database signed by the enclave, seen by the real pacman."""
+    from reposeal.policy.document import RepoRule
+
+    rules = [RepoRule("testing", ("x86_64",), ("core",)), RepoRule("core", ("x86_64",))]
+    server = start_service(tmp_path, world, policy_doc=world.policy(repos=rules).to_bytes())
+    svc = next(server)
+    mirror = tmp_path / "mirror"
+    move = [
+        "repo", "move", "--dir", str(tmp_path / "srv"), "--mirror", str(mirror),
+        "--policy", str(tmp_path / "policy.json"), "--json",
+    ]  # fmt: skip
+    try:
+        home = init_enclave(tmp_path, world)
+        hello = built_packages["hello-1.0"]
+        send(world, svc, hello, tools.PKGBUILDS["hello-1.0"], approvers=2, repo="testing")
+        for _ in range(2):
+            cycle(tmp_path)
+            run_enclave(svc, home)
+        assert [c["step"] for c in cycle(tmp_path)] == ["done"]
+
+        refused = cli(*move, "hello", "core", "testing")
+        assert refused.returncode == 3, refused.stderr
+        assert "does not let core move to testing" in refused.stdout
+        refused = cli(*move, "world", "testing", "core")
+        assert refused.returncode == 3 and "testing does not hold world" in refused.stdout
+
+        out = cli(*move, "hello", "testing", "core")
+        assert out.returncode == 0, out.stderr
+        (started,) = json.loads(out.stdout)["cycles"]
+        assert started["repo"] == "core" and started["step"] == "sign-db", started
+        run_enclave(svc, home)
+        (core_done,) = cycle(tmp_path)
+        assert core_done["step"] == "done", core_done
+        (testing_started,) = cycle(tmp_path)  # then testing, once core is published
+        assert testing_started["repo"] == "testing", testing_started
+        run_enclave(svc, home)
+        assert [c["step"] for c in cycle(tmp_path)] == ["done"]
+        assert cycle(tmp_path) == [], "the move is over"
+    finally:
+        server.close()
+
+    cert = tmp_path / "enclave.asc"
+    cert.write_text(world.admins[2].cert)
+    scratch = ScratchPacman(
+        tmp_path / "pacman",
+        {"testing": mirror / "testing/os/x86_64", "core": mirror / "core/os/x86_64"},
+    )
+    scratch.base.mkdir()
+    scratch.trust(cert, world.admins[2].fpr)
+    scratch.write_conf()
+    tools.run_text(scratch.command("-Sy"))
+    assert tools.run_text(scratch.command("-Sl", "testing")).stdout.strip() == ""
+    assert "core hello 1.0-1" in tools.run_text(scratch.command("-Sl", "core")).stdout
+    tools.run_text(scratch.command("-S", "--noconfirm", "core/hello"))
+    tools.gpg_kill(scratch.gpgdir)
+    assert (mirror / "core/os/x86_64" / hello.name).exists()
+    assert (mirror / "archive/packages/h/hello" / hello.name).exists(), "testing's copy"
+    audit = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
+    assert audit["ok"], audit

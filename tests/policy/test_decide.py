@@ -228,6 +228,33 @@ def test_removals_need_a_quorum(world: World, policy: Policy) -> None:
     assert decide(state, req([a], [a, b], parent="db0"), ok, policy).accepted
 
 
+def test_a_package_moved_up_a_layer_leaves_the_lower_one_without_a_removal_quorum(
+    world: World,
+) -> None:
+    from reposeal.policy.document import RepoRule
+
+    pol = world.policy(
+        repos=[
+            RepoRule("testing", ("x86_64",), ("core",)),
+            RepoRule("core", ("x86_64",)),
+            RepoRule("extra", ("x86_64",)),
+        ]
+    )
+    a, b = rec("a", "1-1"), rec("b", "2-1")
+    state = SigningState(
+        last_db={("testing", "x86_64"): "db0"},
+        highest={("testing", "a"): "1-1", ("testing", "b"): "2-1", ("extra", "b"): "3-1"},
+    )
+    leave = req([a], [a, b], parent="db0", repo="testing")
+    d = decide(state, leave, Evidence(), pol)
+    assert any("b: removal needs 2" in r for r in d.reasons), "extra is not a layer above"
+    for version in ("2-1", "2-2", "1:0-1"):  # core has had this version, or a newer one
+        moved = SigningState(state.last_db, {**state.highest, ("core", "b"): version})
+        assert decide(moved, leave, Evidence(), pol).accepted, version
+    older = SigningState(state.last_db, {**state.highest, ("core", "b"): "1.9-1"})
+    assert not decide(older, leave, Evidence(), pol).accepted, "core only has an older one"
+
+
 def test_all_reasons_are_listed_at_once(world: World, policy: Policy) -> None:
     p = rec("foo", "1.0-1", filename="bad.pkg.tar.zst")
     d = decide(signed_state(parent="dbX"), req([p], parent="db0"), Evidence(), policy)

@@ -151,3 +151,54 @@ def repo_cycle(
         click.echo(f"{c['id']}: {c['step']}")
         for why in c.get("reasons", []):
             click.echo(f"  - {why}")
+
+
+@repo.command("move", epilog=EXIT_CODES)
+@click.argument("pkgbase")
+@click.argument("from_repo", metavar="FROM")
+@click.argument("to_repo", metavar="TO")
+@click.option("--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--mirror",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The published tree: MIRROR/REPO/os/ARCH/REPO.db ...",
+)
+@_POLICY
+@click.option("--json", "as_json", is_flag=True)
+def repo_move(
+    pkgbase: str,
+    from_repo: str,
+    to_repo: str,
+    folder: Path,
+    mirror: Path,
+    policy_path: Path,
+    as_json: bool,
+) -> None:
+    """Move PKGBASE up a stability layer, FROM (e.g. testing) to TO (e.g. core), with all its
+    split packages, on every architecture (and its -debug packages between the -debug
+    twins). The policy's `may_move_to` orders the layers; a move that would jump over a layer
+    holding PKGBASE, or leave TO newer than a layer below it, is refused (exit 3) and nothing
+    is recorded. Otherwise the update cycle adds the very same signed files to TO and, once
+    TO is published, removes them from FROM: each an enclave-signed transition."""
+    from reposeal.repo.cycle import advance, machine
+    from reposeal.repo.lock import database_lock
+    from reposeal.repo.move import request_move
+    from reposeal.repo.service import PolicyFile
+
+    out = _Out(False, as_json)
+    try:
+        m = machine(folder, mirror, PolicyFile(policy_path).get())
+        with database_lock(m.cycles.folder / "cycles.lck", wait=60):
+            moves = request_move(m, pkgbase, from_repo, to_repo)
+        moved = advance(m)
+    except ReposealError as exc:
+        out.fail(exc)
+    doc = {"moves": moves, "cycles": [c.to_json() for c in moved]}
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    for mv in moves:
+        click.echo(f"moving {mv['pkgbase']}: {mv['from']} -> {mv['to']} ({mv['id']})")
+    for c in doc["cycles"]:
+        click.echo(f"{c['id']}: {c['step']}")

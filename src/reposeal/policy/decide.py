@@ -9,7 +9,7 @@ all that is missing.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reposeal.alpm.vercmp import vercmp
@@ -163,13 +163,27 @@ def decide(state: SigningState, request: Request, evidence: Evidence, policy: Po
             if isinstance(r, Removal) and r.repo == repo:
                 for n in r.pkgnames:
                     signers[n].append(s.signers)
+        rule = policy.rule(repo)
         for name in removed:
+            if rule is not None and _moved_up(state, rule.may_move_to, request.old[name]):
+                continue  # it went up a layer (testing -> stable) and lives on there
             if count(signers.get(name, [])) < policy.approvals:
                 d.reasons.append(
                     f"{name}: removal needs {policy.approvals} maintainer "
                     f"approvals, has {count(signers.get(name, []))}"
                 )
     return d
+
+
+def _moved_up(state: SigningState, layers: Iterable[str], old: PackageRecord) -> bool:
+    """A package may leave a layer without a removal quorum once a layer it may move to
+    (policy: ``may_move_to``) has had this version or a newer one signed into its database:
+    the move, not a disappearance."""
+    for layer in layers:
+        highest = state.highest.get((layer, old.name))
+        if highest is not None and vercmp(highest, old.version) >= 0:
+            return True
+    return False
 
 
 _Index = tuple[

@@ -41,6 +41,7 @@ from reposeal.repo.dbupdate import UpdateOptions, publish_staged, stage_add
 from reposeal.repo.intake import Intake, Waiting
 from reposeal.repo.lock import database_lock
 from reposeal.repo.logmirror import LogCopy
+from reposeal.repo.move import MOVE, plan_moves
 
 STEPS = ("sign-packages", "pool", "stage", "sign-db", "publish", "log", "done")
 REMOVAL = "(removal)"  # how a removal request is named among a cycle's sources
@@ -82,6 +83,8 @@ class Cycles:
                 id TEXT PRIMARY KEY, repo TEXT NOT NULL, arch TEXT NOT NULL,
                 step TEXT NOT NULL, plan TEXT NOT NULL, detail TEXT NOT NULL,
                 created REAL NOT NULL, updated REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS move (
+                id TEXT PRIMARY KEY, doc TEXT NOT NULL, created REAL NOT NULL);
             CREATE TABLE IF NOT EXISTS published (
                 repo TEXT NOT NULL, arch TEXT NOT NULL, pkgbase TEXT NOT NULL,
                 commit_id TEXT NOT NULL, cycle TEXT NOT NULL,
@@ -141,6 +144,25 @@ class Cycles:
             ).fetchone()
             is not None
         )
+
+    def add_move(self, move: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO move VALUES (?, ?, ?)",
+            (move["id"], json.dumps(move), time.time()),
+        )
+
+    def moves(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT doc FROM move ORDER BY created").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def moved_names(self, repo: str, arch: str, move_id: str) -> list[str]:
+        """The package names the published cycle of a move brought into repo/arch."""
+        row = self.db.execute(
+            "SELECT c.plan FROM published p JOIN cycle c ON c.id = p.cycle "
+            "WHERE p.repo=? AND p.arch=? AND p.pkgbase=? AND p.commit_id=?",
+            (repo, arch, MOVE, move_id),
+        ).fetchone()
+        return list(json.loads(row[0]).get("names", [])) if row else []
 
     def published_sources(self) -> set[tuple[str, str, str]]:
         """(repo, pkgbase, commit) of every source published (for some architecture)."""
@@ -280,6 +302,10 @@ def plan_cycles(m: Machine) -> list[Cycle]:
         }
         started.append(m.cycles.create(repo, arch, plan))
         fault_point("cycle-planned")
+    for repo, arch, plan in plan_moves(m):
+        if m.cycles.active(repo, arch) is None:
+            started.append(m.cycles.create(repo, arch, plan))
+            fault_point("cycle-planned")
     return started
 
 
@@ -334,6 +360,9 @@ def step(m: Machine, cycle: Cycle) -> bool:
     pool = db.parent
     if cycle.step == "sign-packages" and not cycle.plan["packages"]:
         cycle.step = "stage"  # a removal only: nothing to sign or to pool
+    elif cycle.step == "sign-packages" and cycle.plan.get("moved_from"):
+        cycle.detail["package_signatures"] = cycle.plan["package_signatures"]  # signed already
+        cycle.step = "pool"
     elif cycle.step == "sign-packages":
         job = {
             "id": f"{cycle.id}-packages",
