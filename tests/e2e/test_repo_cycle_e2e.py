@@ -365,9 +365,18 @@ def test_a_removal_with_quorum_disappears_and_one_without_waits(
     assert cycle(tmp_path) == []  # one approval: nothing happens
     (waiting,) = as_role(service, "repo").status()["waiting"]
     assert waiting["remove"] == ["world"] and "needs 2" in waiting["missing"][0], waiting
-    source.push_statement(removal, world.maintainers[1].sign(removal))
-    (started,) = cycle(tmp_path)
-    assert started["step"] == "sign-db", started  # nothing to sign but the database
+    # the second maintainer's signature comes by `repo remove` on the repo machine itself
+    statement = tmp_path / "remove-world.json"
+    statement.write_bytes(removal)
+    statement.with_name(statement.name + ".sig").write_bytes(world.maintainers[1].sign(removal))
+    out = cli(
+        "repo", "remove", str(statement), "--dir", str(tmp_path / "srv"),
+        "--mirror", str(tmp_path / "mirror"), "--policy", str(tmp_path / "policy.json"), "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["waiting"] == [] and len(doc["cycles"]) == 1, doc
+    assert doc["cycles"][0]["step"] == "sign-db", doc  # nothing to sign but the database
     run_enclave(service, enclave)
     assert cycle(tmp_path)[0]["step"] == "done"
 

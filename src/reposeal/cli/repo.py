@@ -202,3 +202,52 @@ def repo_move(
         click.echo(f"moving {mv['pkgbase']}: {mv['from']} -> {mv['to']} ({mv['id']})")
     for c in doc["cycles"]:
         click.echo(f"{c['id']}: {c['step']}")
+
+
+@repo.command("remove", epilog=EXIT_CODES)
+@click.argument("statements", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--mirror",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The published tree: MIRROR/REPO/os/ARCH/REPO.db ...",
+)
+@_POLICY
+@click.option("--json", "as_json", is_flag=True)
+def repo_remove(
+    statements: tuple[Path, ...], folder: Path, mirror: Path, policy_path: Path, as_json: bool
+) -> None:
+    """Remove packages: take removal statements signed by maintainers (`reposeal statement
+    remove`, each STATEMENT with STATEMENT.sig beside it), as the source machine would push
+    them, and start the cycle. With the policy's quorum of maintainers the enclave signs
+    the database without them on every architecture, and their files go to the archive;
+    short of it, nothing changes and the reason is shown."""
+    from reposeal.evidence.files import read_document
+    from reposeal.repo.cycle import advance, machine
+    from reposeal.repo.service import PolicyFile
+
+    out = _Out(False, as_json)
+    try:
+        policy = PolicyFile(policy_path).get()
+        m = machine(folder, mirror, policy)
+        for path in statements:
+            m.intake.add_statement(policy, *read_document(path))
+        waiting = [
+            {"repo": s.repo, "pkgnames": list(s.pkgnames), "missing": missing}
+            for s, _, missing in m.intake.removals(policy)
+            if missing
+        ]
+        moved = advance(m)
+    except ReposealError as exc:
+        out.fail(exc)
+    doc = {"waiting": waiting, "cycles": [c.to_json() for c in moved]}
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    for w in waiting:
+        click.echo(f"waiting  {w['repo']}: remove {' '.join(w['pkgnames'])}")
+        for why in w["missing"]:
+            click.echo(f"         - {why}")
+    for c in doc["cycles"]:
+        click.echo(f"{c['id']}: {c['step']}")
