@@ -332,6 +332,9 @@ def test_the_service_runs_the_cycle_by_itself(
             time.sleep(0.2)
             status = as_role(svc, "repo").status()
         assert db.exists() and status["ready"] == [], status
+        (published,) = status["published"]  # the last published database, per repo/arch
+        assert published["repo"] == "core" and published["seconds_left"] > 86400, published
+        assert published["db_sha256"] == hashlib.sha256(db.read_bytes()).hexdigest()
         mirrored_log_names(tmp_path / "mirror", home, db)
     finally:
         enclave.terminate()

@@ -109,6 +109,12 @@ def repo_status(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> Non
             err=True,
         )
     click.echo(f"{doc['packages']} packages received; statements: {doc['statements']}")
+    for p in doc.get("published", []):
+        days = p["seconds_left"] / 86400
+        click.echo(
+            f"published {p['repo']}/{p['arch']}: {p['db_sha256'][:16]}…, signature holds "
+            f"{days:.1f} more days"
+        )
     for w in doc["ready"]:
         click.echo(f"ready    {w['repo']}/{w['pkgbase']}@{w['commit'][:12]}")
     for w in doc["waiting"]:

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
 import os
 import struct
@@ -184,6 +185,10 @@ def make_service(
         if mirror is not None:  # loud: a signature about to lapse with no refresh yet
             found = await asyncio.to_thread(expiries, mirror)
             doc["alerts"] = [e.to_json() for e in found if e.seconds_left < DAY]
+            doc["published"] = [
+                e.to_json() | {"db_sha256": hashlib.sha256(e.db.read_bytes()).hexdigest()}
+                for e in found
+            ]
         return web.json_response(doc)
 
     app.router.add_post("/builds", post_build)
