@@ -30,9 +30,7 @@ def take_as_signed(
             for n in sorted(first.records)
         ]
     )
-    chunks = canonical.dumps(
-        {"db": first.chunks, "files": files.chunks} if files else first.chunks
-    )
+    chunks = canonical.dumps({"db": first.chunks, "files": files.chunks} if files else first.chunks)
     for blob in (records, chunks):
         home.store_records(blob, hashlib.sha256(blob).hexdigest())
     entry = {
