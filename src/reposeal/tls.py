@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-ROLES = ("enclave", "repo", "builder", "source")
+ROLES = ("enclave", "repo", "builder", "source", "maintainer")
 
 
 @dataclass(frozen=True)
@@ -132,5 +132,16 @@ def role_of(peercert: dict[str, object] | None) -> str | None:
     for rdn in peercert.get("subject", ()):  # type: ignore[attr-defined]
         for key, value in rdn:
             if key == "organizationalUnitName" and value in (*ROLES, "bridge"):
+                return str(value)
+    return None
+
+
+def name_of(peercert: dict[str, object] | None) -> str | None:
+    """The common name in a verified peer certificate (who, within a role)."""
+    if not peercert:
+        return None
+    for rdn in peercert.get("subject", ()):  # type: ignore[attr-defined]
+        for key, value in rdn:
+            if key == "commonName":
                 return str(value)
     return None

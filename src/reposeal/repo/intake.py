@@ -24,6 +24,7 @@ from typing import Any
 from reposeal.alpm.buildinfo import pkgbuild_sha256
 from reposeal.alpm.package import read_package
 from reposeal.errors import InputError, ReposealError
+from reposeal.evidence.files import merge_signatures
 from reposeal.evidence.quorum import Signed, load_signed
 from reposeal.evidence.statements import Approval, Build, Removal, from_bytes
 from reposeal.policy.decide import Evidence, PackageRecord, SigningState, decide_packages
@@ -116,7 +117,8 @@ class Intake:
                 (digest, kind, pkgbase, commit, raw, sigs, time.time()),
             )
         elif sigs not in bytes(row[0]):
-            db.execute("UPDATE statement SET sigs=? WHERE sha256=?", (bytes(row[0]) + sigs, digest))
+            merged = merge_signatures(bytes(row[0]), sigs)
+            db.execute("UPDATE statement SET sigs=? WHERE sha256=?", (merged, digest))
 
     # --- builders -----------------------------------------------------------------------
 

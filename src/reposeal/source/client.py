@@ -1,0 +1,58 @@
+"""Talking to the source machine (maintainers and builders), over the same kept-alive mutual
+TLS connection as the bridge client."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+from urllib.parse import quote
+
+from reposeal.repo.bridge_client import BridgeClient, BridgeError
+from reposeal.source.gitrepo import MAX_ARCHIVE
+
+
+class SourceError(BridgeError):
+    """The source machine refused a request; the message says why."""
+
+
+class SourceClient(BridgeClient):
+    def _call(self, method: str, path: str, doc: Any = None) -> Any:
+        body = json.dumps(doc).encode() if doc is not None else None
+        status, data = self._request(method, path, body, {"Content-Type": "application/json"})
+        if status >= 400:  # the source machine's reason, as it gave it
+            raise SourceError(f"refused ({status}): {data.decode(errors='replace')[:500]}")
+        return json.loads(data) if data else None
+
+    # maintainers -------------------------------------------------------------------------
+
+    def proposals(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/proposals"))
+
+    def proposal(self, pkgbase: str, commit: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/proposals/{quote(pkgbase)}/{quote(commit)}"))
+
+    def approve(self, statement: bytes, signatures: bytes) -> dict[str, Any]:
+        doc = {
+            "statement": base64.b64encode(statement).decode(),
+            "signatures": base64.b64encode(signatures).decode(),
+        }
+        return dict(self._call("POST", "/approvals", doc))
+
+    # builders ----------------------------------------------------------------------------
+
+    def take_build(self, wait: float) -> dict[str, Any] | None:
+        found = self._call("GET", f"/jobs/next?wait={wait:g}")
+        return dict(found) if found else None
+
+    def release_builds(self) -> None:
+        self._call("POST", "/jobs/release", {})
+
+    def build_source(self, job_id: str) -> bytes:
+        status, data = self._request("GET", f"/jobs/{quote(job_id)}/source", None, {})
+        if status >= 400 or len(data) > MAX_ARCHIVE:
+            raise SourceError(f"source of {job_id}: {status} {data[:200]!r}")
+        return data
+
+    def report(self, job_id: str, doc: dict[str, Any]) -> list[str]:
+        return list(self._call("POST", f"/jobs/{quote(job_id)}/report", doc)["differences"])

@@ -1,0 +1,340 @@
+"""`reposeal source serve`: the source machine (role 1). HTTPS with mutual TLS; each endpoint
+checks the role in the caller's verified certificate.
+
+It watches the PKGBUILD git repositories: every new head commit is a proposal. Maintainers
+see the diff and send signed approvals; a commit with the policy's approval quorum (the
+author's own approval counts only if the policy says so) becomes a build job, and its
+approvals go to the repo machine. Builders take each job, build it in a fresh sandbox,
+upload the packages with their build statements to the repo machine and report here what
+they made, so two builders that disagree are shown with the files that differ.
+
+    GET  /proposals                        maintainer, builder, repo   what waits for whom
+    GET  /proposals/{pkgbase}/{commit}     maintainer   the commit, its PKGBUILD hash, the
+                                                        diff since the last built commit
+    POST /approvals                        maintainer   {statement, signatures} (base64)
+    GET  /jobs/next?wait=SEC               builder      the next job this builder has not built
+    GET  /jobs/{id}/source                 builder      the commit's tree (tar)
+    POST /jobs/{id}/report                 builder      {files: {name: {sha256, contents}}}
+    POST /jobs/release                     builder      at start: what it held comes back
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pysequoia
+from aiohttp import web
+
+from reposeal.errors import ReposealError
+from reposeal.evidence.quorum import Signed, load_signed
+from reposeal.evidence.statements import MAX_STATEMENT_BYTES, Approval, from_bytes
+from reposeal.policy.document import Policy
+from reposeal.repo.bridge import require_role
+from reposeal.repo.bridge_client import BridgeClient
+from reposeal.source import gitrepo
+from reposeal.source.rules import author_key, differences, tally
+from reposeal.source.store import Proposal, SourceStore
+from reposeal.tls import name_of
+
+MAX_BODY = 1 << 20
+MAX_REPORT_FILES = 100_000
+
+
+class Source:
+    """The source machine's state and decisions, shared by the HTTP handlers."""
+
+    def __init__(
+        self,
+        folder: Path,
+        repos: Path,
+        policy: Callable[[], Policy],
+        target: str,
+        repo_machine: BridgeClient | None,
+    ) -> None:
+        self.store = SourceStore(folder)
+        self.repos = repos
+        self.policy = policy
+        self.target = target
+        self.repo_machine = repo_machine
+        self.jobs = asyncio.Event()
+
+    def _maintainers(self, policy: Policy) -> list[tuple[str, list[str]]]:
+        out = []
+        for role, certs in policy.armored:
+            if role == "maintainers":
+                for armored in certs:
+                    cert = pysequoia.Cert.from_bytes(armored.encode())
+                    out.append((cert.fingerprint, [str(u) for u in cert.user_ids]))
+        return out
+
+    def scan(self) -> list[dict[str, Any]]:
+        """New head commits of the repositories, as proposals."""
+        policy = self.policy()
+        maintainers = self._maintainers(policy)
+        new = []
+        for pkgbase, path in gitrepo.repositories(self.repos).items():
+            try:
+                head = gitrepo.head(path, pkgbase)
+                if self.store.proposal(pkgbase, head.id) is not None:
+                    continue
+                digest = hashlib.sha256(gitrepo.pkgbuild(path, head.id)).hexdigest()
+            except ReposealError as exc:
+                print(f"source: {pkgbase}: {exc}", file=sys.stderr)
+                continue
+            p = Proposal(head, digest, author_key(head.author_email, maintainers))
+            if self.store.add_proposal(p):
+                new.append(p.to_json())
+        return new
+
+    def _tallies(self, doc: dict[str, Any], policy: Policy) -> dict[str, Any]:
+        signed = self._signed(doc["pkgbase"], doc["commit"], policy)
+        repos = {s.statement.repo for s in signed if isinstance(s.statement, Approval)}
+        return {
+            repo: tally(signed, repo, doc["author"], policy.approvals, policy.exclude_author)
+            for repo in sorted(repos | {self.target})
+        }
+
+    def _signed(self, pkgbase: str, commit: str, policy: Policy) -> list[Signed]:
+        keyring = policy.keyrings["maintainers"]
+        return [load_signed(r, s, keyring) for _, r, s in self.store.approvals(pkgbase, commit)]
+
+    def proposals(self) -> list[dict[str, Any]]:
+        policy = self.policy()
+        out = []
+        for doc in self.store.proposals():
+            tallies = self._tallies(doc, policy)
+            jobs = []
+            for job in self.store.jobs_of(doc["pkgbase"], doc["commit"]):
+                reports = self.store.reports(job["id"])
+                jobs.append(
+                    job
+                    | {
+                        "built_by": sorted(reports),
+                        "differences": differences(_as_reports(reports)),
+                    }
+                )
+            out.append(
+                doc
+                | {
+                    "approvals": {
+                        repo: {"signers": sorted(t.signers), "missing": t.missing()}
+                        for repo, t in tallies.items()
+                    },
+                    "jobs": jobs,
+                }
+            )
+        return out
+
+    def describe(self, pkgbase: str, commit: str) -> dict[str, Any]:
+        doc = self.store.proposal(pkgbase, commit)
+        path = gitrepo.repositories(self.repos).get(pkgbase)
+        if doc is None or path is None:
+            raise web.HTTPNotFound(text=f"no proposal {pkgbase} {commit}")
+        last = self.store.last_built(pkgbase, self.store.seen_at(pkgbase, commit))
+        return doc | {
+            "target": self.target,
+            "last_built": last,
+            "diff": gitrepo.diff(path, last, commit),
+        }
+
+    def approve(self, raw: bytes, sigs: bytes) -> dict[str, Any]:
+        """Keep a maintainer's approval if it is one, for a proposal, as the proposal is; when
+        its commit reaches the quorum, make the build job."""
+        policy = self.policy()
+        try:
+            stmt = from_bytes(raw)
+        except ReposealError as exc:
+            raise _refused(f"statement: {exc.message}") from None
+        if not isinstance(stmt, Approval):
+            raise _refused(f"expected an approval, got a {stmt.kind} statement")
+        signed = load_signed(raw, sigs, policy.keyrings["maintainers"])
+        if not signed.signers:
+            raise _refused(
+                "no signature on this approval is by a maintainer key of the policy "
+                f"(version {policy.version}): ask an admin to add your key, or sign with it"
+            )
+        doc = self.store.proposal(stmt.pkgbase, stmt.commit)
+        if doc is None:
+            raise _refused(f"{stmt.pkgbase} has no proposal {stmt.commit} (not a head seen here)")
+        if stmt.pkgbuild_sha256 != doc["pkgbuild_sha256"]:
+            raise _refused("the approval names another PKGBUILD than the commit holds")
+        if stmt.author != doc["author"]:
+            raise _refused(
+                f"the approval names author {stmt.author}, the commit's is {doc['author']}"
+            )
+        if policy.rule(stmt.repo) is None:
+            raise _refused(f"{stmt.repo} is not a repository of the policy")
+        self.store.add_approval(
+            hashlib.sha256(raw).hexdigest(), stmt.repo, stmt.pkgbase, stmt.commit, raw, sigs
+        )
+        t = self._tallies(doc, policy)[stmt.repo]
+        job = None
+        if t.reached:
+            job = self.store.add_job(stmt.repo, stmt.pkgbase, stmt.commit, doc["timestamp"])
+            if job is not None:
+                self.jobs.set()
+        return {
+            "counted": sorted(t.signers),
+            "missing": t.missing(),
+            "job": job,
+        }
+
+    def forward(self) -> int:
+        """Send the repo machine the approvals of commits being built (and signatures added
+        since); what fails is sent on the next round."""
+        if self.repo_machine is None:
+            return 0
+        sent = 0
+        for digest, raw, sigs in self.store.unforwarded():
+            try:
+                self.repo_machine.push_statement(raw, sigs)
+            except ReposealError as exc:
+                print(
+                    f"source: the repo machine did not take {digest[:12]}: {exc}", file=sys.stderr
+                )
+                continue
+            self.store.forwarded(digest, sigs)
+            sent += 1
+        return sent
+
+    def source_tar(self, job_id: str) -> bytes:
+        job = self.store.job(job_id)
+        path = gitrepo.repositories(self.repos).get(job["pkgbase"]) if job else None
+        if job is None or path is None:
+            raise web.HTTPNotFound(text=f"no job {job_id}")
+        return gitrepo.archive(path, job["commit"])
+
+
+def _say(message: str) -> None:
+    print(f"source: {message}", file=sys.stderr, flush=True)
+
+
+def _refused(message: str) -> web.HTTPException:
+    return web.HTTPUnprocessableEntity(text=message)
+
+
+def _as_reports(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        builder: {
+            name: (str(f.get("sha256")), dict(f.get("contents", {})))
+            for name, f in doc.get("files", {}).items()
+        }
+        for builder, doc in reports.items()
+    }
+
+
+def _check_report(doc: object) -> dict[str, Any]:
+    """A builder's report, shaped as expected (it is shown to people, never trusted)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):
+        raise web.HTTPBadRequest(text="a report is {files: {name: {sha256, contents}}}")
+    for name, f in doc["files"].items():
+        ok = isinstance(name, str) and isinstance(f, dict) and isinstance(f.get("sha256"), str)
+        contents = f.get("contents") if isinstance(f, dict) else None
+        if not ok or not isinstance(contents, dict) or len(contents) > MAX_REPORT_FILES:
+            raise web.HTTPBadRequest(text=f"malformed report entry {str(name)[:80]!r}")
+    return doc
+
+
+def _builder(request: web.Request) -> str:
+    require_role(request, "builder")
+    name = name_of(request.transport.get_extra_info("peercert") if request.transport else None)
+    if not name:
+        raise web.HTTPForbidden(text="the builder certificate has no name")
+    return name
+
+
+def make_app(source: Source, poll: float = 5.0) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+
+    async def get_proposals(request: web.Request) -> web.Response:
+        require_role(request, "maintainer", "builder", "repo", "source")
+        return web.json_response(await asyncio.to_thread(source.proposals))
+
+    async def get_proposal(request: web.Request) -> web.Response:
+        require_role(request, "maintainer")
+        base, commit = request.match_info["pkgbase"], request.match_info["commit"]
+        return web.json_response(await asyncio.to_thread(source.describe, base, commit))
+
+    async def post_approval(request: web.Request) -> web.Response:
+        require_role(request, "maintainer")
+        try:
+            doc = await request.json()
+            raw = base64.b64decode(doc["statement"], validate=True)
+            sigs = base64.b64decode(doc["signatures"], validate=True)
+        except (ValueError, KeyError, TypeError):
+            raise web.HTTPBadRequest(text="an approval is {statement, signatures}") from None
+        if len(raw) > MAX_STATEMENT_BYTES or len(sigs) > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
+        answer = await asyncio.to_thread(source.approve, raw, sigs)
+        if answer["job"]:
+            await asyncio.to_thread(source.forward)
+        return web.json_response(answer)
+
+    async def next_job(request: web.Request) -> web.Response:
+        builder = _builder(request)
+        wait = min(max(float(request.query.get("wait", "0") or 0), 0.0), 60.0)
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            source.jobs.clear()
+            job = await asyncio.to_thread(source.store.take, builder)
+            left = deadline - asyncio.get_running_loop().time()
+            if job is not None or left <= 0 or request.transport is None:
+                return web.json_response(job)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(source.jobs.wait(), left)
+
+    async def release(request: web.Request) -> web.Response:
+        await asyncio.to_thread(source.store.release, _builder(request))
+        return web.json_response({"released": True})
+
+    async def job_source(request: web.Request) -> web.Response:
+        _builder(request)
+        data = await asyncio.to_thread(source.source_tar, request.match_info["id"])
+        return web.Response(body=data, content_type="application/x-tar")
+
+    async def post_report(request: web.Request) -> web.Response:
+        builder = _builder(request)
+        job_id = request.match_info["id"]
+        if source.store.job(job_id) is None:
+            raise web.HTTPNotFound(text=f"no job {job_id}")
+        doc = _check_report(await request.json())
+        await asyncio.to_thread(source.store.add_report, job_id, builder, doc)
+        reports = await asyncio.to_thread(source.store.reports, job_id)
+        found = differences(_as_reports(reports))
+        for line in found:
+            print(f"source: builders disagree on {job_id}: {line}", file=sys.stderr)
+        return web.json_response({"differences": found})
+
+    async def watcher(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                try:
+                    for p in await asyncio.to_thread(source.scan):
+                        print(
+                            f"source: proposal {p['pkgbase']} {p['commit'][:12]}", file=sys.stderr
+                        )
+                    await asyncio.to_thread(source.forward)
+                except Exception as exc:  # the watcher must not die: report, try again
+                    print(f"source: {type(exc).__name__}: {exc}", file=sys.stderr)
+                await asyncio.sleep(poll)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+
+    app.cleanup_ctx.append(watcher)
+    app.router.add_get("/proposals", get_proposals)
+    app.router.add_get("/proposals/{pkgbase}/{commit}", get_proposal)
+    app.router.add_post("/approvals", post_approval)
+    app.router.add_get("/jobs/next", next_job)
+    app.router.add_post("/jobs/release", release)
+    app.router.add_get("/jobs/{id}/source", job_source)
+    app.router.add_post("/jobs/{id}/report", post_report)
+    return app

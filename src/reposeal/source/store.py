@@ -1,0 +1,203 @@
+"""The source machine's records (SQLite): proposals (commits seen), approvals (statements
+with their signatures, merged), build jobs, and what each builder reported."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reposeal.evidence.files import merge_signatures
+from reposeal.source.gitrepo import Commit
+
+LEASE = 1800.0  # seconds a builder may hold a job before another take hands it out again
+
+
+@dataclass(frozen=True)
+class Proposal:
+    commit: Commit
+    pkgbuild_sha256: str
+    author: str | None  # maintainer key of the author, when the author is one
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.commit
+        return {
+            "pkgbase": c.pkgbase,
+            "commit": c.id,
+            "author_email": c.author_email,
+            "author": self.author,
+            "subject": c.subject,
+            "timestamp": c.timestamp,
+            "pkgbuild_sha256": self.pkgbuild_sha256,
+        }
+
+
+class SourceStore:
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(
+            folder / "source.sqlite", isolation_level=None, check_same_thread=False
+        )
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS proposal (
+                pkgbase TEXT NOT NULL, commit_id TEXT NOT NULL, doc TEXT NOT NULL,
+                seen REAL NOT NULL, PRIMARY KEY (pkgbase, commit_id));
+            CREATE TABLE IF NOT EXISTS approval (
+                sha256 TEXT PRIMARY KEY, repo TEXT NOT NULL, pkgbase TEXT NOT NULL,
+                commit_id TEXT NOT NULL, raw BLOB NOT NULL, sigs BLOB NOT NULL,
+                forwarded BLOB);
+            CREATE TABLE IF NOT EXISTS job (
+                id TEXT PRIMARY KEY, repo TEXT NOT NULL, pkgbase TEXT NOT NULL,
+                commit_id TEXT NOT NULL, epoch INTEGER NOT NULL, created REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS taken (
+                job TEXT NOT NULL, builder TEXT NOT NULL, at REAL NOT NULL,
+                PRIMARY KEY (job, builder));
+            CREATE TABLE IF NOT EXISTS report (
+                job TEXT NOT NULL, builder TEXT NOT NULL, doc TEXT NOT NULL,
+                PRIMARY KEY (job, builder));
+            """
+        )
+
+    # proposals ---------------------------------------------------------------------------
+
+    def add_proposal(self, p: Proposal) -> bool:
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO proposal VALUES (?, ?, ?, ?)",
+            (p.commit.pkgbase, p.commit.id, json.dumps(p.to_json()), time.time()),
+        )
+        return cur.rowcount == 1
+
+    def proposal(self, pkgbase: str, commit: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT doc FROM proposal WHERE pkgbase=? AND commit_id=?", (pkgbase, commit)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def proposals(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT doc FROM proposal ORDER BY seen").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    # approvals ---------------------------------------------------------------------------
+
+    def add_approval(
+        self, digest: str, repo: str, pkgbase: str, commit: str, raw: bytes, sigs: bytes
+    ) -> bytes:
+        """Keep a statement, merging signatures with those already held; return them all."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.db.execute("SELECT sigs FROM approval WHERE sha256=?", (digest,)).fetchone()
+            merged = merge_signatures(bytes(row[0]), sigs) if row else sigs
+            self.db.execute(
+                "INSERT INTO approval (sha256, repo, pkgbase, commit_id, raw, sigs) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET sigs=excluded.sigs",
+                (digest, repo, pkgbase, commit, raw, merged),
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return merged
+
+    def approvals(self, pkgbase: str, commit: str) -> list[tuple[str, bytes, bytes]]:
+        """(sha256, statement, signatures) of every approval of a commit."""
+        rows = self.db.execute(
+            "SELECT sha256, raw, sigs FROM approval WHERE pkgbase=? AND commit_id=?",
+            (pkgbase, commit),
+        ).fetchall()
+        return [(str(d), bytes(r), bytes(s)) for d, r, s in rows]
+
+    def unforwarded(self) -> list[tuple[str, bytes, bytes]]:
+        """Approvals of commits with a build job whose signatures the repo machine lacks."""
+        rows = self.db.execute(
+            "SELECT a.sha256, a.raw, a.sigs FROM approval a JOIN job j ON "
+            "j.pkgbase=a.pkgbase AND j.commit_id=a.commit_id AND j.repo=a.repo "
+            "WHERE a.forwarded IS NULL OR a.forwarded != a.sigs"
+        ).fetchall()
+        return [(str(d), bytes(r), bytes(s)) for d, r, s in rows]
+
+    def forwarded(self, digest: str, sigs: bytes) -> None:
+        self.db.execute("UPDATE approval SET forwarded=? WHERE sha256=?", (sigs, digest))
+
+    # build jobs --------------------------------------------------------------------------
+
+    def add_job(self, repo: str, pkgbase: str, commit: str, epoch: int) -> str | None:
+        """A build job for an approved commit (once per commit and repository)."""
+        job_id = f"{pkgbase}-{commit[:12]}-{repo}"
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO job VALUES (?, ?, ?, ?, ?, ?)",
+            (job_id, repo, pkgbase, commit, epoch, time.time()),
+        )
+        return job_id if cur.rowcount == 1 else None
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT id, repo, pkgbase, commit_id, epoch FROM job WHERE id=?", (job_id,)
+        ).fetchone()
+        return None if row is None else self._job(row)
+
+    @staticmethod
+    def _job(row: tuple[Any, ...]) -> dict[str, Any]:
+        keys = ("id", "repo", "pkgbase", "commit", "source_date_epoch")
+        return dict(zip(keys, row, strict=True))
+
+    def jobs_of(self, pkgbase: str, commit: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, repo, pkgbase, commit_id, epoch FROM job WHERE pkgbase=? AND commit_id=?",
+            (pkgbase, commit),
+        ).fetchall()
+        return [self._job(r) for r in rows]
+
+    def last_built(self, pkgbase: str, before: float) -> str | None:
+        """The commit of the last build job of ``pkgbase`` created before ``before``."""
+        row = self.db.execute(
+            "SELECT commit_id FROM job WHERE pkgbase=? AND created < ? ORDER BY created DESC",
+            (pkgbase, before),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def seen_at(self, pkgbase: str, commit: str) -> float:
+        row = self.db.execute(
+            "SELECT seen FROM proposal WHERE pkgbase=? AND commit_id=?", (pkgbase, commit)
+        ).fetchone()
+        return float(row[0]) if row else time.time()
+
+    def take(self, builder: str) -> dict[str, Any] | None:
+        """The oldest job ``builder`` has neither reported nor holds (every builder builds
+        every job: that is the reproducibility check)."""
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.db.execute(
+                "SELECT id, repo, pkgbase, commit_id, epoch FROM job j WHERE NOT EXISTS "
+                "(SELECT 1 FROM report r WHERE r.job=j.id AND r.builder=?) AND NOT EXISTS "
+                "(SELECT 1 FROM taken t WHERE t.job=j.id AND t.builder=? AND t.at > ?) "
+                "ORDER BY created LIMIT 1",
+                (builder, builder, now - LEASE),
+            ).fetchone()
+            if row is not None:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO taken VALUES (?, ?, ?)", (row[0], builder, now)
+                )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return None if row is None else self._job(row)
+
+    def release(self, builder: str) -> None:
+        """What ``builder`` held when it (re)started comes back at once."""
+        self.db.execute("DELETE FROM taken WHERE builder=?", (builder,))
+
+    def add_report(self, job_id: str, builder: str, doc: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO report VALUES (?, ?, ?)", (job_id, builder, json.dumps(doc))
+        )
+
+    def reports(self, job_id: str) -> dict[str, dict[str, Any]]:
+        rows = self.db.execute("SELECT builder, doc FROM report WHERE job=?", (job_id,))
+        return {str(b): json.loads(d) for b, d in rows.fetchall()}

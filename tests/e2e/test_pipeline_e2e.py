@@ -1,0 +1,256 @@
+"""The whole pipeline on 127.0.0.1 with the real tools: a PKGBUILD change in a real git
+repository, two maintainers approving with `reposeal approve`, two builders building it
+with the real makepkg in fresh bubblewrap sandboxes, the repo machine publishing what the
+enclave signs, the real pacman installing it. With one approval nothing is built; a builder
+that injects a different file is outvoted, reported file by file, and nothing is
+published; a key outside the maintainer keyring is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reposeal.source.client import SourceClient, SourceError
+from reposeal.tls import Issued, client_context, issue
+from tests import tools
+from tests.e2e.test_repo_cycle_e2e import enclave_run, init_enclave, pacman_trusting_the_enclave
+from tests.e2e.test_repo_intake_e2e import as_role, start_service, world  # noqa: F401
+from tests.policy.world import World
+
+pytestmark = pytest.mark.e2e
+AUTHOR = ["-c", "user.name=Contributor", "-c", "user.email=contributor@example.org"]
+
+
+def git(repo: Path, *args: str, stamp: int = 1_700_000_000) -> str:
+    env = os.environ | {"GIT_AUTHOR_DATE": f"@{stamp}", "GIT_COMMITTER_DATE": f"@{stamp}"}
+    out = subprocess.run(
+        ["git", "-C", str(repo), *AUTHOR, *args], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def commit_pkgbuild(repo: Path, spec: str, stamp: int) -> str:
+    (repo / "PKGBUILD").write_text(tools.pkgbuild(*tools.PKGBUILDS[spec]))
+    git(repo, "add", "PKGBUILD")
+    git(repo, "commit", "-q", "-m", f"update to {spec}", stamp=stamp)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reposeal.cli", *args], capture_output=True, text=True, check=False
+    )
+
+
+class Pipeline:
+    def __init__(self, tmp: Path, world: World, repo_url: str, certs: dict[str, Issued]):  # noqa: F811
+        self.tmp, self.world, self.repo_url, self.certs = tmp, world, repo_url, certs
+        ca = certs["ca"]
+        roles = {"maint0": "maintainer", "maint1": "maintainer"}
+        for name, role in (roles | {"builder0": "builder", "builder1": "builder"}).items():
+            certs[name] = issue(ca, tmp / "pki", name, role)
+        certs["source-server"] = issue(
+            ca, tmp / "pki", "source-server", "source", server_ip="127.0.0.1"
+        )
+        self.git = tmp / "git" / "hello"
+        self.git.mkdir(parents=True)
+        git(self.git, "init", "-q", "-b", "main")
+        self.workdir = Path(tempfile.mkdtemp(prefix="reposeal-builds-"))
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def tls(self, name: str) -> list[str]:
+        c = self.certs[name]
+        return ["--cert", str(c.cert), "--key", str(c.key), "--ca", str(self.certs["ca"].cert)]
+
+    def start_source(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = self.certs["source-server"]
+        self.url = f"https://127.0.0.1:{port}"
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "reposeal.cli",
+                    "source",
+                    "serve",
+                    "--dir",
+                    str(self.tmp / "source"),
+                    "--repos",
+                    str(self.git.parent),
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    "--server-cert",
+                    str(server.cert),
+                    "--server-key",
+                    str(server.key),
+                    "--client-ca",
+                    str(self.certs["ca"].cert),
+                    "--policy",
+                    str(self.tmp / "policy.json"),
+                    "--repo-url",
+                    self.repo_url,
+                    *self.tls("source"),
+                    "--poll",
+                    "0.3",
+                ],
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        for _ in range(150):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+
+    def client(self, name: str) -> SourceClient:
+        c = self.certs[name]
+        return SourceClient(self.url, client_context(c, self.certs["ca"].cert), timeout=30)
+
+    def proposal(self, commit: str) -> dict:
+        for _ in range(100):
+            found = [p for p in self.client("maint0").proposals() if p["commit"] == commit]
+            if found:
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no proposal for {commit}")
+
+    def approve(
+        self, who: int, commit: str, key: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        signer = key or self.world.maintainers[who].signer.path
+        return cli(
+            "approve", "hello", commit, "--source", self.url, *self.tls(f"maint{who}"),
+            "--signer", f"soft:{signer}", "--yes", "--json",
+        )  # fmt: skip
+
+    def build(self, who: int, command: str | None = None) -> subprocess.CompletedProcess[str]:
+        extra = ["--build-command", command] if command else []
+        return cli(
+            "builder", "run", "--once", "--source", self.url, "--repo-url", self.repo_url,
+            *self.tls(f"builder{who}"), "--signer", f"soft:{self.world.builders[who].signer.path}",
+            "--workdir", str(self.workdir), *extra,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.terminate()
+            p.wait(10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, world: World) -> Iterator[Pipeline]:  # noqa: F811
+    service = start_service(tmp_path, world, "--mirror", str(tmp_path / "mirror"))
+    url, certs = next(service)
+    p = Pipeline(tmp_path, world, url, certs)
+    home = init_enclave(tmp_path, world)
+    p.procs.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "reposeal.cli", *enclave_run((url, certs), home), "--wait", "5"],
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    p.start_source()
+    try:
+        yield p
+    finally:
+        p.close()
+        service.close()
+
+
+def wait_published(p: Pipeline, version: str) -> None:
+    db = p.tmp / "mirror" / "core" / "os" / "x86_64" / "core.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = as_role((p.repo_url, p.certs), "repo").status()
+        done = [c for c in status["cycles"] if c["step"] == "done"]
+        if db.exists() and any(s[0] == "hello" for c in done for s in c["sources"]):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"hello {version} was not published: {status}")
+
+
+def test_an_approved_change_is_built_twice_signed_and_installed(
+    pipeline: Pipeline,
+    world: World,  # noqa: F811
+) -> None:
+    p = pipeline
+    first = commit_pkgbuild(p.git, "hello-1.0", 1_700_000_000)
+    proposal = p.proposal(first)
+    assert proposal["author"] is None, "the author is not a maintainer"
+
+    one = p.approve(0, first)
+    assert one.returncode == 0, one.stderr
+    assert "+pkgver=1.0" in one.stderr, "the maintainer saw the change before signing"
+    answer = json.loads(one.stdout)
+    assert answer["job"] is None and "1 more maintainer approvals" in answer["missing"][0]
+    assert p.proposal(first)["jobs"] == []
+    nothing = p.build(0)
+    assert nothing.returncode == 0 and "built 0 job" in nothing.stdout, "one approval: no build"
+
+    outsider = p.approve(1, first, key=world.outsider.signer.path)  # type: ignore[union-attr]
+    assert outsider.returncode != 0
+    assert (
+        "no signature on this approval is by a maintainer key" in outsider.stderr + outsider.stdout
+    )
+
+    with pytest.raises(SourceError, match="403"):  # a builder cannot approve
+        p.client("builder0").approve(b"{}", b"")
+    with pytest.raises(SourceError, match="403"):  # a maintainer cannot build
+        p.client("maint0").take_build(0)
+
+    two = p.approve(1, first)
+    assert two.returncode == 0, two.stderr
+    assert json.loads(two.stdout)["job"] == f"hello-{first[:12]}-core"
+    for who in (0, 1):
+        out = p.build(who)
+        assert out.returncode == 0 and "built 1 job" in out.stdout, out.stderr
+    wait_published(p, "1.0")
+    (job,) = p.proposal(first)["jobs"]
+    assert job["built_by"] == ["builder0", "builder1"] and job["differences"] == []
+
+    scratch = pacman_trusting_the_enclave(p.tmp, world, p.tmp / "mirror" / "core" / "os" / "x86_64")
+    tools.run_text(scratch.command("-Sy"))
+    tools.run_text(scratch.command("-S", "--noconfirm", "hello"))
+    assert "hello 1.0-1" in tools.run_text(scratch.command("-Q", "hello")).stdout
+
+    # a builder that injects a different file is outvoted, reported, and nothing is published
+    second = commit_pkgbuild(p.git, "hello-1.1", 1_700_000_100)
+    fresh = p.proposal(second)  # approvals bind a commit: a new one starts from nothing
+    assert fresh["approvals"]["core"]["signers"] == [] and fresh["jobs"] == []
+    for who in (0, 1):
+        assert p.approve(who, second).returncode == 0
+    assert p.build(0).returncode == 0
+    rogue = "sh -c 'echo evil > /dev/null; sed -i \"s/hello 1.1/evil/\" PKGBUILD; " \
+            "makepkg --nodeps --force --noconfirm'"  # fmt: skip
+    out = p.build(1, rogue)
+    assert out.returncode == 0, out.stderr
+    assert "DISAGREEMENT" in out.stderr and "usr/share/hello/message" in out.stderr, out.stderr
+    (job,) = p.proposal(second)["jobs"]
+    assert any(
+        "content differs in" in d and "usr/share/hello/message" in d for d in job["differences"]
+    )
+    listed = cli("proposals", "--source", p.url, *p.tls("maint0"))
+    assert "DISAGREEMENT" in listed.stdout, listed.stdout
+    time.sleep(1.5)  # give the repo machine's cycle its chance to (wrongly) publish
+    status = as_role((p.repo_url, p.certs), "repo").status()
+    waiting = [w for w in status["waiting"] if w["pkgbase"] == "hello"]
+    assert waiting and any("builders attest" in m for w in waiting for m in w["missing"]), status
+    tools.run_text(scratch.command("-Sy"))
+    assert "hello 1.0-1" in tools.run_text(scratch.command("-Sl", "core")).stdout
+    tools.gpg_kill(scratch.gpgdir)
