@@ -147,9 +147,13 @@ class Pipeline:
         )  # fmt: skip
 
     def close(self) -> None:
-        for p in self.procs:
+        for p in reversed(self.procs):  # clients (builders) before the servers they poll
             p.terminate()
-            p.wait(10)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
