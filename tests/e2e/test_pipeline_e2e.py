@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from reposeal.repo.bridge_client import BridgeClient, BridgeError
 from reposeal.source.client import SourceClient, SourceError
 from reposeal.tls import Issued, client_context, issue
 from tests import tools
@@ -217,6 +218,10 @@ def test_an_approved_change_is_built_twice_signed_and_installed(
         p.client("builder0").approve(b"{}", b"")
     with pytest.raises(SourceError, match="403"):  # a maintainer cannot build
         p.client("maint0").take_build(0)
+    for who in ("maint0", "builder0"):  # nor reach the enclave's queue on the repo machine
+        bridge = BridgeClient(p.repo_url, client_context(p.certs[who], p.certs["ca"].cert))
+        with pytest.raises(BridgeError, match="403"):
+            bridge.next_job(0)
 
     two = p.approve(1, first)
     assert two.returncode == 0, two.stderr

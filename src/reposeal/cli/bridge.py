@@ -23,16 +23,19 @@ def bridge() -> None:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--ip", default="127.0.0.1", show_default=True, help="The bridge's address.")
 def bridge_pki(folder: Path, ip: str) -> None:
-    """Create a private CA and certificates for the bridge (the repo service), an enclave, a
-    repo client, a builder and the source machine."""
+    """Create a private CA and certificates for the bridge (the repo service), the source
+    machine's service, an enclave, a repo client, a builder, the source machine (as the
+    repo machine's client) and a maintainer. More of a role: `reposeal` issues one per
+    person or machine in production; the role is in the certificate."""
     from reposeal.tls import issue, make_ca
 
     ca = make_ca(folder)
     issue(ca, folder, "bridge", "bridge", server_ip=ip)
+    issue(ca, folder, "source-server", "source", server_ip=ip)
     issue(ca, folder, "enclave", "enclave")
-    for role in ("repo", "builder", "source"):
+    for role in ("repo", "builder", "source", "maintainer"):
         issue(ca, folder, role, role)
-    roles = "bridge, enclave, repo, builder, source"
+    roles = "bridge and source-server (servers), enclave, repo, builder, source, maintainer"
     click.echo(f"wrote {ca.cert} and certificates for {roles} in {folder}")
 
 
