@@ -87,11 +87,14 @@ def _run(cmd: list[str], what: str) -> None:
 def unpack(tar: bytes, into: Path) -> None:
     """The source tree, from the source machine: regular files and folders only, nothing
     outside ``into`` (tarfile's "data" filter)."""
-    with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as t:
-        try:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as t:
+            for m in t.getmembers():  # git archive never writes these: refuse, do not repair
+                if m.name.startswith("/") or ".." in Path(m.name).parts:
+                    raise tarfile.TarError(f"{m.name!r} points outside the tree")
             t.extractall(into, filter="data")
-        except (tarfile.TarError, OSError) as exc:
-            raise BuildError(f"the source tree does not unpack: {exc}") from None
+    except (tarfile.TarError, OSError) as exc:
+        raise BuildError(f"the source tree does not unpack: {exc}") from None
 
 
 def contents(path: Path) -> dict[str, str]:
