@@ -1,0 +1,268 @@
+"""`reposeal verify`: what pacman cannot check about a synced database.
+
+pacman verifies a database's signature (and refuses an expired one). It cannot tell an old,
+validly signed database replayed to it (rollback, freeze, mix-and-match of repositories)
+from the current one, nor a signature that was never made public. The transparency log can:
+
+1. the database's signature verifies with a trusted repository key and has not expired;
+2. the log's checkpoint is signed by that key (``checkpoint.sig``) and by the log's note key
+   (named by the log's genesis entry), and the published entries make exactly its tree;
+3. the log extends the one seen last time (the checkpoint kept in the state folder): a log
+   that forked from what this machine saw (split view) is refused;
+4. the database is logged, it is the *latest* database logged for its repository and
+   architecture, and this very signature is the one logged for it (or a logged refresh).
+
+The decisions (``check_*``) are pure; fetching and the state file are at the edges.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import struct
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reposeal.errors import InputError, ReposealError, VerificationError
+from reposeal.openpgp.verify import Keyring, verify_detached
+from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note
+from reposeal.translog.merkle import leaf_hash, root_of_leaves
+from reposeal.translog.tiles import TILE_WIDTH, tile_path
+
+MAX_DB = 256 << 20
+MAX_SMALL = 1 << 20
+MAX_TILE = TILE_WIDTH * (2 + (64 << 10))
+
+Fetch = Callable[[str, int], bytes]
+
+
+class VerifyError(VerificationError):
+    """The database, its signature or the log does not hold; the message says which."""
+
+
+def fetch_url(url: str, limit: int) -> bytes:
+    """GET ``url`` (https, http or file), at most ``limit`` bytes."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("https", "http", "file"):
+        raise InputError(f"unsupported URL scheme in {url!r}")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310  (scheme checked)
+            data: bytes = resp.read(limit + 1)
+    except OSError as exc:
+        raise VerifyError(f"cannot fetch {url}: {exc}") from None
+    if len(data) > limit:
+        raise VerifyError(f"{url} is larger than {limit} bytes")
+    return data
+
+
+@dataclass(frozen=True)
+class Log:
+    """A log as published, checked: its entries (parsed), its checkpoint."""
+
+    checkpoint: Checkpoint
+    note: bytes
+    entries: list[bytes]
+    docs: list[dict[str, Any]]
+
+
+def _bundle(data: bytes) -> list[bytes]:
+    out = []
+    while data:
+        if len(data) < 2:
+            raise VerifyError("an entries tile is truncated")
+        (n,) = struct.unpack(">H", data[:2])
+        if len(data) < 2 + n:
+            raise VerifyError("an entries tile is truncated")
+        out.append(data[2 : 2 + n])
+        data = data[2 + n :]
+    return out
+
+
+def load_log(base: str, keyring: Keyring, fetch: Fetch = fetch_url) -> Log:
+    """The log at ``base`` (its C2SP tiles), checked against the trusted keys."""
+    note = fetch(f"{base}/checkpoint", MAX_SMALL)
+    try:
+        verify_detached(note, fetch(f"{base}/checkpoint.sig", MAX_SMALL), keyring)
+    except ReposealError as exc:
+        raise VerifyError(f"the log's checkpoint is not signed by a trusted key: {exc}") from None
+    text = note.decode(errors="replace").split("\n\n", 1)[0] + "\n"
+    cp = Checkpoint.parse(text)
+    entries: list[bytes] = []
+    for n in range((cp.size + TILE_WIDTH - 1) // TILE_WIDTH):
+        width = min(TILE_WIDTH, cp.size - n * TILE_WIDTH)
+        tile = _bundle(fetch(f"{base}/{tile_path('entries', n, width)}", MAX_TILE))
+        if len(tile) != width:
+            raise VerifyError(f"entries tile {n} holds {len(tile)} entries, not {width}")
+        entries += tile
+    return check_log(cp, note, entries)
+
+
+def check_log(cp: Checkpoint, note: bytes, entries: Sequence[bytes]) -> Log:
+    """The entries make the checkpoint's tree, and the note is signed by the note key the
+    log's genesis entry names. Pure."""
+    if not entries or root_of_leaves([leaf_hash(e) for e in entries]) != cp.root:
+        raise VerifyError("the published log entries do not make the checkpoint's tree")
+    docs = []
+    for e in entries:
+        try:
+            docs.append(json.loads(e))
+        except ValueError:
+            raise VerifyError("a log entry is not JSON") from None
+    try:
+        verifier = NoteVerifier.decode(str(docs[0]["note_verifier"]))
+        open_note(note, verifier)
+    except (KeyError, ReposealError) as exc:
+        raise VerifyError(f"the checkpoint is not signed by the log's own key: {exc}") from None
+    return Log(cp, note, list(entries), docs)
+
+
+def check_consistent(log: Log, seen: tuple[int, bytes] | None) -> None:
+    """The log extends the one this machine saw last (size, root). Pure."""
+    if seen is None:
+        return
+    size, root = seen
+    if log.checkpoint.size < size:
+        raise VerifyError(
+            f"the log has {log.checkpoint.size} entries, fewer than the {size} seen before: "
+            "rolled back, or another view of it"
+        )
+    if root_of_leaves([leaf_hash(e) for e in log.entries[:size]]) != root:
+        raise VerifyError(
+            "the log is not the one seen before (its first entries differ): a fork, shown "
+            "to this machine and not to others (split view)"
+        )
+
+
+@dataclass(frozen=True)
+class Verified:
+    repo: str
+    arch: str
+    db_sha256: str
+    log_index: int
+    log_size: int
+    expires: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "repo": self.repo,
+            "arch": self.arch,
+            "db_sha256": self.db_sha256,
+            "log_index": self.log_index,
+            "log_size": self.log_size,
+            "expires": self.expires,
+        }
+
+
+def check_database(
+    log: Log, name: str, db: bytes, signature: bytes, arch: str | None = None
+) -> tuple[str, int]:
+    """The database is logged, the latest for its repository/architecture, and this
+    signature is logged for it; returns (arch, log index). Pure."""
+    digest = hashlib.sha256(db).hexdigest()
+    sig = base64.b64encode(signature).decode()
+    found = None
+    latest: dict[str, tuple[int, str]] = {}
+    logged_sigs: set[str] = set()
+    for i, doc in enumerate(log.docs):
+        if doc.get("repo") != name or (arch is not None and doc.get("arch") != arch):
+            continue
+        if doc.get("type") == "db":
+            latest[str(doc.get("arch"))] = (i, str(doc.get("db_sha256")))
+            if doc.get("db_sha256") == digest:
+                found = (str(doc.get("arch")), i)
+        if doc.get("type") in ("db", "refresh") and doc.get("db_sha256") == digest:
+            logged_sigs.add(str(doc.get("signature")))
+    if found is None:
+        raise VerifyError(
+            f"this {name} database ({digest[:16]}…) is not in the transparency log: it was "
+            "never signed in the open"
+        )
+    at, index = found
+    newest, newest_sha = latest[at]
+    if newest_sha != digest:
+        raise VerifyError(
+            f"this {name}/{at} database (log entry {index}) is not the latest: entry {newest} "
+            f"logs {newest_sha[:16]}…; a mirror is replaying an old database (rollback or "
+            "freeze)"
+        )
+    if sig not in logged_sigs:
+        raise VerifyError(f"the signature on this {name} database was never logged")
+    return at, index
+
+
+def check_expiry(signature: bytes, now: float) -> float | None:
+    """When the database signature expires; refused once it has. Pure (given ``now``)."""
+    import pysequoia
+
+    try:
+        expires = pysequoia.Sig.from_bytes(signature).expiration
+    except (RuntimeError, ValueError):
+        raise VerifyError("the database signature cannot be read") from None
+    if expires is not None and expires.timestamp() <= now:
+        raise VerifyError(
+            f"the database signature expired at {expires.isoformat()}: the mirror is stale "
+            "or frozen"
+        )
+    return None if expires is None else expires.timestamp()
+
+
+class State:
+    """What this machine saw of each log: ``FOLDER/log-ORIGIN.json`` {size, root}."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, origin: str) -> Path:
+        return self.folder / f"log-{hashlib.sha256(origin.encode()).hexdigest()[:16]}.json"
+
+    def seen(self, origin: str) -> tuple[int, bytes] | None:
+        path = self._path(origin)
+        if not path.exists():
+            return None
+        doc = json.loads(path.read_bytes())
+        return int(doc["size"]), base64.b64decode(doc["root"])
+
+    def keep(self, cp: Checkpoint) -> None:
+        from reposeal.fsio import atomic_write
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        doc = {"origin": cp.origin, "size": cp.size, "root": base64.b64encode(cp.root).decode()}
+        atomic_write(self._path(cp.origin), json.dumps(doc).encode())
+
+
+def verify(
+    repo_url: str,
+    name: str,
+    keyring: Keyring,
+    state: State,
+    *,
+    log_url: str | None = None,
+    arch: str | None = None,
+    fetch: Fetch = fetch_url,
+    now: float | None = None,
+) -> Verified:
+    """Check the database NAME.db at ``repo_url`` (a pacman Server URL) against the log at
+    ``log_url`` (default: ``log/`` at the mirror's root, three levels up from
+    REPO/os/ARCH); remember the log's checkpoint only if everything holds."""
+    repo_url = repo_url.rstrip("/")
+    log_url = (log_url or repo_url.rsplit("/", 3)[0] + "/log").rstrip("/")
+    db = fetch(f"{repo_url}/{name}.db", MAX_DB)
+    signature = fetch(f"{repo_url}/{name}.db.sig", MAX_SMALL)
+    try:
+        verify_detached(db, signature, keyring)
+    except ReposealError as exc:
+        raise VerifyError(f"the {name} database signature does not verify: {exc}") from None
+    expires = check_expiry(signature, time.time() if now is None else now)
+    log = load_log(log_url, keyring, fetch)
+    check_consistent(log, state.seen(log.checkpoint.origin))
+    at, index = check_database(log, name, db, signature, arch)
+    state.keep(log.checkpoint)
+    digest = hashlib.sha256(db).hexdigest()
+    return Verified(name, at, digest, index, log.checkpoint.size, expires)
