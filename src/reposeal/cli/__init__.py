@@ -72,6 +72,6 @@ def vercmp_cmd(a: str, b: str) -> None:
 
 def run() -> None:
     """Console entry point: register every command group, then run."""
-    from reposeal.cli import bridge, db, enclave, key, repo, source, trust  # noqa: F401  (attach)
+    from reposeal.cli import bridge, client, db, enclave, key, repo, source, trust  # noqa: F401
 
     main()
