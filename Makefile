@@ -1,11 +1,11 @@
 # reposeal: `make demo` and `make test` work on a fresh Debian machine, as root, from a clean clone.
 SHELL := /bin/bash
-APT_PACKAGES := pacman-package-manager makepkg libarchive-tools gnupg zstd fakeroot sq softhsm2 bubblewrap git
+APT_PACKAGES := pacman-package-manager makepkg libarchive-tools gnupg gpgv zstd fakeroot sq softhsm2 bubblewrap git
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: test demo deps apt venv lint typecheck unit bench clean
+.PHONY: test demo demo-check deps apt venv lint typecheck unit bench clean
 
 deps: apt venv
 
@@ -39,7 +39,13 @@ typecheck: venv
 unit: deps
 	$(VENV)/bin/pytest -n 2 tests
 
-test: deps lint typecheck unit
+test: deps lint typecheck unit demo-check
+
+# the demo as a test: it stops with an error unless every refusal it shows happens
+demo-check: deps
+	@echo "==> make demo (as a test; output in $(VENV)/demo.log)"
+	@$(PY) demo/demo.py > $(VENV)/demo.log 2>&1 || { tail -60 $(VENV)/demo.log; exit 1; }
+	@grep -A12 "refused, each as it must be" $(VENV)/demo.log
 
 demo: deps
 	$(PY) demo/demo.py

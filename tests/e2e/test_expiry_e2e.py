@@ -17,7 +17,7 @@ from reposeal.client.scratch import ScratchPacman
 from reposeal.errors import VerificationError
 from reposeal.openpgp.signer import SignOptions
 from reposeal.openpgp.soft import SoftSigner
-from reposeal.openpgp.verify import Keyring, verify_detached
+from reposeal.openpgp.verify import Keyring, verify_as_made, verify_detached
 from tests import tools
 
 pytestmark = pytest.mark.e2e
@@ -108,5 +108,14 @@ def test_notations_and_expiry_are_in_the_signature(tmp_path: Path) -> None:
         io.BytesIO(b"db"), SignOptions(expires_in=1)
     )
     time.sleep(1.5)
+    ring = Keyring((tsk.extract_certificate(),))
     with pytest.raises(VerificationError, match="expired"):
-        verify_detached(b"db", short, Keyring((tsk.extract_certificate(),)))
+        verify_detached(b"db", short, ring)
+    # an audit of history: good when made (the real gpgv says EXPSIG), so it counts ...
+    assert verify_as_made(b"db", short, ring) == tsk.extract_certificate().fingerprint.upper()
+    # ... but not over other bytes, nor by another key
+    with pytest.raises(VerificationError, match="BAD"):
+        verify_as_made(b"dB", short, ring)
+    other = pysequoia.Tsk.generate("other <o@example.org>", profile=pysequoia.Profile.RFC4880)
+    with pytest.raises(VerificationError):
+        verify_as_made(b"db", short, Keyring((other.extract_certificate(),)))

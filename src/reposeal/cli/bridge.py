@@ -22,7 +22,13 @@ def bridge() -> None:
 @bridge.command("pki", epilog=EXIT_CODES)
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--ip", default="127.0.0.1", show_default=True, help="The bridge's address.")
-def bridge_pki(folder: Path, ip: str) -> None:
+@click.option(
+    "--also",
+    multiple=True,
+    metavar="NAME:ROLE",
+    help="One more client certificate, e.g. builder2:builder (each builder needs its own).",
+)
+def bridge_pki(folder: Path, ip: str, also: tuple[str, ...]) -> None:
     """Create a private CA and certificates for the bridge (the repo service), the source
     machine's service, an enclave, a repo client, a builder, the source machine (as the
     repo machine's client) and a maintainer. More of a role: `reposeal` issues one per
@@ -36,6 +42,13 @@ def bridge_pki(folder: Path, ip: str) -> None:
     for role in ("repo", "builder", "source", "maintainer"):
         issue(ca, folder, role, role)
     roles = "bridge and source-server (servers), enclave, repo, builder, source, maintainer"
+    for extra in also:
+        name, _, role = extra.partition(":")
+        try:
+            issue(ca, folder, name, role)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--also") from None
+        roles += f", {name}"
     click.echo(f"wrote {ca.cert} and certificates for {roles} in {folder}")
 
 

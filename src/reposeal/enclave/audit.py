@@ -19,7 +19,7 @@ from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.evidence.quorum import Signed, load_signed
 from reposeal.evidence.statements import from_bytes
-from reposeal.openpgp.verify import Keyring, verify_detached
+from reposeal.openpgp.verify import Keyring, verify_as_made
 from reposeal.policy.decide import (
     Decision,
     Evidence,
@@ -183,7 +183,9 @@ def audit(home: Path) -> AuditReport:
                 )
             if repo_key is not None:
                 try:
-                    verify_detached(signed_db, base64.b64decode(doc["signature"]), repo_key)
+                    verify_as_made(
+                        signed_db.read_bytes(), base64.b64decode(doc["signature"]), repo_key
+                    )
                 except ReposealError as exc:
                     report.violations.append(f"{where}: signature does not verify: {exc.message}")
         state = apply(state, request, Decision(used_overrides=list(doc["used_overrides"])))

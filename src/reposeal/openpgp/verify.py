@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pysequoia
 
-from reposeal.errors import InvalidSignatureFileError, VerificationError
+from reposeal.errors import InvalidSignatureFileError, ToolMissingError, VerificationError
 from reposeal.openpgp.packets import key_fingerprints
 from reposeal.openpgp.soft import sequoia_message
 
@@ -89,6 +89,51 @@ def verify_detached(data: bytes | Path, signature: bytes, keyring: Keyring) -> s
     primary = str(result.valid_sigs[0].certificate).upper()
     _check_alive(next(c for c in candidates if c.fingerprint.upper() == primary))
     return primary
+
+
+def verify_as_made(data: bytes, signature: bytes, keyring: Keyring) -> str:
+    """Like :func:`verify_detached`, but a signature that has *since* expired still counts:
+    for auditing history (a database signature expires on purpose; it was good when made).
+    An expired signature is checked by the real ``gpgv``, which tells good-but-expired
+    (EXPSIG) from bad."""
+    try:
+        return verify_detached(data, signature, keyring)
+    except VerificationError as exc:
+        sig = pysequoia.Sig.from_bytes(signature)
+        if sig.expiration is None or sig.expiration.timestamp() > time.time():
+            raise
+        fingerprint = _gpgv_expired_but_good(data, signature, keyring)
+        if fingerprint is None:
+            raise VerificationError(f"BAD signature (it has also expired): {exc.message}") from None
+        return fingerprint
+
+
+def _gpgv_expired_but_good(data: bytes, signature: bytes, keyring: Keyring) -> str | None:
+    import shutil
+    import subprocess
+    import tempfile
+
+    gpgv = shutil.which("gpgv")
+    if gpgv is None:
+        raise ToolMissingError("gpgv is not installed (Debian: gpgv)")
+    with tempfile.TemporaryDirectory(prefix="reposeal-gpgv-") as tmp:
+        ring, sig_file, data_file = (Path(tmp) / n for n in ("keys.gpg", "data.sig", "data"))
+        ring.write_bytes(b"".join(bytes(c) for c in keyring.certs))
+        sig_file.write_bytes(signature)
+        data_file.write_bytes(data)
+        out = subprocess.run(
+            [gpgv, "--homedir", tmp, "--status-fd", "1", "--keyring", str(ring),
+             str(sig_file), str(data_file)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    status = [line.split() for line in out.stdout.splitlines() if line.startswith("[GNUPG:]")]
+    if not any(s[1:2] == ["EXPSIG"] for s in status):
+        return None
+    valid = [s for s in status if s[1:2] == ["VALIDSIG"] and len(s) > 2]
+    if not valid:
+        return None
+    primary = valid[0][-1].upper()  # VALIDSIG ... primary-key-fpr is the last field
+    return primary if any(c.fingerprint.upper() == primary for c in keyring.certs) else None
 
 
 def _check_alive(cert: pysequoia.Cert) -> None:
