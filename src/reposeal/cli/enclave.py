@@ -396,3 +396,55 @@ def enclave_status(home: Path, as_json: bool, gnupghome: Path | None) -> None:
         return
     for key, value in doc.items():
         click.echo(f"{key:>16}  {value}")
+
+
+@enclave.command("manifest", epilog=EXIT_CODES)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The installed reposeal package folder (default: the one running).",
+)
+def enclave_manifest(output: Path, root: Path | None) -> None:
+    """Write the manifest of the installed reposeal files (sha256 of each), for the admins
+    to sign (`reposeal policy sign --signer ... MANIFEST`, the policy's admin threshold);
+    `enclave selfcheck` then compares the installed files with it."""
+    from reposeal.enclave.selfcheck import installed_root, make_manifest
+    from reposeal.fsio import atomic_write
+
+    atomic_write(output, make_manifest(root or installed_root()))
+    click.echo(f"wrote {output}; now have the admins sign it")
+
+
+@enclave.command("selfcheck", epilog=EXIT_CODES)
+@click.option("--home", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--manifest",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The admin-signed manifest of the installed files (MANIFEST.sig beside it).",
+)
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def enclave_selfcheck(
+    home: Path, manifest: Path, root: Path | None, gnupghome: Path | None, as_json: bool
+) -> None:
+    """Check this enclave (a timer runs it): installed files against the signed manifest,
+    the whole log, the signing key, the policy. Exit 5 and SELFCHECK FAILED on stderr on
+    any difference."""
+    import sys
+
+    from reposeal.enclave.selfcheck import selfcheck
+
+    report = selfcheck(home, manifest, root, gnupghome)
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "checks": report.checks}, indent=2))
+    else:
+        for c in report.checks:
+            click.echo(f"{'ok    ' if c['ok'] else 'FAILED'} {c['check']}")
+            for p in c["problems"][:20]:
+                click.echo(f"         {p}")
+    if not report.ok:
+        click.echo("SELFCHECK FAILED: this enclave must not sign until it is understood", err=True)
+        sys.exit(5)
