@@ -1,6 +1,6 @@
 # reposeal: `make demo` and `make test` work on a fresh Debian machine, as root, from a clean clone.
 SHELL := /bin/bash
-APT_PACKAGES := pacman-package-manager makepkg libarchive-tools gnupg gpgv zstd fakeroot sq softhsm2 bubblewrap git
+APT_PACKAGES := pacman-package-manager makepkg libarchive-tools gnupg gpgv zstd fakeroot sq softhsm2 bubblewrap git ansible-core ansible-lint
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
@@ -29,9 +29,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
-lint: venv
+lint: deps
 	$(VENV)/bin/ruff check src tests bench demo
 	$(VENV)/bin/ruff format --check src tests bench demo
+	cd deploy/ansible && ansible-playbook -i inventory.example.yml --syntax-check site.yml >/dev/null
+	cd deploy/ansible && ansible-lint -q site.yml
 
 typecheck: venv
 	$(VENV)/bin/mypy --strict src
