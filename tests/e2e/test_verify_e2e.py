@@ -155,3 +155,33 @@ def test_verify_refuses_what_pacman_would_take(
     assert wrapper.returncode == 0, wrapper.stderr
     assert "world 2.0-1" in tools.run_text(scratch.command("-Q", "world")).stdout
     tools.gpg_kill(scratch.gpgdir)
+
+
+def test_an_enclave_is_rebuilt_from_its_mirrors(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    service: tuple[str, dict[str, Issued]],  # noqa: F811
+    enclave: Path,  # noqa: F811
+    built_packages: dict[str, Path],
+) -> None:
+    """The mirror carries every entry and every file the entries name: with the key and the
+    note key, `enclave restore` rebuilds a home that replays to the same state, audits
+    clean, and signs on; a file changed on the mirror stops the restore."""
+    publish(tmp_path, world, service, enclave, built_packages["hello-1.0"], "hello-1.0")
+    log_dir = tmp_path / "mirror" / "log"
+    assert list((log_dir / "records").iterdir()) and list((log_dir / "evidence").iterdir())
+    args = ["--signer", f"soft:{tmp_path / 'repo.key'}", "--note-key", str(enclave / "note.key")]
+    out = cli("enclave", "restore", "--home", str(tmp_path / "restored"),
+              "--from", f"file://{log_dir}", *args)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    audit = json.loads(cli("enclave", "audit", "--json", str(tmp_path / "restored")).stdout)
+    original = json.loads(cli("enclave", "audit", "--json", str(enclave)).stdout)
+    assert audit["ok"] and audit["signatures"] == original["signatures"] == 2, audit
+    restored, home = EnclaveHome(tmp_path / "restored"), EnclaveHome(enclave)
+    assert restored.load_state() == home.load_state()
+
+    records = sorted((log_dir / "records").iterdir())[0]
+    records.write_bytes(records.read_bytes().replace(b"hello", b"hellO"))
+    bad = cli("enclave", "restore", "--home", str(tmp_path / "again"),
+              "--from", f"file://{log_dir}", *args)  # fmt: skip
+    assert bad.returncode != 0 and "does not match its hash" in bad.stderr, bad.stderr

@@ -69,3 +69,36 @@ def test_hostile_pushes_change_nothing(tmp_path: Path, case: str) -> None:
     copy.export(out)
     if before:
         assert (out / "checkpoint").read_bytes() == note(LOG[:2])
+
+
+def tar(files: dict[str, bytes]) -> bytes:
+    from reposeal.alpm.tarformat import END_OF_ARCHIVE, tar_member
+
+    return b"".join(tar_member(n, d, 0) for n, d in files.items()) + END_OF_ARCHIVE
+
+
+def test_files_an_entry_names_are_kept_only_as_named(tmp_path: Path) -> None:
+    import hashlib
+
+    copy = LogCopy(tmp_path / "copy")
+    records = b'[{"name":"a"}]'
+    name = f"records/{hashlib.sha256(records).hexdigest()}.json"
+    sig = f"evidence/{'a' * 64}.json.sig"
+    assert copy.receive_files(tar({name: records, sig: b"sigs"})) == 2
+    assert copy.receive_files(tar({name: records})) == 0, "kept once"
+    for bad in (
+        {f"records/{'b' * 64}.json": records},  # not its hash
+        {"../escape.json": records},
+        {"records/x.json": records},
+        {"notes/" + "c" * 64 + ".json": records},
+        {f"evidence/{'d' * 64}.json.sig": b"x" * (70 << 10)},
+    ):
+        with pytest.raises(LogPushError):
+            copy.receive_files(tar(bad))
+    with pytest.raises(LogPushError):
+        copy.receive_files(b"\x00garbage" * 100)
+    out = tmp_path / "mirror"
+    copy.receive(0, LOG[:1], note(LOG[:1]))
+    copy.export(out)
+    assert (out / name).read_bytes() == records and (out / sig).read_bytes() == b"sigs"
+    assert not list(out.rglob("escape*"))

@@ -448,3 +448,34 @@ def enclave_selfcheck(
     if not report.ok:
         click.echo("SELFCHECK FAILED: this enclave must not sign until it is understood", err=True)
         sys.exit(5)
+
+
+@enclave.command("restore", epilog=EXIT_CODES)
+@click.option("--home", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--from", "log_url", required=True, help="The log on a mirror: URL of MIRROR/log.")
+@click.option(
+    "--signer", "spec", required=True, metavar="SPEC", help="pkcs11:..., soft:PATH or gpg:FPR"
+)
+@click.option(
+    "--note-key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The log's note key (note.key), from the enclave's backup.",
+)
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+def enclave_restore(
+    home: Path, log_url: str, spec: str, note_key: Path, gnupghome: Path | None
+) -> None:
+    """Rebuild an enclave home from the log its mirrors carry: every entry and the files it
+    names, checked against this signing key and note key, then verified and replayed in
+    full. Run `enclave audit` and `enclave selfcheck` before `enclave run`."""
+    from reposeal.enclave.restore import restore
+
+    out = _Out(False, False)
+    try:
+        restored = restore(home, log_url, spec, note_key, gnupghome=gnupghome)
+        with restored.open_log() as log:
+            size = log.size
+    except ReposealError as exc:
+        out.fail(exc)
+    click.echo(f"restored {home}: {size} log entries, verified and replayed")

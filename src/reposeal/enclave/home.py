@@ -26,6 +26,7 @@ from reposeal.enclave.records import (
     NameIndex,
     fit_entry,
     genesis_entry,
+    named_files,
     read_entry,
     replay,
     restrict_state,
@@ -318,6 +319,15 @@ class EnclaveHome:
     def entry(self, log: TransparencyLog, index: int) -> dict[str, Any]:
         """Log entry ``index`` as a document (spilled fields back in place)."""
         return read_entry(log.entry(index), self.read_records)
+
+    def files_named_by(self, raw_entry: bytes) -> dict[str, bytes]:
+        """The files a log entry names (see ``named_files``), from this home."""
+        out = {}
+        for name in named_files(raw_entry, self.read_records):
+            path = self.path / name
+            if path.exists():
+                out[name] = path.read_bytes()
+        return out
 
     def records_path(self, digest: str) -> Path:
         return self.path / "records" / f"{digest}.json"

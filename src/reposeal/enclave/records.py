@@ -142,6 +142,25 @@ def read_entry(raw: bytes, loader: RecordsLoader) -> dict[str, Any]:
     return doc
 
 
+def named_files(raw_entry: bytes, loader: RecordsLoader) -> list[str]:
+    """The files a log entry names, by their path in an enclave home (records, chunk maps,
+    spilled fields, statements and their signatures, policies): what an auditor, or a home
+    rebuilt from the mirrors, needs beside the entry to replay it. ``loader`` gives a
+    records blob by hash (for spilled fields)."""
+    import json
+
+    doc = json.loads(raw_entry)
+    names = [f"records/{doc[k]}.json" for k in ("records", "chunks", "spilled")
+             if isinstance(doc.get(k), str)]  # fmt: skip
+    evidence = read_entry(raw_entry, loader).get("evidence", [])
+    for digest in evidence if isinstance(evidence, list) else []:
+        names += [f"evidence/{digest}.json", f"evidence/{digest}.json.sig"]
+    policy = doc.get("policy_sha256")
+    if isinstance(policy, str):
+        names += [f"policies/{policy}.json", f"policies/{policy}.json.sig"]
+    return names
+
+
 def load_records(loader: RecordsLoader, digest: str) -> dict[str, PackageRecord]:
     """The package records a log entry names, checked against their hash."""
     return load_records_and_entries(loader, digest)[0]

@@ -293,6 +293,11 @@ class _Poster:
                     batch.append(e)
                     total += len(e)
                 end = start + len(batch)
+                files: dict[str, bytes] = {}
+                for e in batch:  # what the entries name goes first
+                    files |= self.home.files_named_by(e)
+                if files:
+                    self.client.push_log_files(files)
                 cp = note if end == size else self.home.checkpoint_note(log, end)
                 kept, now = self.client.push_log(start, batch, cp, self._signature(cp))
                 if not kept and (now == start or now > size):

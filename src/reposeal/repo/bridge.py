@@ -16,6 +16,7 @@ twice must be the same result.
     GET  /log                   enclave, repo   the size of the repo machine's log copy
     POST /log                   enclave  {start, entries, checkpoint, signature}: what the
                                          log gained (see ``reposeal.repo.logmirror``)
+    POST /log/files             enclave  a tar of the files those entries name, before them
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from reposeal.repo.jobformat import JOB_ID, JOB_PATH, KINDS, SHA256
-from reposeal.repo.logmirror import LogCopy, LogPushError
+from reposeal.repo.logmirror import MAX_FILES_BYTES, LogCopy, LogPushError
 from reposeal.tls import role_of
 
 MAX_BLOB = 4 << 30
@@ -149,6 +150,20 @@ def make_app(
     async def get_log(request: web.Request) -> web.Response:
         require_role(request, "enclave", "repo")
         return web.json_response({"size": log.size})
+
+    async def post_log_files(request: web.Request) -> web.Response:
+        """The files the next entries name (a tar), pushed before them."""
+        require_role(request, "enclave")
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(1 << 20):
+            body += chunk
+            if len(body) > MAX_FILES_BYTES:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_FILES_BYTES, actual_size=len(body))
+        try:
+            new = await asyncio.to_thread(log.receive_files, bytes(body))
+        except LogPushError as exc:
+            raise web.HTTPUnprocessableEntity(text=exc.message) from None
+        return web.json_response({"new": new})
 
     async def post_log(request: web.Request) -> web.Response:
         """The enclave pushes what its log gained, with the checkpoint it signed."""
@@ -300,4 +315,5 @@ def make_app(
     app.router.add_get("/jobs/{id}", get_job)
     app.router.add_get("/log", get_log)
     app.router.add_post("/log", post_log)
+    app.router.add_post("/log/files", post_log_files)
     return app

@@ -202,6 +202,18 @@ class BridgeClient:
         """How many entries the bridge's copy of the log holds."""
         return int(self._json("GET", "/log")[1]["size"])
 
+    def push_log_files(self, files: dict[str, bytes]) -> int:
+        """Send the files the next entries name (before the entries); how many were new."""
+        from reposeal.alpm.tarformat import END_OF_ARCHIVE, tar_member
+
+        body = b"".join(tar_member(n, d, 0) for n, d in sorted(files.items())) + END_OF_ARCHIVE
+        status, data = self._request(
+            "POST", "/log/files", body, {"Content-Type": "application/x-tar"}
+        )
+        if status >= 400:
+            raise BridgeError(f"POST /log/files: {status} {data.decode(errors='replace')[:200]}")
+        return int(json.loads(data)["new"])
+
     def push_log(
         self, start: int, entries: list[bytes], checkpoint: bytes, signature: bytes | None
     ) -> tuple[bool, int]:

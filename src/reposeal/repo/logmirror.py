@@ -12,7 +12,9 @@ written last, as static files (``reposeal.translog.tiles``).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import re
 from pathlib import Path
 
 from reposeal.errors import InputError, ReposealError
@@ -22,6 +24,10 @@ from reposeal.translog.store import MAX_ENTRY_BYTES, TransparencyLog
 from reposeal.translog.tiles import export as export_tiles
 
 MAX_PUSH_BYTES = 512 << 10  # entries per push (the bridge's JSON limit is 1 MiB)
+MAX_FILES_BYTES = 512 << 20  # the files one push of entries names (records of big databases)
+MAX_SIG_FILE = 64 << 10
+# what an entry names, by its path in an enclave home (and below MIRROR/log/)
+FILE_PATH = re.compile(r"(records|evidence|policies)/[0-9a-f]{64}\.json(\.sig)?")
 
 
 class LogPushError(InputError):
@@ -30,7 +36,8 @@ class LogPushError(InputError):
 
 class LogCopy:
     """``FOLDER/log.sqlite`` (the entries and tree), ``FOLDER/pin.json`` (note key, origin),
-    ``FOLDER/sigs/SHA256`` (the repository key's signature over a checkpoint note)."""
+    ``FOLDER/sigs/SHA256`` (the repository key's signature over a checkpoint note),
+    ``FOLDER/files/`` (records, statements, policies the entries name)."""
 
     def __init__(self, folder: Path, key: NoteVerifier | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -97,6 +104,39 @@ class LogCopy:
                 self._keep_signature(note, signature)
             return log.size
 
+    def receive_files(self, tar: bytes) -> int:
+        """Keep the files entries name (a tar of them, pushed before the entries): each path
+        one an enclave home uses, each .json the sha256 its name says; return how many were
+        new. A bad member refuses the whole push."""
+        from reposeal.alpm.limits import DEFAULT_LIMITS
+        from reposeal.alpm.tarformat import TarReader
+
+        files: dict[str, bytes] = {}
+        reader = TarReader(io.BytesIO(tar), DEFAULT_LIMITS, max_total=MAX_FILES_BYTES)
+        try:
+            for m in reader.members(lambda _: True, MAX_FILES_BYTES):
+                if m.kind != "file" or not FILE_PATH.fullmatch(m.name):
+                    raise LogPushError(f"not a file a log entry names: {m.name[:80]!r}")
+                data = reader.last_data or b""
+                if m.name.endswith(".json"):
+                    if hashlib.sha256(data).hexdigest() != m.name.rsplit("/", 1)[1][:-5]:
+                        raise LogPushError(f"{m.name} does not match its hash")
+                elif len(data) > MAX_SIG_FILE:
+                    raise LogPushError(f"{m.name} is larger than a signature file")
+                files[m.name] = data
+        except ReposealError as exc:
+            if isinstance(exc, LogPushError):
+                raise
+            raise LogPushError(f"the files of a log push do not read: {exc.message}") from None
+        new = 0
+        for name, data in files.items():
+            target = self.folder / "files" / name
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(target, data, durable=False)
+                new += 1
+        return new
+
     def _keep_signature(self, note: bytes, signature: bytes) -> None:
         sigs = self.folder / "sigs"
         sigs.mkdir(exist_ok=True)
@@ -115,4 +155,20 @@ class LogCopy:
                 return 0
             size, _, note = latest
             sig = self.folder / "sigs" / hashlib.sha256(note).hexdigest()
-            return export_tiles(log, out, note, size, sig.read_bytes() if sig.exists() else None)
+            written = self._export_files(out)
+            return written + export_tiles(
+                log, out, note, size, sig.read_bytes() if sig.exists() else None
+            )
+
+    def _export_files(self, out: Path) -> int:
+        """The files entries name, beside the tiles (before them: an entry on the mirror
+        never names a file that is not there yet)."""
+        written = 0
+        src = self.folder / "files"
+        for path in sorted(src.rglob("*")) if src.exists() else []:
+            target = out / path.relative_to(src)
+            if path.is_file() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(target, path.read_bytes(), durable=False)
+                written += 1
+        return written

@@ -1,0 +1,98 @@
+"""`reposeal enclave restore`: rebuild an enclave home from the log its mirrors carry.
+
+The mirrors hold every entry (C2SP tiles), the checkpoint signed by the repository key and
+the log's note key, and every file the entries name (records, statements, policies). With
+the signing key (an HSM token, or the key file from the offline backup) and the note key
+from the backup, the home is rebuilt and checked before it can sign anything: the
+checkpoint must be signed by this very key, the entries must make its tree, each file must
+match the hash its entry names, and the rebuilt log is then verified and replayed in full.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from reposeal.client.verify import MAX_DB, Fetch, fetch_url, load_log
+from reposeal.enclave.home import EnclaveHome
+from reposeal.enclave.records import named_files
+from reposeal.errors import InputError, VerificationError
+from reposeal.fsio import atomic_write
+from reposeal.openpgp.spec import signer_from_spec
+from reposeal.openpgp.verify import Keyring
+from reposeal.translog.checkpoint import NoteSigner
+from reposeal.translog.store import TransparencyLog
+
+
+class RestoreError(VerificationError):
+    """What the mirrors hold does not rebuild this enclave; nothing usable was written."""
+
+
+def restore(
+    home: Path,
+    log_url: str,
+    signer_spec: str,
+    note_key: Path,
+    *,
+    gnupghome: Path | None = None,
+    fetch: Fetch = fetch_url,
+) -> EnclaveHome:
+    if home.exists() and any(home.iterdir()):
+        raise InputError("refusing to restore into a non-empty folder", path=home)
+    signer = signer_from_spec(signer_spec, gnupghome)
+    cert = signer.certificate()
+    log = load_log(log_url.rstrip("/"), Keyring.from_bytes(cert), fetch)
+    genesis = log.docs[0]
+    if str(genesis.get("signer", "")).upper() != signer.fingerprint.upper():
+        raise RestoreError(f"the log's genesis names key {genesis.get('signer')}, not this one")
+    note = NoteSigner.decode(note_key.read_text())
+    if note.verifier.encode() != genesis.get("note_verifier"):
+        raise RestoreError("the note key is not the one the log's genesis names")
+
+    files: dict[str, bytes] = {}
+
+    def get(name: str) -> bytes:
+        if name not in files:
+            data = fetch(f"{log_url.rstrip('/')}/{name}", MAX_DB)
+            digest = name.rsplit("/", 1)[1]
+            if digest.endswith(".json") and hashlib.sha256(data).hexdigest() != digest[:-5]:
+                raise RestoreError(f"{name} on the mirror does not match its hash")
+            files[name] = data
+        return files[name]
+
+    policy = None
+    for raw, doc in zip(log.entries, log.docs, strict=True):
+        for name in named_files(raw, lambda d: get(f"records/{d}.json")):
+            get(name)
+        if doc.get("type") in ("genesis", "policy") and isinstance(doc.get("policy_sha256"), str):
+            policy = doc["policy_sha256"]
+
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    config = {"signer": signer_spec, "origin": log.checkpoint.origin}
+    atomic_write(home / "config.json", json.dumps(config, indent=2).encode())
+    atomic_write(home / "note.key", note_key.read_bytes())
+    os.chmod(home / "note.key", 0o600)
+    atomic_write(home / "repo-key.pgp", cert)
+    (home / "dbs").mkdir(exist_ok=True)
+    for name, data in files.items():
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(home / name, data)
+    if policy is not None:
+        atomic_write(home / "policy.json", files[f"policies/{policy}.json"])
+        atomic_write(home / "policy.json.sig", files[f"policies/{policy}.json.sig"])
+    cp = log.checkpoint
+    with TransparencyLog(home / "log.sqlite") as rebuilt:
+
+        def same(size: int, root: bytes) -> bytes:
+            if (size, root) != (cp.size, cp.root):
+                raise RestoreError("the rebuilt log is not the checkpoint's tree")
+            return log.note
+
+        rebuilt.append(log.entries, checkpoint=same)
+    restored = EnclaveHome(home)
+    restored.load_state()  # the whole log verified and replayed, every file it names read
+    restored.complete_checkpoint(signer)  # checkpoint.sig for the restored checkpoint
+    return restored
