@@ -180,6 +180,15 @@ def test_an_enclave_is_rebuilt_from_its_mirrors(
     restored, home = EnclaveHome(tmp_path / "restored"), EnclaveHome(enclave)
     assert restored.load_state() == home.load_state()
 
+    # anyone with the repository key can audit the log from the mirror alone
+    trusted = tmp_path / "trusted.asc"
+    trusted.write_text(world.admins[2].cert)
+    copy = cli("enclave", "restore", "--home", str(tmp_path / "auditor"),
+               "--from", f"file://{log_dir}", "--keyring", str(trusted))  # fmt: skip
+    assert copy.returncode == 0, copy.stderr
+    audited = json.loads(cli("enclave", "audit", "--json", str(tmp_path / "auditor")).stdout)
+    assert audited["ok"] and audited["signatures"] == 2, audited
+
     records = sorted((log_dir / "records").iterdir())[0]
     records.write_bytes(records.read_bytes().replace(b"hello", b"hellO"))
     bad = cli("enclave", "restore", "--home", str(tmp_path / "again"),

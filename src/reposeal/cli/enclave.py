@@ -454,28 +454,46 @@ def enclave_selfcheck(
 @click.option("--home", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--from", "log_url", required=True, help="The log on a mirror: URL of MIRROR/log.")
 @click.option(
-    "--signer", "spec", required=True, metavar="SPEC", help="pkcs11:..., soft:PATH or gpg:FPR"
+    "--signer", "spec", metavar="SPEC", help="pkcs11:..., soft:PATH or gpg:FPR (to rebuild)"
 )
 @click.option(
     "--note-key",
-    required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The log's note key (note.key), from the enclave's backup.",
+    help="The log's note key (note.key), from the enclave's backup (to rebuild).",
+)
+@click.option(
+    "--keyring",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Instead of --signer/--note-key: the repository key you trust; writes an "
+    "auditor's copy (no key) for `enclave audit`.",
 )
 @click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
 def enclave_restore(
-    home: Path, log_url: str, spec: str, note_key: Path, gnupghome: Path | None
+    home: Path,
+    log_url: str,
+    spec: str | None,
+    note_key: Path | None,
+    keyring: Path | None,
+    gnupghome: Path | None,
 ) -> None:
     """Rebuild an enclave home from the log its mirrors carry: every entry and the files it
-    names, checked against this signing key and note key, then verified and replayed in
-    full. Run `enclave audit` and `enclave selfcheck` before `enclave run`."""
-    from reposeal.enclave.restore import restore
+    names, checked against the signing key and note key, then verified and replayed in
+    full (run `enclave audit` and `enclave selfcheck` before `enclave run`). With
+    --keyring: an auditor's copy of the log, for `enclave audit HOME`."""
+    from reposeal.enclave.restore import fetch_copy, restore
+    from reposeal.openpgp.verify import Keyring
 
     out = _Out(False, False)
     try:
-        restored = restore(home, log_url, spec, note_key, gnupghome=gnupghome)
-        with restored.open_log() as log:
-            size = log.size
+        if keyring is not None:
+            log, _ = fetch_copy(home, log_url, Keyring.from_file(keyring))
+            size = log.checkpoint.size
+        elif spec and note_key:
+            restored = restore(home, log_url, spec, note_key, gnupghome=gnupghome)
+            with restored.open_log() as opened:
+                size = opened.size
+        else:
+            raise click.UsageError("give --signer and --note-key, or --keyring")
     except ReposealError as exc:
         out.fail(exc)
-    click.echo(f"restored {home}: {size} log entries, verified and replayed")
+    click.echo(f"wrote {home}: {size} log entries, checked")

@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from reposeal.client.verify import MAX_DB, Fetch, fetch_url, load_log
+from reposeal.client.verify import MAX_DB, Fetch, Log, fetch_url, load_log
 from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.records import named_files
 from reposeal.errors import InputError, VerificationError
@@ -30,27 +30,15 @@ class RestoreError(VerificationError):
     """What the mirrors hold does not rebuild this enclave; nothing usable was written."""
 
 
-def restore(
-    home: Path,
-    log_url: str,
-    signer_spec: str,
-    note_key: Path,
-    *,
-    gnupghome: Path | None = None,
-    fetch: Fetch = fetch_url,
-) -> EnclaveHome:
-    if home.exists() and any(home.iterdir()):
-        raise InputError("refusing to restore into a non-empty folder", path=home)
-    signer = signer_from_spec(signer_spec, gnupghome)
-    cert = signer.certificate()
-    log = load_log(log_url.rstrip("/"), Keyring.from_bytes(cert), fetch)
-    genesis = log.docs[0]
-    if str(genesis.get("signer", "")).upper() != signer.fingerprint.upper():
-        raise RestoreError(f"the log's genesis names key {genesis.get('signer')}, not this one")
-    note = NoteSigner.decode(note_key.read_text())
-    if note.verifier.encode() != genesis.get("note_verifier"):
-        raise RestoreError("the note key is not the one the log's genesis names")
-
+def fetch_copy(
+    dest: Path, log_url: str, keyring: Keyring, fetch: Fetch = fetch_url
+) -> tuple[Log, str | None]:
+    """Write the log at ``log_url`` (checked against ``keyring``) and every file its entries
+    name into ``dest``, as an enclave home holds them: enough for `enclave audit`. Returns
+    the log and the policy in force."""
+    if dest.exists() and any(dest.iterdir()):
+        raise InputError("refusing to write into a non-empty folder", path=dest)
+    log = load_log(log_url.rstrip("/"), keyring, fetch)
     files: dict[str, bytes] = {}
 
     def get(name: str) -> bytes:
@@ -68,23 +56,18 @@ def restore(
             get(name)
         if doc.get("type") in ("genesis", "policy") and isinstance(doc.get("policy_sha256"), str):
             policy = doc["policy_sha256"]
-
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(home, 0o700)
-    config = {"signer": signer_spec, "origin": log.checkpoint.origin}
-    atomic_write(home / "config.json", json.dumps(config, indent=2).encode())
-    atomic_write(home / "note.key", note_key.read_bytes())
-    os.chmod(home / "note.key", 0o600)
-    atomic_write(home / "repo-key.pgp", cert)
-    (home / "dbs").mkdir(exist_ok=True)
+    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(dest, 0o700)
+    (dest / "dbs").mkdir(exist_ok=True)
     for name, data in files.items():
-        (home / name).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(home / name, data)
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(dest / name, data)
     if policy is not None:
-        atomic_write(home / "policy.json", files[f"policies/{policy}.json"])
-        atomic_write(home / "policy.json.sig", files[f"policies/{policy}.json.sig"])
+        atomic_write(dest / "policy.json", files[f"policies/{policy}.json"])
+        atomic_write(dest / "policy.json.sig", files[f"policies/{policy}.json.sig"])
+    atomic_write(dest / "repo-key.pgp", b"".join(bytes(c) for c in keyring.certs))
     cp = log.checkpoint
-    with TransparencyLog(home / "log.sqlite") as rebuilt:
+    with TransparencyLog(dest / "log.sqlite") as rebuilt:
 
         def same(size: int, root: bytes) -> bytes:
             if (size, root) != (cp.size, cp.root):
@@ -92,6 +75,34 @@ def restore(
             return log.note
 
         rebuilt.append(log.entries, checkpoint=same)
+    return log, policy
+
+
+def restore(
+    home: Path,
+    log_url: str,
+    signer_spec: str,
+    note_key: Path,
+    *,
+    gnupghome: Path | None = None,
+    fetch: Fetch = fetch_url,
+) -> EnclaveHome:
+    """A working enclave home from the mirrors, for this signing key and note key."""
+    signer = signer_from_spec(signer_spec, gnupghome)
+    cert = signer.certificate()
+    note = NoteSigner.decode(note_key.read_text())
+    log = load_log(log_url.rstrip("/"), Keyring.from_bytes(cert), fetch)
+    genesis = log.docs[0]
+    if str(genesis.get("signer", "")).upper() != signer.fingerprint.upper():
+        raise RestoreError(f"the log's genesis names key {genesis.get('signer')}, not this one")
+    if note.verifier.encode() != genesis.get("note_verifier"):
+        raise RestoreError("the note key is not the one the log's genesis names")
+    log, _ = fetch_copy(home, log_url, Keyring.from_bytes(cert), fetch)
+    config = {"signer": signer_spec, "origin": log.checkpoint.origin}
+    atomic_write(home / "config.json", json.dumps(config, indent=2).encode())
+    atomic_write(home / "note.key", note_key.read_bytes())
+    os.chmod(home / "note.key", 0o600)
+    atomic_write(home / "repo-key.pgp", cert)
     restored = EnclaveHome(home)
     restored.load_state()  # the whole log verified and replayed, every file it names read
     restored.complete_checkpoint(signer)  # checkpoint.sig for the restored checkpoint
