@@ -52,7 +52,14 @@ def policy() -> None:
 @click.option("--admin-threshold", type=click.IntRange(1), required=True)
 @click.option("--approvals", type=click.IntRange(1), required=True)
 @click.option("--builds", type=click.IntRange(1), required=True)
-@click.option("--repo", "repos", multiple=True, required=True, metavar="NAME:ARCH[,ARCH]")
+@click.option(
+    "--repo",
+    "repos",
+    multiple=True,
+    required=True,
+    metavar="NAME:ARCH[,ARCH][:UP[,UP]]",
+    help="A repository, its architectures and the layers it may move to (testing:x86_64:core).",
+)
 @click.option("--version", "version", type=click.IntRange(1), default=1, show_default=True)
 @click.option(
     "--db-validity",
@@ -62,6 +69,27 @@ def policy() -> None:
     help="How long database signatures stay valid (pacman refuses them after).",
 )
 @click.option("--allow-author-approval", is_flag=True, help="Count the author's own approval.")
+@click.option(
+    "--repository-key",
+    "current_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The repository (enclave) key that signs now; goes into the keyring package.",
+)
+@click.option(
+    "--next-repository-key",
+    "next_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The key that takes over (trusted alongside during the overlap).",
+)
+@click.option(
+    "--revoked-repository-key",
+    "revoked_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A former key pacman must refuse from now on (the keyring's -revoked list).",
+)
 def policy_init(
     output: Path,
     admins: Path,
@@ -74,6 +102,9 @@ def policy_init(
     version: int,
     db_validity: str,
     allow_author_approval: bool,
+    current_keys: tuple[Path, ...],
+    next_keys: tuple[Path, ...],
+    revoked_keys: tuple[Path, ...],
 ) -> None:
     """Write a new, unsigned policy document (then: `reposeal policy sign`)."""
     from reposeal.policy.document import Policy, RepoRule
@@ -82,10 +113,21 @@ def policy_init(
     try:
         rules = []
         for spec in repos:
-            name, sep, arches = spec.partition(":")
+            name, sep, rest = spec.partition(":")
+            arches, _, up = rest.partition(":")
             if not sep or not arches:
-                raise InputError(f"--repo {spec!r}: expected NAME:ARCH[,ARCH...]")
-            rules.append(RepoRule(name, tuple(arches.split(","))))
+                raise InputError(f"--repo {spec!r}: expected NAME:ARCH[,ARCH...][:UP[,UP]]")
+            moves = tuple(up.split(",")) if up else ()
+            rules.append(RepoRule(name, tuple(arches.split(",")), moves))
+        keys = {
+            kind: [c for path in paths for c in _armored_certs(path)]
+            for kind, paths in (
+                ("current", current_keys),
+                ("next", next_keys),
+                ("revoked", revoked_keys),
+            )
+            if paths
+        }
         doc = Policy.build(
             version=version,
             certs={
@@ -99,6 +141,7 @@ def policy_init(
             repos=rules,
             db_signature_validity_seconds=parse_duration(db_validity),
             exclude_author=not allow_author_approval,
+            repository_keys=keys,
         )
         if output.exists():
             raise InputError("refusing to overwrite an existing file", path=output)
@@ -341,3 +384,52 @@ def statement_verify(policy_path: Path, as_json: bool, document: Path) -> None:
         for s in signers:
             click.echo(f"  signed by {s}")
     sys.exit(0 if signers else 1)
+
+
+@main.group()
+def keyring() -> None:
+    """The keyring package that makes pacman trust the repository's keys."""
+
+
+@keyring.command("build", epilog=EXIT_CODES)
+@click.option("--name", required=True, help="The keyring's name: the package is NAME-keyring.")
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The signed policy whose repository keys (current, next, revoked) it carries.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the PKGBUILD and its files go (commit them to the PKGBUILD repositories).",
+)
+@click.option("--pkgrel", default=1, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--package",
+    "package_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also build the package here with makepkg (to try it; publish it through the pipeline).",
+)
+def keyring_build(
+    name: str, policy_path: Path, output: Path, pkgrel: int, package_dir: Path | None
+) -> None:
+    """Write NAME-keyring's PKGBUILD: /usr/share/pacman/keyrings/NAME.gpg, NAME-trusted and
+    NAME-revoked from the policy's repository keys, and an install script that runs
+    `pacman-key --populate NAME`. The package version is the policy version."""
+    from reposeal.evidence.files import read_document
+    from reposeal.keyring.build import build_package, write_source
+    from reposeal.policy.document import verify_policy
+
+    out = _Out(False, False)
+    try:
+        policy = verify_policy(*read_document(policy_path))
+        pkgbuild = write_source(output, name, policy, pkgrel)
+        click.echo(f"wrote {pkgbuild} ({name}-keyring {policy.version}-{pkgrel})")
+        if package_dir is not None:
+            click.echo(f"built {build_package(output, package_dir)}")
+    except ReposealError as exc:
+        out.fail(exc)

@@ -23,6 +23,9 @@ from reposeal.openpgp.verify import Keyring
 
 PREDICATE_TYPE = f"{PREFIX}policy/v1"
 ROLES = ("admins", "maintainers", "builders")
+# the repository's signing keys, for the keyring package pacman users install: the keys that
+# sign now, the one that takes over next (both trusted during the overlap), revoked ones
+KEY_KINDS = ("current", "next", "revoked")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,23 @@ class Policy:
     db_signature_validity_seconds: int = 7 * 86400
     exclude_author: bool = True
     armored: tuple[tuple[str, tuple[str, ...]], ...] = ()  # role -> certs, as written
+    repository_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # kind -> certs, as written
+
+    def repo_keys(self, kind: str) -> Keyring:
+        """The repository keys of one kind ("current", "next" or "revoked")."""
+        certs = dict(self.repository_keys).get(kind, ())
+        blob = "\n".join(certs).encode()
+        return Keyring(tuple(pysequoia.Cert.split_bytes(blob))) if blob else Keyring(())
+
+    def may_sign(self, fingerprint: str) -> bool:
+        """May the repository key ``fingerprint`` sign? (Any key, if the policy names none.)"""
+        if not self.repository_keys:
+            return True
+        allowed = {
+            *self.repo_keys("current").fingerprints(),
+            *self.repo_keys("next").fingerprints(),
+        }
+        return fingerprint.upper() in allowed
 
     def rule(self, repo: str) -> RepoRule | None:
         return next((r for r in self.repos if r.name == repo), None)
@@ -63,6 +83,11 @@ class Policy:
             ],
             "db_signature_validity_seconds": self.db_signature_validity_seconds,
             "exclude_author": self.exclude_author,
+            **(
+                {"repository_keys": {k: list(v) for k, v in self.repository_keys}}
+                if self.repository_keys
+                else {}
+            ),
         }
 
     def to_bytes(self) -> bytes:
@@ -89,8 +114,10 @@ class Policy:
         repos: list[RepoRule],
         db_signature_validity_seconds: int = 7 * 86400,
         exclude_author: bool = True,
+        repository_keys: dict[str, list[str]] | None = None,
     ) -> Policy:
-        """Make (and check) a policy from armored certificates per role."""
+        """Make (and check) a policy from armored certificates per role (and, optionally,
+        the repository's keys by kind: current, next, revoked)."""
         keyrings = {}
         for role in ROLES:
             blob = "\n".join(certs.get(role, [])).encode()
@@ -107,6 +134,7 @@ class Policy:
             db_signature_validity_seconds,
             exclude_author,
             tuple((role, tuple(str(c) for c in keyrings[role].certs)) for role in ROLES),
+            _repository_keys(repository_keys or {}),
         )
         policy.check()
         return policy
@@ -131,6 +159,25 @@ class Policy:
                 check_arch(a)
         if not 1 <= self.db_signature_validity_seconds <= 366 * 86400:
             raise StatementError("database signatures must expire within 366 days")
+        if self.repository_keys:
+            current, nxt, revoked = (set(self.repo_keys(k).fingerprints()) for k in KEY_KINDS)
+            if not current:
+                raise StatementError("repository keys need at least one current key")
+            if revoked & (current | nxt):
+                raise StatementError("a repository key cannot be both trusted and revoked")
+
+
+def _repository_keys(keys: dict[str, list[str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Repository keys by kind, each certificate normalised (armored) as the policy keeps it."""
+    if set(keys) - set(KEY_KINDS):
+        raise StatementError(f"repository key kinds are {', '.join(KEY_KINDS)}")
+    out = []
+    for kind in KEY_KINDS:
+        blob = "\n".join(keys.get(kind, [])).encode()
+        certs = tuple(str(c) for c in pysequoia.Cert.split_bytes(blob)) if blob else ()
+        if certs:
+            out.append((kind, certs))
+    return tuple(out)
 
 
 def parse_policy(raw: bytes) -> Policy:
@@ -153,6 +200,7 @@ def parse_policy(raw: bytes) -> Policy:
             ],
             db_signature_validity_seconds=int(p["db_signature_validity_seconds"]),
             exclude_author=bool(p["exclude_author"]),
+            repository_keys={k: list(v) for k, v in dict(p.get("repository_keys", {})).items()},
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise StatementError(f"malformed policy: {exc}") from None
