@@ -298,6 +298,7 @@ def enclave_audit(log_dir: Path, as_json: bool) -> None:
         "signatures": report.signatures,
         "refusals": report.refusals,
         "policy_rotations": report.rotations,
+        "key_rotations": report.key_rotations,
         "violations": report.violations,
     }
     if as_json:
@@ -306,6 +307,7 @@ def enclave_audit(log_dir: Path, as_json: bool) -> None:
         click.echo(
             f"{report.entries} entries: {report.signatures} signatures, "
             f"{report.refusals} refusals, {report.rotations} policy rotations, "
+            f"{report.key_rotations} key rotations, "
             f"{len(report.violations)} violations"
         )
         for v in report.violations:
@@ -497,3 +499,26 @@ def enclave_restore(
     except ReposealError as exc:
         out.fail(exc)
     click.echo(f"wrote {home}: {size} log entries, checked")
+
+
+@enclave.command("signer", epilog=EXIT_CODES)
+@click.option("--home", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--signer", "spec", required=True, metavar="SPEC", help="The new key: pkcs11:..., soft:PATH"
+)
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+def enclave_signer(home: Path, spec: str, gnupghome: Path | None) -> None:
+    """Rotate the repository key: from now on the enclave signs with the key SPEC names.
+    The policy in force must name it as a current or next repository key (publish the
+    keyring package of that policy first, so users trust it before it signs); the switch
+    is a log entry. Later, a policy that revokes the old key, and its keyring package,
+    make pacman refuse anything the old key signs."""
+    from reposeal.enclave.home import EnclaveHome
+
+    out = _Out(False, False)
+    try:
+        enclave_home = EnclaveHome(home)
+        index = enclave_home.switch_signer(spec, gnupghome)
+    except ReposealError as exc:
+        out.fail(exc)
+    click.echo(f"the repository key is now {enclave_home.signer_fingerprint()} (log entry {index})")

@@ -49,6 +49,7 @@ class AuditReport:
     signatures: int = 0
     refusals: int = 0
     rotations: int = 0
+    key_rotations: int = 0
     violations: list[str] = field(default_factory=list)
 
     @property
@@ -127,6 +128,14 @@ def audit(home: Path) -> AuditReport:
                 report.rotations += 1
             except ReposealError as exc:
                 report.violations.append(f"entry {index}: a policy rotation that fails: {exc}")
+            continue
+        if doc.get("type") == "signer":  # the repository key switched: the policy allowed it?
+            report.key_rotations += 1
+            if not policy.repository_keys or not policy.may_sign(str(doc.get("signer"))):
+                report.violations.append(
+                    f"entry {index}: switched to key {doc.get('signer')}, which policy "
+                    f"v{policy.version} does not name as a current or next repository key"
+                )
             continue
         if doc.get("type") in ("packages", "db") and doc.get("policy_version") != policy.version:
             report.violations.append(

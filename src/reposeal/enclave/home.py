@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reposeal import canonical
 from reposeal.enclave.records import (
     NameIndex,
     fit_entry,
@@ -83,6 +84,7 @@ class EnclaveHome:
     _names: NameIndex = field(default_factory=NameIndex, init=False, repr=False)
     _note_seen: bytes = field(default=b"", init=False, repr=False)  # the last note verified
     _policy_sha: str = field(default="", init=False, repr=False)  # the policy in force
+    _signer_fpr: str = field(default="", init=False, repr=False)  # the key the log names
 
     @property
     def log_path(self) -> Path:
@@ -136,10 +138,61 @@ class EnclaveHome:
         return self._policy[1]
 
     def signer(self, gnupghome: Path | None = None) -> Signer:
+        """The repository key, if it is the one the log names and the policy in force lets
+        it sign (a key the policy revoked, or never named, signs nothing)."""
         spec = str(self.config()["signer"])
         if (spec, gnupghome) not in self._signers:
-            self._signers[(spec, gnupghome)] = signer_from_spec(spec, gnupghome)
-        return self._signers[(spec, gnupghome)]
+            signer = signer_from_spec(spec, gnupghome)
+            self.load_state()
+            if signer.fingerprint.upper() != self._signer_fpr:
+                raise EnclaveStateError(
+                    f"the configured key {signer.fingerprint} is not the one the log names "
+                    f"({self._signer_fpr}); switch keys with `reposeal enclave signer`"
+                )
+            self._signers[(spec, gnupghome)] = signer
+        signer = self._signers[(spec, gnupghome)]
+        if not self.policy().may_sign(signer.fingerprint):
+            raise EnclaveStateError(
+                f"the policy in force does not name key {signer.fingerprint} as a current or "
+                "next repository key: it signs nothing"
+            )
+        return signer
+
+    def signer_fingerprint(self) -> str:
+        """The repository key the log names (genesis, or the last switch)."""
+        self.load_state()
+        return self._signer_fpr
+
+    def switch_signer(self, spec: str, gnupghome: Path | None = None) -> int:
+        """Make the key ``spec`` names the repository key: the policy in force must name it
+        (current or next); the switch is a log entry; later signatures are the new key's.
+        Returns the entry's index."""
+        new = signer_from_spec(spec, gnupghome)
+        policy = self.policy()
+        if not policy.repository_keys or not policy.may_sign(new.fingerprint):
+            raise EnclaveStateError(
+                f"policy v{policy.version} does not name key {new.fingerprint} as a current or "
+                "next repository key: have the admins sign a policy that does"
+            )
+        self.load_state()
+        if new.fingerprint.upper() == self._signer_fpr:
+            raise EnclaveStateError("that key is the repository key already")
+        entry = canonical.dumps(
+            {"v": 1, "type": "signer", "signer": new.fingerprint.upper(),
+             "policy_version": policy.version}
+        )  # fmt: skip
+        certs = (self.path / "repo-key.pgp").read_bytes() + new.certificate()
+        atomic_write(self.path / "repo-key.pgp", certs)  # auditors check old and new
+        # config first: a crash before the entry leaves a mismatch that running this again
+        # repairs; the other order could leave a log naming a key nobody configured
+        config = self.config() | {"signer": spec}
+        atomic_write(self.path / "config.json", json.dumps(config, indent=2).encode())
+        self._config = None
+        self._signers.clear()
+        with self.open_log() as log:
+            index = log.size
+            self.append(log, entry, new)
+        return index
 
     def note_signer(self) -> NoteSigner:
         if self._note is None:
@@ -202,6 +255,8 @@ class EnclaveHome:
             state = replay(fresh, self.read_records, state, parsed, self._names)
             for offset, raw in enumerate(fresh):
                 doc = read_entry(raw, self.read_records)
+                if doc.get("type") in ("genesis", "signer"):
+                    self._signer_fpr = str(doc["signer"]).upper()
                 if doc.get("type") in ("genesis", "policy"):
                     self._policy_sha = str(doc["policy_sha256"])
                 job = doc.get("job")

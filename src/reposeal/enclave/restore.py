@@ -93,8 +93,9 @@ def restore(
     note = NoteSigner.decode(note_key.read_text())
     log = load_log(log_url.rstrip("/"), Keyring.from_bytes(cert), fetch)
     genesis = log.docs[0]
-    if str(genesis.get("signer", "")).upper() != signer.fingerprint.upper():
-        raise RestoreError(f"the log's genesis names key {genesis.get('signer')}, not this one")
+    named = [d["signer"] for d in log.docs if d.get("type") in ("genesis", "signer")][-1]
+    if str(named).upper() != signer.fingerprint.upper():
+        raise RestoreError(f"the log names key {named} as the repository key, not this one")
     if note.verifier.encode() != genesis.get("note_verifier"):
         raise RestoreError("the note key is not the one the log's genesis names")
     log, _ = fetch_copy(home, log_url, Keyring.from_bytes(cert), fetch)

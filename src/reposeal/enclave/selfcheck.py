@@ -108,13 +108,11 @@ def selfcheck(
         return []
 
     def key() -> list[str]:
-        signer = home.signer(gnupghome)
-        with home.open_log() as log:
-            genesis = json.loads(log.entry(0))
+        signer = home.signer(gnupghome)  # the key the log names, allowed by the policy
         cert = signer.certificate()
         fpr = Keyring.from_bytes(cert).fingerprints()[0]
-        if fpr != str(genesis.get("signer", "")).upper():
-            return [f"the signing key is {fpr}; the log's genesis names {genesis.get('signer')}"]
+        if fpr != home.signer_fingerprint():
+            return [f"the signing key is {fpr}; the log names {home.signer_fingerprint()}"]
         probe = b"reposeal selfcheck"
         verify_detached(probe, signer.sign_detached(io.BytesIO(probe)), Keyring.from_bytes(cert))
         return []
@@ -126,6 +124,6 @@ def selfcheck(
 
     report.run("installed files match the signed manifest", files)
     report.run("the transparency log verifies", log)
-    report.run("the signing key is present, is the log's, and signs", key)
+    report.run("the signing key is present, is the log's, the policy's, and signs", key)
     report.run("the policy in force verifies and is the logged one", policy)
     return report

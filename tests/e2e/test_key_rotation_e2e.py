@@ -1,0 +1,114 @@
+"""Rotating the enclave's repository key for real: the policy names the next key; `enclave
+signer` switches to it (a log entry), later databases are signed by it, audit passes; a key
+the policy does not name is refused, and once a newer policy revokes the old key, the old
+key signs nothing even if someone configures it again."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pysequoia
+import pytest
+
+from reposeal.openpgp.verify import Keyring, verify_detached
+from tests import tools
+from tests.e2e.test_enclave_e2e import cli, evidence, write_signed
+from tests.policy.world import World, make_world
+
+pytestmark = pytest.mark.e2e
+
+
+def new_key(tmp: Path, name: str) -> tuple[str, str]:
+    tsk = pysequoia.Tsk.generate(f"{name} <{name}@x.org>", profile=pysequoia.Profile.RFC4880)
+    (tmp / f"{name}.key").write_text(str(tsk))
+    return f"soft:{tmp / f'{name}.key'}", str(tsk.extract_certificate())
+
+
+def sign_db(home: Path, repo: Path, ev: Path, job: str) -> bytes:
+    out = cli(
+        "enclave", "sign-db", "--home", str(home), "--repo", "core", "--arch", "x86_64",
+        "--db", str(repo / "core.db.tar.gz"), "--evidence", str(ev), "--packages", str(repo),
+        "--job-id", job, "-o", str(repo / "core.db.sig"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    return (repo / "core.db.sig").read_bytes()
+
+
+def test_the_enclave_rotates_to_the_next_key_and_never_back(
+    tmp_path: Path, built_packages: dict[str, Path]
+) -> None:
+    (tmp_path / "keys").mkdir()
+    world: World = make_world(tmp_path / "keys")
+    old_cert = world.admins[2].cert
+    new_spec, new_cert = new_key(tmp_path, "next")
+    other_spec, _ = new_key(tmp_path, "other")
+    keys = {"current": [old_cert], "next": [new_cert]}
+    policy = tmp_path / "policy.json"
+    write_signed(policy, world.policy(repository_keys=keys).to_bytes(), world.admins[:2])
+    shutil.copy(world.admins[2].signer.path, tmp_path / "repo.key")
+    home = tmp_path / "enclave"
+    made = cli("enclave", "init", "--home", str(home), "--signer", f"soft:{tmp_path / 'repo.key'}",
+               "--policy", str(policy), "--origin", "test.example/log")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for spec in ("hello-1.0", "world-2.0"):
+        shutil.copy2(built_packages[spec], repo / built_packages[spec].name)
+    hello = repo / built_packages["hello-1.0"].name
+    assert cli("db", "add", str(repo / "core.db.tar.gz"), str(hello)).returncode == 0
+    first = sign_db(home, repo, evidence(world, tmp_path / "ev1", hello), "job-1")
+    old_ring = Keyring.from_bytes(old_cert.encode())
+    assert verify_detached((repo / "core.db.tar.gz").read_bytes(), first, old_ring)
+
+    refused = cli("enclave", "signer", "--home", str(home), "--signer", other_spec)
+    assert refused.returncode != 0 and "does not name key" in refused.stderr, refused.stderr
+    switched = cli("enclave", "signer", "--home", str(home), "--signer", new_spec)
+    assert switched.returncode == 0, switched.stderr
+
+    world_pkg = repo / built_packages["world-2.0"].name
+    assert cli("db", "add", str(repo / "core.db.tar.gz"), str(world_pkg)).returncode == 0
+    ev2 = tmp_path / "ev2"
+    evidence(world, ev2, hello)
+    for f in (tmp_path / "ev2").iterdir():  # the world package's own evidence beside hello's
+        f.rename(ev2 / f"hello-{f.name}")
+    _world_evidence(world, ev2, world_pkg)
+    second = sign_db(home, repo, ev2, "job-2")
+    new_ring = Keyring.from_bytes(new_cert.encode())
+    assert verify_detached((repo / "core.db.tar.gz").read_bytes(), second, new_ring)
+    audit = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
+    assert audit["ok"] and audit["key_rotations"] == 1 and audit["signatures"] == 2, audit
+
+    # policy v2 revokes the old key; configuring it again gets nothing signed
+    v2 = tmp_path / "policy-v2.json"
+    revoked = {"current": [new_cert], "revoked": [old_cert]}
+    write_signed(v2, world.policy(version=2, repository_keys=revoked).to_bytes(), world.admins[:2])
+    assert cli("enclave", "policy", "--home", str(home), str(v2)).returncode == 0
+    back = cli(
+        "enclave", "signer", "--home", str(home), "--signer", f"soft:{tmp_path / 'repo.key'}"
+    )
+    assert back.returncode != 0 and "does not name key" in back.stderr
+    config = json.loads((home / "config.json").read_text())
+    (home / "config.json").write_text(
+        json.dumps(config | {"signer": f"soft:{tmp_path / 'repo.key'}"})
+    )
+    status = cli("enclave", "refresh", "--home", str(home), "--repo", "core", "--arch", "x86_64",
+                 "--db", str(repo / "core.db.tar.gz"), "--job-id", "refresh-1")  # fmt: skip
+    assert status.returncode != 0 and "not the one the log names" in status.stdout, status.stdout
+    tools.gpg_kill(tmp_path)
+
+
+def _world_evidence(world: World, folder: Path, pkg: Path) -> None:
+    import hashlib
+
+    from reposeal.evidence.statements import Approval, Build, to_bytes
+
+    pkgbuild = tools.pkgbuild(*tools.PKGBUILDS["world-2.0"]).encode()
+    commit = "c" * 40
+    sha = hashlib.sha256(pkg.read_bytes()).hexdigest()
+    approval = to_bytes(Approval("core", "world", commit, hashlib.sha256(pkgbuild).hexdigest()))
+    write_signed(folder / "world-approval.json", approval, world.maintainers[:2])
+    build = to_bytes(Build("world", commit, pkg.name, sha, "0" * 64))
+    write_signed(folder / "world-build.json", build, world.builders[:2])
