@@ -330,7 +330,7 @@ def test_audit_replays_the_log_and_catches_a_rogue_signature(
 
     with h.open_log() as log:
         log.append([rfc8785.dumps(entry)])
-        h.checkpoint(log, h.signer())
+        h.checkpoint(log, h.key())
     bad = cli("enclave", "audit", "--json", str(home))
     report = json.loads(bad.stdout)
     assert bad.returncode == 3 and not report["ok"]

@@ -85,6 +85,7 @@ class EnclaveHome:
     _note_seen: bytes = field(default=b"", init=False, repr=False)  # the last note verified
     _policy_sha: str = field(default="", init=False, repr=False)  # the policy in force
     _signer_fpr: str = field(default="", init=False, repr=False)  # the key the log names
+    _sig_checked: bool = field(default=False, init=False, repr=False)  # checkpoint.sig, once
 
     @property
     def log_path(self) -> Path:
@@ -137,20 +138,24 @@ class EnclaveHome:
             self._policy = (key, verify_policy(raw, sigs))
         return self._policy[1]
 
+    def key(self, gnupghome: Path | None = None) -> Signer:
+        """The configured key, unchecked: only for re-signing a checkpoint after a crash
+        (before the log can be replayed); everything else uses ``signer``."""
+        spec = str(self.config()["signer"])
+        if (spec, gnupghome) not in self._signers:
+            self._signers[(spec, gnupghome)] = signer_from_spec(spec, gnupghome)
+        return self._signers[(spec, gnupghome)]
+
     def signer(self, gnupghome: Path | None = None) -> Signer:
         """The repository key, if it is the one the log names and the policy in force lets
         it sign (a key the policy revoked, or never named, signs nothing)."""
-        spec = str(self.config()["signer"])
-        if (spec, gnupghome) not in self._signers:
-            signer = signer_from_spec(spec, gnupghome)
-            self.load_state()
-            if signer.fingerprint.upper() != self._signer_fpr:
-                raise EnclaveStateError(
-                    f"the configured key {signer.fingerprint} is not the one the log names "
-                    f"({self._signer_fpr}); switch keys with `reposeal enclave signer`"
-                )
-            self._signers[(spec, gnupghome)] = signer
-        signer = self._signers[(spec, gnupghome)]
+        signer = self.key(gnupghome)
+        self.load_state()
+        if signer.fingerprint.upper() != self._signer_fpr:
+            raise EnclaveStateError(
+                f"the configured key {signer.fingerprint} is not the one the log names "
+                f"({self._signer_fpr}); switch keys with `reposeal enclave signer`"
+            )
         if not self.policy().may_sign(signer.fingerprint):
             raise EnclaveStateError(
                 f"the policy in force does not name key {signer.fingerprint} as a current or "
@@ -301,8 +306,9 @@ class EnclaveHome:
             if latest is not None and latest[0] < log.size:
                 log.verify(full=True)
                 self.checkpoint(log, signer)
-            elif latest is not None and self._cache is None:
+            elif latest is not None and not self._sig_checked:
                 self._repair_checkpoint_signature(latest[2], signer)
+                self._sig_checked = True
 
     def _repair_checkpoint_signature(self, note: bytes, signer: Signer) -> None:
         """checkpoint.sig is written after the log commit without its own sync (it can be

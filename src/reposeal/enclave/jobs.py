@@ -151,7 +151,7 @@ def sign_db(
     refuse_without_sandbox(insecure_no_sandbox)
     _check_job_id(job_id)
     with database_lock(home.path / "enclave.lck", wait=60):
-        home.complete_checkpoint(home.signer(gnupghome))  # after a crash past the append
+        home.complete_checkpoint(home.key(gnupghome))  # after a crash past the append
         state = home.load_state()  # verifies the whole log first
         done = _logged(home, job_id)
         if done is not None:
@@ -291,7 +291,7 @@ def refresh_db(
 
     _check_job_id(job_id)
     with database_lock(home.path / "enclave.lck", wait=60):
-        home.complete_checkpoint(home.signer(gnupghome))
+        home.complete_checkpoint(home.key(gnupghome))
         state = home.load_state()
         done = _logged(home, job_id)
         if done is not None:
@@ -382,9 +382,9 @@ def sign_packages(
     refuse_without_sandbox(insecure_no_sandbox)
     _check_job_id(job_id)
     with database_lock(home.path / "enclave.lck", wait=60):
-        signer = home.signer(gnupghome)
-        home.complete_checkpoint(signer)
+        home.complete_checkpoint(home.key(gnupghome))
         state = home.load_state()
+        signer = home.signer(gnupghome)
         done = _logged(home, job_id)
         if done is not None:
             return done
@@ -463,9 +463,9 @@ def rotate_policy(
     _check_job_id(job_id)
     raw, sigs = read_document(document)
     with database_lock(home.path / "enclave.lck", wait=60):
-        signer = home.signer(gnupghome)
-        home.complete_checkpoint(signer)
+        home.complete_checkpoint(home.key(gnupghome))
         home.load_state()
+        signer = home.signer(gnupghome)
         done = _logged(home, job_id)
         if done is not None:
             return done

@@ -314,7 +314,7 @@ class _Poster:
         try:
             sig = (self.home.path / "checkpoint.sig").read_bytes()
             if self._cert is None:
-                self._cert = self.home.signer().certificate()
+                self._cert = self.home.key().certificate()
             verify_detached(note, sig, Keyring.from_bytes(self._cert))
             return sig
         except (OSError, ReposealError):
@@ -346,7 +346,7 @@ def run(
     """Serve jobs until interrupted (or, with ``once``, until the queue is empty).
     ``pool``: an already started sandbox to use (else one is started and stopped here)."""
     refuse_without_sandbox(insecure_no_sandbox)  # no sandbox: refuse to start, loudly
-    home.complete_checkpoint(home.signer(gnupghome))  # finish what a crash interrupted
+    home.complete_checkpoint(home.key(gnupghome))  # finish what a crash interrupted
     home.load_state()  # a log that does not verify stops us before any job
     gc.freeze()  # the replayed history stays; the collector need not walk it after each job
     try:  # what a previous run took (and maybe died with) comes back at once, not at lease end
