@@ -51,4 +51,4 @@ def take_as_signed(
     }
     with home.open_log() as log:
         log.append([canonical.dumps(entry)])
-        home.checkpoint(log, home.signer())
+        home.checkpoint(log, home.key())

@@ -60,7 +60,7 @@ def bootstrap(work: Path, world: object, pool: Path) -> Path:
     take_as_signed(home, data, files_db=files_db)
     files = {p.name: p.read_bytes() for p in (pool / "core.current").iterdir()}
     for name, blob in (("core.db.tar.gz", data), ("core.files.tar.gz", files_db)):
-        files[name + ".sig"] = home.signer().sign_detached(io.BytesIO(blob))
+        files[name + ".sig"] = home.key().sign_detached(io.BytesIO(blob))
     publish_staged(db, files)
     return home.path
 
