@@ -124,3 +124,36 @@ def test_keyring_package_trusts_rotates_and_revokes(tmp_path: Path, world: World
     signed_repo(pool, new)
     tools.run_text(scratch.command("-Syy"))
     tools.gpg_kill(scratch.gpgdir)
+
+
+def test_the_keyring_package_goes_through_the_pipeline(tmp_path: Path, world: World) -> None:  # noqa: F811
+    """The keyring is published like any package: committed, approved twice, built by two
+    builders, signed by the enclave; pacman installs it, and populating trusts the key."""
+    from tests.e2e.test_pipeline_e2e import git, running_pipeline, wait_published
+    from tests.e2e.test_repo_cycle_e2e import pacman_trusting_the_enclave
+
+    doc = world.policy(repository_keys={"current": [world.admins[2].cert]}).to_bytes()
+    with running_pipeline(tmp_path, world, doc) as p:
+        source = tmp_path / "git" / "demo-keyring"
+        out = cli("keyring", "build", "--name", "demo", "--policy", str(tmp_path / "policy.json"),
+                  "-o", str(source))  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        git(source, "init", "-q", "-b", "main")
+        git(source, "add", ".")
+        git(source, "commit", "-q", "-m", "demo-keyring 1")
+        commit = git(source, "rev-parse", "HEAD")
+        p.proposal(commit)
+        for who in (0, 1):
+            assert p.approve(who, commit, pkgbase="demo-keyring").returncode == 0
+        for who in (0, 1):
+            built = p.build(who)
+            assert built.returncode == 0 and "built 1 job" in built.stdout, built.stderr
+        wait_published(p, "1", "demo-keyring")
+    scratch = pacman_trusting_the_enclave(tmp_path, world, tmp_path / "mirror/core/os/x86_64")
+    tools.run_text(scratch.command("-Sy"))
+    tools.run_text(scratch.command("-S", "--noscriptlet", "demo-keyring"))
+    assert (scratch.root / "usr/share/pacman/keyrings/demo.gpg").exists()
+    populate(scratch, "demo", tmp_path)
+    listed = tools.run_text(["pacman-key", "--gpgdir", str(scratch.gpgdir), "--list-keys"]).stdout
+    assert world.admins[2].fpr.upper() in listed.replace(" ", "").upper()
+    tools.gpg_kill(scratch.gpgdir)

@@ -7,6 +7,7 @@ published; a key outside the maintainer keyring is refused."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -131,11 +132,11 @@ class Pipeline:
         raise AssertionError(f"no proposal for {commit}")
 
     def approve(
-        self, who: int, commit: str, key: Path | None = None
+        self, who: int, commit: str, key: Path | None = None, pkgbase: str = "hello"
     ) -> subprocess.CompletedProcess[str]:
         signer = key or self.world.maintainers[who].signer.path
         return cli(
-            "approve", "hello", commit, "--source", self.url, *self.tls(f"maint{who}"),
+            "approve", pkgbase, commit, "--source", self.url, *self.tls(f"maint{who}"),
             "--signer", f"soft:{signer}", "--yes", "--json",
         )  # fmt: skip
 
@@ -158,9 +159,17 @@ class Pipeline:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-@pytest.fixture
-def pipeline(tmp_path: Path, world: World) -> Iterator[Pipeline]:  # noqa: F811
-    service = start_service(tmp_path, world, "--mirror", str(tmp_path / "mirror"))
+@contextlib.contextmanager
+def running_pipeline(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    policy_doc: bytes | None = None,
+) -> Iterator[Pipeline]:
+    """Repo machine (with a mirror), enclave and source machine, running; builders are
+    run by the test (`builder run --once`)."""
+    service = start_service(
+        tmp_path, world, "--mirror", str(tmp_path / "mirror"), policy_doc=policy_doc
+    )
     url, certs = next(service)
     p = Pipeline(tmp_path, world, url, certs)
     home = init_enclave(tmp_path, world)
@@ -178,16 +187,22 @@ def pipeline(tmp_path: Path, world: World) -> Iterator[Pipeline]:  # noqa: F811
         service.close()
 
 
-def wait_published(p: Pipeline, version: str) -> None:
+@pytest.fixture
+def pipeline(tmp_path: Path, world: World) -> Iterator[Pipeline]:  # noqa: F811
+    with running_pipeline(tmp_path, world) as p:
+        yield p
+
+
+def wait_published(p: Pipeline, version: str, pkgbase: str = "hello") -> None:
     db = p.tmp / "mirror" / "core" / "os" / "x86_64" / "core.db"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = as_role((p.repo_url, p.certs), "repo").status()
         done = [c for c in status["cycles"] if c["step"] == "done"]
-        if db.exists() and any(s[0] == "hello" for c in done for s in c["sources"]):
+        if db.exists() and any(s[0] == pkgbase for c in done for s in c["sources"]):
             return
         time.sleep(0.2)
-    raise AssertionError(f"hello {version} was not published: {status}")
+    raise AssertionError(f"{pkgbase} {version} was not published: {status}")
 
 
 def test_an_approved_change_is_built_twice_signed_and_installed(
