@@ -63,6 +63,12 @@ def test_the_enclave_rotates_to_the_next_key_and_never_back(
     old_ring = Keyring.from_bytes(old_cert.encode())
     assert verify_detached((repo / "core.db.tar.gz").read_bytes(), first, old_ring)
 
+    # a policy that does not name the key the enclave signs with is not taken
+    orphan = tmp_path / "policy-orphan.json"
+    only_new = world.policy(version=2, repository_keys={"current": [new_cert]}).to_bytes()
+    write_signed(orphan, only_new, world.admins[:2])
+    taken = cli("enclave", "policy", "--home", str(home), str(orphan))
+    assert taken.returncode != 0 and "switch keys first" in taken.stdout + taken.stderr
     refused = cli("enclave", "signer", "--home", str(home), "--signer", other_spec)
     assert refused.returncode != 0 and "does not name key" in refused.stderr, refused.stderr
     switched = cli("enclave", "signer", "--home", str(home), "--signer", new_spec)
@@ -84,7 +90,7 @@ def test_the_enclave_rotates_to_the_next_key_and_never_back(
     # policy v2 revokes the old key; configuring it again gets nothing signed
     v2 = tmp_path / "policy-v2.json"
     revoked = {"current": [new_cert], "revoked": [old_cert]}
-    write_signed(v2, world.policy(version=2, repository_keys=revoked).to_bytes(), world.admins[:2])
+    write_signed(v2, world.policy(version=3, repository_keys=revoked).to_bytes(), world.admins[:2])
     assert cli("enclave", "policy", "--home", str(home), str(v2)).returncode == 0
     back = cli(
         "enclave", "signer", "--home", str(home), "--signer", f"soft:{tmp_path / 'repo.key'}"
@@ -112,3 +118,22 @@ def _world_evidence(world: World, folder: Path, pkg: Path) -> None:
     write_signed(folder / "world-approval.json", approval, world.maintainers[:2])
     build = to_bytes(Build("world", commit, pkg.name, sha, "0" * 64))
     write_signed(folder / "world-build.json", build, world.builders[:2])
+
+
+def test_the_next_key_waits_out_the_overlap(tmp_path: Path) -> None:
+    """Users' keyrings need time to learn the next key: the enclave refuses to switch to it
+    before the policy's overlap has passed since a policy first named it."""
+    (tmp_path / "keys").mkdir()
+    world: World = make_world(tmp_path / "keys")
+    new_spec, new_cert = new_key(tmp_path, "next")
+    keys = {"current": [world.admins[2].cert], "next": [new_cert]}
+    policy = tmp_path / "policy.json"
+    doc = world.policy(repository_keys=keys, key_overlap_seconds=3600).to_bytes()
+    write_signed(policy, doc, world.admins[:2])
+    shutil.copy(world.admins[2].signer.path, tmp_path / "repo.key")
+    home = tmp_path / "enclave"
+    made = cli("enclave", "init", "--home", str(home), "--signer", f"soft:{tmp_path / 'repo.key'}",
+               "--policy", str(policy), "--origin", "test.example/log")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    early = cli("enclave", "signer", "--home", str(home), "--signer", new_spec)
+    assert early.returncode != 0 and "keyrings for 1.0 hours" in early.stdout + early.stderr

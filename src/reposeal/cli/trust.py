@@ -90,6 +90,14 @@ def policy() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A former key pacman must refuse from now on (the keyring's -revoked list).",
 )
+@click.option(
+    "--key-overlap",
+    default="0s",
+    show_default=True,
+    metavar="DURATION",
+    help="How long the next repository key must be named (in users' keyrings) before the "
+    "enclave may switch to it, e.g. 30d.",
+)
 def policy_init(
     output: Path,
     admins: Path,
@@ -105,6 +113,7 @@ def policy_init(
     current_keys: tuple[Path, ...],
     next_keys: tuple[Path, ...],
     revoked_keys: tuple[Path, ...],
+    key_overlap: str,
 ) -> None:
     """Write a new, unsigned policy document (then: `reposeal policy sign`)."""
     from reposeal.policy.document import Policy, RepoRule
@@ -142,6 +151,7 @@ def policy_init(
             db_signature_validity_seconds=parse_duration(db_validity),
             exclude_author=not allow_author_approval,
             repository_keys=keys,
+            key_overlap_seconds=parse_duration(key_overlap),
         )
         if output.exists():
             raise InputError("refusing to overwrite an existing file", path=output)

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -182,9 +183,17 @@ class EnclaveHome:
         self.load_state()
         if new.fingerprint.upper() == self._signer_fpr:
             raise EnclaveStateError("that key is the repository key already")
+        named = self._named_since(new.fingerprint.upper())
+        waited = time.time() - named
+        if waited < policy.key_overlap_seconds:
+            raise EnclaveStateError(
+                f"key {new.fingerprint} was first named {waited / 3600:.1f} hours ago; policy "
+                f"v{policy.version} wants it in users' keyrings for "
+                f"{policy.key_overlap_seconds / 3600:.1f} hours before it signs"
+            )
         entry = canonical.dumps(
             {"v": 1, "type": "signer", "signer": new.fingerprint.upper(),
-             "policy_version": policy.version}
+             "policy_version": policy.version, "time": int(time.time())}
         )  # fmt: skip
         certs = (self.path / "repo-key.pgp").read_bytes() + new.certificate()
         atomic_write(self.path / "repo-key.pgp", certs)  # auditors check old and new
@@ -198,6 +207,22 @@ class EnclaveHome:
             index = log.size
             self.append(log, entry, new)
         return index
+
+    def _named_since(self, fingerprint: str) -> float:
+        """When the policies in force began naming ``fingerprint`` without a break (the time
+        of the policy entry; entries from before times were logged count as long ago)."""
+        since = None
+        with self.open_log() as log:
+            for i in range(log.size):
+                doc = json.loads(log.entry(i))
+                if doc.get("type") not in ("genesis", "policy"):
+                    continue
+                raw, sigs = read_document(self.path / "policies" / f"{doc['policy_sha256']}.json")
+                if verify_policy(raw, sigs).may_sign(fingerprint):
+                    since = float(doc.get("time", 0)) if since is None else since
+                else:
+                    since = None
+        return time.time() if since is None else since
 
     def note_signer(self) -> NoteSigner:
         if self._note is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -477,8 +478,23 @@ def rotate_policy(
         except ReposealError as exc:
             doc.update(type="refusal", reasons=[f"policy rotation refused: {exc}"])
         else:
-            home.store_policy(raw, sigs)
-            doc.update(type="policy", version=new.version, previous=home.policy_sha256())
+            if new.repository_keys and not new.may_sign(home.signer_fingerprint()):
+                doc.update(
+                    type="refusal",
+                    reasons=[
+                        f"policy v{new.version} does not name the key the enclave signs with "
+                        f"({home.signer_fingerprint()}): switch keys first (`enclave signer`, "
+                        "under a policy naming the new key as next), then revoke the old one"
+                    ],
+                )
+            else:
+                home.store_policy(raw, sigs)
+                doc.update(
+                    type="policy",
+                    version=new.version,
+                    previous=home.policy_sha256(),
+                    time=int(time.time()),
+                )
         with home.open_log() as log:
             index = log.size
             note = home.append(log, canonical.dumps(doc), signer)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -50,6 +51,7 @@ def genesis_entry(policy_sha256: str, signer_fpr: str, note_verifier: str) -> by
             "policy_sha256": policy_sha256,
             "signer": signer_fpr,
             "note_verifier": note_verifier,
+            "time": int(time.time()),  # when the policy came into force (key overlap)
         }
     )
 

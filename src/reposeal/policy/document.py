@@ -47,6 +47,9 @@ class Policy:
     exclude_author: bool = True
     armored: tuple[tuple[str, tuple[str, ...]], ...] = ()  # role -> certs, as written
     repository_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # kind -> certs, as written
+    # how long a next key is named (so users' keyrings trust it) before the enclave may
+    # switch to it
+    key_overlap_seconds: int = 0
 
     def repo_keys(self, kind: str) -> Keyring:
         """The repository keys of one kind ("current", "next" or "revoked")."""
@@ -88,6 +91,11 @@ class Policy:
                 if self.repository_keys
                 else {}
             ),
+            **(
+                {"key_overlap_seconds": self.key_overlap_seconds}
+                if self.key_overlap_seconds
+                else {}
+            ),
         }
 
     def to_bytes(self) -> bytes:
@@ -115,6 +123,7 @@ class Policy:
         db_signature_validity_seconds: int = 7 * 86400,
         exclude_author: bool = True,
         repository_keys: dict[str, list[str]] | None = None,
+        key_overlap_seconds: int = 0,
     ) -> Policy:
         """Make (and check) a policy from armored certificates per role (and, optionally,
         the repository's keys by kind: current, next, revoked)."""
@@ -135,6 +144,7 @@ class Policy:
             exclude_author,
             tuple((role, tuple(str(c) for c in keyrings[role].certs)) for role in ROLES),
             _repository_keys(repository_keys or {}),
+            key_overlap_seconds,
         )
         policy.check()
         return policy
@@ -159,6 +169,8 @@ class Policy:
                 check_arch(a)
         if not 1 <= self.db_signature_validity_seconds <= 366 * 86400:
             raise StatementError("database signatures must expire within 366 days")
+        if not 0 <= self.key_overlap_seconds <= 366 * 86400:
+            raise StatementError("the key overlap must be between 0 and 366 days")
         if self.repository_keys:
             current, nxt, revoked = (set(self.repo_keys(k).fingerprints()) for k in KEY_KINDS)
             if not current:
@@ -201,6 +213,7 @@ def parse_policy(raw: bytes) -> Policy:
             db_signature_validity_seconds=int(p["db_signature_validity_seconds"]),
             exclude_author=bool(p["exclude_author"]),
             repository_keys={k: list(v) for k, v in dict(p.get("repository_keys", {})).items()},
+            key_overlap_seconds=int(p.get("key_overlap_seconds", 0)),
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise StatementError(f"malformed policy: {exc}") from None
