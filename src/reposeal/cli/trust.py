@@ -92,11 +92,10 @@ def policy() -> None:
 )
 @click.option(
     "--key-overlap",
-    default="0s",
-    show_default=True,
+    default=None,
     metavar="DURATION",
     help="How long the next repository key must be named (in users' keyrings) before the "
-    "enclave may switch to it, e.g. 30d.",
+    "enclave may switch to it, e.g. 30d (default: no wait).",
 )
 def policy_init(
     output: Path,
@@ -113,7 +112,7 @@ def policy_init(
     current_keys: tuple[Path, ...],
     next_keys: tuple[Path, ...],
     revoked_keys: tuple[Path, ...],
-    key_overlap: str,
+    key_overlap: str | None,
 ) -> None:
     """Write a new, unsigned policy document (then: `reposeal policy sign`)."""
     from reposeal.policy.document import Policy, RepoRule
@@ -151,7 +150,7 @@ def policy_init(
             db_signature_validity_seconds=parse_duration(db_validity),
             exclude_author=not allow_author_approval,
             repository_keys=keys,
-            key_overlap_seconds=parse_duration(key_overlap),
+            key_overlap_seconds=parse_duration(key_overlap) if key_overlap else 0,
         )
         if output.exists():
             raise InputError("refusing to overwrite an existing file", path=output)
