@@ -38,7 +38,7 @@ from reposeal.repo.jobformat import JOB_ID, JOB_PATH, SHA256
 from reposeal.repo.logmirror import MAX_PUSH_BYTES
 from reposeal.translog.store import TransparencyLog
 
-PUSH_EVERY = 0.5  # seconds: the log goes to the bridge at most this often while jobs come
+PUSH_EVERY = 2.0  # seconds: the log goes to the bridge at most this often while jobs come
 INLINE_BYTES = 1 << 20  # small files come with the job: no request per file
 DB_FILES = {"db": "db/repo.db.tar", "files_db": "db/repo.files.tar"}  # a job's databases
 
@@ -222,7 +222,7 @@ class _Poster:
 
     def __init__(self, client: BridgeClient, retry: bool, home: EnclaveHome | None = None) -> None:
         self.client, self.retry, self.home = client, retry, home
-        self._box: queue.Queue[tuple[str, dict[str, object]] | None] = queue.Queue()
+        self._box: queue.Queue[tuple[str, dict[str, object], bool] | None] = queue.Queue()
         self.failure: BaseException | None = None
         self._pushed: int | None = None  # the copy's size, as the bridge last said
         self._cert: bytes | None = None
@@ -245,9 +245,13 @@ class _Poster:
                 if not timed_out:
                     return
                 continue
-            if not self._attempt(functools.partial(self.client.post_result, *item)):
+            job_id, result, urgent = item
+            if not self._attempt(functools.partial(self.client.post_result, job_id, result)):
                 return
             dirty = self.home is not None
+            if dirty and urgent:  # a database answer: its cycle waits for the log
+                self._try_push()
+                dirty, last = False, time.monotonic()
 
     def _attempt(self, action: Callable[[], None]) -> bool:
         """Do ``action``, retrying bridge failures (if asked); False: stop posting."""
@@ -320,10 +324,12 @@ class _Poster:
         except (OSError, ReposealError):
             return None
 
-    def post(self, job_id: str, result: dict[str, object]) -> None:
+    def post(self, job_id: str, result: dict[str, object], urgent: bool = False) -> None:
+        """Queue an answer; ``urgent``: push the log right after it (database answers, whose
+        update cycle publishes the log next)."""
         if self.failure is not None:
             raise self.failure
-        self._box.put((job_id, result))
+        self._box.put((job_id, result, urgent))
 
     def finish(self) -> None:
         """Wait until every answer is posted (and the log pushed)."""
@@ -408,5 +414,5 @@ def _serve(
         finally:
             got.cleanup()
         fault_point("before-post")
-        poster.post(str(got.job["id"]), result)
+        poster.post(str(got.job["id"]), result, urgent=got.job.get("kind") in ("db", "refresh"))
         served += 1
