@@ -84,3 +84,19 @@ def test_a_hostile_source_tree_stays_in_its_folder(work: Path, member: tarfile.T
     with pytest.raises(BuildError, match="does not unpack"):
         unpack(tar_of(*members), work / "src")
     assert not Path("/etc/escape").exists() and not (work / "escape").exists()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"pkgbase": "../../etc"}, {"commit": "HEAD"}, {"id": "a/b"}, {"source_date_epoch": "x"},
+     {"repo": None}],
+)  # fmt: skip
+def test_a_hostile_job_is_refused_before_any_field_is_used(bad: dict[str, object]) -> None:
+    from reposeal.builder.run import check_job
+    from reposeal.errors import ReposealError
+
+    job = {"id": "hello-1", "repo": "core", "pkgbase": "hello", "commit": "a" * 40,
+           "source_date_epoch": 1700000000}  # fmt: skip
+    assert check_job(job)["pkgbase"] == "hello"
+    with pytest.raises(ReposealError):
+        check_job(job | bad)

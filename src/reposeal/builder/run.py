@@ -132,6 +132,29 @@ class Built:
     contents: dict[str, str]
 
 
+def check_job(job: dict[str, Any]) -> dict[str, Any]:
+    """A job from the source machine, its fields checked before any is used (a pkgbase
+    names a folder, a commit goes to a statement)."""
+    from reposeal.alpm.names import check_name
+    from reposeal.repo.jobformat import JOB_ID
+    from reposeal.source.gitrepo import COMMIT
+
+    try:
+        job_id, commit = str(job["id"]), str(job["commit"])
+        checked: dict[str, Any] = {
+            "id": job_id,
+            "repo": check_name(str(job["repo"])),
+            "pkgbase": check_name(str(job["pkgbase"])),
+            "commit": commit,
+            "source_date_epoch": int(job["source_date_epoch"]),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BuildError(f"a malformed job from the source machine: {exc}") from None
+    if not JOB_ID.fullmatch(job_id) or not COMMIT.fullmatch(commit):
+        raise BuildError("a malformed job from the source machine (id or commit)")
+    return checked
+
+
 def build_job(
     job: dict[str, Any],
     tree: bytes,
@@ -203,10 +226,11 @@ def run(
             if once:
                 return done
             continue
-        _say(f"building {job['pkgbase']} {job['commit'][:12]} for {job['repo']} ({job['id']})")
         started = time.monotonic()
         work = None
         try:
+            job = check_job(job)
+            _say(f"building {job['pkgbase']} {job['commit'][:12]} for {job['repo']} ({job['id']})")
             tree = source.build_source(str(job["id"]))
             built, work = build_job(job, tree, workroot, signer, command=command, user=user)
             for b in built:

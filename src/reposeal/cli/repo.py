@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -11,6 +13,8 @@ from reposeal.cli import EXIT_CODES, _Out, main
 from reposeal.cli.bridge import _client, _tls
 from reposeal.durations import parse_duration
 from reposeal.errors import ReposealError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _POLICY = click.option(
     "--policy",
@@ -28,6 +32,20 @@ _REFRESH = click.option(
     help="Have the enclave re-sign a published database this long before its signature "
     "expires (the policy sets how long signatures hold).",
 )
+
+
+def _machine_options(f: F) -> F:
+    """--dir, --mirror and --policy: what `repo cycle/move/remove` work on."""
+    f = _POLICY(f)
+    f = click.option(
+        "--mirror",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="The published tree: MIRROR/REPO/os/ARCH/REPO.db ...",
+    )(f)
+    return click.option(
+        "--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path)
+    )(f)
 
 
 @main.group()
@@ -124,14 +142,7 @@ def repo_status(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> Non
 
 
 @repo.command("cycle", epilog=EXIT_CODES)
-@click.option("--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--mirror",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The published tree: MIRROR/REPO/os/ARCH/REPO.db ...",
-)
-@_POLICY
+@_machine_options
 @_REFRESH
 @click.option("--json", "as_json", is_flag=True)
 def repo_cycle(
@@ -163,14 +174,7 @@ def repo_cycle(
 @click.argument("pkgbase")
 @click.argument("from_repo", metavar="FROM")
 @click.argument("to_repo", metavar="TO")
-@click.option("--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--mirror",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The published tree: MIRROR/REPO/os/ARCH/REPO.db ...",
-)
-@_POLICY
+@_machine_options
 @click.option("--json", "as_json", is_flag=True)
 def repo_move(
     pkgbase: str,
@@ -212,14 +216,7 @@ def repo_move(
 
 @repo.command("remove", epilog=EXIT_CODES)
 @click.argument("statements", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--mirror",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The published tree: MIRROR/REPO/os/ARCH/REPO.db ...",
-)
-@_POLICY
+@_machine_options
 @click.option("--json", "as_json", is_flag=True)
 def repo_remove(
     statements: tuple[Path, ...], folder: Path, mirror: Path, policy_path: Path, as_json: bool

@@ -31,14 +31,19 @@ class RestoreError(VerificationError):
 
 
 def fetch_copy(
-    dest: Path, log_url: str, keyring: Keyring, fetch: Fetch = fetch_url
+    dest: Path,
+    log_url: str,
+    keyring: Keyring,
+    fetch: Fetch = fetch_url,
+    log: Log | None = None,
 ) -> tuple[Log, str | None]:
-    """Write the log at ``log_url`` (checked against ``keyring``) and every file its entries
-    name into ``dest``, as an enclave home holds them: enough for `enclave audit`. Returns
-    the log and the policy in force."""
+    """Write the log at ``log_url`` (checked against ``keyring``, unless the caller has
+    ``log`` loaded and checked already) and every file its entries name into ``dest``, as
+    an enclave home holds them: enough for `enclave audit`. Returns the log and the policy
+    in force."""
     if dest.exists() and any(dest.iterdir()):
         raise InputError("refusing to write into a non-empty folder", path=dest)
-    log = load_log(log_url.rstrip("/"), keyring, fetch)
+    log = log or load_log(log_url.rstrip("/"), keyring, fetch)
     files: dict[str, bytes] = {}
 
     def get(name: str) -> bytes:
@@ -98,7 +103,7 @@ def restore(
         raise RestoreError(f"the log names key {named} as the repository key, not this one")
     if note.verifier.encode() != genesis.get("note_verifier"):
         raise RestoreError("the note key is not the one the log's genesis names")
-    log, _ = fetch_copy(home, log_url, Keyring.from_bytes(cert), fetch)
+    log, _ = fetch_copy(home, log_url, Keyring.from_bytes(cert), fetch, log)
     config = {"signer": signer_spec, "origin": log.checkpoint.origin}
     atomic_write(home / "config.json", json.dumps(config, indent=2).encode())
     atomic_write(home / "note.key", note_key.read_bytes())

@@ -279,7 +279,10 @@ def make_app(source: Source, poll: float = 5.0) -> web.Application:
 
     async def next_job(request: web.Request) -> web.Response:
         builder = _builder(request)
-        wait = min(max(float(request.query.get("wait", "0") or 0), 0.0), 60.0)
+        try:
+            wait = min(max(float(request.query.get("wait", "0") or 0), 0.0), 60.0)
+        except ValueError:
+            raise web.HTTPBadRequest(text="wait is a number of seconds") from None
         deadline = asyncio.get_running_loop().time() + wait
         while True:
             source.jobs.clear()
@@ -304,7 +307,10 @@ def make_app(source: Source, poll: float = 5.0) -> web.Application:
         job_id = request.match_info["id"]
         if source.store.job(job_id) is None:
             raise web.HTTPNotFound(text=f"no job {job_id}")
-        doc = _check_report(await request.json())
+        try:
+            doc = _check_report(await request.json())
+        except ValueError:
+            raise web.HTTPBadRequest(text="a report is JSON") from None
         await asyncio.to_thread(source.store.add_report, job_id, builder, doc)
         reports = await asyncio.to_thread(source.store.reports, job_id)
         found = differences(_as_reports(reports))
