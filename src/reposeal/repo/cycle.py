@@ -164,6 +164,15 @@ class Cycles:
         ).fetchone()
         return list(json.loads(row[0]).get("names", [])) if row else []
 
+    def has_failed(self, repo: str, arch: str, source_id: str) -> bool:
+        """Did a cycle for repo/arch with this source (a move's id) fail? (It is not
+        planned again by itself: the reasons are in `repo status`.)"""
+        row = self.db.execute(
+            "SELECT 1 FROM cycle WHERE step='failed' AND repo=? AND arch=? AND plan LIKE ?",
+            (repo, arch, f'%"{source_id}"%'),
+        ).fetchone()
+        return row is not None
+
     def published_sources(self) -> set[tuple[str, str, str]]:
         """(repo, pkgbase, commit) of every source published (for some architecture)."""
         rows = self.db.execute("SELECT DISTINCT repo, pkgbase, commit_id FROM published")

@@ -151,6 +151,8 @@ def plan_moves(m: Machine) -> list[tuple[str, str, dict[str, Any]]]:
         for arch in sorted(rule.arches) if rule else []:
             if m.cycles.is_published(frm, arch, MOVE, mid):
                 continue  # this architecture is done
+            if m.cycles.has_failed(to, arch, mid) or m.cycles.has_failed(frm, arch, mid):
+                continue  # refused by the enclave: not tried again by itself
             source = [[MOVE, mid]]
             if not m.cycles.is_published(to, arch, MOVE, mid):
                 held = held_in(m.db_path(frm, arch), base)
