@@ -3,15 +3,33 @@ with their signatures, merged), build jobs, and what each builder reported."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from reposeal.evidence.files import merge_signatures
 from reposeal.source.gitrepo import Commit
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(method: F) -> F:
+    """One thread at a time on the store's connection (the HTTP handlers' threads and the
+    git watcher share it; an interleaved BEGIN would break the other's transaction)."""
+
+    @functools.wraps(method)
+    def wrapper(self: SourceStore, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 LEASE = 1800.0  # seconds a builder may hold a job before another take hands it out again
 
@@ -37,6 +55,7 @@ class Proposal:
 
 class SourceStore:
     def __init__(self, folder: Path) -> None:
+        self._lock = threading.RLock()
         folder.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(
             folder / "source.sqlite", isolation_level=None, check_same_thread=False
@@ -65,6 +84,7 @@ class SourceStore:
 
     # proposals ---------------------------------------------------------------------------
 
+    @_locked
     def add_proposal(self, p: Proposal) -> bool:
         cur = self.db.execute(
             "INSERT OR IGNORE INTO proposal VALUES (?, ?, ?, ?)",
@@ -72,18 +92,21 @@ class SourceStore:
         )
         return cur.rowcount == 1
 
+    @_locked
     def proposal(self, pkgbase: str, commit: str) -> dict[str, Any] | None:
         row = self.db.execute(
             "SELECT doc FROM proposal WHERE pkgbase=? AND commit_id=?", (pkgbase, commit)
         ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
+    @_locked
     def proposals(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT doc FROM proposal ORDER BY seen").fetchall()
         return [json.loads(r[0]) for r in rows]
 
     # approvals ---------------------------------------------------------------------------
 
+    @_locked
     def add_approval(
         self, digest: str, repo: str, pkgbase: str, commit: str, raw: bytes, sigs: bytes
     ) -> bytes:
@@ -103,6 +126,7 @@ class SourceStore:
             raise
         return merged
 
+    @_locked
     def approvals(self, pkgbase: str, commit: str) -> list[tuple[str, bytes, bytes]]:
         """(sha256, statement, signatures) of every approval of a commit."""
         rows = self.db.execute(
@@ -111,6 +135,7 @@ class SourceStore:
         ).fetchall()
         return [(str(d), bytes(r), bytes(s)) for d, r, s in rows]
 
+    @_locked
     def unforwarded(self) -> list[tuple[str, bytes, bytes]]:
         """Approvals of commits with a build job whose signatures the repo machine lacks."""
         rows = self.db.execute(
@@ -120,11 +145,13 @@ class SourceStore:
         ).fetchall()
         return [(str(d), bytes(r), bytes(s)) for d, r, s in rows]
 
+    @_locked
     def forwarded(self, digest: str, sigs: bytes) -> None:
         self.db.execute("UPDATE approval SET forwarded=? WHERE sha256=?", (sigs, digest))
 
     # build jobs --------------------------------------------------------------------------
 
+    @_locked
     def add_job(self, repo: str, pkgbase: str, commit: str, epoch: int) -> str | None:
         """A build job for an approved commit (once per commit and repository)."""
         job_id = f"{pkgbase}-{commit[:12]}-{repo}"
@@ -134,6 +161,7 @@ class SourceStore:
         )
         return job_id if cur.rowcount == 1 else None
 
+    @_locked
     def job(self, job_id: str) -> dict[str, Any] | None:
         row = self.db.execute(
             "SELECT id, repo, pkgbase, commit_id, epoch FROM job WHERE id=?", (job_id,)
@@ -145,6 +173,7 @@ class SourceStore:
         keys = ("id", "repo", "pkgbase", "commit", "source_date_epoch")
         return dict(zip(keys, row, strict=True))
 
+    @_locked
     def jobs_of(self, pkgbase: str, commit: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
             "SELECT id, repo, pkgbase, commit_id, epoch FROM job WHERE pkgbase=? AND commit_id=?",
@@ -152,6 +181,7 @@ class SourceStore:
         ).fetchall()
         return [self._job(r) for r in rows]
 
+    @_locked
     def last_built(self, pkgbase: str, before: float) -> str | None:
         """The commit of the last build job of ``pkgbase`` created before ``before``."""
         row = self.db.execute(
@@ -160,12 +190,14 @@ class SourceStore:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    @_locked
     def seen_at(self, pkgbase: str, commit: str) -> float:
         row = self.db.execute(
             "SELECT seen FROM proposal WHERE pkgbase=? AND commit_id=?", (pkgbase, commit)
         ).fetchone()
         return float(row[0]) if row else time.time()
 
+    @_locked
     def take(self, builder: str) -> dict[str, Any] | None:
         """The oldest job ``builder`` has neither reported nor holds (every builder builds
         every job: that is the reproducibility check)."""
@@ -189,15 +221,18 @@ class SourceStore:
             raise
         return None if row is None else self._job(row)
 
+    @_locked
     def release(self, builder: str) -> None:
         """What ``builder`` held when it (re)started comes back at once."""
         self.db.execute("DELETE FROM taken WHERE builder=?", (builder,))
 
+    @_locked
     def add_report(self, job_id: str, builder: str, doc: dict[str, Any]) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO report VALUES (?, ?, ?)", (job_id, builder, json.dumps(doc))
         )
 
+    @_locked
     def reports(self, job_id: str) -> dict[str, dict[str, Any]]:
         rows = self.db.execute("SELECT builder, doc FROM report WHERE job=?", (job_id,))
         return {str(b): json.loads(d) for b, d in rows.fetchall()}
