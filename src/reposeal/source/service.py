@@ -178,8 +178,6 @@ class Source:
         job = None
         if t.reached:
             job = self.store.add_job(stmt.repo, stmt.pkgbase, stmt.commit, doc["timestamp"])
-            if job is not None:
-                self.jobs.set()
         return {
             "counted": sorted(t.signers),
             "missing": t.missing(),
@@ -274,6 +272,7 @@ def make_app(source: Source, poll: float = 5.0) -> web.Application:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
         answer = await asyncio.to_thread(source.approve, raw, sigs)
         if answer["job"]:
+            source.jobs.set()  # on the event loop: waiting builders look at once
             await asyncio.to_thread(source.forward)
         return web.json_response(answer)
 
