@@ -88,8 +88,13 @@ def test_the_enclave_rotates_to_the_next_key_and_never_back(
     assert audit["ok"] and audit["key_rotations"] == 1 and audit["signatures"] == 2, audit
 
     # policy v2 revokes the old key; configuring it again gets nothing signed
-    v2 = tmp_path / "policy-v2.json"
     revoked = {"current": [new_cert], "revoked": [old_cert]}
+    hasty = tmp_path / "policy-hasty.json"  # the new key has signed for seconds, not an hour
+    doc = world.policy(version=2, repository_keys=revoked, key_overlap_seconds=3600).to_bytes()
+    write_signed(hasty, doc, world.admins[:2])
+    taken = cli("enclave", "policy", "--home", str(home), str(hasty))
+    assert taken.returncode != 0 and "stopped signing" in taken.stdout + taken.stderr
+    v2 = tmp_path / "policy-v2.json"
     write_signed(v2, world.policy(version=3, repository_keys=revoked).to_bytes(), world.admins[:2])
     assert cli("enclave", "policy", "--home", str(home), str(v2)).returncode == 0
     back = cli(

@@ -208,6 +208,22 @@ class EnclaveHome:
             self.append(log, entry, new)
         return index
 
+    def retired_since(self, fingerprint: str) -> float | None:
+        """When the log switched away from the key ``fingerprint`` (None: it never signed
+        here, or still does)."""
+        current, since = None, None
+        with self.open_log() as log:
+            for i in range(log.size):
+                doc = json.loads(log.entry(i))
+                if doc.get("type") in ("genesis", "signer"):
+                    new = str(doc["signer"]).upper()
+                    if current == fingerprint.upper() and new != current:
+                        since = float(doc.get("time", 0))
+                    elif new == fingerprint.upper():
+                        since = None
+                    current = new
+        return None if current == fingerprint.upper() else since
+
     def _named_since(self, fingerprint: str) -> float:
         """When the policies in force began naming ``fingerprint`` without a break (the time
         of the policy entry; entries from before times were logged count as long ago)."""

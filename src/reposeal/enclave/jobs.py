@@ -358,6 +358,21 @@ def refresh_db(
         )
 
 
+def _revoked_too_early(home: EnclaveHome, new: Policy) -> list[str]:
+    """A former key is revoked only once its successor has signed for the policy's overlap
+    (users' keyrings, and databases signed meanwhile, catch up first)."""
+    reasons = []
+    for fpr in new.repo_keys("revoked").fingerprints():
+        since = home.retired_since(fpr)
+        if since is not None and time.time() - since < new.key_overlap_seconds:
+            reasons.append(
+                f"key {fpr} stopped signing {(time.time() - since) / 3600:.1f} hours ago; policy "
+                f"v{new.version} wants its successor signing for "
+                f"{new.key_overlap_seconds / 3600:.1f} hours before revoking it"
+            )
+    return reasons
+
+
 def _signed_before(home: EnclaveHome, log: TransparencyLog, sha256: str) -> bytes | None:
     """The signature logged for a package file with this sha256, if any."""
     index = home.package_signature_index(sha256)
@@ -478,7 +493,10 @@ def rotate_policy(
         except ReposealError as exc:
             doc.update(type="refusal", reasons=[f"policy rotation refused: {exc}"])
         else:
-            if new.repository_keys and not new.may_sign(home.signer_fingerprint()):
+            early = _revoked_too_early(home, new)
+            if early:
+                doc.update(type="refusal", reasons=early)
+            elif new.repository_keys and not new.may_sign(home.signer_fingerprint()):
                 doc.update(
                     type="refusal",
                     reasons=[
