@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from reposeal.alpm import compression
 from reposeal.alpm.limits import DEFAULT_LIMITS
@@ -61,19 +61,44 @@ def chunk_map(doc: object, part: str = "db") -> dict[str, list[str]]:
 def read_db(blob: bytes, where: str, known: Known, parent_chunks: ChunkMap) -> DbRead:
     """Every entry of the database ``blob``, checked, as records (reusing ``known`` records
     for entries that are byte for byte the parent's)."""
-    if not blob:
-        raise InvalidDatabaseError("database file is empty", path=where)
-    try:
-        kind = compression.detect(blob[:263])
-        members = compression.split_members(blob, kind, DEFAULT_LIMITS.max_db_unpacked_bytes)
-    except ReposealError as exc:
-        raise exc.at(where) from None
+    members = _split(blob, where, "database")
     if members is not None:
         chunked = _by_chunks(members, where, known, parent_chunks)
         if chunked is not None:
             return chunked
     records, entries = _whole(blob, where, known)
     return DbRead(records, entries, None)
+
+
+def _split(blob: bytes, where: str, what: str) -> list[tuple[bytes, bytes]] | None:
+    """A database file's compressed members, each with its tar bytes (None: one member, so
+    not our chunked kind). An empty or undecodable file is an error naming ``where``."""
+    if not blob:
+        raise InvalidDatabaseError(f"{what} file is empty", path=where)
+    try:
+        kind = compression.detect(blob[:263])
+        return compression.split_members(blob, kind, DEFAULT_LIMITS.max_db_unpacked_bytes)
+    except ReposealError as exc:
+        raise exc.at(where) from None
+
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def _reuser(
+    known: Mapping[str, tuple[A, B]], first: dict[str, A], second: dict[str, B]
+) -> Callable[[Sequence[str]], bool]:
+    """For ``_chunks``: take a parent chunk's names from ``known`` if it has them all."""
+
+    def reuse(names: Sequence[str]) -> bool:
+        if not all(n in known for n in names):
+            return False
+        for n in names:
+            first[n], second[n] = known[n]
+        return True
+
+    return reuse
 
 
 def _add(
@@ -117,16 +142,10 @@ def _by_chunks(
     records: dict[str, PackageRecord] = {}
     entries: dict[str, str] = {}
 
-    def reuse(names: Sequence[str]) -> bool:
-        if not all(n in known for n in names):
-            return False
-        for n in names:
-            entries[n], records[n] = known[n]
-        return True
-
     def take(e: Entry) -> bool:
         return not _add(e, known, records, entries)
 
+    reuse = _reuser(known, entries, records)
     chunks = _chunks(members, where, parent_chunks, reuse, take, files_within=False)
     return None if chunks is None else DbRead(records, entries, chunks)
 
@@ -191,28 +210,16 @@ def read_files_db(
     """Every entry of the files database ``blob``; ``known``: name -> (entry_sha256,
     files_sha256) the parent's files database had, for names whose sync entry is unchanged.
     A chunk byte for byte the parent's keeps those; anything else is read."""
-    if not blob:
-        raise InvalidDatabaseError("files database file is empty", path=where)
+    members = _split(blob, where, "files database")
     entries: dict[str, str] = {}
     files: dict[str, str] = {}
-
-    def reuse(names: Sequence[str]) -> bool:
-        if not all(n in known for n in names):
-            return False
-        for n in names:
-            entries[n], files[n] = known[n]
-        return True
 
     def take(e: Entry) -> bool:
         entries[e.name], files[e.name] = entry_sha256(e), files_sha256(e.files)
         return True
 
-    try:
-        kind = compression.detect(blob[:263])
-        members = compression.split_members(blob, kind, DEFAULT_LIMITS.max_db_unpacked_bytes)
-    except ReposealError as exc:
-        raise exc.at(where) from None
     if members is not None:
+        reuse = _reuser(known, entries, files)
         chunks = _chunks(members, where, parent_chunks, reuse, take, files_within=True)
         if chunks is not None:
             return FilesRead(entries, files, chunks)
