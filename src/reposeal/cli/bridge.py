@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from reposeal.cli import EXIT_CODES, main
+from reposeal.cli import EXIT_CODES, main, options
 
 if TYPE_CHECKING:
     from reposeal.repo.bridge_client import BridgeClient
+
+
+client_ca_option = click.option(
+    "--client-ca",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Only clients with certificates from this CA get in; their role is in the cert.",
+)
+
+client_tls = options(
+    click.option("--cert", required=True, type=click.Path(exists=True, path_type=Path)),
+    click.option("--key", required=True, type=click.Path(exists=True, path_type=Path)),
+    click.option(
+        "--ca",
+        required=True,
+        type=click.Path(exists=True, path_type=Path),
+        help="The CA the servers' certificates come from (nothing else is trusted).",
+    ),
+)
+_tls = options(click.option("--bridge", "url", required=True, help="https://HOST:PORT"), client_tls)
 
 
 @main.group()
@@ -57,16 +76,21 @@ def bridge_pki(folder: Path, ip: str, also: tuple[str, ...]) -> None:
 @click.option("--listen", default="127.0.0.1:8443", show_default=True)
 @click.option("--cert", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--key", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--client-ca", required=True, type=click.Path(exists=True, path_type=Path))
+@client_ca_option
 def bridge_serve(folder: Path, listen: str, cert: Path, key: Path, client_ca: Path) -> None:
     """Serve the job queue; only clients with certificates from CLIENT_CA get in."""
+    from reposeal.repo.bridge import JobQueue, make_app
+
+    serve_https(make_app(JobQueue(folder)), listen, cert, key, client_ca)
+
+
+def serve_https(app: Any, listen: str, cert: Path, key: Path, client_ca: Path) -> None:
+    """Run an aiohttp app on HOST:PORT with mutual TLS (clients from ``client_ca`` only)."""
     from aiohttp import web
 
-    from reposeal.repo.bridge import JobQueue, make_app
     from reposeal.tls import Issued, server_context
 
     host, _, port = listen.rpartition(":")
-    app = make_app(JobQueue(folder))
     web.run_app(
         app,
         host=host,
@@ -77,28 +101,20 @@ def bridge_serve(folder: Path, listen: str, cert: Path, key: Path, client_ca: Pa
     )
 
 
-def _client(url: str, cert: Path, key: Path, ca: Path) -> BridgeClient:
-    from reposeal.repo.bridge_client import BridgeClient
+C = TypeVar("C", bound="BridgeClient")
+
+
+def connect(kind: type[C], url: str, cert: Path, key: Path, ca: Path) -> C:
+    """A mutual-TLS client of ``kind`` for ``url``, trusting only ``ca``."""
     from reposeal.tls import Issued, client_context
 
-    return BridgeClient(url, client_context(Issued(cert, key), ca))
+    return kind(url, client_context(Issued(cert, key), ca))
 
 
-_TLS = [
-    click.option("--bridge", "url", required=True, help="https://HOST:PORT"),
-    click.option("--cert", required=True, type=click.Path(exists=True, path_type=Path)),
-    click.option("--key", required=True, type=click.Path(exists=True, path_type=Path)),
-    click.option("--ca", required=True, type=click.Path(exists=True, path_type=Path)),
-]
+def _client(url: str, cert: Path, key: Path, ca: Path) -> BridgeClient:
+    from reposeal.repo.bridge_client import BridgeClient
 
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _tls(f: F) -> F:
-    for opt in reversed(_TLS):
-        f = opt(f)
-    return f
+    return connect(BridgeClient, url, cert, key, ca)
 
 
 @bridge.command("submit", epilog=EXIT_CODES)

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
-from reposeal.cli import EXIT_CODES, _Out, main
-from reposeal.cli.bridge import _client, _tls
+from reposeal.cli import EXIT_CODES, _Out, main, options
+from reposeal.cli.bridge import _client, _tls, client_ca_option, serve_https
 from reposeal.durations import parse_duration
 from reposeal.errors import ReposealError
 
@@ -34,18 +34,18 @@ _REFRESH = click.option(
 )
 
 
-def _machine_options(f: F) -> F:
-    """--dir, --mirror and --policy: what `repo cycle/move/remove` work on."""
-    f = _POLICY(f)
-    f = click.option(
+_machine_options = options(  # what `repo cycle/move/remove` work on
+    click.option(
+        "--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path)
+    ),
+    click.option(
         "--mirror",
         required=True,
         type=click.Path(file_okay=False, path_type=Path),
         help="The published tree: MIRROR/REPO/os/ARCH/REPO.db ...",
-    )(f)
-    return click.option(
-        "--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path)
-    )(f)
+    ),
+    _POLICY,
+)
 
 
 @main.group()
@@ -58,12 +58,7 @@ def repo() -> None:
 @click.option("--listen", default="127.0.0.1:8443", show_default=True)
 @click.option("--cert", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--key", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--client-ca",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Only clients with certificates from this CA get in; their role is in the cert.",
-)
+@client_ca_option
 @_POLICY
 @click.option(
     "--mirror",
@@ -84,10 +79,7 @@ def repo_serve(
     """Serve builders (POST /builds), the source machine (POST /statements), status, and
     the enclave's job queue, over HTTPS with mutual TLS; with --mirror, also run the update
     cycle (after every upload and enclave answer) and publish."""
-    from aiohttp import web
-
     from reposeal.repo.service import PolicyFile, make_service
-    from reposeal.tls import Issued, server_context
 
     out = _Out(False, False)
     try:
@@ -95,15 +87,7 @@ def repo_serve(
         app = make_service(folder, PolicyFile(policy_path), mirror, before)
     except ReposealError as exc:
         out.fail(exc)
-    host, _, port = listen.rpartition(":")
-    web.run_app(
-        app,
-        host=host,
-        port=int(port),
-        ssl_context=server_context(Issued(cert, key), client_ca),
-        print=None,
-        shutdown_timeout=5,  # open long polls do not hold a stop for a minute
-    )
+    serve_https(app, listen, cert, key, client_ca)
 
 
 @repo.command("status", epilog=EXIT_CODES)

@@ -4,44 +4,23 @@ the source machine, its maintainers and its builders."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
 from reposeal.cli import EXIT_CODES, _Out, main
+from reposeal.cli.bridge import client_ca_option, client_tls, connect, serve_https
 from reposeal.errors import ReposealError
 
 if TYPE_CHECKING:
     from reposeal.source.client import SourceClient
 
-_TLS = [
-    click.option("--cert", required=True, type=click.Path(exists=True, path_type=Path)),
-    click.option("--key", required=True, type=click.Path(exists=True, path_type=Path)),
-    click.option(
-        "--ca",
-        required=True,
-        type=click.Path(exists=True, path_type=Path),
-        help="The CA the servers' certificates come from (nothing else is trusted).",
-    ),
-]
 
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _tls(f: F) -> F:
-    for option in reversed(_TLS):
-        f = option(f)
-    return f
-
-
-def _source_client(url: str, cert: Path, key: Path, ca: Path) -> SourceClient:
+def _source(url: str, cert: Path, key: Path, ca: Path) -> SourceClient:
     from reposeal.source.client import SourceClient
-    from reposeal.tls import Issued, client_context
 
-    return SourceClient(url, client_context(Issued(cert, key), ca))
+    return connect(SourceClient, url, cert, key, ca)
 
 
 @main.group()
@@ -60,12 +39,7 @@ def source() -> None:
 @click.option("--listen", default="127.0.0.1:8444", show_default=True)
 @click.option("--server-cert", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--server-key", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--client-ca",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Only clients with certificates from this CA get in; their role is in the cert.",
-)
+@client_ca_option
 @click.option(
     "--policy",
     "policy_path",
@@ -75,7 +49,7 @@ def source() -> None:
 )
 @click.option("--target", default="core", show_default=True, help="The default repository.")
 @click.option("--repo-url", help="The repo machine (https://HOST:PORT), to send approvals to.")
-@_tls
+@client_tls
 @click.option("--poll", default=5.0, show_default=True, help="Seconds between git scans.")
 def source_serve(
     folder: Path,
@@ -94,28 +68,17 @@ def source_serve(
 ) -> None:
     """Watch the PKGBUILD repositories, collect approvals, hand out build jobs. --cert/--key
     (role "source") is how this machine reaches the repo machine."""
-    from aiohttp import web
-
     from reposeal.repo.service import PolicyFile
     from reposeal.source.service import Source, make_app
-    from reposeal.tls import Issued, server_context
 
     policy = PolicyFile(policy_path)
     try:
         policy.get()
     except ReposealError as exc:
         _Out(False, False).fail(exc)
-    repo_machine = _source_client(repo_url, cert, key, ca) if repo_url else None
+    repo_machine = _source(repo_url, cert, key, ca) if repo_url else None
     app = make_app(Source(folder, repos, policy.get, target, repo_machine), poll)
-    host, _, port = listen.rpartition(":")
-    web.run_app(
-        app,
-        host=host,
-        port=int(port),
-        ssl_context=server_context(Issued(server_cert, server_key), client_ca),
-        print=None,
-        shutdown_timeout=5,
-    )
+    serve_https(app, listen, server_cert, server_key, client_ca)
 
 
 _SOURCE = click.option("--source", "url", required=True, help="https://HOST:PORT")
@@ -123,14 +86,14 @@ _SOURCE = click.option("--source", "url", required=True, help="https://HOST:PORT
 
 @main.command("proposals", epilog=EXIT_CODES)
 @_SOURCE
-@_tls
+@client_tls
 @click.option("--json", "as_json", is_flag=True)
 def proposals(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> None:
     """What waits for whom: each proposal's approvals, and its builds (with any
     disagreement between builders, file by file)."""
     out = _Out(False, as_json)
     try:
-        docs = _source_client(url, cert, key, ca).proposals()
+        docs = _source(url, cert, key, ca).proposals()
     except ReposealError as exc:
         out.fail(exc)
     if as_json:
@@ -153,7 +116,7 @@ def proposals(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> None:
 @click.argument("pkgbase")
 @click.argument("commit")
 @_SOURCE
-@_tls
+@client_tls
 @click.option("--signer", "spec", required=True, metavar="SPEC", help="soft:PATH or gpg:FPR")
 @click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--repo", help="The repository to approve it for (default: the source's).")
@@ -182,7 +145,7 @@ def approve(
 
     out = _Out(False, as_json)
     try:
-        client = _source_client(url, cert, key, ca)
+        client = _source(url, cert, key, ca)
         doc = client.proposal(pkgbase, commit)
         since = doc["last_built"][:12] if doc["last_built"] else "nothing built yet"
         click.echo(f"{pkgbase} {commit[:12]}: {doc['subject']} (since {since})", err=True)
@@ -215,7 +178,7 @@ def builder() -> None:
 @builder.command("run", epilog=EXIT_CODES)
 @_SOURCE
 @click.option("--repo-url", required=True, help="The repo machine (https://HOST:PORT).")
-@_tls
+@client_tls
 @click.option("--signer", "spec", required=True, metavar="SPEC", help="soft:PATH or gpg:FPR")
 @click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -256,8 +219,8 @@ def builder_run(
     out = _Out(False, False)
     try:
         count = run(
-            _source_client(url, cert, key, ca),
-            _source_client(repo_url, cert, key, ca),
+            _source(url, cert, key, ca),
+            _source(repo_url, cert, key, ca),
             signer_from_spec(spec, gnupghome),
             workdir,
             command=build_command or DEFAULT_COMMAND,
