@@ -27,7 +27,6 @@ import contextlib
 import hashlib
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from aiohttp import web
 
 from reposeal.repo.jobformat import JOB_ID, JOB_PATH, KINDS, SHA256
 from reposeal.repo.logmirror import MAX_FILES_BYTES, LogCopy, LogPushError
+from reposeal.sqldb import open_db, transaction
 from reposeal.tls import role_of
 
 MAX_BLOB = 4 << 30
@@ -50,13 +50,10 @@ class JobQueue:
         self.folder = folder
         self.blobs = folder / "blobs"
         self.blobs.mkdir(exist_ok=True)
-        self.db = sqlite3.connect(
-            folder / "queue.sqlite", isolation_level=None, check_same_thread=False
-        )
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
+        self.db = open_db(
+            folder / "queue.sqlite",
             "CREATE TABLE IF NOT EXISTS job (id TEXT PRIMARY KEY, spec TEXT NOT NULL, "
-            "state TEXT NOT NULL, taken REAL, result TEXT, created REAL NOT NULL)"
+            "state TEXT NOT NULL, taken REAL, result TEXT, created REAL NOT NULL);",
         )
         # the next job is found without reading the history of every finished one
         self.db.execute("CREATE INDEX IF NOT EXISTS job_waiting ON job (state, created)")
@@ -77,20 +74,19 @@ class JobQueue:
 
     def take(self) -> dict[str, Any] | None:
         now = time.time()
-        self.db.execute("BEGIN IMMEDIATE")
-        row = (
-            self.db.execute(
-                "SELECT id, spec FROM job WHERE state='pending' ORDER BY created LIMIT 1"
-            ).fetchone()
-            or self.db.execute(
-                "SELECT id, spec FROM job WHERE state='taken' AND taken < ? "
-                "ORDER BY created LIMIT 1",
-                (now - LEASE_SECONDS,),
-            ).fetchone()
-        )
-        if row is not None:
-            self.db.execute("UPDATE job SET state='taken', taken=? WHERE id=?", (now, row[0]))
-        self.db.execute("COMMIT")
+        with transaction(self.db) as db:
+            row = (
+                db.execute(
+                    "SELECT id, spec FROM job WHERE state='pending' ORDER BY created LIMIT 1"
+                ).fetchone()
+                or db.execute(
+                    "SELECT id, spec FROM job WHERE state='taken' AND taken < ? "
+                    "ORDER BY created LIMIT 1",
+                    (now - LEASE_SECONDS,),
+                ).fetchone()
+            )
+            if row is not None:
+                db.execute("UPDATE job SET state='taken', taken=? WHERE id=?", (now, row[0]))
         return None if row is None else dict(json.loads(row[1]))
 
     def release(self) -> int:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from reposeal.repo.intake import Intake, Waiting
 from reposeal.repo.lock import database_lock
 from reposeal.repo.logmirror import LogCopy
 from reposeal.repo.move import MOVE, plan_moves
+from reposeal.sqldb import open_db, transaction
 
 STEPS = ("sign-packages", "pool", "stage", "sign-db", "publish", "log", "done")
 REMOVAL = "(removal)"  # how a removal request is named among a cycle's sources
@@ -73,11 +73,8 @@ class Cycles:
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
-        self.db = sqlite3.connect(
-            folder / "cycles.sqlite", isolation_level=None, check_same_thread=False
-        )
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(
+        self.db = open_db(
+            folder / "cycles.sqlite",
             """
             CREATE TABLE IF NOT EXISTS cycle (
                 id TEXT PRIMARY KEY, repo TEXT NOT NULL, arch TEXT NOT NULL,
@@ -89,7 +86,7 @@ class Cycles:
                 repo TEXT NOT NULL, arch TEXT NOT NULL, pkgbase TEXT NOT NULL,
                 commit_id TEXT NOT NULL, cycle TEXT NOT NULL,
                 PRIMARY KEY (repo, arch, pkgbase, commit_id));
-            """
+            """,
         )
 
     def active(self, repo: str, arch: str) -> Cycle | None:
@@ -123,18 +120,17 @@ class Cycles:
     def save(self, cycle: Cycle) -> None:
         """Record a finished step (the next one starts only after this)."""
         cycle.detail.setdefault("times", {})[cycle.step] = time.time()  # when each began
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.execute(
-            "UPDATE cycle SET step=?, detail=?, updated=? WHERE id=?",
-            (cycle.step, json.dumps(cycle.detail), time.time(), cycle.id),
-        )
-        if cycle.step == "done":
-            for base, commit in cycle.plan["sources"]:
-                self.db.execute(
-                    "INSERT OR IGNORE INTO published VALUES (?, ?, ?, ?, ?)",
-                    (cycle.repo, cycle.arch, base, commit, cycle.id),
-                )
-        self.db.execute("COMMIT")
+        with transaction(self.db) as db:
+            db.execute(
+                "UPDATE cycle SET step=?, detail=?, updated=? WHERE id=?",
+                (cycle.step, json.dumps(cycle.detail), time.time(), cycle.id),
+            )
+            if cycle.step == "done":
+                for base, commit in cycle.plan["sources"]:
+                    db.execute(
+                        "INSERT OR IGNORE INTO published VALUES (?, ?, ?, ?, ?)",
+                        (cycle.repo, cycle.arch, base, commit, cycle.id),
+                    )
 
     def is_published(self, repo: str, arch: str, pkgbase: str, commit: str) -> bool:
         return (

@@ -15,8 +15,6 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from reposeal.evidence.quorum import Signed, load_signed
 from reposeal.evidence.statements import Approval, Build, Removal, from_bytes
 from reposeal.policy.decide import Evidence, PackageRecord, SigningState, decide_packages
 from reposeal.policy.document import Policy
+from reposeal.sqldb import open_db, transaction
 
 MAX_STATEMENT = 64 << 10
 MAX_SIGNATURES = 1 << 20
@@ -77,11 +76,8 @@ class Intake:
         folder.mkdir(parents=True, exist_ok=True)
         blobs.mkdir(parents=True, exist_ok=True)
         self.blobs = blobs
-        self.db = sqlite3.connect(
-            folder / "intake.sqlite", isolation_level=None, check_same_thread=False
-        )
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(
+        self.db = open_db(
+            folder / "intake.sqlite",
             """
             CREATE TABLE IF NOT EXISTS package (
                 sha256 TEXT PRIMARY KEY, filename TEXT NOT NULL, name TEXT NOT NULL,
@@ -92,18 +88,8 @@ class Intake:
                 commit_id TEXT NOT NULL, raw BLOB NOT NULL, sigs BLOB NOT NULL,
                 received REAL NOT NULL);
             CREATE INDEX IF NOT EXISTS statement_base ON statement (pkgbase, commit_id);
-            """
+            """,
         )
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     def _keep_statement(
         self, db: sqlite3.Connection, raw: bytes, sigs: bytes, kind: str, pkgbase: str, commit: str
@@ -170,7 +156,7 @@ class Intake:
             pkgbuild_sha256(pkg.buildinfo),
             time.time(),
         )
-        with self._transaction() as db:
+        with transaction(self.db) as db:
             db.execute("INSERT OR IGNORE INTO package VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
             self._keep_statement(db, statement, signatures, "build", build.pkgbase, build.commit)
             os.replace(package, self.blobs / build.sha256)
@@ -195,7 +181,7 @@ class Intake:
                 f"the source machine sends approvals and removals, not {stmt.kind} statements"
             )
         signed = _signed(statement, signatures, policy, "maintainers", f"{stmt.kind} statement")
-        with self._transaction() as db:
+        with transaction(self.db) as db:
             self._keep_statement(db, statement, signatures, stmt.kind, base, commit)
         return {"kind": stmt.kind, "signers": sorted(signed.signers)}
 

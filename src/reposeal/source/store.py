@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 
 from reposeal.evidence.files import merge_signatures
 from reposeal.source.gitrepo import Commit
+from reposeal.sqldb import open_db, transaction
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,12 +56,8 @@ class Proposal:
 class SourceStore:
     def __init__(self, folder: Path) -> None:
         self._lock = threading.RLock()
-        folder.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(
-            folder / "source.sqlite", isolation_level=None, check_same_thread=False
-        )
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(
+        self.db = open_db(
+            folder / "source.sqlite",
             """
             CREATE TABLE IF NOT EXISTS proposal (
                 pkgbase TEXT NOT NULL, commit_id TEXT NOT NULL, doc TEXT NOT NULL,
@@ -79,7 +75,7 @@ class SourceStore:
             CREATE TABLE IF NOT EXISTS report (
                 job TEXT NOT NULL, builder TEXT NOT NULL, doc TEXT NOT NULL,
                 PRIMARY KEY (job, builder));
-            """
+            """,
         )
 
     # proposals ---------------------------------------------------------------------------
@@ -111,19 +107,14 @@ class SourceStore:
         self, digest: str, repo: str, pkgbase: str, commit: str, raw: bytes, sigs: bytes
     ) -> bytes:
         """Keep a statement, merging signatures with those already held; return them all."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            row = self.db.execute("SELECT sigs FROM approval WHERE sha256=?", (digest,)).fetchone()
+        with transaction(self.db) as db:
+            row = db.execute("SELECT sigs FROM approval WHERE sha256=?", (digest,)).fetchone()
             merged = merge_signatures(bytes(row[0]), sigs) if row else sigs
-            self.db.execute(
+            db.execute(
                 "INSERT INTO approval (sha256, repo, pkgbase, commit_id, raw, sigs) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET sigs=excluded.sigs",
                 (digest, repo, pkgbase, commit, raw, merged),
             )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return merged
 
     @_locked
@@ -202,9 +193,8 @@ class SourceStore:
         """The oldest job ``builder`` has neither reported nor holds (every builder builds
         every job: that is the reproducibility check)."""
         now = time.time()
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            row = self.db.execute(
+        with transaction(self.db) as db:
+            row = db.execute(
                 "SELECT id, repo, pkgbase, commit_id, epoch FROM job j WHERE NOT EXISTS "
                 "(SELECT 1 FROM report r WHERE r.job=j.id AND r.builder=?) AND NOT EXISTS "
                 "(SELECT 1 FROM taken t WHERE t.job=j.id AND t.builder=? AND t.at > ?) "
@@ -212,13 +202,7 @@ class SourceStore:
                 (builder, builder, now - LEASE),
             ).fetchone()
             if row is not None:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO taken VALUES (?, ?, ?)", (row[0], builder, now)
-                )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+                db.execute("INSERT OR REPLACE INTO taken VALUES (?, ?, ?)", (row[0], builder, now))
         return None if row is None else self._job(row)
 
     @_locked

@@ -9,11 +9,11 @@ had not returned, and the next open finds a complete, consistent tree.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from reposeal.errors import ReposealError
+from reposeal.sqldb import transaction
 from reposeal.translog import merkle
 
 MAX_ENTRY_BYTES = 65535  # C2SP entry bundles use a 16-bit length
@@ -70,16 +70,6 @@ class TransparencyLog:
     def size(self) -> int:
         return self._size
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
     def append(
         self, entries: Sequence[bytes], checkpoint: Callable[[int, bytes], bytes] | None = None
     ) -> list[int]:
@@ -109,7 +99,7 @@ class TransparencyLog:
                 level, idx = level + 1, idx >> 1
                 pending[(level, idx)] = h
                 nodes.append((level, idx, h))
-        with self._transaction() as db:
+        with transaction(self._db) as db:
             db.executemany(
                 "INSERT INTO entry (idx, data) VALUES (?, ?)",
                 [(start + i, e) for i, e in enumerate(entries)],
@@ -174,7 +164,7 @@ class TransparencyLog:
     def save_checkpoint(self, size: int, root: bytes, note: bytes) -> None:
         if root != self.root(size):
             raise LogCorruptError("refusing to store a checkpoint with a wrong root")
-        with self._transaction() as db:
+        with transaction(self._db) as db:
             db.execute("INSERT OR REPLACE INTO checkpoint VALUES (?, ?, ?)", (size, root, note))
 
     def latest_checkpoint(self) -> tuple[int, bytes, bytes] | None:
