@@ -56,7 +56,7 @@ def test_the_author_is_known_and_quorum_makes_a_job(world: World, source) -> Non
 @pytest.mark.parametrize(
     "case",
     ["outsider", "builder key", "not an approval", "other pkgbuild", "other author",
-     "unknown commit", "unknown repo", "garbage"],
+     "unknown commit", "unknown repo", "garbage", "garbage signatures"],
 )  # fmt: skip
 def test_bad_approvals_are_refused_and_not_kept(world: World, source, case: str) -> None:  # type: ignore[no-untyped-def]
     s, commit, pkgbuild = source
@@ -80,7 +80,8 @@ def test_bad_approvals_are_refused_and_not_kept(world: World, source, case: str)
         raw = to_bytes(Approval("nowhere", "hello", commit, pkgbuild, author))
     elif case == "garbage":
         raw = b"\x00not json"
+    sigs = b"\xff\x00 not a signature" if case == "garbage signatures" else signer.sign(raw)  # type: ignore[union-attr]
     with pytest.raises(web.HTTPUnprocessableEntity) as refused:
-        s.approve(raw, signer.sign(raw))  # type: ignore[union-attr]
+        s.approve(raw, sigs)
     assert refused.value.text
     assert s.store.approvals("hello", commit) == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from reposeal.errors import InvalidSignatureFileError, VerificationError
+from reposeal.errors import InvalidSignatureFileError, ReposealError, VerificationError
 from reposeal.evidence.statements import Statement, StatementError, from_bytes
 from reposeal.openpgp.packets import split_signatures
 from reposeal.openpgp.verify import Keyring, verify_detached
@@ -46,6 +46,38 @@ def load_signed(raw: bytes, sig_file: bytes, keyring: Keyring) -> Signed:
     except StatementError:
         raise
     return Signed(stmt, raw, valid_signers(raw, sig_file, keyring))
+
+
+def checked_statement(
+    raw: bytes,
+    sigs: bytes,
+    keyring: Keyring,
+    kinds: tuple[type, ...],
+    what: str,
+    *,
+    max_statement: int,
+    max_signatures: int,
+    unsigned: str,
+) -> Signed:
+    """A statement from outside, as a service takes it: within the size limits, well
+    formed, of one of ``kinds``, and signed by at least one key of ``keyring``. Anything
+    else is a StatementError saying which (``what`` names it; ``unsigned`` is the message
+    when no signature is by a key of ``keyring``)."""
+    if len(raw) > max_statement or len(sigs) > max_signatures:
+        raise StatementError(f"the {what} or its signatures are too large")
+    try:
+        stmt = from_bytes(raw)
+    except ReposealError as exc:
+        raise StatementError(f"{what}: {exc.message}") from None
+    if not isinstance(stmt, kinds):
+        raise StatementError(f"expected a {what}, got a {stmt.kind} statement")
+    try:
+        signed = load_signed(raw, sigs, keyring)
+    except InvalidSignatureFileError as exc:
+        raise StatementError(f"{what}: {exc.message}") from None
+    if not signed.signers:
+        raise StatementError(unsigned)
+    return signed
 
 
 def count(signer_sets: Iterable[frozenset[str]], exclude: frozenset[str] = frozenset()) -> int:

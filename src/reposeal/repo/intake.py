@@ -23,8 +23,8 @@ from reposeal.alpm.buildinfo import pkgbuild_sha256
 from reposeal.alpm.package import read_package
 from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.files import merge_signatures
-from reposeal.evidence.quorum import Signed, load_signed
-from reposeal.evidence.statements import Approval, Build, Removal, from_bytes
+from reposeal.evidence.quorum import Signed, checked_statement, load_signed
+from reposeal.evidence.statements import Approval, Build, Removal, StatementError, from_bytes
 from reposeal.policy.decide import Evidence, PackageRecord, SigningState, decide_packages
 from reposeal.policy.document import Policy
 from reposeal.sqldb import open_db, transaction
@@ -57,16 +57,25 @@ class Waiting:
         }
 
 
-def _signed(raw: bytes, sigs: bytes, policy: Policy, role: str, what: str) -> Signed:
+def _signed(
+    raw: bytes, sigs: bytes, policy: Policy, role: str, kinds: tuple[type, ...], what: str
+) -> Signed:
+    """An uploaded statement of one of ``kinds``, signed by a key of the policy's ``role``;
+    refused (nothing kept) otherwise."""
     try:
-        signed = load_signed(raw, sigs, policy.keyrings[role])
-    except ReposealError as exc:
-        raise UploadRefusedError(f"{what}: {exc.message}") from None
-    if not signed.signers:
-        raise UploadRefusedError(
-            f"{what}: no valid signature by a key of the policy's {role} (policy v{policy.version})"
+        return checked_statement(
+            raw,
+            sigs,
+            policy.keyrings[role],
+            kinds,
+            what,
+            max_statement=MAX_STATEMENT,
+            max_signatures=MAX_SIGNATURES,
+            unsigned=f"{what}: no valid signature by a key of the policy's {role} "
+            f"(policy v{policy.version})",
         )
-    return signed
+    except StatementError as exc:
+        raise UploadRefusedError(exc.message) from None
 
 
 class Intake:
@@ -111,16 +120,9 @@ class Intake:
     def check_build(self, policy: Policy, statement: bytes, signatures: bytes) -> Build:
         """The build statement of an upload, if it parses and a builder of the policy signed
         it: checked before the package itself is received."""
-        if len(statement) > MAX_STATEMENT or len(signatures) > MAX_SIGNATURES:
-            raise UploadRefusedError("the build statement or its signatures are too large")
-        try:
-            build = from_bytes(statement)
-        except ReposealError as exc:
-            raise UploadRefusedError(f"build statement: {exc.message}") from None
-        if not isinstance(build, Build):
-            raise UploadRefusedError(f"expected a build statement, got a {build.kind} statement")
-        _signed(statement, signatures, policy, "builders", "build statement")
-        return build
+        signed = _signed(statement, signatures, policy, "builders", (Build,), "build statement")
+        assert isinstance(signed.statement, Build)
+        return signed.statement
 
     def add_build(
         self, policy: Policy, statement: bytes, signatures: bytes, package: Path
@@ -166,21 +168,20 @@ class Intake:
 
     def add_statement(self, policy: Policy, statement: bytes, signatures: bytes) -> dict[str, Any]:
         """An approval or a removal request, signed by maintainers of the policy."""
-        if len(statement) > MAX_STATEMENT or len(signatures) > MAX_SIGNATURES:
-            raise UploadRefusedError("the statement or its signatures are too large")
-        try:
-            stmt = from_bytes(statement)
-        except ReposealError as exc:
-            raise UploadRefusedError(f"statement: {exc.message}") from None
+        signed = _signed(
+            statement,
+            signatures,
+            policy,
+            "maintainers",
+            (Approval, Removal),
+            "statement of approval or removal",
+        )
+        stmt = signed.statement
         if isinstance(stmt, Approval):
             base, commit = stmt.pkgbase, stmt.commit
-        elif isinstance(stmt, Removal):
-            base, commit = ",".join(stmt.pkgnames), ""
         else:
-            raise UploadRefusedError(
-                f"the source machine sends approvals and removals, not {stmt.kind} statements"
-            )
-        signed = _signed(statement, signatures, policy, "maintainers", f"{stmt.kind} statement")
+            assert isinstance(stmt, Removal)
+            base, commit = ",".join(stmt.pkgnames), ""
         with transaction(self.db) as db:
             self._keep_statement(db, statement, signatures, stmt.kind, base, commit)
         return {"kind": stmt.kind, "signers": sorted(signed.signers)}

@@ -33,8 +33,8 @@ import pysequoia
 from aiohttp import web
 
 from reposeal.errors import ReposealError
-from reposeal.evidence.quorum import Signed, load_signed
-from reposeal.evidence.statements import MAX_STATEMENT_BYTES, Approval, from_bytes
+from reposeal.evidence.quorum import Signed, checked_statement, load_signed
+from reposeal.evidence.statements import MAX_STATEMENT_BYTES, Approval, StatementError
 from reposeal.policy.document import Policy
 from reposeal.repo.bridge import require_role
 from reposeal.repo.bridge_client import BridgeClient
@@ -149,17 +149,21 @@ class Source:
         its commit reaches the quorum, make the build job."""
         policy = self.policy()
         try:
-            stmt = from_bytes(raw)
-        except ReposealError as exc:
-            raise _refused(f"statement: {exc.message}") from None
-        if not isinstance(stmt, Approval):
-            raise _refused(f"expected an approval, got a {stmt.kind} statement")
-        signed = load_signed(raw, sigs, policy.keyrings["maintainers"])
-        if not signed.signers:
-            raise _refused(
-                "no signature on this approval is by a maintainer key of the policy "
-                f"(version {policy.version}): ask an admin to add your key, or sign with it"
+            signed = checked_statement(
+                raw,
+                sigs,
+                policy.keyrings["maintainers"],
+                (Approval,),
+                "approval",
+                max_statement=MAX_STATEMENT_BYTES,
+                max_signatures=MAX_BODY,
+                unsigned="no signature on this approval is by a maintainer key of the policy "
+                f"(version {policy.version}): ask an admin to add your key, or sign with it",
             )
+        except StatementError as exc:
+            raise _refused(exc.message) from None
+        stmt = signed.statement
+        assert isinstance(stmt, Approval)
         doc = self.store.proposal(stmt.pkgbase, stmt.commit)
         if doc is None:
             raise _refused(f"{stmt.pkgbase} has no proposal {stmt.commit} (not a head seen here)")
@@ -268,8 +272,6 @@ def make_app(source: Source, poll: float = 5.0) -> web.Application:
             sigs = base64.b64decode(doc["signatures"], validate=True)
         except (ValueError, KeyError, TypeError):
             raise web.HTTPBadRequest(text="an approval is {statement, signatures}") from None
-        if len(raw) > MAX_STATEMENT_BYTES or len(sigs) > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
         answer = await asyncio.to_thread(source.approve, raw, sigs)
         if answer["job"]:
             source.jobs.set()  # on the event loop: waiting builders look at once
