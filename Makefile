@@ -1,6 +1,7 @@
 # reposeal: `make demo` and `make test` work on a fresh Debian machine, as root, from a clean clone.
 SHELL := /bin/bash
-APT_PACKAGES := pacman-package-manager makepkg libarchive-tools gnupg gpgv zstd fakeroot sq softhsm2 bubblewrap git ansible-core ansible-lint
+APT_PACKAGES := pacman-package-manager makepkg libarchive-tools gnupg gpgv zstd fakeroot sq softhsm2 bubblewrap git ansible-core ansible-lint \
+  python3-venv python3-dev gcc pkg-config libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev faketime
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
@@ -24,7 +25,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing reposeal with its test tools"
 	@rm -f $(VENV)/.installed-*
-	python3 -m venv $(VENV)
+	/usr/bin/python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
