@@ -101,8 +101,12 @@ def main() -> None:
         ),
         ("-> repo machine starts the cycle", times["sign-packages"] - built_at),
         ("enclave signs the package", times["pool"] - times["sign-packages"]),
-        ("package to the mirror, new databases computed", times["sign-db"] - times["pool"]),
-        ("enclave checks and signs the databases", times["publish"] - times["sign-db"]),
+        ("package and its signature to the mirror", times["propose"] - times["pool"]),
+        (
+            "enclave writes, reads back and signs both databases; the repo machine puts them "
+            "together from the chunks that changed",
+            times["publish"] - times["propose"],
+        ),
         ("databases published", t_db - times["publish"]),
         ("pacman -Sy and -S from the mirror (scratch root)", t_installed - t_db),
     ]

@@ -416,83 +416,42 @@ class Demo:
         self.step(
             "11. A rogue insider with the repo machine's certificate asks the enclave directly"
         )
-        work = self.published_copy(self.out / "insider")
-        db = work / "core.db.tar.gz"
-        parent = hashlib.sha256(db.read_bytes()).hexdigest()
+        parent = hashlib.sha256((self.pool / "core.db").read_bytes()).hexdigest()
         as_repo = ["--bridge", self.repo_url, *self.tls("repo")]
         from reposeal.alpm.synthetic import write_package
 
+        work = self.out / "insider"
+        work.mkdir()
         sneaky = write_package(work, "greeter", "1.2-1", pkgbuild_sha256="0" * 64)
-        self.cli("db", "add", "-q", str(db), str(sneaky))
         self.cli(
-            "bridge",
-            "submit",
-            *as_repo,
-            "--job-id",
-            "insider-unapproved",
-            "--repo",
-            "core",
-            "--arch",
-            "x86_64",
-            "--db",
-            str(db),
-            "--package",
-            str(sneaky),
-            "--parent",
-            parent,
-        )
+            "bridge", "submit", *as_repo, "--job-id", "insider-unapproved", "--repo", "core",
+            "--arch", "x86_64", "--add", str(sneaky), "--parent", parent,
+        )  # fmt: skip
         self.await_refusal(
             "an unapproved package (greeter 1.2, no approvals, no builds)",
             "insider-unapproved",
             "quorum",
         )
         old = sorted(self.mirror.glob("archive/packages/g/greeter/greeter-1.0-1-*.pkg.tar.zst"))[0]
-        work = self.published_copy(self.out / "insider-downgrade")
-        db = work / "core.db.tar.gz"
-        shutil.copy2(old, work / old.name)
-        self.cli("db", "add", "-q", "--allow-downgrade", str(db), str(work / old.name))
         self.cli(
-            "bridge",
-            "submit",
-            *as_repo,
-            "--job-id",
-            "insider-downgrade",
-            "--repo",
-            "core",
-            "--arch",
-            "x86_64",
-            "--db",
-            str(db),
-            "--package",
-            str(work / old.name),
-            "--parent",
-            parent,
-        )
+            "bridge", "submit", *as_repo, "--job-id", "insider-downgrade", "--repo", "core",
+            "--arch", "x86_64", "--add", str(old), "--parent", parent,
+        )  # fmt: skip
         self.await_refusal(
             "a downgrade (greeter 1.1 -> 1.0, the old file and all)",
             "insider-downgrade",
             "older than",
         )
-        replay = work / "replay.db"
-        replay.write_bytes(self.db1[0])
         self.cli(
-            "bridge",
-            "submit",
-            *as_repo,
-            "--job-id",
-            "insider-replay",
-            "--repo",
-            "core",
-            "--arch",
-            "x86_64",
-            "--db",
-            str(replay),
-            "--parent",
-            "none",
-        )
+            "bridge", "submit", *as_repo, "--job-id", "insider-replay", "--repo", "core",
+            "--arch", "x86_64", "--add", str(old), "--parent", "none",
+        )  # fmt: skip
         self.await_refusal(
-            "the old 1.0 database sent again for signing", "insider-replay", "stale or forked"
+            "a transition from the empty repository again (to bring back the 1.0 database)",
+            "insider-replay",
+            "stale or forked",
         )
+        self.insider_database(parent)
 
         self.step("12. A mirror replays the old 1.0 database (validly signed) to users")
         stale = self.out / "stale-mirror"
@@ -576,13 +535,64 @@ class Demo:
         print("complaint above, if any, is pacman about its own cached copy from step 9)")
         self.verify(f"file://{self.pool}")
 
-    def published_copy(self, work: Path) -> Path:
-        """The published databases, copied as plain files, for the insider to edit."""
-        work.mkdir()
-        for f in self.pool.glob("core.*"):
-            if f.is_file():
-                shutil.copy2(f, work / f.name, follow_symlinks=True)
-        return work
+    def insider_database(self, parent: str) -> None:
+        """The insider writes a database of their own: an entry that claims to replace
+        openssh, and a member that reads as a package. There is no way to hand it over."""
+        import gzip
+        import io
+        import tarfile
+
+        from reposeal.cli.bridge import connect
+        from reposeal.errors import ReposealError
+        from reposeal.repo.bridge_client import BridgeClient
+
+        lying = b"%FILENAME%\ngreeter-9-1-any.pkg.tar.zst\n\n%NAME%\ngreeter\n\n" + (
+            b"%VERSION%\n9-1\n\n%REPLACES%\nopenssh\n\n"
+        )
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w") as tar:
+            for name, data in (("greeter-9-1/desc", lying), (".PKGINFO", b"pkgname = x\n")):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        forged = self.out / "insider" / "core.db.tar.gz"
+        forged.write_bytes(gzip.compress(raw.getvalue()))
+        client = connect(BridgeClient, self.repo_url, *map(Path, self.tls("repo")[1::2]))
+        digest = client.put_blob(forged)
+        for what, job in (
+            (
+                "a database of the insider's own (an entry replacing openssh, a .PKGINFO member)",
+                {
+                    "id": "insider-db",
+                    "kind": "db",
+                    "repo": "core",
+                    "arch": "x86_64",
+                    "files": {"db": digest},
+                    "parent": parent,
+                },
+            ),
+            (
+                "the same database slipped in as a transition's file",
+                {
+                    "id": "insider-db2",
+                    "kind": "transition",
+                    "repo": "core",
+                    "arch": "x86_64",
+                    "files": {"db": digest},
+                    "add": [],
+                    "parent": parent,
+                },
+            ),
+        ):
+            try:
+                client.submit(job)
+            except ReposealError as exc:
+                self.refusals.append(what)
+                print(f"\033[1;32mREFUSED by the bridge:\033[0m {what}")
+                print(f"    - {str(exc)[:200]}")
+                continue
+            sys.exit(f"demo failed: the bridge took {what}")
+        print("(the enclave writes every database it signs; it has no way to take one)")
 
     def stale_pacman(self, pool: Path) -> ScratchPacman:
         scratch = ScratchPacman(self.out / "pacman-stale", {"core": pool})

@@ -122,10 +122,13 @@ def test_policy_and_statements(tmp_path: Path) -> None:
             maints[0],
             "--repo",
             "core",
-            "foo",
+            "foo=1.0-1",
         ).returncode
         == 0
     )
+    unversioned = cli("statement", "remove", "-o", str(tmp_path / "r2.json"), "--signer",
+                      maints[0], "--repo", "core", "foo")  # fmt: skip
+    assert unversioned.returncode == 2 and "NAME=VERSION" in unversioned.stderr
     override = tmp_path / "override.json"
     assert (
         cli(

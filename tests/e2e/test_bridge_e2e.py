@@ -14,7 +14,12 @@ import pytest
 
 from reposeal.repo.bridge_client import BridgeClient, BridgeError
 from reposeal.tls import Issued, client_context, issue, make_ca
-from tests.e2e.test_enclave_e2e import cli, evidence, setup  # noqa: F401  (fixture)
+from tests.e2e.test_enclave_e2e import (  # noqa: F401  (fixture)
+    cli,
+    evidence,
+    setup,
+    sign_package,
+)
 from tests.policy.world import World
 
 pytestmark = pytest.mark.e2e
@@ -102,9 +107,9 @@ def enclave_run_args(url: str, home: Path, pki: dict[str, Issued], wait: str = "
     ]
 
 
-def upload(repo_side: BridgeClient, db: Path, pkg: Path, ev: Path) -> dict[str, str]:
-    """Upload a db job's files; return the job's file map."""
-    files = {"db": repo_side.put_blob(db), f"packages/{pkg.name}": repo_side.put_blob(pkg)}
+def upload(repo_side: BridgeClient, pkg: Path, ev: Path) -> dict[str, str]:
+    """Upload a transition's files (a package and its evidence); return the job's file map."""
+    files = {f"packages/{pkg.name}": repo_side.put_blob(pkg)}
     for f in sorted(ev.iterdir()):
         files[f"evidence/{f.name}"] = repo_side.put_blob(f)
     return files
@@ -120,18 +125,21 @@ def test_a_job_goes_through_the_bridge_to_the_enclave_and_back(
     bridge: str,
     setup: tuple[World, Path, Path, Path],  # noqa: F811
 ) -> None:
-    world, home, repo, pkg = setup
+    world, home, _, pkg = setup
     ev = evidence(world, tmp_path / "ev", pkg)
+    assert sign_package(home, pkg, ev, "p1").returncode == 0
     repo_side = client(bridge, pki, "repo")
-    files = upload(repo_side, repo / "core.db.tar.gz", pkg, ev)
-    job = {"id": "job-42", "kind": "db", "repo": "core", "arch": "x86_64", "files": files}
+    files = upload(repo_side, pkg, ev)
+    job = {"id": "job-42", "kind": "transition", "repo": "core", "arch": "x86_64",
+           "add": [pkg.name], "files": files}  # fmt: skip
     repo_side.submit(job)
     repo_side.submit(job)  # idempotent
     served = cli(*enclave_run_args(bridge, home, pki))
     assert served.returncode == 0 and "served 1 job" in served.stdout, served.stderr
     done = repo_side.job("job-42")
     assert done["state"] == "done" and done["result"]["decision"] == "accept"
-    assert done["result"]["signature"] and done["result"]["log_index"] == 1
+    assert done["result"]["signature"] and done["result"]["log_index"] == 2
+    assert done["result"]["databases"]["chunks"]  # the enclave wrote the databases
     # a second, different result for the same job is refused
     enclave_side = client(bridge, pki, "enclave")
     with pytest.raises(BridgeError, match="409"):
@@ -188,16 +196,18 @@ def test_kill_9_at_each_step_still_gives_one_signature_logged_once(
     server = _bridge(tmp_path, pki)
     url = next(server)
     request.addfinalizer(server.close)  # stops the bridge
-    world, home, repo, pkg = setup
+    world, home, _, pkg = setup
     ev = evidence(world, tmp_path / "ev", pkg)
+    assert sign_package(home, pkg, ev, "p1").returncode == 0
     repo_side = client(url, pki, "repo")
-    files = upload(repo_side, repo / "core.db.tar.gz", pkg, ev)
+    files = upload(repo_side, pkg, ev)
     repo_side.submit(
         {
             "id": "crash-job",
-            "kind": "db",
+            "kind": "transition",
             "repo": "core",
             "arch": "x86_64",
+            "add": [pkg.name],
             "files": files,
             "parent": None,
         }
@@ -212,9 +222,9 @@ def test_kill_9_at_each_step_still_gives_one_signature_logged_once(
     result = repo_side.job("crash-job")["result"]
     assert result["decision"] == "accept"
     status = json.loads(cli("enclave", "status", "--json", "--home", str(home)).stdout)
-    assert status["log_size"] == 2  # genesis and exactly one signature, whatever the crash
+    assert status["log_size"] == 3  # genesis, the package, one database: whatever the crash
     audit = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
-    assert audit["ok"] and audit["signatures"] == 1
+    assert audit["ok"] and audit["signatures"] == 2
 
 
 def test_submit_and_result_from_the_command_line(
@@ -223,8 +233,9 @@ def test_submit_and_result_from_the_command_line(
     bridge: str,
     setup: tuple[World, Path, Path, Path],  # noqa: F811
 ) -> None:
-    world, home, repo, pkg = setup
+    world, home, _, pkg = setup
     ev = evidence(world, tmp_path / "ev", pkg)
+    assert sign_package(home, pkg, ev, "p1").returncode == 0
     tls = [
         "--bridge",
         bridge,
@@ -245,9 +256,7 @@ def test_submit_and_result_from_the_command_line(
         "core",
         "--arch",
         "x86_64",
-        "--db",
-        str(repo / "core.db.tar.gz"),
-        "--package",
+        "--add",
         str(pkg),
         "--evidence",
         str(ev),
@@ -265,19 +274,31 @@ def test_submit_and_result_from_the_command_line(
 @pytest.mark.parametrize(
     "files",
     [
-        {"db": "0" * 64, "../../etc/cron.d/x": "0" * 64},
-        {"db": "0" * 64, "packages/.hidden": "0" * 64},
-        {"db": "not-a-hash"},
+        {"../../etc/cron.d/x": "0" * 64},
+        {"packages/.hidden": "0" * 64},
+        {"packages/x": "not-a-hash"},
+        {"db": "0" * 64},  # a database to sign: there is no such thing
+        {"db/repo.db.tar": "0" * 64},
         "not a dict",
     ],
 )
 def test_the_enclave_trusts_no_job_field_from_the_bridge(tmp_path: Path, files: object) -> None:
     from reposeal.enclave.runner import malformed
 
-    job = {"id": "evil", "kind": "db", "repo": "core", "arch": "x86_64", "files": files}
+    job = {"id": "evil", "kind": "transition", "repo": "core", "arch": "x86_64", "files": files}
     result = malformed(job)
     assert result is not None and result["decision"] == "refuse"
     assert not list(tmp_path.iterdir())  # nothing written anywhere
+
+
+@pytest.mark.parametrize("kind", ["db", "sign", "", None])
+def test_the_enclave_takes_no_database_to_sign(kind: object) -> None:
+    """The enclave writes every byte it signs: a job that hands it a database is not a job."""
+    from reposeal.enclave.runner import malformed
+
+    job = {"id": "evil", "kind": kind, "repo": "core", "arch": "x86_64", "files": {}}
+    result = malformed(job)
+    assert result is not None and "never takes a database" in result["reasons"][0]
 
 
 def test_the_enclave_refuses_to_start_without_a_sandbox(
@@ -298,3 +319,35 @@ def test_the_enclave_refuses_to_start_without_a_sandbox(
         args, capture_output=True, text=True, check=False, env={**os.environ, "PATH": str(tmp_path)}
     )  # no bwrap to be found
     assert out.returncode != 0 and "bubblewrap cannot run" in out.stderr
+
+
+def test_an_enclave_whose_disk_was_rolled_back_signs_nothing(
+    tmp_path: Path,
+    pki: dict[str, Issued],
+    bridge: str,
+    setup: tuple[World, Path, Path, Path],  # noqa: F811
+) -> None:
+    """Class 9: the enclave's own log cut back to an older checkpoint it signed itself is
+    refused, against the checkpoint it published at the repo machine."""
+    import shutil
+
+    world, home, _, pkg = setup
+    backup = tmp_path / "backup"
+    shutil.copytree(home, backup)  # an old copy of the disk: genesis only
+    ev = evidence(world, tmp_path / "ev", pkg)
+    assert sign_package(home, pkg, ev, "p1").returncode == 0
+    repo_side = client(bridge, pki, "repo")
+    files = upload(repo_side, pkg, ev)
+    repo_side.submit({"id": "t1", "kind": "transition", "repo": "core", "arch": "x86_64",
+                      "add": [pkg.name], "files": files})  # fmt: skip
+    assert cli(*enclave_run_args(bridge, home, pki)).returncode == 0
+    assert repo_side.log_size() == 3  # the bridge's copy: genesis, the package, the database
+    shutil.rmtree(home)
+    shutil.copytree(backup, home)  # the disk rolled back
+    repo_side.submit({"id": "t2", "kind": "transition", "repo": "core", "arch": "x86_64",
+                      "add": [pkg.name], "files": files})  # fmt: skip
+    out = cli(*enclave_run_args(bridge, home, pki))
+    assert out.returncode != 0 and "rolled back" in out.stderr, out.stderr
+    assert "result" not in repo_side.job("t2") or not repo_side.job("t2")["result"]
+    status = json.loads(cli("enclave", "status", "--json", "--home", str(home)).stdout)
+    assert status["log_size"] == 1  # nothing was signed or logged

@@ -14,7 +14,7 @@ import pytest
 
 from reposeal.openpgp.verify import Keyring, verify_detached
 from tests import tools
-from tests.e2e.test_enclave_e2e import cli, evidence, write_signed
+from tests.e2e.test_enclave_e2e import cli, evidence, sign_and_add, write_signed
 from tests.policy.world import World, make_world
 
 pytestmark = pytest.mark.e2e
@@ -26,14 +26,11 @@ def new_key(tmp: Path, name: str) -> tuple[str, str]:
     return f"soft:{tmp / f'{name}.key'}", str(tsk.extract_certificate())
 
 
-def sign_db(home: Path, repo: Path, ev: Path, job: str) -> bytes:
-    out = cli(
-        "enclave", "sign-db", "--home", str(home), "--repo", "core", "--arch", "x86_64",
-        "--db", str(repo / "core.db.tar.gz"), "--evidence", str(ev), "--packages", str(repo),
-        "--job-id", job, "-o", str(repo / "core.db.sig"),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
-    return (repo / "core.db.sig").read_bytes()
+def add(home: Path, pkg: Path, ev: Path, job: str, out: Path) -> bytes:
+    """Sign the package and add it; the new sync database's signature."""
+    code, answer = sign_and_add(home, pkg, ev, job, out)
+    assert code == 0, answer
+    return (out / "core.db.tar.gz.sig").read_bytes()
 
 
 def test_the_enclave_rotates_to_the_next_key_and_never_back(
@@ -58,10 +55,10 @@ def test_the_enclave_rotates_to_the_next_key_and_never_back(
     for spec in ("hello-1.0", "world-2.0"):
         shutil.copy2(built_packages[spec], repo / built_packages[spec].name)
     hello = repo / built_packages["hello-1.0"].name
-    assert cli("db", "add", str(repo / "core.db.tar.gz"), str(hello)).returncode == 0
-    first = sign_db(home, repo, evidence(world, tmp_path / "ev1", hello), "job-1")
+    out = tmp_path / "out"
+    first = add(home, hello, evidence(world, tmp_path / "ev1", hello), "job-1", out)
     old_ring = Keyring.from_bytes(old_cert.encode())
-    assert verify_detached((repo / "core.db.tar.gz").read_bytes(), first, old_ring)
+    assert verify_detached((out / "core.db.tar.gz").read_bytes(), first, old_ring)
 
     # a policy that does not name the key the enclave signs with is not taken
     orphan = tmp_path / "policy-orphan.json"
@@ -75,17 +72,14 @@ def test_the_enclave_rotates_to_the_next_key_and_never_back(
     assert switched.returncode == 0, switched.stderr
 
     world_pkg = repo / built_packages["world-2.0"].name
-    assert cli("db", "add", str(repo / "core.db.tar.gz"), str(world_pkg)).returncode == 0
     ev2 = tmp_path / "ev2"
-    evidence(world, ev2, hello)
-    for f in (tmp_path / "ev2").iterdir():  # the world package's own evidence beside hello's
-        f.rename(ev2 / f"hello-{f.name}")
+    ev2.mkdir()
     _world_evidence(world, ev2, world_pkg)
-    second = sign_db(home, repo, ev2, "job-2")
+    second = add(home, world_pkg, ev2, "job-2", out)
     new_ring = Keyring.from_bytes(new_cert.encode())
-    assert verify_detached((repo / "core.db.tar.gz").read_bytes(), second, new_ring)
+    assert verify_detached((out / "core.db.tar.gz").read_bytes(), second, new_ring)
     audit = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
-    assert audit["ok"] and audit["key_rotations"] == 1 and audit["signatures"] == 2, audit
+    assert audit["ok"] and audit["key_rotations"] == 1 and audit["signatures"] == 4, audit
 
     # policy v2 revokes the old key; configuring it again gets nothing signed
     revoked = {"current": [new_cert], "revoked": [old_cert]}
@@ -106,7 +100,7 @@ def test_the_enclave_rotates_to_the_next_key_and_never_back(
         json.dumps(config | {"signer": f"soft:{tmp_path / 'repo.key'}"})
     )
     status = cli("enclave", "refresh", "--home", str(home), "--repo", "core", "--arch", "x86_64",
-                 "--db", str(repo / "core.db.tar.gz"), "--job-id", "refresh-1")  # fmt: skip
+                 "-o", str(out), "--job-id", "refresh-1")  # fmt: skip
     assert status.returncode != 0 and "not the one the log names" in status.stdout, status.stdout
     tools.gpg_kill(tmp_path)
 

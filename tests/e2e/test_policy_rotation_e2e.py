@@ -17,33 +17,12 @@ from tests.e2e.test_enclave_e2e import (
     cli,
     evidence,
     setup,  # noqa: F401  (fixture)
+    sign_and_add,
     write_signed,
 )
 from tests.policy.world import World
 
 pytestmark = pytest.mark.e2e
-
-
-def sign_db(home: Path, job: str, db: Path, ev: Path, packages: Path) -> tuple[int, dict]:
-    out = cli(
-        "enclave",
-        "sign-db",
-        "--home",
-        str(home),
-        "--job-id",
-        job,
-        "--repo",
-        "core",
-        "--arch",
-        "x86_64",
-        "--db",
-        str(db),
-        "--evidence",
-        str(ev),
-        "--packages",
-        str(packages),
-    )
-    return out.returncode, json.loads(out.stdout) if out.stdout else {"stderr": out.stderr}
 
 
 def rotate(home: Path, document: Path) -> tuple[int, dict]:
@@ -57,12 +36,9 @@ def test_rotation_is_logged_followed_and_audited(
     built_packages: dict[str, Path],
 ) -> None:
     world, home, repo, pkg = setup
-    assert (
-        sign_db(
-            home, "v1-job", repo / "core.db.tar.gz", evidence(world, tmp_path / "e1", pkg), repo
-        )[0]
-        == 0
-    )
+    out = tmp_path / "out"
+    code, first = sign_and_add(home, pkg, evidence(world, tmp_path / "e1", pkg), "v1-job", out)
+    assert code == 0, first
 
     # v2 asks for one approval instead of two
     v2 = tmp_path / "v2" / "policy.json"
@@ -85,9 +61,6 @@ def test_rotation_is_logged_followed_and_audited(
     # under v2, one maintainer's approval is enough for the upgrade
     new_pkg = repo / built_packages["hello-1.1"].name
     shutil.copy2(built_packages["hello-1.1"], new_pkg)
-    db11 = tmp_path / "next" / "core.db.tar.gz"
-    db11.parent.mkdir()
-    assert cli("db", "add", str(db11), str(new_pkg)).returncode == 0
     ev = tmp_path / "e2"
     ev.mkdir()
     pkgbuild = tools.pkgbuild(*tools.PKGBUILDS["hello-1.1"]).encode()
@@ -99,13 +72,13 @@ def test_rotation_is_logged_followed_and_audited(
         to_bytes(Build("hello", "d" * 40, new_pkg.name, sha, "0" * 64)),
         world.builders[:2],
     )
-    code, answer = sign_db(home, "v2-job", db11, ev, repo)
+    code, answer = sign_and_add(home, new_pkg, ev, "v2-job", out)
     assert code == 0, answer
 
     out = cli("enclave", "audit", "--json", str(home))
     report = json.loads(out.stdout)
     assert out.returncode == 0, report
-    assert report["policy_rotations"] == 1 and report["refusals"] == 2 and report["signatures"] == 2
+    assert report["policy_rotations"] == 1 and report["refusals"] == 2 and report["signatures"] == 4
 
     # a policy swapped on disk after the fact does not pass the audit
     kept = home / "policies" / f"{hashlib.sha256(v2.read_bytes()).hexdigest()}.json"

@@ -182,7 +182,7 @@ def test_approved_builds_are_signed_published_and_installed(
     assert started["step"] == "sign-packages" and started["sources"] == [["hello", COMMIT]]
     assert "served 1 job" in run_enclave(service, enclave)
     (staged,) = cycle(tmp_path)
-    assert staged["step"] == "sign-db", staged
+    assert staged["step"] == "propose", staged
     assert "served 1 job" in run_enclave(service, enclave)
     (done,) = cycle(tmp_path)
     assert done["step"] == "done", done
@@ -286,7 +286,7 @@ def test_kill_9_at_every_step_of_the_cycle_keeps_pacman_working(
         cycle_with_fault(tmp_path, fault)
         assert consistent() == ["hello"]
     run_enclave(service, enclave)
-    for fault in ("packages-answered", "pool-written", "staged", "submitted-db"):
+    for fault in ("packages-answered", "pool-written", "submitted-transition"):
         cycle_with_fault(tmp_path, fault)
         assert consistent() == ["hello"], fault
     run_enclave(service, enclave)
@@ -362,7 +362,7 @@ def test_a_removal_with_quorum_disappears_and_one_without_waits(
         run_enclave(service, enclave)
     assert cycle(tmp_path)[0]["step"] == "done"
 
-    removal = to_bytes(Removal("core", ("world",)))
+    removal = to_bytes(Removal("core", (("world", "2.0-1"),)))
     source = as_role(service, "source")
     source.push_statement(removal, world.maintainers[0].sign(removal))
     assert cycle(tmp_path) == []  # one approval: nothing happens
@@ -379,7 +379,7 @@ def test_a_removal_with_quorum_disappears_and_one_without_waits(
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["waiting"] == [] and len(doc["cycles"]) == 1, doc
-    assert doc["cycles"][0]["step"] == "sign-db", doc  # nothing to sign but the database
+    assert doc["cycles"][0]["step"] == "propose", doc  # nothing to sign but the database
     run_enclave(service, enclave)
     assert cycle(tmp_path)[0]["step"] == "done"
 
@@ -595,7 +595,7 @@ def test_a_move_from_testing_to_core_shows_up_in_both_databases(
         out = cli(*move, "hello", "testing", "core")
         assert out.returncode == 0, out.stderr
         (started,) = json.loads(out.stdout)["cycles"]
-        assert started["repo"] == "core" and started["step"] == "sign-db", started
+        assert started["repo"] == "core" and started["step"] == "propose", started
         run_enclave(svc, home)
         (core_done,) = cycle(tmp_path)
         assert core_done["step"] == "done", core_done

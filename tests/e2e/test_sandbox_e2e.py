@@ -68,7 +68,8 @@ EVIL = textwrap.dedent(
                 os._exit(0)
         elif do == "look":
             report["others"] = others()
-            for path in ("/x", "/tmp/x", "/dev/shm/x", "/usr/x", "/proc/1/root/x", "/dev/x"):
+            for path in ("/x", "/tmp/x", "/dev/shm/x", "/usr/x", "/proc/1/root/x", "/dev/x",
+                     "/alpm/x", "/alpm/sync/x", "/alpm/local/x"):
                 report["write " + path] = attempt(lambda: write(path))
             report["ptrace"] = attempt(ptrace_parent)
             report["peek"] = attempt(peek_parent)
@@ -85,8 +86,7 @@ EVIL = textwrap.dedent(
         elif do == "garbage":
             sock.sendall(b"\\xff\\xff\\xff\\xff" + b"x" * 100)
             os._exit(0)
-        channel.send(sock, {"op": "result", "decision": report})
-        channel.send_bytes(sock, b"[]")
+        channel.send(sock, {"op": "result", "decision": report, "blobs": []})
         os._exit(0)
 
     zygote.main(child)
@@ -106,7 +106,7 @@ def evil_pool(tmp_path: Path) -> WorkerPool:
 def _job(pool: WorkerPool, do: str, folder: Path) -> dict[str, object]:
     policy = (b"{}", b"")  # the template refuses it; the evil child does not care
     return pool.run(
-        {"kind": "db", "do": do}, {}, {"packages": folder}, policy, lambda _: b"{}"
+        {"kind": "transition", "do": do}, {}, {"packages": folder}, policy, lambda *_: b"{}"
     ).decision
 
 

@@ -179,6 +179,8 @@ def test_an_enclave_is_rebuilt_from_its_mirrors(
     assert audit["ok"] and audit["signatures"] == original["signatures"] == 2, audit
     restored, home = EnclaveHome(tmp_path / "restored"), EnclaveHome(enclave)
     assert restored.load_state() == home.load_state()
+    last = restored.last_databases("core", "x86_64")  # its own bytes, to write the next ones
+    assert last is not None and restored.read_db(last.db) == home.read_db(last.db)
 
     # anyone with the repository key can audit the log from the mirror alone
     trusted = tmp_path / "trusted.asc"

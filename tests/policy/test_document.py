@@ -74,7 +74,7 @@ GOOD = [
     Approval("core", "foo", COMMIT, PKGBUILD),
     Approval("core", "foo", COMMIT, PKGBUILD, "A" * 40),
     Build("foo", COMMIT, "foo-1-1-any.pkg.tar.zst", sha("f"), sha("b")),
-    Removal("core", ("foo", "bar")),
+    Removal("core", (("foo", "1-1"), ("bar", "2:0.1-3"))),
     Override("core", "foo", "downgrade", "2-1", "1-1", sha("f"), "nonce-123"),
 ]
 

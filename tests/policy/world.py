@@ -83,8 +83,9 @@ class World:
         commit: str = COMMIT,
         pkgbuild: str = PKGBUILD,
         author: str | None = None,
+        repo: str = "core",
     ) -> Evidence:
-        approval = Approval("core", rec.pkgbase, commit, pkgbuild, author)
+        approval = Approval(repo, rec.pkgbase, commit, pkgbuild, author)
         build = Build(rec.pkgbase, commit, rec.filename, rec.sha256, sha("buildinfo"))
         return Evidence(
             approvals=[
@@ -93,9 +94,11 @@ class World:
             builds=[self.signed(build, self.builders[:builders], policy.keyrings["builders"])],
         )
 
-    def removal(self, names: tuple[str, ...], policy: Policy, n: int = 2) -> Signed:
+    def removal(
+        self, packages: tuple[tuple[str, str], ...], policy: Policy, n: int = 2, repo: str = "core"
+    ) -> Signed:
         return self.signed(
-            Removal("core", names), self.maintainers[:n], policy.keyrings["maintainers"]
+            Removal(repo, packages), self.maintainers[:n], policy.keyrings["maintainers"]
         )
 
     def override(self, o: Override, policy: Policy, n: int = 2) -> Signed:

@@ -85,6 +85,7 @@ def index_document(
         doc[part] = {
             "sha256": hashlib.sha256(archives[part]).hexdigest(),
             "lengths": [len(c.blob(part)) for c in chunks],
+            "chunks": [hashlib.sha256(c.blob(part)).hexdigest() for c in chunks],
         }
     return doc
 
@@ -214,3 +215,34 @@ def read_chunks(
     if len(entries) != sum(c.count for c in chunks):
         raise InvalidDatabaseError("database index does not match its chunks", path=where["db"])
     return entries
+
+
+def pieces(doc: object, archives: dict[str, bytes]) -> dict[str, bytes]:
+    """The compressed chunks of archives an index describes, by their sha256 (empty if the
+    index does not describe exactly these bytes): what a reader that holds the parent needs
+    to rebuild the next archives from the chunks that changed."""
+    out: dict[str, bytes] = {}
+    try:
+        assert isinstance(doc, dict)
+        for part in _PARTS:
+            blob, info = archives[part], doc[part]
+            if hashlib.sha256(blob).hexdigest() != info["sha256"]:
+                return {}
+            pos = 0
+            for n, digest in zip(info["lengths"], info["chunks"], strict=True):
+                piece = blob[pos : pos + n]
+                if hashlib.sha256(piece).hexdigest() != digest:
+                    return {}
+                out[digest] = piece
+                pos += n
+    except (AssertionError, KeyError, TypeError, ValueError):
+        return {}
+    return out
+
+
+def rebuild(doc: object, part: str, pieces_by_sha: dict[str, bytes], kind: str) -> bytes:
+    """The archive ``part`` an index describes, from chunks by sha256 (raises KeyError for a
+    chunk that is not at hand)."""
+    if not isinstance(doc, dict):
+        raise KeyError("index")
+    return b"".join([*(pieces_by_sha[d] for d in doc[part]["chunks"]), end_member(kind)])

@@ -35,6 +35,7 @@ class Package:
     facts: PackageFacts
     files: tuple[str, ...]  # for the files database, sorted, directories end in '/'
     buildinfo: bytes | None
+    pkginfo: bytes = b""  # the .PKGINFO bytes, as read
 
 
 class _HashingReader:
@@ -142,6 +143,6 @@ def read_package(
             sha256=hashing.sha256.hexdigest(),
             pgpsig=pgpsig,
         )
-        return Package(path, facts, tuple(sorted_paths(files)), buildinfo)
+        return Package(path, facts, tuple(sorted_paths(files)), buildinfo, pkginfo)
     except ReposealError as exc:
         raise exc.at(path) from None

@@ -120,16 +120,21 @@ def _client(url: str, cert: Path, key: Path, ca: Path) -> BridgeClient:
 @bridge.command("submit", epilog=EXIT_CODES)
 @_tls
 @click.option("--job-id", required=True)
-@click.option("--kind", type=click.Choice(["db", "refresh"]), default="db", show_default=True)
+@click.option(
+    "--kind", type=click.Choice(["transition", "refresh"]), default="transition",
+    show_default=True,
+)  # fmt: skip
 @click.option("--repo", required=True)
 @click.option("--arch", required=True)
-@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
-    "--package",
-    "packages",
+    "--add",
+    "adds",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A package file to add; repeatable.",
 )
+@click.option("--move", "moves", multiple=True, metavar="FROM=FILE", help="A file moving up.")
+@click.option("--remove", "removes", multiple=True, help="A package name to remove.")
 @click.option("--evidence", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--parent", help="sha256 of the last signed database ('none' for the first).")
 def bridge_submit(
@@ -141,20 +146,29 @@ def bridge_submit(
     kind: str,
     repo: str,
     arch: str,
-    db: Path,
-    packages: tuple[Path, ...],
+    adds: tuple[Path, ...],
+    moves: tuple[str, ...],
+    removes: tuple[str, ...],
     evidence: Path | None,
     parent: str | None,
 ) -> None:
-    """Upload a job's files and queue it for the enclave (role repo)."""
+    """Upload a job's files and queue it for the enclave (role repo): a transition (files
+    to add, files moving up from a lower layer, names to remove) or a refresh of the latest
+    databases' signatures. The enclave writes the databases itself."""
     from reposeal.cli import _Out
     from reposeal.errors import ReposealError
 
     out = _Out(False, False)
+    moved: list[tuple[str, Path]] = []
+    for item in moves:
+        layer, sep, file = item.partition("=")
+        if not sep or not Path(file).is_file():
+            raise click.UsageError(f"--move {item!r}: name an existing file as FROM=FILE")
+        moved.append((layer, Path(file)))
     try:
         client = _client(url, cert, key, ca)
-        files = {"db": client.put_blob(db)}
-        for p in packages:
+        files: dict[str, str] = {}
+        for p in [*adds, *(f for _, f in moved)]:
             files[f"packages/{p.name}"] = client.put_blob(p)
         for p in sorted(evidence.iterdir()) if evidence else []:
             if p.name.endswith((".json", ".json.sig")):
@@ -165,9 +179,14 @@ def bridge_submit(
             "repo": repo,
             "arch": arch,
             "files": files,
+            "add": [p.name for p in adds],
+            "moves": [{"file": f.name, "from": layer} for layer, f in moved],
+            "remove": list(removes),
         }
         if parent is not None:
-            job["parent"] = None if parent == "none" else parent
+            job["parent" if kind == "transition" else "expect"] = (
+                None if parent == "none" else parent
+            )
         client.submit(job)
     except ReposealError as exc:
         out.fail(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -13,7 +14,8 @@ from reposeal.cli import EXIT_CODES, _Out, main
 from reposeal.errors import ReposealError
 
 if TYPE_CHECKING:
-    from reposeal.enclave.jobs import JobResult
+    from reposeal.enclave.home import EnclaveHome
+    from reposeal.enclave.jobs import JobResult, Proposal
 
 _HOME = click.option(
     "--home",
@@ -24,8 +26,13 @@ _HOME = click.option(
 
 
 def _answer(result: JobResult) -> NoReturn:
-    """Print a job's receipt as JSON; exit 0 if signed, 3 if refused."""
-    click.echo(json.dumps(result.to_json(), indent=2))
+    """Print a job's receipt as JSON (without the database bytes); exit 0 if signed, 3 if
+    refused."""
+    receipt = result.to_json()
+    if "databases" in receipt:
+        for key in ("index", "chunks"):
+            receipt["databases"].pop(key, None)
+    click.echo(json.dumps(receipt, indent=2))
     sys.exit(0 if result.decision == "accept" else 3)
 
 
@@ -66,41 +73,105 @@ def enclave_init(
     click.echo(f"enclave home {home} ready; signing key {fpr}")
 
 
+def _proposal_options(f: Callable[..., None]) -> Callable[..., None]:
+    options = [
+        click.option("--repo", required=True),
+        click.option("--arch", required=True),
+        click.option(
+            "--add",
+            "adds",
+            multiple=True,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="A package file to add (its evidence in --evidence); repeatable.",
+        ),
+        click.option(
+            "--move",
+            "moves",
+            multiple=True,
+            metavar="FROM=FILE",
+            help="A package file moving up from the layer FROM, which holds it; repeatable.",
+        ),
+        click.option("--remove", "removes", multiple=True, help="A package name to remove."),
+        click.option("--evidence", type=click.Path(exists=True, file_okay=False, path_type=Path)),
+        click.option(
+            "--compression",
+            type=click.Choice([".gz", ".zst"]),
+            default=".gz",
+            show_default=True,
+            help="How the databases are compressed (a repository keeps its first choice).",
+        ),
+        click.option("--insecure-no-sandbox", is_flag=True, help="Run the worker unsandboxed."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _proposal(
+    repo: str,
+    arch: str,
+    adds: tuple[Path, ...],
+    moves: tuple[str, ...],
+    removes: tuple[str, ...],
+    compression: str,
+    parent: str | None = None,
+) -> tuple[Proposal, Path]:
+    """The proposal the options describe, and the one folder its package files are in."""
+    from reposeal.enclave.jobs import UNSET, Proposal
+
+    moved: list[tuple[str, Path]] = []
+    for item in moves:
+        layer, sep, file = item.partition("=")
+        if not sep or not layer or not file:
+            raise click.UsageError(f"--move {item!r}: name it as FROM=FILE")
+        moved.append((layer, Path(file)))
+    files = [*adds, *(p for _, p in moved)]
+    folders = {p.resolve().parent for p in files}
+    if len(folders) > 1:
+        raise click.UsageError("every package file of one transition must be in one folder")
+    folder = folders.pop() if folders else Path.cwd()
+    return (
+        Proposal(
+            repo,
+            arch,
+            add=tuple(p.name for p in adds),
+            moves=tuple((p.name, layer) for layer, p in moved),
+            remove=removes,
+            parent=UNSET if parent is None else (None if parent == "none" else parent),
+            compression=compression,
+        ),
+        folder,
+    )
+
+
 @enclave.command("dry-run", epilog=EXIT_CODES)
 @_HOME
-@click.option("--repo", required=True)
-@click.option("--arch", required=True)
-@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--evidence", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--packages",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Where the package files are (default: beside the database).",
-)
-@click.option("--insecure-no-sandbox", is_flag=True, help="Run the worker without bubblewrap.")
+@_proposal_options
 def enclave_dry_run(
     home: Path,
     repo: str,
     arch: str,
-    db: Path,
+    adds: tuple[Path, ...],
+    moves: tuple[str, ...],
+    removes: tuple[str, ...],
     evidence: Path | None,
-    packages: Path | None,
+    compression: str,
     insecure_no_sandbox: bool,
 ) -> None:
-    """Run the sandboxed check on a proposed database (parent: the last signed one) without
-    signing or logging. Prints {"decision": ..., "reasons": [...]}; exit 0 accept, 3 refuse."""
-    from reposeal.enclave.dryrun import dry_run
+    """Would the enclave sign this transition of REPO/ARCH (from the databases it signed
+    last)? Runs the sandboxed worker without a key or the log. Prints {"decision": ...,
+    "reasons": [...]}; exit 0 accept, 3 refuse."""
     from reposeal.enclave.home import EnclaveHome
+    from reposeal.enclave.jobs import dry_run
 
     out = _Out(False, True)
+    proposal, folder = _proposal(repo, arch, adds, moves, removes, compression)
     try:
         result = dry_run(
             EnclaveHome(home),
-            repo,
-            arch,
-            db,
+            proposal,
+            folder,
             evidence=evidence,
-            packages=packages,
             insecure_no_sandbox=insecure_no_sandbox,
         )
     except ReposealError as exc:
@@ -109,68 +180,97 @@ def enclave_dry_run(
     sys.exit(0 if result.get("decision") == "accept" else 3)
 
 
-@enclave.command("sign-db", epilog=EXIT_CODES)
+@enclave.command("propose", epilog=EXIT_CODES)
 @_HOME
 @click.option(
     "--job-id", required=True, help="Unique per request; a retry returns the same answer."
 )
-@click.option("--repo", required=True)
-@click.option("--arch", required=True)
-@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--evidence", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--packages", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_proposal_options
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the signature (default: DB.sig).",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the new databases and their signatures.",
 )
 @click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--insecure-no-sandbox", is_flag=True, help="Run the worker without bubblewrap.")
 @click.option(
     "--parent",
     help="sha256 of the database this one replaces ('none' for the first);"
     " refused if it is not the last one signed.",
 )
-def enclave_sign_db(
+def enclave_propose(
     home: Path,
     job_id: str,
     repo: str,
     arch: str,
-    db: Path,
+    adds: tuple[Path, ...],
+    moves: tuple[str, ...],
+    removes: tuple[str, ...],
     evidence: Path | None,
-    packages: Path | None,
-    output: Path | None,
-    gnupghome: Path | None,
+    compression: str,
     insecure_no_sandbox: bool,
+    output: Path,
+    gnupghome: Path | None,
     parent: str | None,
 ) -> None:
-    """Check a database transition in the sandbox and, if the policy allows it, sign it (with
-    the policy's expiry) and log it. Prints the receipt; exit 0 signed, 3 refused."""
+    """Propose a transition of REPO/ARCH: the enclave reads the package files and evidence
+    in its sandbox, writes the next sync and files databases itself (from the ones it signed
+    last), reads them back with libalpm and libarchive, signs them and logs the decision.
+    Writes REPO.db.tar.EXT, REPO.files.tar.EXT and their .sig into OUTPUT; exit 0 signed,
+    3 refused."""
     from reposeal.enclave.home import EnclaveHome
-    from reposeal.enclave.jobs import sign_db
-    from reposeal.fsio import atomic_write
+    from reposeal.enclave.jobs import propose
 
     out = _Out(False, True)
+    proposal, folder = _proposal(repo, arch, adds, moves, removes, compression, parent)
     try:
-        result = sign_db(
-            EnclaveHome(home),
+        h = EnclaveHome(home)
+        result = propose(
+            h,
             job_id,
-            repo,
-            arch,
-            db,
+            proposal,
+            folder,
             evidence=evidence,
-            packages=packages,
             insecure_no_sandbox=insecure_no_sandbox,
             gnupghome=gnupghome,
-            check_parent=parent is not None,
-            claimed_parent=None if parent in (None, "none") else parent,
         )
-        if result.signature is not None:
-            atomic_write(output or db.with_name(db.name + ".sig"), result.signature)
+        _write_databases(h, result, repo, output)
     except ReposealError as exc:
         out.fail(exc)
     _answer(result)
+
+
+def _write_databases(home: EnclaveHome, result: JobResult, repo: str, output: Path) -> None:
+    """The databases a job signed (from the enclave's own copy) and their signatures."""
+    from reposeal.fsio import write_all
+
+    answer = result.databases
+    if answer is None or result.signature is None or result.files_signature is None:
+        return
+    db, files = f"{repo}.db.tar{answer.compression}", f"{repo}.files.tar{answer.compression}"
+    write_all(
+        {
+            output / db: home.read_db(answer.db_sha256),
+            output / files: home.read_db(answer.files_sha256),
+            output / f"{db}.sig": result.signature,
+            output / f"{files}.sig": result.files_signature,
+        }
+    )
+    _links(output, repo, answer.compression)
+
+
+def _links(folder: Path, repo: str, ext: str) -> None:
+    """REPO.db and REPO.files (and their .sig) as repo-add makes them: what pacman fetches."""
+    import os
+
+    for part in ("db", "files"):
+        for suffix in ("", ".sig"):
+            link = folder / f"{repo}.{part}{suffix}"
+            tmp = link.with_name(link.name + ".tmp-link")
+            tmp.unlink(missing_ok=True)
+            os.symlink(f"{repo}.{part}.tar{ext}{suffix}", tmp)
+            os.replace(tmp, link)
 
 
 @enclave.command("sign-packages", epilog=EXIT_CODES)
@@ -221,28 +321,43 @@ def enclave_sign_packages(
 @click.option("--job-id", required=True)
 @click.option("--repo", required=True)
 @click.option("--arch", required=True)
-@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--expect", help="sha256 of the database you hold: refused unless it is the latest.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the new signatures (REPO.db.tar.EXT.sig, REPO.files.tar.EXT.sig).",
+)
 @click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
 def enclave_refresh(
     home: Path,
     job_id: str,
     repo: str,
     arch: str,
-    db: Path,
-    output: Path | None,
+    expect: str | None,
+    output: Path,
     gnupghome: Path | None,
 ) -> None:
-    """Re-sign the latest signed database with a fresh expiry (any other is refused)."""
+    """Re-sign the latest databases the enclave wrote for REPO/ARCH with a fresh expiry."""
     from reposeal.enclave.home import EnclaveHome
     from reposeal.enclave.jobs import refresh_db
-    from reposeal.fsio import atomic_write
+    from reposeal.fsio import write_all
 
     out = _Out(False, True)
     try:
-        result = refresh_db(EnclaveHome(home), job_id, repo, arch, db, gnupghome=gnupghome)
-        if result.signature is not None:
-            atomic_write(output or db.with_name(db.name + ".sig"), result.signature)
+        h = EnclaveHome(home)
+        result = refresh_db(h, job_id, repo, arch, gnupghome=gnupghome, expect=expect)
+        last = h.last_databases(repo, arch)
+        if result.signature and result.files_signature and last is not None:
+            ext = last.compression
+            write_all(
+                {
+                    output / f"{repo}.db.tar{ext}.sig": result.signature,
+                    output / f"{repo}.files.tar{ext}.sig": result.files_signature,
+                }
+            )
+            _links(output, repo, ext)
     except ReposealError as exc:
         out.fail(exc)
     _answer(result)

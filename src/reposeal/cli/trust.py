@@ -289,14 +289,21 @@ def statement_build(
 @_SIGNER
 @_GNUPGHOME
 @click.option("--repo", required=True)
-@click.argument("pkgnames", nargs=-1, required=True)
+@click.argument("packages", nargs=-1, required=True, metavar="NAME=VERSION...")
 def statement_remove(
-    output: Path, spec: str, gnupghome: Path | None, repo: str, pkgnames: tuple[str, ...]
+    output: Path, spec: str, gnupghome: Path | None, repo: str, packages: tuple[str, ...]
 ) -> None:
-    """Maintainers approve removing PKGNAMES from REPO."""
+    """Maintainers approve removing exact versions of packages from REPO
+    (e.g. ``oldpkg=1.2-1``): the enclave removes only that version, once."""
     from reposeal.evidence.statements import Removal
 
-    _write(Removal(repo, pkgnames), output, spec, gnupghome)
+    pairs = []
+    for item in packages:
+        name, sep, version = item.partition("=")
+        if not sep or not name or not version:
+            raise click.UsageError(f"{item!r}: name each package as NAME=VERSION")
+        pairs.append((name, version))
+    _write(Removal(repo, tuple(pairs)), output, spec, gnupghome)
 
 
 @statement.command("override", epilog=EXIT_CODES)

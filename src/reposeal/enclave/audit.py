@@ -10,28 +10,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reposeal.enclave.records import load_records, read_entry
+from reposeal.enclave.records import load_records, load_records_and_entries, read_entry
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.evidence.quorum import Signed, load_signed
 from reposeal.evidence.statements import from_bytes
 from reposeal.openpgp.verify import Keyring, verify_as_made
-from reposeal.policy.decide import (
-    Decision,
-    Evidence,
-    PackageRecord,
-    Request,
-    SigningState,
-    apply,
-    apply_packages,
-    decide,
-    decide_packages,
-)
+from reposeal.policy.decide import Addition, Evidence, Transition, decide, decide_packages
 from reposeal.policy.document import Policy, verify_policy
+from reposeal.policy.entries import apply, check_version, parse
+from reposeal.policy.state import PackageRecord, SigningState
 from reposeal.translog.checkpoint import NoteVerifier, verify_checkpoint
 from reposeal.translog.store import TransparencyLog
 
@@ -96,6 +89,77 @@ def _policy(home: Path, digest: str, previous: Policy | None) -> Policy:
     raise ReposealError(f"policy {digest[:16]}… named by the log is missing", path=home)
 
 
+@dataclass
+class _Databases:
+    """What audit re-reads of the signed databases: the entries each chunk it read held
+    (by the chunk's sha256), and what each repository/architecture must list, by name:
+    (version, sha256 of its desc, sha256 of its files), as the log's records say."""
+
+    chunks: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    expected: dict[tuple[str, str], dict[str, tuple[str, str, str]]] = field(default_factory=dict)
+
+    def follow(
+        self, key: tuple[str, str], adds: dict[str, tuple[str, str, str]], removes: list[str]
+    ) -> dict[str, tuple[str, str, str]]:
+        held = dict(self.expected.get(key, {}))
+        for name in removes:
+            held.pop(name, None)
+        held.update(adds)
+        self.expected[key] = held
+        return held
+
+    def listed(self, home: Path, doc: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+        """Every entry of the signed databases, read from their bytes (a chunk read once
+        is known by its hash after that)."""
+        from reposeal.alpm import chunked
+        from reposeal.alpm.compression import SUFFIX_TO_KIND
+
+        kind = SUFFIX_TO_KIND[str(doc["compression"])]
+        parts = {"db": _db(home, doc["db_sha256"]), "files": _db(home, doc["files_sha256"])}
+        chunks = chunked.chunks_from_index(json.loads(_db(home, doc["index_sha256"])), kind, parts)
+        if chunks is None:
+            raise ReposealError("its chunk index does not describe the signed databases")
+        out: dict[str, tuple[str, str, str]] = {}
+        for c in chunks:
+            digest = hashlib.sha256(c.db + c.files).hexdigest()
+            if digest not in self.chunks:
+                where = {"db": "signed database", "files": "signed files database"}
+                entries = chunked.read_chunks([c], kind, where)
+                self.chunks[digest] = [
+                    (
+                        n,
+                        e.version,
+                        hashlib.sha256(e.desc).hexdigest()
+                        + ":"
+                        + hashlib.sha256(e.files or b"").hexdigest(),
+                    )
+                    for n, e in entries.items()
+                ]
+            for name, version, hashes in self.chunks[digest]:
+                if name in out:
+                    raise ReposealError(f"{name} is listed twice")
+                desc_sha, files_sha = hashes.split(":")
+                out[name] = (version, desc_sha, files_sha)
+        return out
+
+
+def _db(home: Path, digest: str) -> bytes:
+    data = (home / "dbs" / digest).read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ReposealError(f"dbs/{digest[:16]}… does not match its hash")
+    return data
+
+
+def _transition(doc: dict[str, Any], records: dict[str, PackageRecord]) -> Transition:
+    moved = doc.get("moved_from", {})
+    adds = {n: Addition(r, moved.get(n)) for n, r in records.items()}
+    parent = doc.get("parent")
+    return Transition(
+        doc["repo"], doc["arch"], parent if isinstance(parent, str) else None, adds,
+        list(doc.get("removes", [])),
+    )  # fmt: skip
+
+
 def audit(home: Path) -> AuditReport:
     """Audit an enclave home or a published copy of its log, evidence and policies."""
     report = AuditReport()
@@ -111,13 +175,18 @@ def audit(home: Path) -> AuditReport:
         verify_checkpoint(latest[2], verifier, origin)
     repo_key = None
     state = SigningState()
-    current: dict[tuple[str, str], dict[str, PackageRecord]] = {}
+    databases = _Databases()
+
+    def loader(digest: str) -> bytes:
+        return (home / "records" / f"{digest}.json").read_bytes()
+
     for index, raw in enumerate(entries[1:], 1):
         report.entries += 1
         try:
-            doc = read_entry(raw, lambda d: (home / "records" / f"{d}.json").read_bytes())
-        except (OSError, ValueError) as exc:
-            report.violations.append(f"entry {index}: its spilled fields are unusable: {exc}")
+            doc = read_entry(raw, loader)
+            check_version(doc)
+        except (OSError, ValueError, ReposealError) as exc:
+            report.violations.append(f"entry {index}: unreadable: {exc}")
             continue
         if doc.get("type") == "refusal":
             report.refusals += 1
@@ -155,7 +224,9 @@ def audit(home: Path) -> AuditReport:
                 report.violations.append(
                     f"{where}: the policy would have refused it: " + "; ".join(verdict.reasons)
                 )
-            state = apply_packages(state, doc["repo"], records)
+            entry = parse(doc, _given(records))
+            if entry is not None:
+                state = apply(state, entry)
             continue
         if doc.get("type") == "refresh":
             report.signatures += 1
@@ -169,21 +240,32 @@ def audit(home: Path) -> AuditReport:
             continue
         report.signatures += 1
         where = f"entry {index} ({doc['repo']}/{doc['arch']}, job {doc.get('job')})"
-        records = _records(home, doc, where, report)
-        if records is None:
+        try:
+            records, hashes, files = load_records_and_entries(loader, doc["records"])
+        except (OSError, ValueError, KeyError) as exc:
+            report.violations.append(f"{where}: its package records are unusable: {exc}")
             continue
-        key = (doc["repo"], doc["arch"])
-        request = Request(
-            doc["repo"], doc["arch"], doc["parent"], doc["db_sha256"], current.get(key, {}), records
-        )
         evidence = _evidence(home / "evidence", doc["evidence"], policy, where, report)
-        decision = decide(state, request, evidence, policy)
+        decision = decide(state, _transition(doc, records), evidence, policy)
         if not decision.accepted:
             report.violations.append(
                 f"{where}: the policy would have refused it: " + "; ".join(decision.reasons)
             )
-        signed_db = home / "dbs" / doc["db_sha256"]
-        if signed_db.exists():
+        key = (doc["repo"], doc["arch"])
+        expected = databases.follow(
+            key,
+            {n: (r.version, hashes.get(n, ""), files.get(n, "")) for n, r in records.items()},
+            list(doc.get("removes", [])),
+        )
+        if (home / "dbs" / doc["db_sha256"]).exists():
+            try:
+                listed = databases.listed(home, doc)
+            except (OSError, ValueError, KeyError, ReposealError) as exc:
+                report.violations.append(f"{where}: the signed databases do not read: {exc}")
+            else:
+                report.violations += [
+                    f"{where}: the signed database {p}" for p in _compare(listed, expected)
+                ]
             if repo_key is None:
                 repo_key = (
                     Keyring.from_bytes((home / "repo-key.pgp").read_bytes())
@@ -193,10 +275,33 @@ def audit(home: Path) -> AuditReport:
             if repo_key is not None:
                 try:
                     verify_as_made(
-                        signed_db.read_bytes(), base64.b64decode(doc["signature"]), repo_key
+                        _db(home, doc["db_sha256"]), base64.b64decode(doc["signature"]), repo_key
                     )
                 except ReposealError as exc:
                     report.violations.append(f"{where}: signature does not verify: {exc.message}")
-        state = apply(state, request, Decision(used_overrides=list(doc["used_overrides"])))
-        current[key] = records
+        entry = parse(doc, _given(records))
+        if entry is not None:
+            state = apply(state, entry)
     return report
+
+
+def _given(records: dict[str, PackageRecord]) -> Callable[[str], dict[str, PackageRecord]]:
+    """A records loader for an entry whose records are already in hand."""
+    return lambda _: records
+
+
+def _compare(
+    listed: dict[str, tuple[str, str, str]], expected: dict[str, tuple[str, str, str]]
+) -> list[str]:
+    """How the entries of a signed database differ from what the log says it holds."""
+    out = [f"lists {n} {listed[n][0]}, which the log never put there" for n in sorted(
+        set(listed) - set(expected))]  # fmt: skip
+    out += [f"lacks {n}, which the log says it holds" for n in sorted(set(expected) - set(listed))]
+    for name in sorted(set(listed) & set(expected)):
+        if listed[name][0] != expected[name][0]:
+            out.append(f"lists {name} {listed[name][0]}, the log says {expected[name][0]}")
+        elif listed[name][1] != expected[name][1]:
+            out.append(f"lists {name} with another desc than the enclave wrote for its package")
+        elif listed[name][2] != expected[name][2]:
+            out.append(f"lists {name} with other files than the enclave wrote for its package")
+    return out

@@ -1,4 +1,5 @@
-"""`enclave dry-run`: would this database be signed, and if not, why? (No key, no log.)"""
+"""What the worker of one job gets: its spec, the enclave's own blobs, the folders it may
+read, and a view of the signing state. (``enclave dry-run`` runs one without a key.)"""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reposeal.alpm.limits import DEFAULT_LIMITS
-from reposeal.alpm.safeio import read_limited
-from reposeal.enclave.home import EnclaveHome
+from reposeal.enclave.home import EnclaveHome, SignedDatabases
 from reposeal.enclave.records import state_to_json
 from reposeal.enclave.sandbox import SandboxError, WorkerPool, WorkerResult, sandbox_works
-from reposeal.policy.decide import SigningState
+from reposeal.policy.state import SigningState
+
+if TYPE_CHECKING:
+    from reposeal.enclave.jobs import Proposal
 
 
 def refuse_without_sandbox(insecure: bool) -> None:
@@ -44,8 +46,8 @@ class WorkerJob:
     ) -> WorkerResult:
         """The worker's result; ``meanwhile`` runs while the worker starts deciding."""
 
-        def state_for(names: list[str]) -> bytes:
-            return state_to_json(home.state_about(self.state, names))
+        def state_for(names: list[str], bases: list[str], shas: list[str]) -> bytes:
+            return state_to_json(home.state_about(self.state, names, bases, shas))
 
         policy = home.policy_document()
         return pool.run(self.spec, self.blobs, self.folders, policy, state_for, meanwhile)
@@ -55,31 +57,25 @@ def _folders(packages: Path, evidence: Path | None) -> dict[str, Path]:
     return {"packages": packages, **({"evidence": evidence} if evidence is not None else {})}
 
 
-def db_job(
+def transition_job(
     home: EnclaveHome,
     state: SigningState,
-    repo: str,
-    arch: str,
-    db_bytes: bytes,
-    evidence: Path | None,
+    proposal: Proposal,
+    last: SignedDatabases | None,
     packages: Path,
-    files_bytes: bytes | None = None,
+    evidence: Path | None,
 ) -> WorkerJob:
-    """A database-transition job for the worker (the caller read the database once, and
-    the files database, when it is to be signed too)."""
-    parent = state.last_db.get((repo, arch))
-    spec: dict[str, Any] = {"kind": "db", "repo": repo, "arch": arch, "parent": parent}
-    blobs = {"new.db": db_bytes}
-    if files_bytes is not None:
-        blobs["new.files"] = files_bytes
-    logged = home.last_records(repo, arch) if parent is not None else None
-    if logged is not None:  # the parent's records (and chunk map) as logged when signed
-        spec["parent_records"], spec["parent_chunks"] = logged
-        blobs["parent.records.json"] = home.read_records(logged[0])
-        if logged[1] is not None:
-            blobs["parent.chunks.json"] = home.read_records(logged[1])
-    elif parent is not None:
-        blobs["parent.db"] = (home.path / "dbs" / parent).read_bytes()
+    """A transition for the worker: the proposal, and the databases the enclave signed last
+    for that repository (its own bytes, by the hashes its log names)."""
+    spec = proposal.to_json() | {"parent": None}
+    blobs: dict[str, bytes] = {}
+    if last is not None:
+        spec |= {"parent": last.db, "parent_files": last.files, "parent_index": last.index}
+        blobs = {
+            "parent.db": home.read_db(last.db),
+            "parent.files": home.read_db(last.files),
+            "parent.index": home.read_db(last.index),
+        }
     return WorkerJob(spec, blobs, _folders(packages, evidence), state)
 
 
@@ -89,22 +85,3 @@ def packages_job(
     """A package-signing job for the worker."""
     spec = {"kind": "packages", "repo": repo}
     return WorkerJob(spec, {}, _folders(packages, evidence), state)
-
-
-def dry_run(
-    home: EnclaveHome,
-    repo: str,
-    arch: str,
-    db: Path,
-    *,
-    evidence: Path | None = None,
-    packages: Path | None = None,
-    insecure_no_sandbox: bool = False,
-) -> dict[str, Any]:
-    refuse_without_sandbox(insecure_no_sandbox)
-    state = home.load_state()
-    db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")
-    folder = packages or db.resolve().parent
-    job = db_job(home, state, repo, arch, db_bytes, evidence, folder)
-    with WorkerPool(insecure_no_sandbox=insecure_no_sandbox, one_shot=True) as pool:
-        return job.run(home, pool).decision

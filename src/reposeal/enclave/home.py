@@ -6,7 +6,9 @@ HOME/policy.json(.sig)  a copy of the current policy and its admin signatures (f
 HOME/policies/SHA256.json(.sig)  every policy the log names: the genesis entry the first,
                         each "policy" entry a rotation (the log says which one is current)
 HOME/log.sqlite         the transparency log: the enclave's only memory
-HOME/dbs/SHA256         every database it signed (parents of the next transitions)
+HOME/dbs/SHA256         every database (sync and files) and chunk index it wrote and signed:
+                        the parents of its next transitions
+HOME/records/SHA256.json  the records a log entry names (what a transition added, ...)
 """
 
 from __future__ import annotations
@@ -25,21 +27,20 @@ from typing import Any
 
 from reposeal import canonical
 from reposeal.enclave.records import (
-    NameIndex,
     fit_entry,
     genesis_entry,
     named_files,
     read_entry,
     replay,
-    restrict_state,
 )
 from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.fsio import atomic_write, write_all
 from reposeal.openpgp.signer import Signer
 from reposeal.openpgp.spec import signer_from_spec
-from reposeal.policy.decide import PackageRecord, SigningState
 from reposeal.policy.document import Policy, verify_policy
+from reposeal.policy.entries import ENTRY_VERSION
+from reposeal.policy.state import PackageRecord, SigningState, restrict
 from reposeal.translog.checkpoint import Checkpoint, NoteSigner
 from reposeal.translog.store import LogCorruptError, TransparencyLog
 
@@ -57,6 +58,17 @@ class EnclaveStateError(ReposealError):
     """The enclave's home is missing, incomplete or does not match its log."""
 
 
+@dataclass(frozen=True)
+class SignedDatabases:
+    """The last databases the enclave wrote and signed for one repository/architecture."""
+
+    db: str  # sha256 of the sync database
+    files: str  # of the files database
+    index: str  # of their chunk index
+    compression: str  # ".gz" or ".zst"
+    log_index: int  # the entry that signed them
+
+
 @dataclass
 class EnclaveHome:
     path: Path
@@ -64,10 +76,8 @@ class EnclaveHome:
     # whole log once at start-up, then only what was appended since (and the checkpoint)
     _cache: tuple[int, SigningState] | None = field(default=None, init=False, repr=False)
     _jobs: dict[str, int] = field(default_factory=dict, init=False, repr=False)
-    # package file sha256 -> log index of the entry that signed it (never sign twice)
-    _package_sigs: dict[str, int] = field(default_factory=dict, init=False, repr=False)
-    # (repo, arch) -> (records, chunk map, files database) of the last database signed there
-    _last_db: dict[tuple[str, str], tuple[str, str | None, str | None]] = field(
+    # (repo, arch) -> the last databases signed there
+    _last_db: dict[tuple[str, str], SignedDatabases] = field(
         default_factory=dict, init=False, repr=False
     )
     _policy: tuple[bytes, Policy] | None = field(default=None, init=False, repr=False)
@@ -82,7 +92,6 @@ class EnclaveHome:
     _config: tuple[tuple[int, int, int], dict[str, Any]] | None = field(
         default=None, init=False, repr=False
     )
-    _names: NameIndex = field(default_factory=NameIndex, init=False, repr=False)
     _note_seen: bytes = field(default=b"", init=False, repr=False)  # the last note verified
     _policy_sha: str = field(default="", init=False, repr=False)  # the policy in force
     _signer_fpr: str = field(default="", init=False, repr=False)  # the key the log names
@@ -192,7 +201,7 @@ class EnclaveHome:
                 f"{policy.key_overlap_seconds / 3600:.1f} hours before it signs"
             )
         entry = canonical.dumps(
-            {"v": 1, "type": "signer", "signer": new.fingerprint.upper(),
+            {"v": ENTRY_VERSION, "type": "signer", "signer": new.fingerprint.upper(),
              "policy_version": policy.version, "time": int(time.time())}
         )  # fmt: skip
         certs = (self.path / "repo-key.pgp").read_bytes() + new.certificate()
@@ -295,10 +304,12 @@ class EnclaveHome:
             verify_checkpoint(latest[2], self.note_signer().verifier, self.config()["origin"])
             done, state = cached if cached is not None else (0, None)
             if cached is None:
-                self._jobs, self._package_sigs, self._last_db = {}, {}, {}
-                self._names = NameIndex()
+                self._jobs, self._last_db = {}, {}
             fresh = log.entries(done, log.size)
-            state = replay(fresh, self.read_records, state, parsed, self._names)
+            try:
+                state = replay(fresh, self.read_records, state, parsed)
+            except (ReposealError, ValueError, KeyError, TypeError) as exc:
+                raise EnclaveStateError(f"the log cannot be replayed: {exc}") from None
             for offset, raw in enumerate(fresh):
                 doc = read_entry(raw, self.read_records)
                 if doc.get("type") in ("genesis", "signer"):
@@ -309,34 +320,57 @@ class EnclaveHome:
                 if isinstance(job, str):
                     self._jobs.setdefault(job, done + offset)
                 if doc.get("type") == "db":
-                    chunks = doc.get("chunks")
-                    files = doc.get("files_sha256")
-                    self._last_db[(doc["repo"], doc["arch"])] = (
-                        str(doc["records"]),
-                        chunks if isinstance(chunks, str) else None,
-                        files if isinstance(files, str) else None,
+                    self._last_db[(doc["repo"], doc["arch"])] = SignedDatabases(
+                        str(doc["db_sha256"]),
+                        str(doc["files_sha256"]),
+                        str(doc["index_sha256"]),
+                        str(doc["compression"]),
+                        done + offset,
                     )
-                if doc.get("type") == "packages":
-                    for sha in doc.get("by_sha256", {}):
-                        self._package_sigs.setdefault(sha, done + offset)
             self._cache, self._note_seen = (log.size, state), latest[2]
             return state
 
-    def state_about(self, state: SigningState, names: Iterable[str]) -> SigningState:
-        """What ``state`` says about ``names`` (see ``restrict_state``), fast for the state
-        ``load_state`` returned last."""
-        if self._cache is not None and self._cache[1] is state:
-            return self._names.restrict(state, names)
-        return restrict_state(state, names)
+    def state_about(
+        self,
+        state: SigningState,
+        names: Iterable[str],
+        bases: Iterable[str] = (),
+        shas: Iterable[str] = (),
+    ) -> SigningState:
+        """What ``state`` says about ``names`` (see ``policy.state.restrict``)."""
+        return restrict(state, names, bases, shas)
 
     def job_index(self, job_id: str) -> int | None:
         """The log index of the answer to ``job_id`` (after ``load_state``)."""
         return self._jobs.get(job_id)
 
-    def package_signature_index(self, sha256: str) -> int | None:
-        """The log index of the entry that signed the package file with this sha256 (after
-        ``load_state``)."""
-        return self._package_sigs.get(sha256)
+    def check_anchor(self, size: int, note: bytes | None) -> None:
+        """Refuse to go on when a checkpoint this enclave signed and published outside its
+        disk (the repo machine's copy of the log, which only grows) is ahead of its log, or
+        names another tree at the same size: its disk was rolled back (or forked). A note
+        that is not ours proves nothing and is ignored."""
+        from reposeal.translog.checkpoint import verify_checkpoint
+
+        if note is None:
+            return
+        try:
+            cp = verify_checkpoint(note, self.note_signer().verifier, self.config()["origin"])
+        except ReposealError:
+            return  # not signed by our note key: a claim, not a checkpoint of ours
+        with self.open_log() as log:
+            if cp.size > log.size:
+                raise EnclaveStateError(
+                    f"this enclave's log holds {log.size} entries, but it published a "
+                    f"checkpoint of {cp.size} (the repo machine's copy of the log): its disk was "
+                    "rolled back or restored from an old backup. Nothing will be signed; "
+                    "rebuild the home from the mirrors with `reposeal enclave restore`"
+                )
+            if cp.size and log.root(cp.size) != cp.root:
+                raise EnclaveStateError(
+                    f"the checkpoint of {cp.size} entries this enclave published names another "
+                    "tree than its log: its disk was rolled back and then signed on (a fork). "
+                    "Nothing will be signed; rebuild the home with `reposeal enclave restore`"
+                )
 
     def complete_checkpoint(self, signer: Signer) -> None:
         """If the last run died between appending an entry and checkpointing it, the entry is
@@ -393,16 +427,12 @@ class EnclaveHome:
         atomic_write(self.path / "checkpoint.sig", signature, durable=False)  # made again if lost
         return notes[-1]
 
-    def last_records(self, repo: str, arch: str) -> tuple[str, str | None] | None:
-        """(records, chunk map) hashes of the last database signed for repo/arch (after
-        ``load_state``)."""
-        found = self._last_db.get((repo, arch))
-        return None if found is None else found[:2]
+    def last_databases(self, repo: str, arch: str) -> SignedDatabases | None:
+        """The last databases signed for repo/arch (after ``load_state``)."""
+        return self._last_db.get((repo, arch))
 
-    def last_files(self, repo: str, arch: str) -> str | None:
-        """The files database signed with the last database of repo/arch, if one was."""
-        found = self._last_db.get((repo, arch))
-        return None if found is None else found[2]
+    def all_last_databases(self) -> dict[tuple[str, str], SignedDatabases]:
+        return dict(self._last_db)
 
     def read_records(self, digest: str) -> bytes:
         try:
@@ -438,10 +468,19 @@ class EnclaveHome:
         if not holds(self.records_path(digest), digest):
             atomic_write(self.records_path(digest), blob)
 
-    def store_db(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        atomic_write(self.path / "dbs" / digest, data)
-        return digest
+    def read_db(self, digest: str) -> bytes:
+        """A database (or index) the enclave wrote, checked against its hash: the next
+        transition starts from these bytes, never from anyone else's."""
+        try:
+            data = (self.path / "dbs" / digest).read_bytes()
+        except OSError:
+            raise EnclaveStateError(
+                f"the database {digest[:16]}… the log names is missing from dbs/ "
+                "(restore the home: `reposeal enclave restore`)"
+            ) from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise EnclaveStateError(f"dbs/{digest[:16]}… does not match its hash")
+        return data
 
 
 def init_home(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -19,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from reposeal import canonical
-from reposeal.alpm.limits import DEFAULT_LIMITS
-from reposeal.alpm.safeio import read_limited
-from reposeal.enclave.dryrun import db_job, packages_job, refuse_without_sandbox
-from reposeal.enclave.home import EnclaveHome, holds
-from reposeal.enclave.records import load_records, transition_entry
+from reposeal.alpm import chunked
+from reposeal.enclave.dryrun import packages_job, refuse_without_sandbox, transition_job
+from reposeal.enclave.home import EnclaveHome, SignedDatabases, holds
+from reposeal.enclave.records import load_records
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import ReposealError, SigningError
 from reposeal.evidence.files import read_document
@@ -31,14 +31,38 @@ from reposeal.faults import fault_point
 from reposeal.fsio import atomic_write, write_all
 from reposeal.openpgp.signer import Signer, SignOptions
 from reposeal.openpgp.verify import Keyring, verify_detached
-from reposeal.policy.decide import PackageRecord
 from reposeal.policy.document import Policy, verify_policy
+from reposeal.policy.entries import ENTRY_VERSION
+from reposeal.policy.state import PackageRecord
 from reposeal.repo.lock import database_lock
-from reposeal.translog.store import TransparencyLog
 
 NOTATION_POLICY = "policy@reposeal.dev"
 NOTATION_LOG_INDEX = "log-index@reposeal.dev"
 NOTATION_LOG = "log@reposeal.dev"
+
+
+@dataclass(frozen=True)
+class DatabaseAnswer:
+    """The databases a transition wrote: their hashes, their chunk index, and the chunks
+    that are not the parent's (the repo machine holds those). ``replaced``: package files
+    no entry names any more."""
+
+    db_sha256: str
+    files_sha256: str
+    compression: str
+    index: bytes
+    chunks: dict[str, bytes]
+    replaced: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "db_sha256": self.db_sha256,
+            "files_sha256": self.files_sha256,
+            "compression": self.compression,
+            "index": base64.b64encode(self.index).decode(),
+            "chunks": {d: base64.b64encode(c).decode() for d, c in sorted(self.chunks.items())},
+            "replaced": self.replaced,
+        }
 
 
 @dataclass
@@ -51,7 +75,8 @@ class JobResult:
     checkpoint: bytes
     inclusion_proof: list[bytes]
     package_signatures: dict[str, bytes] = field(default_factory=dict)  # file name -> sig
-    files_signature: bytes | None = None  # of the files database, when one was sent
+    files_signature: bytes | None = None  # of the files database
+    databases: DatabaseAnswer | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,7 +96,13 @@ class JobResult:
                 if self.files_signature
                 else {}
             ),
+            **({"databases": self.databases.to_json()} if self.databases else {}),
         }
+
+
+def request_digest(doc: dict[str, Any]) -> str:
+    """What a job asks for, as one hash: a logged job id answers only the identical request."""
+    return hashlib.sha256(canonical.dumps(doc)).hexdigest()
 
 
 def _notations(home: EnclaveHome, policy: Policy, index: int) -> tuple[tuple[str, str], ...]:
@@ -103,14 +134,40 @@ def _check_job_id(job_id: str) -> None:
         raise SigningError("a job id is 1 to 128 printable characters")
 
 
-def _logged(home: EnclaveHome, job_id: str) -> JobResult | None:
-    """The answer already logged for ``job_id``, if any (idempotent retries). Call after
-    ``home.load_state()``, which indexes the job ids of the log."""
+def _answer_of(home: EnclaveHome, doc: dict[str, Any]) -> DatabaseAnswer | None:
+    """The databases a logged transition wrote, as the repo machine gets them."""
+    if doc.get("type") != "db":
+        return None
+    parts = {"db": home.read_db(doc["db_sha256"]), "files": home.read_db(doc["files_sha256"])}
+    index = home.read_db(doc["index_sha256"])
+    new = chunked.pieces(json.loads(index), parts)
+    old: dict[str, bytes] = {}
+    if isinstance(doc.get("parent"), str):
+        parent = {"db": home.read_db(doc["parent"]), "files": home.read_db(doc["parent_files"])}
+        old = chunked.pieces(json.loads(home.read_db(doc["parent_index"])), parent)
+    return DatabaseAnswer(
+        doc["db_sha256"],
+        doc["files_sha256"],
+        doc["compression"],
+        index,
+        {d: c for d, c in new.items() if d not in old},
+        list(doc.get("replaced", [])),
+    )
+
+
+def _logged(home: EnclaveHome, job_id: str, request: str) -> JobResult | None:
+    """The answer already logged for ``job_id``, if any (idempotent retries); a job id
+    logged for another request is refused. Call after ``home.load_state()``."""
     index = home.job_index(job_id)
     if index is None:
         return None
     with home.open_log() as log:
         doc = home.entry(log, index)
+        if doc.get("request") != request:
+            raise SigningError(
+                f"job id {job_id} was used for another request (log entry {index}); a job id "
+                "names one request forever: use a new id"
+            )
         latest = log.latest_checkpoint()
         assert latest is not None
         sig = doc.get("signature")
@@ -126,103 +183,195 @@ def _logged(home: EnclaveHome, job_id: str) -> JobResult | None:
             log.inclusion_proof(index, latest[0]),
             packages,
             base64.b64decode(files_sig) if files_sig else None,
+            _answer_of(home, doc),
         )
 
 
-def sign_db(
+UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposed transition of one repository/architecture, as the repo machine asks:
+    package files to add (in ``packages``), files moving from a lower layer (file, layer),
+    names to remove. ``parent``: the database the requester believes the enclave signed
+    last (None: the first; UNSET: not checked)."""
+
+    repo: str
+    arch: str
+    add: tuple[str, ...] = ()
+    moves: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+    parent: Any = UNSET
+    compression: str = ".gz"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "transition",
+            "repo": self.repo,
+            "arch": self.arch,
+            "add": sorted(self.add),
+            "moves": [{"file": f, "from": r} for f, r in sorted(self.moves)],
+            "remove": sorted(self.remove),
+            "compression": self.compression,
+            **({} if self.parent is UNSET else {"parent": self.parent}),
+        }
+
+
+def propose(
     home: EnclaveHome,
     job_id: str,
-    repo: str,
-    arch: str,
-    db: Path,
+    proposal: Proposal,
+    packages: Path,
     *,
     evidence: Path | None = None,
-    packages: Path | None = None,
     insecure_no_sandbox: bool = False,
     gnupghome: Path | None = None,
-    check_parent: bool = False,
-    claimed_parent: str | None = None,
     pool: WorkerPool | None = None,
-    files_db: Path | None = None,
+    request: str | None = None,
 ) -> JobResult:
-    """Sign the transition to ``db`` if the policy allows it (and ``files_db``, its files
-    database, when given: checked against it and signed with it). With ``check_parent``,
-    ``claimed_parent`` is the database the requester believes is the last signed one (None:
-    the first); a stale or forked claim is refused before anything else."""
+    """Write, check and sign the next databases of a repository if the policy allows the
+    proposed transition. The enclave starts from the databases it signed last (its own
+    bytes), never from anything the requester sends but package files and evidence."""
     refuse_without_sandbox(insecure_no_sandbox)
     _check_job_id(job_id)
+    request = request or request_digest(proposal.to_json())
+    p = proposal
     with database_lock(home.path / "enclave.lck", wait=60):
         home.complete_checkpoint(home.key(gnupghome))  # after a crash past the append
         state = home.load_state()  # verifies the whole log first
-        done = _logged(home, job_id)
+        done = _logged(home, job_id, request)
         if done is not None:
             return done
-        last = state.last_db.get((repo, arch))
-        records, chunks = canonical.dumps([]), None
+        last = home.last_databases(p.repo, p.arch)
         staged: list[bool] = []
-        db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")  # read once
-        files_bytes = None
-        if files_db is not None:
-            files_bytes = read_limited(files_db, DEFAULT_LIMITS.max_db_bytes, "files database")
-        if check_parent and claimed_parent != last:
-            result: dict[str, Any] = {
-                "decision": "refuse",
-                "repo": repo,
-                "arch": arch,
-                "parent": claimed_parent,
-                "reasons": [
-                    f"parent {claimed_parent or 'none'} is not the last database signed "
-                    f"for {repo}/{arch} ({last or 'none'}): stale or forked request"
-                ],
-            }
+        blobs: dict[str, bytes] = {}
+        refusal = _stale(p, last)
+        if refusal is not None:
+            result: dict[str, Any] = {"decision": "refuse", "reasons": [refusal]}
         else:
-            folder = packages or db.resolve().parent
-            job = db_job(home, state, repo, arch, db_bytes, evidence, folder, files_bytes)
+            job = transition_job(home, state, p, last, packages, evidence)
             with _pool(pool, insecure_no_sandbox) as workers:
                 worker = job.run(home, workers, lambda: staged.append(_stage(home, evidence)))
-            result, records, chunks = worker.decision, worker.records, worker.chunks
-        records_sha, parsed = _checked_records(records)
+            result, blobs = worker.decision, worker.blobs
+        accepted = result.get("decision") == "accept"
+        records_sha, parsed = _checked_records(blobs.get("records", canonical.dumps([])))
+        if accepted:
+            _check_blobs(result, blobs)
         fault_point("after-decide")
         signer = home.signer(gnupghome)
         policy = home.policy()
         with home.open_log() as log:
             index = log.size
+            doc: dict[str, Any] = {
+                "v": ENTRY_VERSION,
+                "type": "db" if accepted else "refusal",
+                "job": job_id,
+                "request": request,
+                "repo": p.repo,
+                "arch": p.arch,
+                "parent": last.db if last else None,
+                "policy_version": policy.version,
+                "evidence": result.get("evidence", []),
+            }
             signature = files_signature = None
-            if result.get("decision") == "accept":
-                files_sha = hashlib.sha256(files_bytes).hexdigest() if files_bytes else None
-                if hashlib.sha256(db_bytes).hexdigest() != result.get(
-                    "db_sha256"
-                ) or files_sha != result.get("files_sha256"):
-                    raise SigningError(
-                        "the sandbox decided on other bytes than the enclave holds; "
-                        "nothing was signed",
-                        path=db,
-                    )
+            if accepted:
                 options = _db_options(home, policy, index)
-                signature = _sign_verified(signer, db_bytes, options)
-                if files_bytes is not None:
-                    files_signature = _sign_verified(signer, files_bytes, options)
+                signature = _sign_verified(signer, blobs["db"], options)
+                files_signature = _sign_verified(signer, blobs["files"], options)
                 fault_point("after-sign")
-                home.store_db(db_bytes)
-            _keep(home, records, chunks if signature else None, any(staged))
-            chunks_sha = hashlib.sha256(chunks).hexdigest() if chunks and signature else None
-            entry = transition_entry(
-                result, job_id, signature, records_sha, chunks_sha, files_signature
-            )
-            note = home.append(log, entry, signer)
+                dbs = {home.path / "dbs" / result[f"{k}_sha256"]: blobs[k] for k in DB_PARTS}
+                write_all(dbs | _records_files(home, blobs["records"]), sync=home.path)
+                doc.update(
+                    {k: result.get(k) for k in TRANSITION_FIELDS},
+                    records=records_sha,
+                    compression=last.compression if last else p.compression,
+                    parent_files=last.files if last else None,
+                    parent_index=last.index if last else None,
+                    signature=base64.b64encode(signature).decode(),
+                    files_signature=base64.b64encode(files_signature).decode(),
+                )
+            else:
+                doc["reasons"] = result.get("reasons", [])
+                if any(staged):
+                    write_all({}, sync=home.path)
+            note = home.append(log, canonical.dumps(doc), signer)
             fault_point("after-log-append")
             proof = log.inclusion_proof(index)
         home.load_state({records_sha: parsed})  # the new state, without reading it back
         return JobResult(
             job_id,
-            str(result.get("decision")),
-            list(result.get("reasons", [])),
+            "accept" if accepted else "refuse",
+            list(doc.get("reasons", [])),
             index,
             signature,
             note,
             proof,
             files_signature=files_signature,
+            databases=_answer_of(home, doc) if accepted else None,
         )
+
+
+DB_PARTS = ("db", "files", "index")
+TRANSITION_FIELDS = (
+    "db_sha256",
+    "files_sha256",
+    "index_sha256",
+    "moved_from",
+    "removes",
+    "replaced",
+    "used_overrides",
+    "used_removals",
+    "admitted",
+)
+
+
+def _stale(p: Proposal, last: SignedDatabases | None) -> str | None:
+    """Why the proposal does not start from the last databases signed (None: it does)."""
+    if p.parent is not UNSET and p.parent != (last.db if last else None):
+        return (
+            f"parent {p.parent or 'none'} is not the last database signed for "
+            f"{p.repo}/{p.arch} ({last.db if last else 'none'}): stale or forked request"
+        )
+    if last is not None and last.compression != p.compression:
+        return (
+            f"{p.repo}/{p.arch} is written as {last.compression}, not {p.compression}; "
+            "a repository keeps its compression"
+        )
+    return None
+
+
+def _check_blobs(result: dict[str, Any], blobs: dict[str, bytes]) -> None:
+    """The worker's bytes are the ones it decided on (hash by hash)."""
+    for k in ("records", *DB_PARTS):
+        data = blobs.get(k)
+        if data is None or hashlib.sha256(data).hexdigest() != result.get(f"{k}_sha256"):
+            raise SigningError(f"the worker's {k} do not match its decision; nothing was signed")
+
+
+def _records_files(home: EnclaveHome, records: bytes) -> dict[Path, bytes]:
+    named = hashlib.sha256(records).hexdigest()
+    return {} if holds(home.records_path(named), named) else {home.records_path(named): records}
+
+
+def dry_run(
+    home: EnclaveHome,
+    proposal: Proposal,
+    packages: Path,
+    *,
+    evidence: Path | None = None,
+    insecure_no_sandbox: bool = False,
+) -> dict[str, Any]:
+    """Would the enclave sign this transition, and if not, why? No key, no log."""
+    refuse_without_sandbox(insecure_no_sandbox)
+    state = home.load_state()
+    last = home.last_databases(proposal.repo, proposal.arch)
+    refusal = _stale(proposal, last)
+    if refusal is not None:
+        return {"decision": "refuse", "reasons": [refusal]}
+    job = transition_job(home, state, proposal, last, packages, evidence)
+    with WorkerPool(insecure_no_sandbox=insecure_no_sandbox, one_shot=True) as workers:
+        return job.run(home, workers).decision
 
 
 def _sign_verified(signer: Signer, data: bytes, options: SignOptions) -> bytes:
@@ -244,8 +393,8 @@ def _checked_records(records: bytes) -> tuple[str, dict[str, PackageRecord]]:
 
 def _stage(home: EnclaveHome, evidence: Path | None) -> bool:
     """Copy the statements of a job into the home, named by their hash, while the worker
-    decides (not yet durable: ``_keep`` syncs them with the records). Kept even for a
-    refusal: ``audit`` can then show what a refused job rested on."""
+    decides (not yet durable: the entry's write syncs them). Kept even for a refusal:
+    ``audit`` can then show what a refused job rested on."""
     files: dict[Path, bytes] = {}
     for doc in sorted(evidence.glob("*.json")) if evidence is not None else []:
         try:
@@ -264,86 +413,62 @@ def _stage(home: EnclaveHome, evidence: Path | None) -> bool:
     return bool(files)
 
 
-def _keep(home: EnclaveHome, records: bytes, chunks: bytes | None, staged: bool) -> None:
-    """Make the records (and chunk map) and the staged statements a log entry will name
-    durable (one sync), before the entry is appended, so ``audit`` can replay them and the
-    next transition can reuse them. Files are named by their content's hash."""
-    files: dict[Path, bytes] = {}
-    for blob in (records, chunks) if chunks else (records,):
-        named = hashlib.sha256(blob).hexdigest()
-        if not holds(home.records_path(named), named):
-            files[home.records_path(named)] = blob
-    write_all(files, sync=home.path if staged else None)
-
-
 def refresh_db(
     home: EnclaveHome,
     job_id: str,
     repo: str,
     arch: str,
-    db: Path,
     *,
     gnupghome: Path | None = None,
-    files_db: Path | None = None,
+    expect: str | None = None,
+    request: str | None = None,
 ) -> JobResult:
-    """Re-sign the latest signed database of ``repo/arch`` with a fresh expiry (and its files
-    database, when given). Any other database is refused: an old one must never regain a
-    valid signature."""
-
+    """Re-sign the latest databases the enclave wrote for ``repo/arch`` (its own bytes) with
+    a fresh expiry. ``expect``: the sync database the requester holds; any other than the
+    latest is refused, so an old database never regains a valid signature."""
     _check_job_id(job_id)
+    request = request or request_digest(
+        {"kind": "refresh", "repo": repo, "arch": arch, "expect": expect}
+    )
     with database_lock(home.path / "enclave.lck", wait=60):
         home.complete_checkpoint(home.key(gnupghome))
-        state = home.load_state()
-        done = _logged(home, job_id)
+        home.load_state()
+        done = _logged(home, job_id, request)
         if done is not None:
             return done
-        db_bytes = read_limited(db, DEFAULT_LIMITS.max_db_bytes, "database")
-        files_bytes = None
-        if files_db is not None:
-            files_bytes = read_limited(files_db, DEFAULT_LIMITS.max_db_bytes, "files database")
-        digest = hashlib.sha256(db_bytes).hexdigest()
-        files_digest = hashlib.sha256(files_bytes).hexdigest() if files_bytes else None
-        last = state.last_db.get((repo, arch))
-        last_files = home.last_files(repo, arch)
+        last = home.last_databases(repo, arch)
         policy = home.policy()
         signer = home.signer(gnupghome)
         with home.open_log() as log:
             index = log.size
             doc: dict[str, Any] = {
-                "v": 1,
+                "v": ENTRY_VERSION,
                 "job": job_id,
+                "request": request,
                 "repo": repo,
                 "arch": arch,
-                "db_sha256": digest,
                 "policy_version": policy.version,
             }
             signature = files_signature = None
-            if digest != last:
+            if last is None or (expect is not None and expect != last.db):
                 doc.update(
                     type="refusal",
                     reasons=[
                         f"only the latest database signed for {repo}/{arch} is refreshed "
-                        f"({(last or 'none')[:16]}…), not {digest[:16]}…"
-                    ],
-                )
-            elif files_digest is not None and files_digest != last_files:
-                doc.update(
-                    type="refusal",
-                    reasons=[
-                        f"the files database sent ({files_digest[:16]}…) is not the one signed "
-                        f"with the latest database of {repo}/{arch}"
+                        f"({(last.db if last else 'none')[:16]}…), not {(expect or '')[:16]}…"
                     ],
                 )
             else:
                 options = _db_options(home, policy, index)
-                signature = _sign_verified(signer, db_bytes, options)
-                doc.update(type="refresh", signature=base64.b64encode(signature).decode())
-                if files_bytes is not None:
-                    files_signature = _sign_verified(signer, files_bytes, options)
-                    doc.update(
-                        files_sha256=files_digest,
-                        files_signature=base64.b64encode(files_signature).decode(),
-                    )
+                signature = _sign_verified(signer, home.read_db(last.db), options)
+                files_signature = _sign_verified(signer, home.read_db(last.files), options)
+                doc.update(
+                    type="refresh",
+                    db_sha256=last.db,
+                    files_sha256=last.files,
+                    signature=base64.b64encode(signature).decode(),
+                    files_signature=base64.b64encode(files_signature).decode(),
+                )
             note = home.append(log, canonical.dumps(doc), signer)
             proof = log.inclusion_proof(index)
         return JobResult(
@@ -356,6 +481,12 @@ def refresh_db(
             proof,
             files_signature=files_signature,
         )
+
+
+def _listing_digest(folder: Path) -> str:
+    """The names and sizes of a job's package files (what a packages request is)."""
+    found = sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file())
+    return hashlib.sha256(json.dumps(found).encode()).hexdigest()
 
 
 def _revoked_too_early(home: EnclaveHome, new: Policy) -> list[str]:
@@ -373,15 +504,6 @@ def _revoked_too_early(home: EnclaveHome, new: Policy) -> list[str]:
     return reasons
 
 
-def _signed_before(home: EnclaveHome, log: TransparencyLog, sha256: str) -> bytes | None:
-    """The signature logged for a package file with this sha256, if any."""
-    index = home.package_signature_index(sha256)
-    if index is None:
-        return None
-    doc = home.entry(log, index)
-    return base64.b64decode(doc["by_sha256"][sha256])
-
-
 def sign_packages(
     home: EnclaveHome,
     job_id: str,
@@ -392,23 +514,28 @@ def sign_packages(
     insecure_no_sandbox: bool = False,
     gnupghome: Path | None = None,
     pool: WorkerPool | None = None,
+    request: str | None = None,
 ) -> JobResult:
     """Sign package files if the policy allows; a file signed before gets the same
     signature back (never two signatures for one version)."""
     refuse_without_sandbox(insecure_no_sandbox)
     _check_job_id(job_id)
+    request = request or request_digest(
+        {"kind": "packages", "repo": repo, "files": _listing_digest(packages)}
+    )
     with database_lock(home.path / "enclave.lck", wait=60):
         home.complete_checkpoint(home.key(gnupghome))
         state = home.load_state()
         signer = home.signer(gnupghome)
-        done = _logged(home, job_id)
+        done = _logged(home, job_id, request)
         if done is not None:
             return done
         staged: list[bool] = []
         job = packages_job(home, state, repo, packages, evidence)
         with _pool(pool, insecure_no_sandbox) as workers:
             worker = job.run(home, workers, lambda: staged.append(_stage(home, evidence)))
-        result, records = worker.decision, worker.records
+        result = worker.decision
+        records = worker.blobs.get("records", canonical.dumps([]))
         records_sha, parsed = _checked_records(records)
         fault_point("after-decide")
         policy = home.policy()
@@ -422,7 +549,8 @@ def sign_packages(
                 options = SignOptions(notations=_notations(home, policy, index))
                 for rec in parsed.values():
                     path = packages / rec.filename
-                    sig = _signed_before(home, log, rec.sha256)
+                    logged = state.signatures.get(rec.sha256)
+                    sig = base64.b64decode(logged) if logged is not None else None
                     if sig is None:
                         with open(path, "rb") as f:
                             sig = signer.sign_detached(f, options)
@@ -432,11 +560,12 @@ def sign_packages(
                         verify_detached(path, sig, keyring)
                     signatures[rec.filename] = sig
                     by_sha[rec.sha256] = base64.b64encode(sig).decode()
-            _keep(home, records, None, any(staged))
+            write_all(_records_files(home, records), sync=home.path)
             doc: dict[str, Any] = {
-                "v": 1,
+                "v": ENTRY_VERSION,
                 "type": "packages" if accepted else "refusal",
                 "job": job_id,
+                "request": request,
                 "repo": repo,
                 "policy_version": result.get("policy_version"),
                 "records": records_sha,
@@ -482,12 +611,18 @@ def rotate_policy(
         home.complete_checkpoint(home.key(gnupghome))
         home.load_state()
         signer = home.signer(gnupghome)
-        done = _logged(home, job_id)
+        digest = hashlib.sha256(raw).hexdigest()
+        request = request_digest({"kind": "policy", "policy": digest, "sigs": sigs.hex()})
+        done = _logged(home, job_id, request)
         if done is not None:
             return done
         current = home.policy()
-        digest = hashlib.sha256(raw).hexdigest()
-        doc: dict[str, Any] = {"v": 1, "job": job_id, "policy_sha256": digest}
+        doc: dict[str, Any] = {
+            "v": ENTRY_VERSION,
+            "job": job_id,
+            "request": request,
+            "policy_sha256": digest,
+        }
         try:
             new = verify_policy(raw, sigs, previous=current)
         except ReposealError as exc:

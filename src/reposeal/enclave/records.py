@@ -6,41 +6,14 @@ the signing state is nothing but that replay.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from reposeal import canonical
-from reposeal.alpm.desc import single
-from reposeal.alpm.syncdb import Entry
-from reposeal.policy.decide import (
-    Decision,
-    PackageRecord,
-    Request,
-    SigningState,
-    apply,
-    apply_packages,
-)
-
-ENTRY_VERSION = 1
-
-
-def record_from_entry(e: Entry, f: dict[str, list[str]] | None = None) -> PackageRecord:
-    """A package record from a database entry (the package file adds pkgbuild_sha256);
-    ``f`` is its parsed desc when the caller has it already."""
-    where = f"entry {e.dirname}"
-    f = e.fields() if f is None else f
-    base = f.get("BASE", [e.name])
-    return PackageRecord(
-        name=e.name,
-        version=e.version,
-        arch=single(f, "ARCH", where),
-        sha256=single(f, "SHA256SUM", where),
-        filename=single(f, "FILENAME", where),
-        pkgbase=base[0] if base else e.name,
-    )
+from reposeal.policy.entries import ENTRY_VERSION, STATE_TYPES, apply, check_version, parse
+from reposeal.policy.state import PackageRecord, SigningState
 
 
 def genesis_entry(policy_sha256: str, signer_fpr: str, note_verifier: str) -> bytes:
@@ -56,63 +29,22 @@ def genesis_entry(policy_sha256: str, signer_fpr: str, note_verifier: str) -> by
     )
 
 
-def record_to_json(
-    r: PackageRecord, entry: str | None = None, files: str | None = None
-) -> dict[str, str | None]:
-    """A record as logged; ``entry``: the ``entry_sha256`` it was derived from, if any;
-    ``files``: the ``files_sha256`` of its files-database entry, once one was checked."""
-    return (
-        ({"entry": entry} if entry is not None else {})
-        | ({"files": files} if files is not None else {})
-    ) | {
-        "name": r.name,
-        "version": r.version,
-        "arch": r.arch,
-        "sha256": r.sha256,
-        "filename": r.filename,
-        "pkgbase": r.pkgbase,
-        "pkgbuild_sha256": r.pkgbuild_sha256,
-    }
-
-
-def transition_entry(
-    result: dict[str, Any],
-    job_id: str,
-    signature: bytes | None,
-    records_sha256: str | None,
-    chunks_sha256: str | None = None,
-    files_signature: bytes | None = None,
-) -> bytes:
-    """A signed (or refused) database transition as the log keeps it: the worker's findings
-    (records re-derived from the bytes, by hash; the evidence used), the job id, the
-    signature."""
-    accepted = result.get("decision") == "accept"
-    doc: dict[str, Any] = {
-        "v": ENTRY_VERSION,
-        "type": "db" if accepted else "refusal",
-        "job": job_id,
-        **{k: result.get(k) for k in ("repo", "arch", "parent", "db_sha256", "policy_version")},
-        "records": records_sha256,
-        **({"chunks": chunks_sha256} if chunks_sha256 else {}),
-        "evidence": result.get("evidence", []),
-        "used_overrides": result.get("used_overrides", []),
-    }
-    if accepted:
-        assert signature is not None
-        doc["signature"] = base64.b64encode(signature).decode()
-        if files_signature is not None:  # the files database, checked with it
-            doc["files_sha256"] = result.get("files_sha256")
-            doc["files_signature"] = base64.b64encode(files_signature).decode()
-    else:
-        doc["reasons"] = result.get("reasons", [])
-    return canonical.dumps(doc)
-
-
 RecordsLoader = Callable[[str], bytes]
 
 # fields that grow with a job's size; an entry too large for the log (C2SP: 64 KiB) keeps
 # them in a blob named by its hash ("spilled"), stored beside the records
-SPILLABLE = ("evidence", "by_sha256", "package_signatures", "reasons", "used_overrides")
+SPILLABLE = (
+    "evidence",
+    "by_sha256",
+    "package_signatures",
+    "reasons",
+    "used_overrides",
+    "used_removals",
+    "admitted",
+    "moved_from",
+    "removes",
+    "replaced",
+)
 
 
 def fit_entry(raw: bytes, store: Callable[[bytes], str]) -> bytes:
@@ -197,49 +129,15 @@ def load_records_and_entries(
     return records, entries, files
 
 
-def entry_sha256(e: Entry) -> str:
-    """What a database entry is, byte for byte: two equal hashes, one record."""
-    return hashlib.sha256(e.dirname.encode() + b"/desc\0" + e.desc).hexdigest()
-
-
-class NameIndex:
-    """Which keys of the signing state concern each package name, kept while the log is
-    replayed: a worker gets the state about its names in time that follows the names, not
-    the history of every repository."""
-
-    def __init__(self) -> None:
-        self.repos: set[str] = set()
-        self.builds: dict[str, set[tuple[str, str]]] = {}  # name -> {(version, arch)}
-
-    def add(self, repo: str, records: Iterable[PackageRecord]) -> None:
-        self.repos.add(repo)
-        for r in records:
-            self.builds.setdefault(r.name, set()).add((r.version, r.arch))
-
-    def restrict(self, state: SigningState, names: Iterable[str]) -> SigningState:
-        """``restrict_state(state, names)`` for a state this index has seen all of."""
-        wanted = set(names)
-        keys = [(n, v, a) for n in wanted for v, a in self.builds.get(n, ())]
-        highest = {(r, n) for r in self.repos for n in wanted}
-        return SigningState(
-            last_db=state.last_db,
-            highest={k: state.highest[k] for k in highest if k in state.highest},
-            bindings={k: state.bindings[k] for k in keys if k in state.bindings},
-            used_overrides=state.used_overrides,
-            origins={k: state.origins[k] for k in keys if k in state.origins},
-        )
-
-
 def replay(
     entries: Iterable[bytes],
     loader: RecordsLoader,
     start: SigningState | None = None,
     parsed: Mapping[str, dict[str, PackageRecord]] | None = None,
-    index: NameIndex | None = None,
 ) -> SigningState:
     """The signing state implied by a log's entries (refusals change nothing), continuing
     from ``start`` when the entries extend a log already replayed. ``parsed``: records
-    already loaded (and hash-checked), by hash; ``index`` learns every record applied."""
+    already loaded (and hash-checked), by hash."""
     import json
 
     def records_of(digest: str) -> dict[str, PackageRecord]:
@@ -248,27 +146,21 @@ def replay(
         return load_records(loader, digest)
 
     state = SigningState() if start is None else start
-    current: dict[tuple[str, str], Mapping[str, PackageRecord]] = {}
     for raw in entries:
         doc = json.loads(raw)
-        if doc.get("type") not in ("packages", "db"):
+        if doc.get("type") not in STATE_TYPES:
+            check_version(doc)
             continue
         if "spilled" in doc:
             doc = read_entry(raw, loader)
-        records = records_of(doc["records"])
-        if index is not None:
-            index.add(doc["repo"], records.values())
-        if doc.get("type") == "packages":
-            state = apply_packages(state, doc["repo"], records)
-            continue
-        key = (doc["repo"], doc["arch"])
-        request = Request(
-            doc["repo"], doc["arch"], doc["parent"], doc["db_sha256"], current.get(key, {}), records
-        )
-        accepted = Decision(used_overrides=list(doc["used_overrides"]))
-        state = apply(state, request, accepted)
-        current[key] = records
+        entry = parse(doc, records_of)
+        if entry is not None:
+            state = apply(state, entry)
     return state
+
+
+def _record(r: PackageRecord) -> list[str | None]:
+    return [r.name, r.version, r.arch, r.sha256, r.filename, r.pkgbase, r.pkgbuild_sha256]
 
 
 def state_to_json(state: SigningState) -> bytes:
@@ -281,25 +173,19 @@ def state_to_json(state: SigningState) -> bytes:
             "last_db": [[r, a, h] for (r, a), h in sorted(state.last_db.items())],
             "highest": [[r, n, v] for (r, n), v in sorted(state.highest.items())],
             "bindings": [[n, v, a, h] for (n, v, a), h in sorted(state.bindings.items())],
-            "origins": [[n, v, a, r] for (n, v, a), r in sorted(state.origins.items())],
+            "origins": [[n, v, a, sorted(r)] for (n, v, a), r in sorted(state.origins.items())],
+            "current": [
+                [r, a, [_record(p) for _, p in sorted(held.items())]]
+                for (r, a), held in sorted(state.current.items())
+            ],
             "used_overrides": sorted(state.used_overrides),
+            "used_removals": sorted(state.used_removals),
+            "admitted": [[r, n, v, sorted(s)] for (r, n, v), s in sorted(state.admitted.items())],
+            "spent": sorted(state.spent),
+            "signatures": sorted(state.signatures.items()),
         },
         separators=(",", ":"),
     ).encode()
-
-
-def restrict_state(state: SigningState, names: Iterable[str]) -> SigningState:
-    """What ``decide`` can look up about ``names``: their highest versions, bindings and
-    origins, with every last database and used override. A worker asks for only this much,
-    so a small job does not carry the whole history of a large repository."""
-    wanted = frozenset(names)
-    return SigningState(
-        last_db=state.last_db,
-        highest={k: v for k, v in state.highest.items() if k[1] in wanted},
-        bindings={k: v for k, v in state.bindings.items() if k[0] in wanted},
-        used_overrides=state.used_overrides,
-        origins={k: v for k, v in state.origins.items() if k[0] in wanted},
-    )
 
 
 def state_from_json(raw: bytes) -> SigningState:
@@ -311,5 +197,10 @@ def state_from_json(raw: bytes) -> SigningState:
         highest={(r, n): v for r, n, v in doc["highest"]},
         bindings={(n, v, a): h for n, v, a, h in doc["bindings"]},
         used_overrides=frozenset(doc["used_overrides"]),
-        origins={(n, v, a): r for n, v, a, r in doc["origins"]},
+        origins={(n, v, a): frozenset(r) for n, v, a, r in doc["origins"]},
+        current={(r, a): {p[0]: PackageRecord(*p) for p in held} for r, a, held in doc["current"]},
+        used_removals=frozenset(doc["used_removals"]),
+        admitted={(r, n, v): frozenset(s) for r, n, v, s in doc["admitted"]},
+        spent=frozenset(doc["spent"]),
+        signatures={sha: sig for sha, sig in doc["signatures"]},
     )

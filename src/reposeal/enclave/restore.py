@@ -83,6 +83,37 @@ def fetch_copy(
     return log, policy
 
 
+def latest_databases(dest: Path, log_url: str, log: Log, fetch: Fetch = fetch_url) -> int:
+    """Put the latest databases (and chunk index) the log names for each repository into
+    ``dest/dbs``, from the mirror the log sits in (MIRROR/REPO/os/ARCH/): the enclave's next
+    transitions start from them. Each must match the hash its entry names. Returns how many
+    repositories were found."""
+    base = log_url.rstrip("/").rsplit("/", 1)[0]
+    last: dict[tuple[str, str], dict[str, object]] = {}
+    for doc in log.docs:
+        if doc.get("type") == "db":
+            last[(str(doc["repo"]), str(doc["arch"]))] = doc
+    for (repo, arch), doc in sorted(last.items()):
+        folder = f"{base}/{repo}/os/{arch}"
+        ext = str(doc["compression"])
+        for name, key in (
+            (f"{repo}.db.tar{ext}", "db_sha256"),
+            (f"{repo}.files.tar{ext}", "files_sha256"),
+            (f"{repo}.current/{repo}.index.json", "index_sha256"),
+        ):
+            digest = str(doc[key])
+            try:
+                data = fetch(f"{folder}/{name}", MAX_DB)
+            except VerificationError as exc:
+                raise RestoreError(f"{repo}/{arch}: {name} cannot be fetched ({exc})") from None
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise RestoreError(
+                    f"{repo}/{arch}: the mirror's {name} is not the one the log names last"
+                )
+            atomic_write(dest / "dbs" / digest, data)
+    return len(last)
+
+
 def restore(
     home: Path,
     log_url: str,
@@ -104,6 +135,7 @@ def restore(
     if note.verifier.encode() != genesis.get("note_verifier"):
         raise RestoreError("the note key is not the one the log's genesis names")
     log, _ = fetch_copy(home, log_url, Keyring.from_bytes(cert), fetch, log)
+    latest_databases(home, log_url, log, fetch)
     config = {"signer": signer_spec, "origin": log.checkpoint.origin}
     atomic_write(home / "config.json", json.dumps(config, indent=2).encode())
     atomic_write(home / "note.key", note_key.read_bytes())

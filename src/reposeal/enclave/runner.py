@@ -24,9 +24,11 @@ from reposeal.alpm.names import check_arch, check_name
 from reposeal.enclave.dryrun import refuse_without_sandbox
 from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.jobs import (
+    Proposal,
+    propose,
     refresh_db,
+    request_digest,
     rotate_policy,
-    sign_db,
     sign_packages,
 )
 from reposeal.enclave.sandbox import WorkerPool
@@ -40,7 +42,7 @@ from reposeal.translog.store import TransparencyLog
 
 PUSH_EVERY = 2.0  # seconds: the log goes to the bridge at most this often while jobs come
 INLINE_BYTES = 1 << 20  # small files come with the job: no request per file
-DB_FILES = {"db": "db/repo.db.tar", "files_db": "db/repo.files.tar"}  # a job's databases
+KINDS = ("transition", "packages", "refresh", "policy")
 
 
 def malformed(job: dict[str, object]) -> dict[str, object] | None:
@@ -50,6 +52,11 @@ def malformed(job: dict[str, object]) -> dict[str, object] | None:
     try:
         if not JOB_ID.fullmatch(str(job.get("id"))):
             raise ReposealError("a job id is 1-128 letters, digits and ._:-")
+        if job.get("kind") not in KINDS:
+            raise ReposealError(
+                f"unknown job kind {str(job.get('kind'))[:40]!r} (the enclave takes "
+                f"{', '.join(KINDS)}; it never takes a database to sign)"
+            )
         if job.get("kind") != "policy":
             check_name(str(job.get("repo")))
             check_arch(str(job.get("arch")))
@@ -61,6 +68,35 @@ def malformed(job: dict[str, object]) -> dict[str, object] | None:
     except ReposealError as exc:
         return {"job": job.get("id"), "decision": "refuse", "reasons": [str(exc)]}
     return None
+
+
+def proposal_of(job: dict[str, object]) -> Proposal:
+    """The transition a bridge job proposes (its fields checked; the worker checks again)."""
+
+    def names(key: str) -> tuple[str, ...]:
+        value = job.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ReposealError(f"a transition job's {key} is a list of names")
+        return tuple(value)
+
+    moves = job.get("moves", [])
+    if not isinstance(moves, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("file"), str) and isinstance(m.get("from"), str)
+        for m in moves
+    ):
+        raise ReposealError("a transition job's moves are {file, from} pairs")
+    parent = job.get("parent")
+    if parent is not None and not isinstance(parent, str):
+        raise ReposealError("a transition job's parent is a sha256 or null")
+    return Proposal(
+        str(job.get("repo")),
+        str(job.get("arch")),
+        add=names("add"),
+        moves=tuple((str(m["file"]), str(m["from"])) for m in moves),
+        remove=names("remove"),
+        parent=parent,
+        compression=str(job.get("compression", ".gz")),
+    )
 
 
 @dataclass
@@ -113,8 +149,6 @@ def fetch(client: BridgeClient, wait: float) -> Fetched | None:
         for rel, digest in files.items():
             limit = DEFAULT_LIMITS.max_package_bytes
             target = got.folder / rel
-            if rel in DB_FILES:
-                limit, target = DEFAULT_LIMITS.max_db_bytes, got.folder / DB_FILES[rel]
             if not _save_inline(inline, rel, str(digest), target, limit):
                 client.fetch_blob(str(digest), target, limit)
         (got.folder / "packages").mkdir(exist_ok=True)
@@ -138,6 +172,7 @@ def process(
         return got.refusal
     job, folder = got.job, got.folder
     job_id, repo, arch = str(job["id"]), str(job.get("repo")), str(job.get("arch"))
+    request = request_digest(dict(job))
     try:
         if job.get("kind") == "policy":
             document = folder / "policy.json"
@@ -152,30 +187,29 @@ def process(
                 gnupghome=gnupghome,
                 insecure_no_sandbox=insecure_no_sandbox,
                 pool=pool,
+                request=request,
             ).to_json()
-        db, files_db = folder / DB_FILES["db"], folder / DB_FILES["files_db"]
-        if not db.exists():
-            raise ReposealError("a database job must send its database")
-        files = files_db if files_db.exists() else None
         if job.get("kind") == "refresh":
+            expect = job.get("expect")
             return refresh_db(
-                home, job_id, repo, arch, db, gnupghome=gnupghome, files_db=files
+                home,
+                job_id,
+                repo,
+                arch,
+                gnupghome=gnupghome,
+                expect=str(expect) if expect is not None else None,
+                request=request,
             ).to_json()
-        claimed = job.get("parent")
-        result = sign_db(
+        result = propose(
             home,
             job_id,
-            repo,
-            arch,
-            db,
+            proposal_of(job),
+            folder / "packages",
             evidence=folder / "evidence",
-            packages=folder / "packages",
             insecure_no_sandbox=insecure_no_sandbox,
             gnupghome=gnupghome,
-            check_parent="parent" in job,
-            claimed_parent=str(claimed) if claimed else None,
             pool=pool,
-            files_db=files,
+            request=request,
         )
         return result.to_json()
     except ReposealError as exc:  # the job is answered, the enclave keeps serving
@@ -354,6 +388,7 @@ def run(
     refuse_without_sandbox(insecure_no_sandbox)  # no sandbox: refuse to start, loudly
     home.complete_checkpoint(home.key(gnupghome))  # finish what a crash interrupted
     home.load_state()  # a log that does not verify stops us before any job
+    _anchor(home, client, once)  # nor does a log behind what we published
     gc.freeze()  # the replayed history stays; the collector need not walk it after each job
     try:  # what a previous run took (and maybe died with) comes back at once, not at lease end
         client.release()
@@ -375,6 +410,20 @@ def run(
     finally:
         if own:
             workers.close()
+
+
+def _anchor(home: EnclaveHome, client: BridgeClient, once: bool) -> None:
+    """Check the home's log against the newest checkpoint it published (the bridge's copy)
+    before serving anything; wait for the bridge rather than sign without that check."""
+    while True:
+        try:
+            home.check_anchor(*client.log_head())
+            return
+        except BridgeError as exc:
+            if once:
+                raise
+            print(f"bridge: {exc.message}; retrying in 5 s", file=sys.stderr)
+            time.sleep(5)
 
 
 def _serve(
@@ -414,5 +463,6 @@ def _serve(
         finally:
             got.cleanup()
         fault_point("before-post")
-        poster.post(str(got.job["id"]), result, urgent=got.job.get("kind") in ("db", "refresh"))
+        urgent = got.job.get("kind") in ("transition", "refresh")
+        poster.post(str(got.job["id"]), result, urgent=urgent)
         served += 1

@@ -27,22 +27,26 @@ from typing import IO, Any, NoReturn
 
 import reposeal
 from reposeal.enclave import channel
+from reposeal.enclave.readback import ALPM_DIR
+from reposeal.enclave.readback import NAMES as READBACK_NAMES
 from reposeal.errors import ReposealError, ToolMissingError
 
 DEFAULT_TIMEOUT = 120.0
 START_TIMEOUT = 30.0
 REAP_TIMEOUT = 10.0
 STDERR_LIMIT = 1 << 20
-MAX_RESULT = 256 << 20  # the records of a very large database
+MAX_RESULT = 2 << 30  # a whole files database, written anew (adoption)
 MAX_NAMES = 200_000
+MAX_BLOBS = 8
+MAX_REQUEST = 256 << 20  # a worker's request or decision (reasons of a large job)
+StateFor = Callable[[list[str], list[str], list[str]], bytes]  # names, bases, file sha256s
 FOLDERS = ("job", "packages", "evidence")
 
 
 @dataclass(frozen=True)
 class WorkerResult:
     decision: dict[str, Any]  # decision, reasons, evidence used, hashes, ...
-    records: bytes  # canonical JSON list of the package records derived from the bytes
-    chunks: bytes | None = None  # canonical JSON chunk map of a chunked database
+    blobs: dict[str, bytes]  # the exact bytes to store: records, databases, index
 
 
 class SandboxError(ReposealError):
@@ -82,6 +86,15 @@ def bwrap_command(visible: Sequence[Path] = ()) -> list[str]:
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     for p in [*_python_paths(), *map(str, visible)]:  # they may live anywhere, /tmp too
         cmd += ["--ro-bind", p, p]
+    # libalpm opens databases by path: fixed links to the worker's descriptors (readback)
+    # (and an empty local database: libalpm wants one, and could not create it read-only)
+    cmd += ["--dir", str(ALPM_DIR / "sync")]
+    cmd += ["--symlink", str(Path(__file__).parent / "alpm-local"), str(ALPM_DIR / "local")]
+    for fd, name in READBACK_NAMES.items():
+        cmd += ["--symlink", f"/proc/self/fd/{fd}", str(ALPM_DIR / "sync" / f"{name}.db")]
+    library = _libarchive()
+    if library is not None:  # libarchive-c looks for it with ldconfig, which needs /etc
+        cmd += ["--setenv", "LIBARCHIVE", library]
     # bwrap builds / and /dev on tmpfs: make them read-only too, so nothing is writable
     cmd += [
         "--remount-ro",
@@ -95,6 +108,16 @@ def bwrap_command(visible: Sequence[Path] = ()) -> list[str]:
         "/",
     ]
     return cmd
+
+
+@cache
+def _libarchive() -> str | None:
+    """The path of the system's libarchive, the one pacman uses."""
+    for folder in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"):
+        found = sorted(Path(folder).glob("libarchive.so.*"))
+        if found:
+            return str(found[0])
+    return None
 
 
 @cache
@@ -252,7 +275,7 @@ class WorkerPool:
         blobs: dict[str, bytes],
         folders: dict[str, Path],
         policy: tuple[bytes, bytes],
-        state_for: Callable[[list[str]], bytes],
+        state_for: StateFor,
         meanwhile: Callable[[], object] | None = None,
     ) -> WorkerResult:
         """Run one job: ``blobs`` are the job's own files (new.db, ...), ``folders`` the
@@ -347,12 +370,12 @@ class WorkerPool:
         blobs: dict[str, bytes],
         folders: dict[str, Path],
         deadline: float,
-        state_for: Callable[[list[str]], bytes],
+        state_for: StateFor,
     ) -> WorkerResult:
         """Answer the worker's requests until it sends its result."""
         while True:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
-            request, fds = channel.receive(sock, MAX_RESULT)
+            request, fds = channel.receive(sock, MAX_REQUEST)
             for stray in fds:  # a worker sends no descriptors
                 os.close(stray)
             if not isinstance(request, dict):
@@ -362,12 +385,14 @@ class WorkerPool:
                 decision = request.get("decision")
                 if not isinstance(decision, dict):
                     raise channel.ChannelError("the worker sent a malformed result")
-                records = self._raw(sock)
-                chunks = self._raw(sock) if request.get("chunks") is True else None
-                return WorkerResult(decision, records, chunks)
-            names = request.get("names")
-            if op == "state" and isinstance(names, list) and len(names) <= MAX_NAMES:
-                _reply_with(sock, _memfd("state", state_for([str(n) for n in names])))
+                names = request.get("blobs")
+                if not isinstance(names, list) or len(names) > MAX_BLOBS:
+                    raise channel.ChannelError("the worker sent a malformed result")
+                return WorkerResult(decision, {str(n): self._raw(sock) for n in names})
+            lists = [request.get(k, []) for k in ("names", "bases", "shas")]
+            if op == "state" and all(isinstance(x, list) and len(x) <= MAX_NAMES for x in lists):
+                names, bases, shas = ([str(v) for v in x] for x in lists)
+                _reply_with(sock, _memfd("state", state_for(names, bases, shas)))
             elif op == "list" and folder in FOLDERS:
                 channel.send(sock, {"names": _listing(folders.get(str(folder)))})
             elif op == "open" and folder in FOLDERS and isinstance(name, str):

@@ -30,16 +30,19 @@ import sys
 import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
-from reposeal import canonical
+from reposeal.alpm.package import read_package
 from reposeal.alpm.synthetic import package_bytes
 from reposeal.enclave import channel
-from reposeal.enclave.records import restrict_state, state_from_json
+from reposeal.enclave.readback import warm_read_back
+from reposeal.enclave.records import state_from_json
+from reposeal.enclave.transition import WorkerOutput
 from reposeal.enclave.worker import decide_job
 from reposeal.errors import LimitExceededError, ReposealError
-from reposeal.policy.decide import SigningState
 from reposeal.policy.document import Policy, verify_policy
+from reposeal.policy.state import SigningState, restrict
 
 Child = Callable[[int, "Policy | str", int], None]
 PR_SET_PDEATHSIG = 1
@@ -104,8 +107,11 @@ class ChannelJob:
             raise LimitExceededError(f"{folder}/{name} is larger than {limit} bytes")
         return data
 
-    def state(self, names: Collection[str]) -> SigningState:
-        channel.send(self.sock, {"op": "state", "names": sorted(names)})
+    def state(
+        self, names: Collection[str], bases: Collection[str] = (), shas: Collection[str] = ()
+    ) -> SigningState:
+        request = {"op": "state", "names": sorted(names), "bases": sorted(bases)}
+        channel.send(self.sock, request | {"shas": sorted(shas)})
         reply, fds = channel.receive(self.sock, MAX_REPLY)
         if not reply.get("ok") or len(fds) != 1:
             for fd in fds:
@@ -130,8 +136,10 @@ class MemoryJob:
     files: dict[tuple[str, str], bytes]
     signed: SigningState = field(default_factory=SigningState)
 
-    def state(self, names: Collection[str]) -> SigningState:
-        return restrict_state(self.signed, names)
+    def state(
+        self, names: Collection[str], bases: Collection[str] = (), shas: Collection[str] = ()
+    ) -> SigningState:
+        return restrict(self.signed, names, bases, shas)
 
     def read(self, folder: str, name: str, limit: int) -> bytes | None:
         return self.files.get((folder, name))
@@ -145,11 +153,14 @@ class MemoryJob:
 
 
 def _warm_up(policy: Policy) -> None:
-    """Run a made-up package job once, so lazy imports and caches are filled before the
-    first fork and not paid again by every job's worker."""
+    """Run a made-up package job and a read-back once, so lazy imports (libarchive, libalpm)
+    and caches are filled before the first fork and not paid again by every job's worker."""
     pkg = package_bytes("warm-up", "1-1", "x86_64", pkgbuild_sha256="0" * 64)
-    files = {("packages", "warm-up-1-1-x86_64.pkg.tar.zst"): pkg}
+    name = "warm-up-1-1-x86_64.pkg.tar.zst"
+    files = {("packages", name): pkg}
     decide_job(MemoryJob({"kind": "packages", "repo": "warm-up"}, policy, files))
+    read_package(Path(name), opened=io.BytesIO(pkg))
+    warm_read_back()
 
 
 def _child(job_fd: int, policy: Policy | str, timeout: int) -> None:
@@ -165,16 +176,14 @@ def _child(job_fd: int, policy: Policy | str, timeout: int) -> None:
         sock = socket.socket(fileno=job_fd)
         start, fds = channel.receive(sock, MAX_START)
         if isinstance(policy, str):
-            decision: dict[str, Any] = {"decision": "refuse", "reasons": [policy]}
+            output = WorkerOutput({"decision": "refuse", "reasons": [policy]}, {})
         else:
-            decision = decide_job(ChannelJob(sock, start, fds, policy))
-        # records and chunk map travel as the exact bytes to be stored (and hashed)
-        records = canonical.dumps(decision.pop("packages", []))
-        chunks = decision.pop("chunks", None)
-        channel.send(sock, {"op": "result", "decision": decision, "chunks": chunks is not None})
-        channel.send_bytes(sock, records)
-        if chunks is not None:
-            channel.send_bytes(sock, canonical.dumps(chunks))
+            output = decide_job(ChannelJob(sock, start, fds, policy))
+        # records and databases travel as the exact bytes to be stored (and hashed)
+        names = sorted(output.blobs)
+        channel.send(sock, {"op": "result", "decision": output.decision, "blobs": names})
+        for name in names:
+            channel.send_bytes(sock, output.blobs[name])
         status = 0
     except BaseException:
         traceback.print_exc()

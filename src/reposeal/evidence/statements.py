@@ -145,26 +145,46 @@ class Build:
 
 @dataclass(frozen=True)
 class Removal:
-    """Maintainers approve removing ``pkgnames`` from ``repo``."""
+    """Maintainers approve removing exact versions of packages from ``repo``. Naming the
+    version matters: a removal approved for 1.0-1 cannot take out a 2.0-1 approved later,
+    and the enclave uses each statement once per architecture."""
 
     repo: str
-    pkgnames: tuple[str, ...]
+    packages: tuple[tuple[str, str], ...]  # (pkgname, version)
 
     kind = "removal"
 
+    @property
+    def pkgnames(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.packages)
+
     def subject(self) -> list[dict[str, Any]]:
-        return [{"name": f"{self.repo}/{n}", "digest": {"sha256": "0" * 64}} for n in self.pkgnames]
+        return [
+            {"name": f"{self.repo}/{n}-{v}", "digest": {"sha256": "0" * 64}}
+            for n, v in self.packages
+        ]
 
     def predicate(self) -> dict[str, Any]:
-        return {"repo": self.repo, "pkgnames": list(self.pkgnames)}
+        return {
+            "repo": self.repo,
+            "packages": [{"name": n, "version": v} for n, v in self.packages],
+        }
 
     @classmethod
     def from_predicate(cls, p: dict[str, Any]) -> Removal:
-        _exact_keys(p, {"repo", "pkgnames"}, "removal")
-        names = p["pkgnames"]
-        if not isinstance(names, list) or not names or len(names) != len(set(map(str, names))):
-            raise StatementError("pkgnames must be a non-empty list without repeats")
-        return cls(_name(p, "repo"), tuple(_name({"n": n}, "n") for n in names))
+        _exact_keys(p, {"repo", "packages"}, "removal")
+        listed = p["packages"]
+        if not isinstance(listed, list) or not listed:
+            raise StatementError("a removal lists one or more packages")
+        packages = []
+        for item in listed:
+            if not isinstance(item, dict):
+                raise StatementError("a removal lists packages as {name, version}")
+            _exact_keys(item, {"name", "version"}, "a removed package")
+            packages.append((_name(item, "name"), _version(item, "version")))
+        if len({n for n, _ in packages}) != len(packages):
+            raise StatementError("a removal names each package once")
+        return cls(_name(p, "repo"), tuple(packages))
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-from reposeal.repo.jobformat import JOB_ID, JOB_PATH, KINDS, SHA256
+from reposeal.repo.jobformat import FIELDS, JOB_ID, JOB_PATH, KINDS, SHA256
 from reposeal.repo.logmirror import MAX_FILES_BYTES, LogCopy, LogPushError
 from reposeal.sqldb import open_db, transaction
 from reposeal.tls import role_of
@@ -145,7 +145,8 @@ def make_app(
 
     async def get_log(request: web.Request) -> web.Response:
         require_role(request, "enclave", "repo")
-        return web.json_response({"size": log.size})
+        size, note = await asyncio.to_thread(log.head)
+        return web.json_response({"size": size, "checkpoint": note.decode() if note else None})
 
     async def post_log_files(request: web.Request) -> web.Response:
         """The files the next entries name (a tar), pushed before them."""
@@ -220,16 +221,15 @@ def make_app(
             if not isinstance(spec, dict) or not JOB_ID.fullmatch(str(spec.get("id", ""))):
                 raise ValueError("a job needs an id of 1-128 letters, digits and ._:-")
             if spec.get("kind") not in KINDS:
-                raise ValueError("unsupported job kind (supported: db, refresh, packages, policy)")
+                raise ValueError(f"unsupported job kind (supported: {', '.join(KINDS)})")
             parent = spec.get("parent")
             if parent is not None and not SHA256.fullmatch(str(parent)):
                 raise ValueError("parent must be the sha256 of the last signed database")
             files = spec.get("files")
-            needs = {"db": "db", "refresh": "db", "policy": "policy.json"}.get(spec["kind"])
+            needs = {"policy": "policy.json"}.get(spec["kind"])
             if not isinstance(files, dict) or (needs is not None and needs not in files):
                 raise ValueError(
-                    "a job names its files (db and refresh jobs: at least 'db'; policy "
-                    "jobs: 'policy.json' and 'policy.json.sig')"
+                    "a job names its files (policy jobs: 'policy.json' and 'policy.json.sig')"
                 )
             for path, digest in files.items():
                 if (
@@ -240,8 +240,7 @@ def make_app(
                     raise ValueError(f"bad file entry {path!r}")
                 if not (queue.blobs / digest).exists():
                     raise ValueError(f"blob for {path} was not uploaded")
-            keys = ("id", "kind", "repo", "arch", "files", "parent")
-            new = queue.submit({k: spec[k] for k in keys if k in spec})
+            new = queue.submit({k: spec[k] for k in FIELDS if k in spec})
             signals.jobs.set()
         except (ValueError, KeyError) as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None

@@ -200,7 +200,13 @@ class BridgeClient:
 
     def log_size(self) -> int:
         """How many entries the bridge's copy of the log holds."""
-        return int(self._json("GET", "/log")[1]["size"])
+        return self.log_head()[0]
+
+    def log_head(self) -> tuple[int, bytes | None]:
+        """The size of the bridge's copy of the log and the checkpoint note it holds."""
+        doc = self._json("GET", "/log")[1]
+        note = doc.get("checkpoint")
+        return int(doc["size"]), note.encode() if isinstance(note, str) else None
 
     def push_log_files(self, files: dict[str, bytes]) -> int:
         """Send the files the next entries name (before the entries); how many were new."""

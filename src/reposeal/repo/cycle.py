@@ -8,10 +8,12 @@ cycle killed at any point finishes when ``advance`` runs again, with nothing pub
     sign-packages  the enclave signs the package files (a bridge job, answered later)
     pool           packages and their signatures go to the mirror (new names: invisible to
                    pacman until a database names them)
-    stage          the new sync and files databases are computed (with %PGPSIG%), not
-                   published, and kept with the cycle
-    sign-db        the enclave checks and signs the transition from the published database
-    publish        database and signature replace the old ones in one atomic switch
+    propose        the enclave is asked for the transition from the published database (the
+                   files to add or move up, the names to remove); it writes, checks and signs
+                   the new sync and files databases itself and answers with the chunks that
+                   changed, which are put together with the published ones and kept with the
+                   cycle. The repo machine never writes a database the enclave signs.
+    publish        databases and signatures replace the old ones in one atomic switch
     log            once the enclave has pushed its log that far (see ``logmirror``), the log
                    tiles and then the checkpoint go to MIRROR/log
     done           (or failed: the enclave refused, and said why)
@@ -36,14 +38,14 @@ from reposeal.faults import fault_point
 from reposeal.fsio import atomic_write, write_all
 from reposeal.policy.document import Policy
 from reposeal.repo.bridge import JobQueue
-from reposeal.repo.dbupdate import UpdateOptions, publish_staged, stage_add
+from reposeal.repo.dbupdate import publish_staged
 from reposeal.repo.intake import Intake, Waiting
 from reposeal.repo.lock import database_lock
 from reposeal.repo.logmirror import LogCopy
 from reposeal.repo.move import MOVE, plan_moves
 from reposeal.sqldb import open_db, transaction
 
-STEPS = ("sign-packages", "pool", "stage", "sign-db", "publish", "log", "done")
+STEPS = ("sign-packages", "pool", "propose", "publish", "log", "done")
 REMOVAL = "(removal)"  # how a removal request is named among a cycle's sources
 
 
@@ -314,10 +316,69 @@ def plan_cycles(m: Machine) -> list[Cycle]:
     return started
 
 
-def _job_files(cycle: Cycle, dbs: dict[str, str] | None = None) -> dict[str, str]:
+def _job_files(cycle: Cycle) -> dict[str, str]:
     files = {f"packages/{name}": str(sha) for name, sha in cycle.plan["packages"].items()}
     evidence: dict[str, str] = cycle.plan["evidence"]
-    return files | evidence | (dbs or {})
+    return files | evidence
+
+
+def _transition_job(m: Machine, cycle: Cycle, db: Path) -> dict[str, Any]:
+    """The transition a cycle proposes: from the published database (the enclave refuses
+    it unless that is the last one it signed), the files to add (or, for a move, to take
+    from the lower layer) and the names to remove."""
+    names = sorted(cycle.plan["packages"])
+    frm = cycle.plan.get("moved_from")
+    return {
+        "id": f"{cycle.id}-db",
+        "kind": "transition",
+        "repo": cycle.repo,
+        "arch": cycle.arch,
+        "parent": _published_sha(db),
+        "add": [] if frm else names,
+        "moves": [{"file": n, "from": frm} for n in names] if frm else [],
+        "remove": sorted(cycle.plan.get("remove", [])),
+        "compression": m.compression,
+        "files": _job_files(cycle),
+    }
+
+
+def _assembled(m: Machine, cycle: Cycle, db: Path, result: dict[str, Any]) -> dict[str, bytes]:
+    """The databases the enclave wrote, from the chunks it sent and the published ones it
+    kept, with their signatures and index: checked against the hashes it signed."""
+    from reposeal.alpm import chunked
+    from reposeal.alpm.compression import SUFFIX_TO_KIND
+    from reposeal.repo.paths import RepoPaths
+
+    answer = result["databases"]
+    paths = RepoPaths.from_db_path(db)
+    index = base64.b64decode(answer["index"])
+    doc = json.loads(index)
+    pieces = {d: base64.b64decode(c) for d, c in answer.get("chunks", {}).items()}
+    files_db = m.files_path(cycle.repo, cycle.arch)
+    current = paths.current / paths.index_name
+    if db.exists() and files_db.exists() and current.exists():
+        published = {"db": db.read_bytes(), "files": files_db.read_bytes()}
+        pieces = chunked.pieces(json.loads(current.read_bytes()), published) | pieces
+    kind = SUFFIX_TO_KIND[m.compression]
+    try:
+        out = {
+            db.name: chunked.rebuild(doc, "db", pieces, kind),
+            files_db.name: chunked.rebuild(doc, "files", pieces, kind),
+        }
+    except KeyError:
+        raise ReposealError(
+            "the enclave's answer needs chunks of a database this machine does not hold; "
+            "restore the published generation"
+        ) from None
+    if (
+        hashlib.sha256(out[db.name]).hexdigest() != answer["db_sha256"]
+        or hashlib.sha256(out[files_db.name]).hexdigest() != answer["files_sha256"]
+    ):
+        raise ReposealError("the databases put together do not match what the enclave signed")
+    out[db.name + ".sig"] = base64.b64decode(result["signature"])
+    out[files_db.name + ".sig"] = base64.b64decode(result["files_signature"])
+    out[paths.index_name] = index
+    return out
 
 
 def _as_blob(m: Machine, data: bytes) -> str:
@@ -364,7 +425,7 @@ def step(m: Machine, cycle: Cycle) -> bool:
     db = m.db_path(cycle.repo, cycle.arch)
     pool = db.parent
     if cycle.step == "sign-packages" and not cycle.plan["packages"]:
-        cycle.step = "stage"  # a removal only: nothing to sign or to pool
+        cycle.step = "propose"  # a removal only: nothing to sign or to pool
     elif cycle.step == "sign-packages" and cycle.plan.get("moved_from"):
         cycle.detail["package_signatures"] = cycle.plan["package_signatures"]  # signed already
         cycle.step = "pool"
@@ -396,62 +457,20 @@ def step(m: Machine, cycle: Cycle) -> bool:
             )
         write_all(files)
         fault_point("pool-written")
-        cycle.step = "stage"
-    elif cycle.step == "stage":
-        parent = _published_sha(db)
-        packages = [pool / name for name in sorted(cycle.plan["packages"])]
-        try:
-            report, staged = stage_add(
-                db,
-                packages,
-                UpdateOptions(include_sigs=True),
-                lambda _: None,
-                remove=cycle.plan.get("remove", []),
-            )
-        except ReposealError as exc:
-            cycle.step, cycle.detail["reasons"] = "failed", [str(exc)]
-            m.cycles.save(cycle)
-            return True
-        staging = m.staging(cycle)
-        write_all({staging / name: data for name, data in staged.items()})
-        cycle.detail["parent"] = parent
-        cycle.detail["staged"] = sorted(staged)
-        cycle.detail["superseded"] = sorted(report.superseded)
-        cycle.detail["db_sha256"] = hashlib.sha256(staged[db.name]).hexdigest()
-        files_db = m.files_path(cycle.repo, cycle.arch)
-        if files_db.name in staged:
-            cycle.detail["files_sha256"] = hashlib.sha256(staged[files_db.name]).hexdigest()
-        fault_point("staged")
-        cycle.step = "sign-db"
-    elif cycle.step == "sign-db":
-        staging = m.staging(cycle)
-        files_db = m.files_path(cycle.repo, cycle.arch)
-        dbs = {"db": _as_blob(m, (staging / db.name).read_bytes())}
-        if "files_sha256" in cycle.detail:
-            dbs["files_db"] = _as_blob(m, (staging / files_db.name).read_bytes())
-        job = {
-            "id": f"{cycle.id}-db",
-            "kind": "db",
-            "repo": cycle.repo,
-            "arch": cycle.arch,
-            "parent": cycle.detail["parent"],
-            "files": _job_files(cycle, dbs),
-        }
-        result = _answer(m, job)
+        cycle.step = "propose"
+    elif cycle.step == "propose":
+        result = _answer(m, _transition_job(m, cycle, db))
         if result is None:
             return False
         if result.get("decision") != "accept":
             cycle.step, cycle.detail["reasons"] = "failed", result.get("reasons", [])
         else:
-            atomic_write(staging / (db.name + ".sig"), base64.b64decode(result["signature"]))
-            if "files_db" in dbs:
-                if not result.get("files_signature"):
-                    raise ReposealError(
-                        "the enclave signed the database but not its files database"
-                    )
-                atomic_write(
-                    staging / (files_db.name + ".sig"), base64.b64decode(result["files_signature"])
-                )
+            staged = _assembled(m, cycle, db, result)
+            staging = m.staging(cycle)
+            write_all({staging / name: data for name, data in staged.items()})
+            cycle.detail["staged"] = sorted(staged)
+            cycle.detail["superseded"] = sorted(result["databases"].get("replaced", []))
+            cycle.detail["db_sha256"] = result["databases"]["db_sha256"]
             cycle.detail["log_index"] = result.get("log_index")
             fault_point("db-answered")
             cycle.step = "publish"
@@ -459,9 +478,6 @@ def step(m: Machine, cycle: Cycle) -> bool:
         staging = m.staging(cycle)
         if _published_sha(db) != cycle.detail["db_sha256"]:  # not already (crash after it)
             files_out = {n: (staging / n).read_bytes() for n in cycle.detail["staged"]}
-            for name in (db.name, m.files_path(cycle.repo, cycle.arch).name):
-                if (staging / (name + ".sig")).exists():
-                    files_out[name + ".sig"] = (staging / (name + ".sig")).read_bytes()
             publish_staged(db, files_out, wait=60)
             fault_point("published")
         _archive(m, pool, cycle.detail.get("superseded", []))
@@ -526,13 +542,11 @@ def refresh(m: Machine, before: float) -> list[dict[str, Any]]:
     for e in expiries(m.mirror):
         if e.seconds_left > before or m.cycles.active(e.repo, e.arch) is not None:
             continue
-        digest = _as_blob(m, e.db.read_bytes())
-        dbs = {"db": digest}
+        digest = hashlib.sha256(e.db.read_bytes()).hexdigest()
         files_db = e.db.with_name(e.db.name.replace(".db.tar", ".files.tar", 1))
-        if files_db.with_name(files_db.name + ".sig").exists():  # signed: refresh it too
-            dbs["files_db"] = _as_blob(m, files_db.read_bytes())
         job_id = f"refresh-{e.repo}-{e.arch}-{hashlib.sha256(e.signature).hexdigest()[:32]}"
-        job = {"id": job_id, "kind": "refresh", "repo": e.repo, "arch": e.arch, "files": dbs}
+        job = {"id": job_id, "kind": "refresh", "repo": e.repo, "arch": e.arch,
+               "expect": digest, "files": {}}  # fmt: skip
         result = _answer(m, job)
         if result is None or result.get("decision") != "accept":
             done.append(
@@ -549,7 +563,7 @@ def refresh(m: Machine, before: float) -> list[dict[str, Any]]:
             generation = e.db.parent / f"{e.repo}.current"
             files = {p.name: p.read_bytes() for p in generation.iterdir()}
             files[e.db.name + ".sig"] = base64.b64decode(result["signature"])
-            if "files_db" in dbs and result.get("files_signature"):
+            if result.get("files_signature"):
                 files[files_db.name + ".sig"] = base64.b64decode(result["files_signature"])
             publish_staged(e.db, files, wait=60)
         done.append({"job": job_id, **e.to_json(), "state": "refreshed"})

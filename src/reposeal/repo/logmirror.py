@@ -52,6 +52,12 @@ class LogCopy:
         with self._open() as log:
             return log.size
 
+    def head(self) -> tuple[int, bytes | None]:
+        """The copy's size and the checkpoint note it holds for that size (None: empty)."""
+        with self._open() as log:
+            latest = log.latest_checkpoint()
+            return log.size, latest[2] if latest is not None else None
+
     def _pin(self, entries: list[bytes]) -> tuple[NoteVerifier, str | None]:
         """The note key (and origin) checkpoints must carry: pinned, given, or the first
         push's genesis entry."""

@@ -1,0 +1,254 @@
+"""A proposed transition, in the sandboxed worker: the enclave writes the databases itself.
+
+The repo machine proposes what changes in one repository/architecture (package files to add,
+moves from a lower layer, names to remove); it never sends a database. The worker:
+
+1. takes the parent databases the enclave wrote and signed last (hash-checked against its
+   own log, never the repo machine's bytes) and their chunk index;
+2. reads every proposed package file with reposeal's strict reader and again with
+   libarchive, refusing any difference, and derives its record, ``desc`` and ``files``;
+3. asks the enclave for the signing state about those names and applies ``decide``;
+4. on accept, rewrites only the chunks the change touches (every other chunk is kept byte
+   for byte), with each new entry rendered from its package (the same renderer as
+   ``reposeal db``, byte-identical to repo-add) and the enclave's own logged package
+   signature as ``%PGPSIG%``;
+5. reads the rewritten chunks back with libarchive and libalpm and compares every field with
+   what it meant (``readback``); any difference is a refusal;
+6. answers with the decision, the records of what it added, and the new databases and index.
+
+Chunks that are not rewritten are the parent's, which were read back when they were written:
+by induction every chunk of every database the enclave signs was read back by pacman's own
+libraries. Each chunk is whole tar members in its own compressed member, with no
+end-of-archive block and no global header, so the whole archive reads as its chunks in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from reposeal import canonical
+from reposeal.alpm import chunked, compression
+from reposeal.alpm.buildinfo import pkgbuild_sha256
+from reposeal.alpm.crosscheck import disagreements
+from reposeal.alpm.names import check_name
+from reposeal.alpm.package import Package, read_package
+from reposeal.alpm.syncdb import Entry
+from reposeal.enclave.readback import Meant, read_back
+from reposeal.enclave.worker_io import JobInput, blob, evidence_of
+from reposeal.errors import ReposealError
+from reposeal.policy.decide import Addition, Transition, decide
+from reposeal.policy.state import PackageRecord
+
+COMPRESSIONS = {".gz": compression.GZIP, ".zst": compression.ZSTD}
+MAX_CHANGES = 20_000  # names in one transition
+
+
+@dataclass(frozen=True)
+class WorkerOutput:
+    """A worker's answer: the decision, and the exact bytes the enclave stores and signs."""
+
+    decision: dict[str, Any]
+    blobs: dict[str, bytes]
+
+
+def record_of(pkg: Package, filename: str) -> PackageRecord:
+    info = pkg.facts.info
+    return PackageRecord(
+        info.name,
+        info.version,
+        info.arch,
+        pkg.facts.sha256,
+        filename,
+        info.base or info.name,
+        pkgbuild_sha256(pkg.buildinfo),
+    )
+
+
+def record_to_json(r: PackageRecord, entry: Entry | None = None) -> dict[str, str | None]:
+    """A record as logged, with the sha256 of the ``desc`` and ``files`` written for it."""
+    hashes: dict[str, str | None] = {}
+    if entry is not None:
+        hashes["entry"] = hashlib.sha256(entry.desc).hexdigest()
+        hashes["files"] = hashlib.sha256(entry.files or b"").hexdigest()
+    return hashes | {
+        "name": r.name,
+        "version": r.version,
+        "arch": r.arch,
+        "sha256": r.sha256,
+        "filename": r.filename,
+        "pkgbase": r.pkgbase,
+        "pkgbuild_sha256": r.pkgbuild_sha256,
+    }
+
+
+def _read(job: JobInput, name: str, reasons: list[str]) -> Package | None:
+    """A proposed package file, read by reposeal and by libarchive (they must agree)."""
+    opened = job.open("packages", name)
+    if opened is None:
+        reasons.append(f"{name}: the package file was not sent")
+        return None
+    try:
+        with opened:
+            pkg = read_package(Path(name), opened=opened)
+            problems = disagreements(opened, pkg)
+    except ReposealError as exc:
+        reasons.append(str(exc))
+        return None
+    reasons += problems
+    return None if problems else pkg
+
+
+def _parent_chunks(job: JobInput, kind: str) -> list[chunked.Chunk]:
+    """The chunks of the databases the enclave signed last, from its own bytes."""
+    spec = job.spec
+    if spec.get("parent") is None:
+        return []
+    parts = {"db": blob(job, "parent.db"), "files": blob(job, "parent.files")}
+    index = blob(job, "parent.index", 64 << 20)
+    wanted = {"db": spec.get("parent"), "files": spec.get("parent_files")}
+    for part, data in parts.items():
+        if hashlib.sha256(data).hexdigest() != wanted[part]:
+            raise ReposealError(f"the enclave's own parent {part} database does not match its log")
+    if hashlib.sha256(index).hexdigest() != spec.get("parent_index"):
+        raise ReposealError("the enclave's own parent index does not match its log")
+    chunks = chunked.chunks_from_index(json.loads(index), kind, parts)
+    if chunks is None:
+        raise ReposealError("the enclave's own parent index does not describe its databases")
+    return chunks
+
+
+def _proposed(spec: dict[str, Any]) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """(file name, layer it moves from) of every proposed file, and the names to remove."""
+    adds = spec.get("add", [])
+    moves = spec.get("moves", [])
+    removes = spec.get("remove", [])
+    if not all(isinstance(x, list) for x in (adds, moves, removes)):
+        raise ReposealError("a transition lists its additions, moves and removals")
+    if len(adds) + len(moves) + len(removes) > MAX_CHANGES:
+        raise ReposealError(f"a transition changes at most {MAX_CHANGES} packages")
+    files: list[tuple[str, str | None]] = [(str(a), None) for a in adds]
+    for m in moves:
+        if not isinstance(m, dict):
+            raise ReposealError("a move names its file and the layer it comes from")
+        files.append((str(m.get("file")), check_name(str(m.get("from")))))
+    return files, [check_name(str(n)) for n in removes]
+
+
+def run_transition(job: JobInput) -> WorkerOutput:
+    spec, policy = job.spec, job.policy
+    repo, arch = str(spec["repo"]), str(spec["arch"])
+    kind = COMPRESSIONS.get(str(spec.get("compression")))
+    if kind is None:
+        raise ReposealError(f"databases are written as {' or '.join(COMPRESSIONS)}")
+    files, removes = _proposed(spec)
+    reasons: list[str] = []
+    packages: dict[str, Package] = {}
+    adds: dict[str, Addition] = {}
+    for name, moved_from in files:
+        pkg = _read(job, name, reasons)
+        if pkg is None:
+            continue
+        rec = record_of(pkg, name)
+        if rec.name in adds:
+            reasons.append(f"{rec.name}: two files in one transition")
+            continue
+        packages[rec.name], adds[rec.name] = pkg, Addition(rec, moved_from)
+    names = set(adds) | set(removes)
+    bases = {a.record.pkgbase for a in adds.values()}
+    state = job.state(names, bases, {a.record.sha256 for a in adds.values()})
+    evidence, ignored, used = evidence_of(job)
+    parent = spec.get("parent")
+    t = Transition(repo, arch, parent if isinstance(parent, str) else None, adds, removes)
+    decision = decide(state, t, evidence, policy)
+    reasons += decision.reasons
+    summary: dict[str, Any] = {
+        "repo": repo,
+        "arch": arch,
+        "parent": t.parent,
+        "policy_version": policy.version,
+        "ignored_evidence": ignored,
+        "evidence": sorted(used),
+        "used_overrides": decision.used_overrides,
+        "used_removals": decision.used_removals,
+        "admitted": decision.admitted,
+        "moved_from": {n: a.moved_from for n, a in adds.items() if a.moved_from},
+        "removes": sorted(set(removes)),
+        "replaced": sorted(
+            old.filename
+            for n in names
+            if (old := state.holds(repo, arch, n)) is not None
+            and (n not in adds or adds[n].record.filename != old.filename)
+        ),
+    }
+    if reasons:
+        return WorkerOutput({"decision": "refuse", "reasons": reasons, **summary}, {})
+    entries = {}
+    meant_new = {}
+    for name, pkg in packages.items():
+        facts = replace(pkg.facts, pgpsig=state.signatures[adds[name].record.sha256])
+        entry = Entry.from_package(facts, pkg.files)
+        entries[name] = entry
+        meant_new[entry.dirname] = Meant(
+            entry.dirname, entry.desc, entry.files or b"", facts, pkg.files
+        )
+    written = _write(job, kind, entries, removes)
+    meant = [
+        meant_new.get(e.dirname) or Meant(e.dirname, e.desc, e.files or b"")
+        for e in written.rewritten
+    ]
+    problems = read_back(written.fresh_db, written.fresh_files, meant)
+    if problems:
+        return WorkerOutput({"decision": "refuse", "reasons": problems, **summary}, {})
+    records = [record_to_json(adds[n].record, entries[n]) for n in sorted(adds)]
+    out = {
+        "records": canonical.dumps(records),
+        "db": written.db,
+        "files": written.files,
+        "index": written.index,
+    }
+    digests = {f"{k}_sha256": hashlib.sha256(v).hexdigest() for k, v in out.items()}
+    return WorkerOutput({"decision": "accept", "reasons": [], **summary, **digests}, out)
+
+
+@dataclass(frozen=True)
+class Written:
+    db: bytes
+    files: bytes
+    index: bytes
+    rewritten: list[Entry]  # every entry of the rewritten chunks
+    fresh_db: bytes  # the rewritten chunks alone, as an archive
+    fresh_files: bytes
+
+
+def _write(job: JobInput, kind: str, entries: dict[str, Entry], removes: list[str]) -> Written:
+    """The new databases: the parent's chunks, with those the change touches rewritten."""
+    chunks = _parent_chunks(job, kind)
+    touched = chunked.affected(chunks, [*entries, *removes])
+    where = {"db": "the enclave's parent database", "files": "its files database"}
+    subset = chunked.read_chunks([chunks[i] for i in touched], kind, where) if chunks else {}
+    for name in removes:
+        subset.pop(name, None)
+    subset.update(entries)
+    new = (
+        chunked.rechunk(chunks, touched, subset.values(), kind)
+        if chunks
+        else (chunked.make_chunks(subset.values(), kind))
+    )
+    kept = {id(c) for c in chunks}
+    fresh = [c for c in new if id(c) not in kept]
+    db, files = chunked.assemble(new, "db", kind), chunked.assemble(new, "files", kind)
+    index = chunked.index_document(new, kind, {"db": db, "files": files})
+    end = chunked.end_member(kind)
+    ordered = sorted(subset.values(), key=lambda e: e.dirname.encode())
+    return Written(
+        db,
+        files,
+        json.dumps(index, separators=(",", ":"), sort_keys=True).encode(),
+        ordered,
+        b"".join(c.db for c in fresh) + end,
+        b"".join(c.files for c in fresh) + end,
+    )

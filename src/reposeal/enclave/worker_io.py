@@ -1,0 +1,76 @@
+"""What a sandboxed worker sees of its job, and the evidence it verifies from it.
+
+A worker gets descriptors, never paths (see ``zygote``): the job's own blobs ("job"), and
+the package and evidence files it asks for by plain name. It holds no key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection
+from typing import Any, BinaryIO, Protocol
+
+from reposeal.alpm.limits import DEFAULT_LIMITS
+from reposeal.errors import ReposealError
+from reposeal.evidence.files import MAX_SIG_FILE_BYTES
+from reposeal.evidence.quorum import Signed, load_signed
+from reposeal.evidence.statements import MAX_STATEMENT_BYTES, from_bytes
+from reposeal.policy.decide import Evidence
+from reposeal.policy.document import Policy
+from reposeal.policy.state import SigningState
+
+ROLE = {
+    "approval": "maintainers",
+    "removal": "maintainers",
+    "build": "builders",
+    "override": "admins",
+}
+
+
+class JobInput(Protocol):
+    """What a worker may see of its job (folders: "job", "packages", "evidence")."""
+
+    spec: dict[str, Any]
+    policy: Policy
+
+    def read(self, folder: str, name: str, limit: int) -> bytes | None:
+        """The whole file, or None if it is not there; more than ``limit`` bytes is an error."""
+        ...
+
+    def open(self, folder: str, name: str) -> BinaryIO | None: ...
+
+    def names(self, folder: str) -> list[str]: ...
+
+    def state(
+        self, names: Collection[str], bases: Collection[str] = (), shas: Collection[str] = ()
+    ) -> SigningState:
+        """What the enclave has signed, restricted to ``names`` (see ``policy.state.restrict``)."""
+        ...
+
+
+def blob(job: JobInput, name: str, limit: int = DEFAULT_LIMITS.max_db_bytes) -> bytes:
+    data = job.read("job", name, limit)
+    if data is None:
+        raise ReposealError(f"the job lacks {name}")
+    return data
+
+
+def evidence_of(job: JobInput) -> tuple[Evidence, list[str], list[str]]:
+    """Verified evidence, what was ignored and why, and the sha256 of each used statement."""
+    policy = job.policy
+    kinds: dict[str, list[Signed]] = {k: [] for k in ROLE}
+    ignored: list[str] = []
+    used: list[str] = []
+    for name in sorted(n for n in job.names("evidence") if n.endswith(".json")):
+        try:
+            raw = job.read("evidence", name, MAX_STATEMENT_BYTES)
+            if raw is None:
+                continue
+            sigs = job.read("evidence", name + ".sig", MAX_SIG_FILE_BYTES) or b""
+            kind = from_bytes(raw).kind
+            kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE[kind]]))
+            used.append(hashlib.sha256(raw).hexdigest())
+        except ReposealError as exc:
+            ignored.append(f"{name}: {exc.message}")
+    evidence = Evidence(kinds["approval"], kinds["build"], kinds["removal"], kinds["override"])
+    return evidence, ignored, used

@@ -1,0 +1,159 @@
+"""The log's entries that change the signing state, as typed records, and the one ``apply``.
+
+The enclave's replay at start-up, ``enclave audit`` and a rebuilt home all go through
+``apply``: there is one way for a signature to change what the enclave will sign next.
+Entries are canonical JSON in the log; each carries a version, checked on read, so a log
+written by another version of reposeal is refused rather than misread. Pure, no I/O: the
+records an entry names by hash are handed in by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from reposeal.alpm.vercmp import vercmp
+from reposeal.errors import ReposealError
+from reposeal.policy.state import PackageRecord, SigningState
+
+ENTRY_VERSION = 2
+STATE_TYPES = ("db", "packages")  # entries that change the signing state
+
+
+class EntryError(ReposealError):
+    """A log entry that is not of the form this version of reposeal writes."""
+
+
+def check_version(doc: Mapping[str, Any]) -> None:
+    if doc.get("v") != ENTRY_VERSION:
+        raise EntryError(
+            f"log entry of version {doc.get('v')!r}; this reposeal reads version "
+            f"{ENTRY_VERSION} only"
+        )
+
+
+@dataclass(frozen=True)
+class TransitionEntry:
+    """A signed database: what its transition added (records by name, each with the layer
+    it moved from, if any) and removed, and the statements it used up."""
+
+    repo: str
+    arch: str
+    parent: str | None
+    db_sha256: str
+    adds: Mapping[str, PackageRecord]
+    moved_from: Mapping[str, str] = field(default_factory=dict)
+    removes: tuple[str, ...] = ()
+    used_overrides: tuple[str, ...] = ()
+    used_removals: tuple[str, ...] = ()
+    admitted: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PackagesEntry:
+    """Signed package files (their versions are bound from then on)."""
+
+    repo: str
+    records: Mapping[str, PackageRecord]
+    signatures: Mapping[str, str] = field(default_factory=dict)  # sha256 -> base64
+
+
+StateEntry = TransitionEntry | PackagesEntry
+RecordsOf = Callable[[str], Mapping[str, PackageRecord]]
+
+
+def _strings(value: object, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise EntryError(f"a log entry's {what} is not a list of strings")
+    return tuple(value)
+
+
+def parse(doc: Mapping[str, Any], records_of: RecordsOf) -> StateEntry | None:
+    """The typed entry for a state-changing log document (None for the others: genesis,
+    policy, signer, refresh, refusal). ``records_of(sha256)`` loads a records blob."""
+    check_version(doc)
+    kind = doc.get("type")
+    if kind not in STATE_TYPES:
+        return None
+    try:
+        records = records_of(str(doc["records"]))
+        if kind == "packages":
+            signatures = doc.get("by_sha256", {})
+            if not isinstance(signatures, dict):
+                raise EntryError("a packages entry is malformed")
+            return PackagesEntry(
+                str(doc["repo"]), records, {str(k): str(v) for k, v in signatures.items()}
+            )
+        moved = doc.get("moved_from", {})
+        admitted = doc.get("admitted", {})
+        if not isinstance(moved, dict) or not isinstance(admitted, dict):
+            raise EntryError("a transition entry is malformed")
+        parent = doc.get("parent")
+        return TransitionEntry(
+            repo=str(doc["repo"]),
+            arch=str(doc["arch"]),
+            parent=parent if isinstance(parent, str) else None,
+            db_sha256=str(doc["db_sha256"]),
+            adds=records,
+            moved_from={str(k): str(v) for k, v in moved.items()},
+            removes=_strings(doc.get("removes", []), "removes"),
+            used_overrides=_strings(doc.get("used_overrides", []), "used overrides"),
+            used_removals=_strings(doc.get("used_removals", []), "used removals"),
+            admitted={str(k): _strings(v, "approvals") for k, v in admitted.items()},
+        )
+    except KeyError as exc:
+        raise EntryError(f"a {kind} entry lacks {exc}") from None
+
+
+def _raise_highest(highest: dict[tuple[str, str], str], repo: str, r: PackageRecord) -> None:
+    h = highest.get((repo, r.name))
+    if h is None or vercmp(r.version, h) > 0:
+        highest[(repo, r.name)] = r.version
+
+
+def apply(state: SigningState, entry: StateEntry) -> SigningState:
+    """The state after a signature the log records."""
+    highest = dict(state.highest)
+    bindings = dict(state.bindings)
+    if isinstance(entry, PackagesEntry):
+        for r in entry.records.values():
+            _raise_highest(highest, entry.repo, r)
+            bindings[(r.name, r.version, r.arch)] = r.sha256
+        signatures = dict(state.signatures)
+        for sha, sig in entry.signatures.items():
+            signatures.setdefault(sha, sig)  # one signature per file, ever
+        return replace(state, highest=highest, bindings=bindings, signatures=signatures)
+    key = (entry.repo, entry.arch)
+    held = dict(state.current.get(key, {}))
+    admitted = dict(state.admitted)
+    spent = set(state.spent)
+    origins = dict(state.origins)
+    for name in entry.removes:
+        old = held.pop(name, None)
+        if old is not None:  # its approvals are spent: coming back needs new ones
+            spent |= admitted.get((entry.repo, name, old.version), frozenset())
+    for name, r in entry.adds.items():
+        held[name] = r
+        _raise_highest(highest, entry.repo, r)
+        build = (r.name, r.version, r.arch)
+        bindings[build] = r.sha256
+        origins[build] = origins.get(build, frozenset()) | {entry.repo}
+        if name in entry.admitted:
+            admitted[(entry.repo, name, r.version)] = frozenset(entry.admitted[name])
+    last = dict(state.last_db)
+    last[key] = entry.db_sha256
+    current = dict(state.current)
+    current[key] = held
+    return replace(
+        state,
+        last_db=last,
+        highest=highest,
+        bindings=bindings,
+        used_overrides=state.used_overrides | set(entry.used_overrides),
+        origins=origins,
+        current=current,
+        used_removals=state.used_removals | set(entry.used_removals),
+        admitted=admitted,
+        spent=frozenset(spent),
+    )
