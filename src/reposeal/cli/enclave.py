@@ -395,16 +395,24 @@ def enclave_policy(home: Path, document: Path, job_id: str | None, gnupghome: Pa
 @enclave.command("audit", epilog=EXIT_CODES)
 @click.argument("log_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
-def enclave_audit(log_dir: Path, as_json: bool) -> None:
+@click.option(
+    "--packages",
+    "mirror",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A mirror (MIRROR/REPO/os/ARCH/, MIRROR/archive/): re-read every package file a "
+    "database added and re-derive its record and entries.",
+)
+def enclave_audit(log_dir: Path, as_json: bool, mirror: Path | None) -> None:
     """Replay LOG_DIR (an enclave home or a published copy: log.sqlite, records/, evidence/,
     policies/, dbs/, repo-key.pgp) through the policy in force at each entry (rotations are
-    log entries); report any signature it would not have allowed. Needs no key. Exit 0 if
+    log entries); re-read the signed databases it holds and compare them with what the log
+    says they hold; report any signature it would not have allowed. Needs no key. Exit 0 if
     every signature was allowed."""
     from reposeal.enclave.audit import audit
 
     out = _Out(False, as_json)
     try:
-        report = audit(log_dir)
+        report = audit(log_dir, mirror)
     except ReposealError as exc:
         out.fail(exc)
     doc = {

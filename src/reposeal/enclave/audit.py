@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,8 +160,61 @@ def _transition(doc: dict[str, Any], records: dict[str, PackageRecord]) -> Trans
     )  # fmt: skip
 
 
-def audit(home: Path) -> AuditReport:
-    """Audit an enclave home or a published copy of its log, evidence and policies."""
+def _package_file(mirror: Path, repo: str, arch: str, filename: str) -> Path | None:
+    """Where a mirror keeps a package file: its repository's folder, or the archive."""
+    name = filename.rsplit("-", 3)[0]
+    for path in (
+        mirror / repo / "os" / arch / filename,
+        mirror / "archive" / "packages" / name[:1] / name / filename,
+    ):
+        if path.is_file():
+            return path
+    return None
+
+
+def _rederive(
+    mirror: Path,
+    doc: dict[str, Any],
+    records: dict[str, PackageRecord],
+    hashes: dict[str, str],
+    files: dict[str, str],
+    signatures: Mapping[str, str],
+) -> list[str]:
+    """Every added package re-read from the mirror: its record and the entries written for
+    it must be what its own bytes give (``--packages``)."""
+    from dataclasses import replace
+
+    from reposeal.alpm.package import read_package
+    from reposeal.alpm.syncdb import Entry
+    from reposeal.enclave.transition import record_of
+
+    out = []
+    for name, rec in sorted(records.items()):
+        path = _package_file(mirror, doc["repo"], doc["arch"], rec.filename)
+        if path is None:
+            out.append(f"{rec.filename} is on no mirror folder: it cannot be re-read")
+            continue
+        try:
+            pkg = read_package(path)
+        except ReposealError as exc:
+            out.append(f"{rec.filename} does not read: {exc.message}")
+            continue
+        if record_of(pkg, rec.filename) != rec:
+            out.append(f"{rec.filename}: the log's record is not what the file's bytes give")
+            continue
+        facts = replace(pkg.facts, pgpsig=signatures.get(rec.sha256, ""))
+        entry = Entry.from_package(facts, pkg.files)
+        if hashlib.sha256(entry.desc).hexdigest() != hashes.get(name):
+            out.append(f"{name}: the desc signed for it is not the one its package gives")
+        if hashlib.sha256(entry.files or b"").hexdigest() != files.get(name):
+            out.append(f"{name}: the file list signed for it is not its package's")
+    return out
+
+
+def audit(home: Path, packages: Path | None = None) -> AuditReport:
+    """Audit an enclave home or a published copy of its log, evidence and policies; with
+    ``packages`` (a mirror), re-read every package file a database added and re-derive its
+    record and entries."""
     report = AuditReport()
     with TransparencyLog(home / "log.sqlite") as log:
         log.verify(full=True)
@@ -279,6 +332,9 @@ def audit(home: Path) -> AuditReport:
                     )
                 except ReposealError as exc:
                     report.violations.append(f"{where}: signature does not verify: {exc.message}")
+        if packages is not None:
+            found = _rederive(packages, doc, records, hashes, files, state.signatures)
+            report.violations += [f"{where}: {p}" for p in found]
         entry = parse(doc, _given(records))
         if entry is not None:
             state = apply(state, entry)
