@@ -187,7 +187,47 @@ def _huge_builddate(name: str) -> bytes:
     return pkg(name, pkginfo=info)
 
 
+def _tar_package(name: str, evil_member: bytes) -> bytes:
+    """A valid package's tar with one extra hand-made member, gzip-compressed."""
+    body = compression.decompress(pkg(name), compression.ZSTD, 1 << 30)
+    end = body.rindex(b"\0" * 1024)
+    return compression.compress([body[:end], evil_member, b"\0" * 1024], compression.GZIP)
+
+
+def _gnu_name_then_pax(name: str) -> bytes:
+    """Class 4: a GNU long name, then a pax header naming another path (libarchive: the
+    later one wins)."""
+    from tests.alpm.test_libarchive_differential import GNU, POSIX, _header, _pad, _pax
+
+    long = b"usr/share/" + b"n" * 120
+    records = _pax({"path": b"etc/evil"})
+    member = (
+        _header(b"././@LongLink", len(long) + 1, b"L", magic=GNU) + _pad(long + b"\0")
+        + _header(b"PaxHeader", len(records), b"x", magic=POSIX) + _pad(records)
+        + _header(b"usr/share/x", 4, b"0", magic=POSIX) + _pad(b"evil")
+    )  # fmt: skip
+    return _tar_package(name, member)
+
+
+def _prefix_under_gnu_magic(name: str) -> bytes:
+    """Class 4: a ustar prefix field in a header with GNU's magic (which readers join?)."""
+    from tests.alpm.test_libarchive_differential import GNU, _header, _pad
+
+    return _tar_package(name, _header(b"evil", 4, b"0", magic=GNU, prefix=b"etc") + _pad(b"evil"))
+
+
+def _odd_octal(name: str) -> bytes:
+    """Class 4: a size field Python's int(x, 8) takes and libarchive reads otherwise."""
+    from tests.alpm.test_libarchive_differential import POSIX, _header, _pad
+
+    header = _header(b"usr/share/odd", 4, b"0", magic=POSIX, size_field=b"0o0000004\0\0\0")
+    return _tar_package(name, header + _pad(b"evil"))
+
+
 HOSTILE = {
+    "GNU long name, then a pax path": _gnu_name_then_pax,
+    "ustar prefix under GNU magic": _prefix_under_gnu_magic,
+    "a size field with 0o": _odd_octal,
     "zlib member after gzip": _gzip_then_zlib,
     "NUL padding between members": _padded_members,
     "NUL byte in a field": _nul_in_field,

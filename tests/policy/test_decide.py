@@ -422,3 +422,39 @@ def test_revoked_keys_count_for_nothing(world: World) -> None:
     p = rec("foo", "1.0-1")
     d = decide(signed(p), t([p]), world.evidence_for(p, pol, approvers=2), pol)
     assert any("1 maintainer approvals" in r for r in d.reasons)
+
+
+_moves = st.lists(
+    st.tuples(
+        st.sampled_from(["core", "extra"]),
+        st.sampled_from(["x86_64", "aarch64"]),
+        st.sampled_from(["a", "b", "c", "lib-a", "lib-b"]),
+        st.sampled_from(["1-1", "2-1"]),
+        st.booleans(),  # True: add, False: remove
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(moves=_moves, names=st.sets(st.sampled_from(["a", "b", "lib-a", "zz"])))
+def test_the_name_index_restricts_as_restrict_does(
+    moves: list[tuple[str, str, str, str, bool]], names: set[str]
+) -> None:
+    from reposeal.policy.state import NameIndex
+
+    state, index = SigningState(), NameIndex()
+    for repo, arch, name, version, add in moves:
+        r = rec(name, version, arch=arch, pkgbase="lib" if name.startswith("lib") else None)
+        if add:
+            packages = PackagesEntry(repo, {name: r}, {r.sha256: "sig"})
+            state = apply(state, packages)
+            index.learn(repo, None, [r])
+            entry = TransitionEntry(repo, arch, None, "db", {name: r}, admitted={name: ("x",)})
+            index.learn(repo, arch, [r])
+        else:
+            entry = TransitionEntry(repo, arch, None, "db", {}, removes=(name,))
+        state = apply(state, entry)
+    shas = [rec(n, v, arch=a).sha256 for n in names for v in ("1-1", "2-1")
+            for a in ("x86_64", "aarch64")]  # fmt: skip
+    assert index.restrict(state, names, ["lib"], shas) == restrict(state, names, ["lib"], shas)

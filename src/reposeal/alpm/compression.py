@@ -49,12 +49,70 @@ def detect(head: bytes) -> str:
     )
 
 
+class GzipMembers:
+    """A streaming reader of concatenated gzip members, and nothing else: what follows a
+    member must be another gzip member. (Python's gzip module skips NUL padding between
+    members and zlib's auto-detection also takes a zlib stream after one; libarchive, which
+    pacman reads with, stops at both, so reading past them would see what pacman does not.)"""
+
+    def __init__(self, raw: BinaryIO, block: int = 1 << 16) -> None:
+        self._raw, self._block = raw, block
+        self._d = zlib.decompressobj(31)
+        self._pending = b""  # compressed bytes read but not yet fed
+        self._out = b""
+        self._done = False
+
+    def _next_member(self, rest: bytes) -> None:
+        while len(rest) < 2:
+            more = self._raw.read(self._block)
+            if not more:
+                break
+            rest += more
+        if not rest:
+            self._done = True
+            return
+        if not rest.startswith(b"\x1f\x8b"):
+            raise CorruptArchiveError(
+                "bytes after a gzip member are not another gzip member (padding or another "
+                "format): pacman's libarchive stops there, so they are refused"
+            )
+        self._d = zlib.decompressobj(31)
+        self._pending = rest
+
+    def _fill(self, want: int) -> None:
+        while len(self._out) < want and not self._done:
+            data = self._pending or self._raw.read(self._block)
+            self._pending = b""
+            if not data:
+                if not self._d.eof:
+                    raise TruncatedArchiveError("compressed data ends early (truncated file?)")
+                self._done = True
+                break
+            self._out += self._d.decompress(data, max(want - len(self._out), 1 << 16))
+            self._pending = self._d.unconsumed_tail
+            if self._d.eof:
+                self._next_member(self._d.unused_data)
+
+    def read(self, n: int = -1, /) -> bytes:
+        try:
+            if n < 0:
+                while not self._done:
+                    self._fill(len(self._out) + (1 << 20))
+                out, self._out = self._out, b""
+                return out
+            self._fill(n)
+        except zlib.error as exc:
+            raise CorruptArchiveError(f"damaged gzip data ({exc})") from None
+        out, self._out = self._out[:n], self._out[n:]
+        return out
+
+
 def open_stream(raw: BinaryIO, kind: str) -> Readable:
     """Wrap a raw stream in a streaming decompressor for ``kind``."""
     if kind == ZSTD:
         return ZstdFile(raw, "rb")
     if kind == GZIP:
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        return GzipMembers(raw)
     if kind == XZ:
         return lzma.LZMAFile(raw, "rb")
     if kind == BZIP2:
@@ -82,8 +140,11 @@ def decompress(data: bytes, kind: str, limit: int) -> bytes:
                     raise TruncatedArchiveError("compressed data ends early (truncated file?)")
                 raise LimitExceededError(f"decompresses to more than {limit} bytes")
             rest = dec.unused_data
-            if kind == GZIP:
-                rest = rest.lstrip(b"\0")  # some writers pad concatenated gzip members
+            if kind == GZIP and rest and not rest.startswith(b"\x1f\x8b"):
+                raise CorruptArchiveError(
+                    "bytes after a gzip member are not another gzip member (padding or "
+                    "another format): pacman's libarchive stops there, so they are refused"
+                )
     except DECOMPRESS_ERRORS as exc:
         raise CorruptArchiveError(f"damaged {kind} data: {exc}") from None
     return b"".join(out)
@@ -131,7 +192,7 @@ class _Decompressor:
 
 class _Zlib(_Decompressor):
     def __init__(self) -> None:
-        self._d = zlib.decompressobj(47)
+        self._d = zlib.decompressobj(31)  # gzip only: 47 would take a zlib stream too
         self._fed = False
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:

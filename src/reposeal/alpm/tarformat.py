@@ -9,6 +9,7 @@ files, oversized headers, truncation. It streams, so a 2 GB package never sits i
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -68,6 +69,10 @@ def _padded(size: int) -> int:
     return (size + BLOCK - 1) // BLOCK * BLOCK
 
 
+_OCTAL = re.compile(rb"[0-7]+")
+_DECIMAL = re.compile(rb"[0-9]{1,19}")
+
+
 def _number(field: bytes, what: str) -> int:
     """Parse an octal (or GNU base-256) numeric header field."""
     if field and field[0] & 0x80:
@@ -77,10 +82,10 @@ def _number(field: bytes, what: str) -> int:
     text = field.rstrip(b"\0 ").lstrip(b" ")
     if not text:
         return 0
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise CorruptArchiveError(f"tar header has a non-octal {what}: {text[:20]!r}") from None
+    if not _OCTAL.fullmatch(text):  # int(x, 8) would also take 0o, _ and +; libarchive
+        # stops at the first non-octal digit: anything but plain octal digits is refused
+        raise CorruptArchiveError(f"tar header has a non-octal {what}: {text[:20]!r}")
+    return int(text, 8)
 
 
 def _text(raw: bytes, what: str) -> str:
@@ -88,6 +93,12 @@ def _text(raw: bytes, what: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise UnsafeArchiveError(f"{what} is not valid UTF-8: {raw[:80]!r}") from None
+
+
+_TWICE = (
+    "a member named twice (GNU long name and pax header, or two of either): readers "
+    "disagree on which name wins, so it is refused"
+)
 
 
 def _parse_pax(data: bytes) -> dict[str, bytes]:
@@ -100,17 +111,19 @@ def _parse_pax(data: bytes) -> dict[str, bytes]:
         space = data.find(b" ", pos, pos + 20)
         if space < 0:
             raise CorruptArchiveError("malformed pax header record (no length)")
-        try:
-            length = int(data[pos:space])
-        except ValueError:
-            raise CorruptArchiveError("malformed pax header record length") from None
+        if not _DECIMAL.fullmatch(data[pos:space]):
+            raise CorruptArchiveError("malformed pax header record length")
+        length = int(data[pos:space])
         end = pos + length
         if length <= 0 or end > len(data) or data[end - 1 : end] != b"\n":
             raise CorruptArchiveError("malformed pax header record (bad length)")
         key, eq, value = data[space + 1 : end - 1].partition(b"=")
         if not eq:
             raise CorruptArchiveError("malformed pax header record (no '=')")
-        records[_text(key, "pax key")] = value
+        name = _text(key, "pax key")
+        if name in records:
+            raise UnsafeArchiveError(f"pax header sets {name!r} twice")
+        records[name] = value
         pos = end
     return records
 
@@ -199,6 +212,7 @@ class TarReader:
             long_name: str | None = None
             long_link: str | None = None
             pax: dict[str, bytes] = {}
+            seen_ext: set[bytes] = set()
             while True:  # extended headers, then the real one
                 if self._end_optional and s.at_eof():
                     if pax or long_name is not None or long_link is not None:
@@ -217,13 +231,22 @@ class TarReader:
                     if size > limits.max_extended_header_bytes:
                         raise LimitExceededError(f"extended tar header of {size} bytes")
                     data = s.read_exact(_padded(size), "an extended header")[:size]
+                    # readers disagree on which of several names wins (libarchive: the
+                    # later one): a member is named once, or it is refused
+                    if type_flag in seen_ext:
+                        raise UnsafeArchiveError(_TWICE)
+                    seen_ext.add(type_flag)
                     if type_flag == b"x":
                         pax.update(_parse_pax(data))
                     elif type_flag == b"L":
                         long_name = _text(data.rstrip(b"\0"), "long member name")
                     elif type_flag == b"K":
                         long_link = _text(data.rstrip(b"\0"), "long link name")
-                    # global headers ('g') carry nothing a package or database needs
+                    elif set(_parse_pax(data)) - {"comment"}:
+                        raise UnsafeArchiveError(
+                            "a pax global header changes later members (libarchive applies "
+                            "it, reposeal would not): refused"
+                        )
                     continue
                 break
             kind = _TYPES.get(type_flag)
@@ -232,14 +255,24 @@ class TarReader:
                     f"unsupported tar member type {type_flag!r} (devices, sparse files and "
                     "vendor extensions are refused)"
                 )
+            if ("path" in pax and long_name is not None) or (
+                "linkpath" in pax and long_link is not None
+            ):
+                raise UnsafeArchiveError(_TWICE)
+            if header[345:500].strip(b"\0") and header[257:265] != b"ustar\x0000":
+                raise UnsafeArchiveError(
+                    "a name prefix outside a POSIX ustar header (readers disagree on whether "
+                    "it is part of the name): refused"
+                )
             if "path" in pax:
                 name = _text(pax["path"], "member name")
             elif long_name is not None:
                 name = long_name
             else:
                 raw_name = header[0:100].split(b"\0", 1)[0]
-                if header[257:263] == b"ustar\0" and header[345] != 0:
-                    raw_name = header[345:500].split(b"\0", 1)[0] + b"/" + raw_name
+                if header[345] != 0:  # joined as libarchive does: one '/' between
+                    prefix = header[345:500].split(b"\0", 1)[0]
+                    raw_name = prefix + (b"" if prefix.endswith(b"/") else b"/") + raw_name
                 name = _text(raw_name, "member name")
             if "linkpath" in pax:
                 linkname = _text(pax["linkpath"], "link target")
@@ -248,15 +281,19 @@ class TarReader:
             else:
                 linkname = _text(header[157:257].split(b"\0", 1)[0], "link target")
             if "size" in pax:
-                try:
-                    size = int(pax["size"])
-                except ValueError:
-                    raise CorruptArchiveError("malformed pax size") from None
+                if not _DECIMAL.fullmatch(pax["size"]):
+                    raise CorruptArchiveError("malformed pax size")
+                size = int(pax["size"])
             if len(name.encode()) > limits.max_path_bytes:
                 raise LimitExceededError(f"member name longer than {limits.max_path_bytes} bytes")
             if name.startswith("./") and name != "./":
                 name = name[2:]
             check_member_path(name)
+            if kind != DIRECTORY and name.endswith("/"):
+                raise UnsafeArchiveError(
+                    f"{name!r} is not a folder but is named like one (libarchive reads it as "
+                    "a folder): refused"
+                )
             if kind == DIRECTORY:
                 size = 0
                 if not name.endswith("/"):

@@ -40,7 +40,7 @@ from reposeal.openpgp.signer import Signer
 from reposeal.openpgp.spec import signer_from_spec
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.policy.entries import ENTRY_VERSION
-from reposeal.policy.state import PackageRecord, SigningState, restrict
+from reposeal.policy.state import NameIndex, PackageRecord, SigningState, restrict
 from reposeal.translog.checkpoint import Checkpoint, NoteSigner
 from reposeal.translog.store import LogCorruptError, TransparencyLog
 
@@ -81,6 +81,7 @@ class EnclaveHome:
         default_factory=dict, init=False, repr=False
     )
     _policy: tuple[bytes, Policy] | None = field(default=None, init=False, repr=False)
+    _names: NameIndex = field(default_factory=NameIndex, init=False, repr=False)
     # one open log (and signers) for a long-lived enclave; reopened if the file is replaced
     _log: tuple[tuple[int, int], TransparencyLog] | None = field(
         default=None, init=False, repr=False
@@ -305,9 +306,10 @@ class EnclaveHome:
             done, state = cached if cached is not None else (0, None)
             if cached is None:
                 self._jobs, self._last_db = {}, {}
+                self._names = NameIndex()
             fresh = log.entries(done, log.size)
             try:
-                state = replay(fresh, self.read_records, state, parsed)
+                state = replay(fresh, self.read_records, state, parsed, self._names)
             except (ReposealError, ValueError, KeyError, TypeError) as exc:
                 raise EnclaveStateError(f"the log cannot be replayed: {exc}") from None
             for offset, raw in enumerate(fresh):
@@ -337,7 +339,10 @@ class EnclaveHome:
         bases: Iterable[str] = (),
         shas: Iterable[str] = (),
     ) -> SigningState:
-        """What ``state`` says about ``names`` (see ``policy.state.restrict``)."""
+        """What ``state`` says about ``names`` (see ``policy.state.restrict``), fast for the
+        state ``load_state`` returned last."""
+        if self._cache is not None and self._cache[1] is state:
+            return self._names.restrict(state, names, bases, shas)
         return restrict(state, names, bases, shas)
 
     def job_index(self, job_id: str) -> int | None:

@@ -12,8 +12,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from reposeal import canonical
-from reposeal.policy.entries import ENTRY_VERSION, STATE_TYPES, apply, check_version, parse
-from reposeal.policy.state import PackageRecord, SigningState
+from reposeal.policy.entries import (
+    ENTRY_VERSION,
+    STATE_TYPES,
+    TransitionEntry,
+    apply,
+    check_version,
+    parse,
+)
+from reposeal.policy.state import NameIndex, PackageRecord, SigningState
 
 
 def genesis_entry(policy_sha256: str, signer_fpr: str, note_verifier: str) -> bytes:
@@ -134,10 +141,11 @@ def replay(
     loader: RecordsLoader,
     start: SigningState | None = None,
     parsed: Mapping[str, dict[str, PackageRecord]] | None = None,
+    index: NameIndex | None = None,
 ) -> SigningState:
     """The signing state implied by a log's entries (refusals change nothing), continuing
     from ``start`` when the entries extend a log already replayed. ``parsed``: records
-    already loaded (and hash-checked), by hash."""
+    already loaded (and hash-checked), by hash; ``index`` learns every record applied."""
     import json
 
     def records_of(digest: str) -> dict[str, PackageRecord]:
@@ -156,6 +164,11 @@ def replay(
         entry = parse(doc, records_of)
         if entry is not None:
             state = apply(state, entry)
+            if index is not None:
+                if isinstance(entry, TransitionEntry):
+                    index.learn(entry.repo, entry.arch, entry.adds.values())
+                else:
+                    index.learn(entry.repo, None, entry.records.values())
     return state
 
 

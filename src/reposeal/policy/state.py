@@ -76,3 +76,63 @@ def restrict(
         spent=state.spent,
         signatures={k: v for k, v in state.signatures.items() if k in sha_set},
     )
+
+
+class NameIndex:
+    """Which keys of a signing state concern each package name (and each pkgbase), learned
+    as log entries are applied: ``restrict`` through it takes time that follows the names
+    asked about, not the history of every repository. Kept by whoever replays the log."""
+
+    def __init__(self) -> None:
+        self.repos: set[str] = set()
+        self.builds: dict[str, set[tuple[str, str]]] = {}  # name -> {(version, arch)}
+        self.held: dict[str, set[RepoArch]] = {}  # name -> databases that listed it
+        self.bases: dict[str, set[str]] = {}  # pkgbase -> names
+
+    def learn(self, repo: str, arch: str | None, records: Iterable[PackageRecord]) -> None:
+        self.repos.add(repo)
+        for r in records:
+            self.builds.setdefault(r.name, set()).add((r.version, r.arch))
+            self.bases.setdefault(r.pkgbase, set()).add(r.name)
+            if arch is not None:
+                self.held.setdefault(r.name, set()).add((repo, arch))
+
+    def restrict(
+        self,
+        state: SigningState,
+        names: Iterable[str],
+        bases: Iterable[str] = (),
+        shas: Iterable[str] = (),
+    ) -> SigningState:
+        """``restrict(state, names, bases, shas)`` for a state this index learned all of."""
+        wanted = set(names)
+        siblings = {n for b in bases for n in self.bases.get(b, ())}
+        keys = [(n, v, a) for n in wanted for v, a in self.builds.get(n, ())]
+        current: dict[RepoArch, dict[str, PackageRecord]] = {}
+        for name in wanted | siblings:
+            for key in self.held.get(name, ()):
+                record = state.current.get(key, {}).get(name)
+                if record is not None:
+                    current.setdefault(key, {})[name] = record
+        return SigningState(
+            last_db=state.last_db,
+            highest={
+                (r, n): state.highest[(r, n)]
+                for r in self.repos
+                for n in wanted
+                if (r, n) in state.highest
+            },
+            bindings={k: state.bindings[k] for k in keys if k in state.bindings},
+            used_overrides=state.used_overrides,
+            origins={k: state.origins[k] for k in keys if k in state.origins},
+            current=current,
+            used_removals=state.used_removals,
+            admitted={
+                (r, n, v): state.admitted[(r, n, v)]
+                for (n, v, _) in keys
+                for r in self.repos
+                if (r, n, v) in state.admitted
+            },
+            spent=state.spent,
+            signatures={s: state.signatures[s] for s in shas if s in state.signatures},
+        )
