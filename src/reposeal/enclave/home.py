@@ -6,8 +6,8 @@ HOME/policy.json(.sig)  a copy of the current policy and its admin signatures (f
 HOME/policies/SHA256.json(.sig)  every policy the log names: the genesis entry the first,
                         each "policy" entry a rotation (the log says which one is current)
 HOME/log.sqlite         the transparency log: the enclave's only memory
-HOME/dbs/SHA256         every database (sync and files) and chunk index it wrote and signed:
-                        the parents of its next transitions
+HOME/dbs/SHA256         the databases (sync and files) and chunk index it wrote and signed
+                        last for each repository, and their parents (older ones are pruned)
 HOME/records/SHA256.json  the records a log entry names (what a transition added, ...)
 """
 
@@ -183,24 +183,15 @@ class EnclaveHome:
         """Make the key ``spec`` names the repository key: the policy in force must name it
         (current or next); the switch is a log entry; later signatures are the new key's.
         Returns the entry's index."""
+        from reposeal.policy.keys import switch_problems
+
         new = signer_from_spec(spec, gnupghome)
         policy = self.policy()
-        if not policy.repository_keys or not policy.may_sign(new.fingerprint):
-            raise EnclaveStateError(
-                f"policy v{policy.version} does not name key {new.fingerprint} as a current or "
-                "next repository key: have the admins sign a policy that does"
-            )
         self.load_state()
-        if new.fingerprint.upper() == self._signer_fpr:
-            raise EnclaveStateError("that key is the repository key already")
         named = self._named_since(new.fingerprint.upper())
-        waited = time.time() - named
-        if waited < policy.key_overlap_seconds:
-            raise EnclaveStateError(
-                f"key {new.fingerprint} was first named {waited / 3600:.1f} hours ago; policy "
-                f"v{policy.version} wants it in users' keyrings for "
-                f"{policy.key_overlap_seconds / 3600:.1f} hours before it signs"
-            )
+        problems = switch_problems(policy, new.fingerprint, self._signer_fpr, named, time.time())
+        if problems:
+            raise EnclaveStateError(problems[0])
         entry = canonical.dumps(
             {"v": ENTRY_VERSION, "type": "signer", "signer": new.fingerprint.upper(),
              "policy_version": policy.version, "time": int(time.time())}

@@ -33,6 +33,7 @@ from reposeal.openpgp.signer import Signer, SignOptions
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.policy.entries import ENTRY_VERSION
+from reposeal.policy.keys import rotation_problems
 from reposeal.policy.state import PackageRecord
 from reposeal.repo.lock import database_lock
 
@@ -299,6 +300,8 @@ def propose(
             fault_point("after-log-append")
             proof = log.inclusion_proof(index)
         home.load_state({records_sha: parsed})  # the new state, without reading it back
+        if accepted and last is not None:
+            _prune(home, last)
         return JobResult(
             job_id,
             "accept" if accepted else "refuse",
@@ -324,6 +327,21 @@ TRANSITION_FIELDS = (
     "used_removals",
     "admitted",
 )
+
+
+def _prune(home: EnclaveHome, parent: SignedDatabases) -> None:
+    """Forget the databases before ``parent``: the next transition starts from the latest,
+    a retried job needs the latest and its parent, and every older one is on the mirrors'
+    archive and named by hash in the log (``audit`` re-reads what it finds)."""
+    with home.open_log() as log:
+        doc = home.entry(log, parent.log_index)
+    kept = {parent.db, parent.files, parent.index}
+    for held in home.all_last_databases().values():
+        kept |= {held.db, held.files, held.index}
+    for key in ("parent", "parent_files", "parent_index"):
+        digest = doc.get(key)
+        if isinstance(digest, str) and digest not in kept:
+            (home.path / "dbs" / digest).unlink(missing_ok=True)
 
 
 def _stale(p: Proposal, last: SignedDatabases | None) -> str | None:
@@ -489,21 +507,6 @@ def _listing_digest(folder: Path) -> str:
     return hashlib.sha256(json.dumps(found).encode()).hexdigest()
 
 
-def _revoked_too_early(home: EnclaveHome, new: Policy) -> list[str]:
-    """A former key is revoked only once its successor has signed for the policy's overlap
-    (users' keyrings, and databases signed meanwhile, catch up first)."""
-    reasons = []
-    for fpr in new.repo_keys("revoked").fingerprints():
-        since = home.retired_since(fpr)
-        if since is not None and time.time() - since < new.key_overlap_seconds:
-            reasons.append(
-                f"key {fpr} stopped signing {(time.time() - since) / 3600:.1f} hours ago; policy "
-                f"v{new.version} wants its successor signing for "
-                f"{new.key_overlap_seconds / 3600:.1f} hours before revoking it"
-            )
-    return reasons
-
-
 def sign_packages(
     home: EnclaveHome,
     job_id: str,
@@ -628,18 +631,10 @@ def rotate_policy(
         except ReposealError as exc:
             doc.update(type="refusal", reasons=[f"policy rotation refused: {exc}"])
         else:
-            early = _revoked_too_early(home, new)
-            if early:
-                doc.update(type="refusal", reasons=early)
-            elif new.repository_keys and not new.may_sign(home.signer_fingerprint()):
-                doc.update(
-                    type="refusal",
-                    reasons=[
-                        f"policy v{new.version} does not name the key the enclave signs with "
-                        f"({home.signer_fingerprint()}): switch keys first (`enclave signer`, "
-                        "under a policy naming the new key as next), then revoke the old one"
-                    ],
-                )
+            retired = {f: home.retired_since(f) for f in new.repo_keys("revoked").fingerprints()}
+            problems = rotation_problems(new, home.signer_fingerprint(), retired, time.time())
+            if problems:
+                doc.update(type="refusal", reasons=problems)
             else:
                 home.store_policy(raw, sigs)
                 doc.update(
