@@ -21,3 +21,13 @@ _values = st.recursive(
 @given(_values)
 def test_fast_path_matches_rfc8785(value: object) -> None:
     assert canonical.dumps(value) == rfc8785.dumps(value)
+
+
+def test_integers_past_2_53_get_a_typed_error() -> None:
+    import pytest
+
+    from reposeal.canonical import CanonicalError, dumps
+
+    for big in (2**53, -(2**53), 2**64):
+        with pytest.raises(CanonicalError, match="2\\^53"):
+            dumps({"n": big})

@@ -118,3 +118,73 @@ def test_diff_and_vercmp(tmp_path: Path) -> None:
     out = json.loads(cli("db", "diff", "--json", str(old), str(db)).stdout)
     assert out["upgraded"] == ["a 1-1 -> 2-1"] and out["added"] == ["n - -> 1-1"]
     assert cli("vercmp", "1:1", "2").stdout.strip() == "1"
+
+
+def test_db_verify_checks_the_package_files_beside_the_database(tmp_path: Path) -> None:
+    pkg = write_package(tmp_path, "foo", "1-1")
+    write_package(tmp_path, "Bar_Capital", "1-1")
+    db = str(tmp_path / "r.db.tar.gz")
+    added = cli("db", "add", db, str(pkg), str(tmp_path / "Bar_Capital-1-1-any.pkg.tar.zst"))
+    assert added.returncode == 0, added.stderr
+    ok = cli("db", "verify", "--json", "--allow-unsigned", db)
+    assert ok.returncode == 0, ok.stdout
+    pkg.write_bytes(b"")  # another file under the same name
+    changed = json.loads(cli("db", "verify", "--json", "--allow-unsigned", db).stdout)
+    assert not changed["ok"] and any("foo" in p for p in changed["problems"]), changed
+    pkg.unlink()
+    missing = json.loads(cli("db", "verify", "--json", "--allow-unsigned", db).stdout)
+    assert any("not beside the database" in p for p in missing["problems"]), missing
+    skipped = cli("db", "verify", "--json", "--allow-unsigned", "--no-packages", db)
+    assert skipped.returncode == 0, skipped.stdout
+
+
+def test_db_verify_refuses_what_pacman_would_read_otherwise(tmp_path: Path) -> None:
+    """A second line in a single-valued field (libalpm reads it as a header), NUL bytes,
+    and lines past libalpm's 512 KiB."""
+    from reposeal.alpm import compression
+    from reposeal.alpm.tarformat import END_OF_ARCHIVE, tar_member
+
+    base = b"%FILENAME%\nfoo-1-1-any.pkg.tar.zst\n\n%NAME%\nfoo\n\n%VERSION%\n1-1\n\n"
+    base += b"%SHA256SUM%\n" + b"0" * 64 + b"\n\n"
+    cases = {
+        "hidden": base + b"%PACKAGER%\nme\n%FILENAME%\nevil-1-1-any.pkg.tar.zst\n\n",
+        "nul": base + b"%DESC%\nfoo\0bar\n\n",
+        "long": base + b"%DESC%\n" + b"x" * (600 << 10) + b"\n\n",
+    }
+    for case, desc in cases.items():
+        folder = tmp_path / case
+        folder.mkdir()
+        members = [tar_member("foo-1-1/", None, 0), tar_member("foo-1-1/desc", desc, 0)]
+        db = folder / "r.db.tar.gz"
+        db.write_bytes(compression.compress([*members, END_OF_ARCHIVE], compression.GZIP))
+        out = cli("db", "verify", "--allow-unsigned", "--no-packages", str(db))
+        assert out.returncode != 0, (case, out.stdout, out.stderr)
+
+
+def test_usage_errors_exit_2_and_ctrl_c_exits_130(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    assert cli("db", "add").returncode == 2  # a missing argument
+    pkg = write_package(tmp_path, "foo", "1-1")
+    db = tmp_path / "r.db.tar.gz"
+    both = cli("db", "add", "--signer", "soft:/x", "--sign", str(db), str(pkg))
+    assert both.returncode == 2, both.stderr
+    import fcntl
+    import os
+
+    lock = tmp_path / "r.db.tar.gz.lck"  # another writer holds the lock, alive
+    lock.write_text(f"{os.getpid()}\n")
+    held = os.open(lock, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reposeal.cli", "db", "add", "--wait", "60", str(db), str(pkg)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # it waits for the lock; the test does not depend on how long
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    os.close(held)
+    assert proc.returncode == 130, err
+    assert not db.exists()  # nothing written

@@ -14,6 +14,8 @@ from typing import Any
 
 import rfc8785
 
+from reposeal.errors import InputError
+
 _SAFE_INT = 2**53
 
 
@@ -41,9 +43,21 @@ def _simple(value: Any) -> bool:
     return True
 
 
+class CanonicalError(InputError):
+    """A value that has no canonical JSON form (RFC 8785 allows integers within +-2^53)."""
+
+
 def dumps(value: Any) -> bytes:
     if _simple(value):
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
             "utf-8"
         )
-    return rfc8785.dumps(value)
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.IntegerDomainError as exc:
+        raise CanonicalError(
+            f"{exc}: canonical JSON (RFC 8785) holds integers of at most 2^53 - 1; "
+            "write larger numbers as strings"
+        ) from None
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise CanonicalError(f"no canonical JSON form: {exc}") from None

@@ -90,12 +90,17 @@ def test_traversal_is_unsafe(tmp_path: Path) -> None:
         read_entries(db, None)
 
 
-def test_files_database_must_match(tmp_path: Path) -> None:
+def test_a_files_database_may_lack_entries_but_never_add_any(tmp_path: Path) -> None:
+    """repo-add leaves a files database holding only what it added when none was there."""
     entries = entries_for(tmp_path, 3)
     db = write_db(tmp_path / "r.db.tar.gz", render_archive(entries, False, "gz"))
     files = write_db(tmp_path / "r.files.tar.gz", render_archive(entries[:2], True, "gz"))
-    with pytest.raises(InvalidDatabaseError, match="same packages"):
-        read_entries(db, files)
+    read = read_entries(db, files)
+    assert sum(e.files is None for e in read.values()) == 1
+    few = write_db(tmp_path / "few.db.tar.gz", render_archive(entries[:2], False, "gz"))
+    more = write_db(tmp_path / "more.files.tar.gz", render_archive(entries, True, "gz"))
+    with pytest.raises(InvalidDatabaseError, match="the sync database does not"):
+        read_entries(few, more)
 
 
 def test_validate_finds_inconsistent_desc(tmp_path: Path) -> None:

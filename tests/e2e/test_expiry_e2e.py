@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pysequoia
@@ -14,10 +13,8 @@ import pytest
 
 from reposeal.alpm.synthetic import write_package
 from reposeal.client.scratch import ScratchPacman
-from reposeal.errors import VerificationError
 from reposeal.openpgp.signer import SignOptions
 from reposeal.openpgp.soft import SoftSigner
-from reposeal.openpgp.verify import Keyring, verify_as_made, verify_detached
 from tests import tools
 
 pytestmark = pytest.mark.e2e
@@ -44,9 +41,8 @@ def test_expired_database_refused_by_pacman_until_refreshed(tmp_path: Path, back
     db = str(repo / "demo.db.tar.gz")
     pkg = write_package(repo, "hello", "1-1")
     signer = ("--signer", spec, "--gnupghome", str(home))
-    added = cli("db", "add", *signer, "--sig-expires", "6s", db, str(pkg))
+    added = cli("db", "add", *signer, "--sig-expires", "1h", db, str(pkg))
     assert added.returncode == 0, added.stderr
-    signed_at = time.time()
 
     scratch = ScratchPacman(tmp_path / "pacman", {"demo": repo})
     scratch.base.mkdir()
@@ -54,12 +50,16 @@ def test_expired_database_refused_by_pacman_until_refreshed(tmp_path: Path, back
     scratch.write_conf()
     tools.run_text(scratch.command("-Sy"))  # fresh: accepted
 
-    time.sleep(max(0.0, signed_at + 7.5 - time.time()))
-    stale = tools.run_text(scratch.command("-Sy"), check=False)
+    # two hours on, for pacman, gpg and reposeal alike: the clock moves, nobody waits
+    later = ["faketime", "-f", "+2h"]
+    stale = tools.run_text([*later, *scratch.command("-Syy")], check=False)
     assert stale.returncode != 0 and "expired" in (stale.stdout + stale.stderr)
-    cached = tools.run_text(scratch.command("-Ss", "hello"), check=False)  # the held copy too
-    assert cached.returncode != 0 or "expired" in cached.stderr
-    checked = cli("db", "verify", "--keyring", str(cert), db)
+    cached = tools.run_text([*later, *scratch.command("-Ss", "hello")], check=False)
+    assert cached.returncode != 0 or "expired" in cached.stderr  # the held copy too
+    checked = subprocess.run(
+        [*later, sys.executable, "-m", "reposeal.cli", "db", "verify", "--keyring", str(cert), db],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
     assert checked.returncode == 5 and "expired" in checked.stderr
 
     refreshed = cli("db", "refresh", *signer, "--sig-expires", "1h", db)
@@ -105,17 +105,31 @@ def test_notations_and_expiry_are_in_the_signature(tmp_path: Path) -> None:
     assert "Signature expires" in out
     tools.gpg_kill(home)
     short = SoftSigner(tmp_path / "k.key").sign_detached(
-        io.BytesIO(b"db"), SignOptions(expires_in=1)
+        io.BytesIO(b"db"), SignOptions(expires_in=60)
     )
-    time.sleep(1.5)
-    ring = Keyring((tsk.extract_certificate(),))
-    with pytest.raises(VerificationError, match="expired"):
-        verify_detached(b"db", short, ring)
-    # an audit of history: good when made (the real gpgv says EXPSIG), so it counts ...
-    assert verify_as_made(b"db", short, ring) == tsk.extract_certificate().fingerprint.upper()
-    # ... but not over other bytes, nor by another key
-    with pytest.raises(VerificationError, match="BAD"):
-        verify_as_made(b"dB", short, ring)
     other = pysequoia.Tsk.generate("other <o@example.org>", profile=pysequoia.Profile.RFC4880)
-    with pytest.raises(VerificationError):
-        verify_as_made(b"db", short, Keyring((other.extract_certificate(),)))
+    (tmp_path / "short.sig").write_bytes(short)
+    (tmp_path / "other.asc").write_text(str(other.extract_certificate()))
+    # an hour on (faketime moves the clock for this process and the gpgv it runs)
+    script = f"""
+import pytest
+from pathlib import Path
+from reposeal.errors import VerificationError
+from reposeal.openpgp.verify import Keyring, verify_as_made, verify_detached
+ring = Keyring.from_bytes(Path({str(tmp_path / "k.asc")!r}).read_bytes())
+other = Keyring.from_bytes(Path({str(tmp_path / "other.asc")!r}).read_bytes())
+short = Path({str(tmp_path / "short.sig")!r}).read_bytes()
+with pytest.raises(VerificationError, match="expired"):
+    verify_detached(b"db", short, ring)
+# an audit of history: good when made (the real gpgv says EXPSIG), so it counts ...
+print(verify_as_made(b"db", short, ring))
+# ... but not over other bytes, nor by another key
+with pytest.raises(VerificationError, match="BAD"):
+    verify_as_made(b"dB", short, ring)
+with pytest.raises(VerificationError):
+    verify_as_made(b"db", short, other)
+"""
+    out = subprocess.run(["faketime", "-f", "+1h", sys.executable, "-c", script],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == tsk.extract_certificate().fingerprint.upper()

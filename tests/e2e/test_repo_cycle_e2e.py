@@ -154,15 +154,16 @@ def send(
     spec: tuple,
     approvers: int,
     repo: str = "core",
+    commit: str = COMMIT,
 ) -> None:
     base = spec[0]
     pkgbuild = hashlib.sha256(tools.pkgbuild(*spec).encode()).hexdigest()
     sha = hashlib.sha256(pkg.read_bytes()).hexdigest()
-    build = to_bytes(Build(base, COMMIT, pkg.name, sha, "0" * 64))
+    build = to_bytes(Build(base, commit, pkg.name, sha, "0" * 64))
     builder = as_role(service, "builder")
     for b in world.builders[:2]:
         builder.upload_build(pkg, build, b.sign(build))
-    approval = to_bytes(Approval(repo, base, COMMIT, pkgbuild))
+    approval = to_bytes(Approval(repo, base, commit, pkgbuild))
     source = as_role(service, "source")
     for m in world.maintainers[:approvers]:
         source.push_statement(approval, m.sign(approval))
@@ -625,3 +626,46 @@ def test_a_move_from_testing_to_core_shows_up_in_both_databases(
     assert (mirror / "archive/packages/h/hello" / hello.name).exists(), "testing's copy"
     audit = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
     assert audit["ok"], audit
+
+
+def test_a_refused_source_is_parked_and_does_not_jam_its_repository(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    service: tuple[str, dict[str, Issued]],  # noqa: F811
+    enclave: Path,
+    built_packages: dict[str, Path],
+) -> None:
+    """Issue 16, item 1: an approved version below the published one is refused once,
+    parked with its reason, not submitted again, and later sources go ahead."""
+    send(world, service, built_packages["hello-1.1"], tools.PKGBUILDS["hello-1.1"], approvers=2)
+    for _ in range(2):
+        cycle(tmp_path)
+        run_enclave(service, enclave)
+    assert cycle(tmp_path)[0]["step"] == "done"
+    older = "f" * 40
+    send(world, service, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2,
+         commit=older)  # fmt: skip
+    first = cycle(tmp_path)
+    run_enclave(service, enclave)
+    answered = cycle(tmp_path)
+    failed = [c for c in first + answered if c["step"] == "failed"]
+    assert len(failed) == 1, (first, answered, as_role(service, "repo").status())
+    failed = failed[0]
+    assert any("older than 1.1-1" in r for r in failed["reasons"]), failed
+    log_size = json.loads(cli("enclave", "status", "--json", "--home", str(enclave)).stdout)
+    for _ in range(3):  # not submitted again, however often the cycle runs
+        assert [c for c in cycle(tmp_path) if c["step"] != "failed"] == []
+        run_enclave(service, enclave)
+    again = json.loads(cli("enclave", "status", "--json", "--home", str(enclave)).stdout)
+    assert again["log_size"] == log_size["log_size"]
+    status = as_role(service, "repo").status()
+    (parked,) = status["parked"]
+    assert parked["pkgbase"] == "hello" and parked["commit"] == older, parked
+    assert all(w["pkgbase"] != "hello" for w in status["ready"])
+    # the next source of the repository goes ahead
+    send(world, service, built_packages["world-2.0"], tools.PKGBUILDS["world-2.0"], approvers=2)
+    for _ in range(2):
+        cycle(tmp_path)
+        run_enclave(service, enclave)
+    done = [c for c in cycle(tmp_path) if c["step"] == "done"]
+    assert any(["world", COMMIT] in c["sources"] for c in done), done

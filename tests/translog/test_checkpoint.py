@@ -61,3 +61,29 @@ def test_checkpoint_round_trip() -> None:
     for text in ("o\n01\nAAAA\n", "o\nx\n" + "A" * 44 + "\n", "o\n1\n"):
         with pytest.raises(CheckpointError):
             Checkpoint.parse(text)
+
+
+def test_every_line_after_the_text_is_a_signature() -> None:
+    """Go: "malformed note" for a line in the signature block that is not a signature, even
+    after a valid one."""
+    verifier = NoteVerifier.decode(VKEY)
+    for tail in ("not a signature\n", "\u2014 \n", "\u2014 Peter x\n", "\u2014 a b+c !!\n"):
+        with pytest.raises(CheckpointError, match="malformed note"):
+            open_note((TEXT + "\n" + SIG + tail).encode(), verifier)
+
+
+def test_blank_lines_inside_the_text_are_allowed_when_opening() -> None:
+    """C2SP signed-note splits at the last blank line: the text may hold blank lines."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    signer = NoteSigner.decode(SKEY)
+    with pytest.raises(CheckpointError):  # what we sign has none...
+        signer.sign("one\n\ntwo\n")
+    # ...but a note made elsewhere with one opens (signed by hand, as Go's Sign would)
+    text = "first paragraph\n\nsecond paragraph\n"
+    key = Ed25519PrivateKey.from_private_bytes(signer.seed)
+    raw = signer.verifier.key_hash + key.sign(text.encode())
+    note = f"{text}\n\u2014 PeterNeumann {base64.b64encode(raw).decode()}\n"
+    assert open_note(note.encode(), NoteVerifier.decode(VKEY)) == text

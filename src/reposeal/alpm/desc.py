@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.pkginfo import PkgInfo
 from reposeal.errors import InvalidDatabaseError
 
@@ -42,14 +43,14 @@ def render_desc(f: PackageFacts) -> bytes:
     _field(out, "DESC", [i.desc])
     _field(out, "GROUPS", i.groups)
     _field(out, "CSIZE", [str(f.csize)])
-    _field(out, "ISIZE", [str(i.size)])
+    _field(out, "ISIZE", [str(i.size)] if i.size is not None else [])
     _field(out, "MD5SUM", [f.md5])
     _field(out, "SHA256SUM", [f.sha256])
     _field(out, "PGPSIG", [f.pgpsig])
     _field(out, "URL", [i.url])
     _field(out, "LICENSE", i.licenses)
     _field(out, "ARCH", [i.arch])
-    _field(out, "BUILDDATE", [str(i.builddate)])
+    _field(out, "BUILDDATE", [str(i.builddate)] if i.builddate is not None else [])
     _field(out, "PACKAGER", [i.packager])
     _field(out, "REPLACES", i.replaces)
     _field(out, "CONFLICTS", i.conflicts)
@@ -79,6 +80,12 @@ def parse_desc(raw: bytes, where: str) -> dict[str, list[str]]:
         raise InvalidDatabaseError(f"{where} is not valid UTF-8") from None
     fields: dict[str, list[str]] = {}
     current: list[str] | None = None
+    longest = max((len(line) for line in raw.split(b"\n")), default=0)
+    if longest >= DEFAULT_LIMITS.max_desc_line_bytes:
+        raise InvalidDatabaseError(
+            f"{where}: a line of {longest} bytes; pacman reads lines of less than "
+            f"{DEFAULT_LIMITS.max_desc_line_bytes} bytes and would refuse the database"
+        )
     for line in text.split("\n"):
         if current is None:
             if not line:

@@ -23,6 +23,9 @@ class Limits:
     max_db_unpacked_bytes: int = 8 << 30  # decompressed database tar
     max_entry_file_bytes: int = 256 << 20  # one desc or files entry inside a database
     max_signature_bytes: int = 16384  # a detached signature (repo-add's limit)
+    # one line of a desc or files entry: libalpm reads lines of at most 512 KiB (be_sync.c)
+    # and fails the whole database on a longer one; every reader and writer here holds to it
+    max_desc_line_bytes: int = 512 << 10
 
 
 DEFAULT_LIMITS = Limits()

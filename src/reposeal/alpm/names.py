@@ -6,8 +6,11 @@ import re
 
 from reposeal.errors import InvalidNameError, InvalidVersionError
 
-# makepkg's lint: lowercase alphanumerics and @._+-, not starting with a hyphen or a dot.
-_NAME_RE = re.compile(r"[a-z0-9@_+][a-z0-9@._+-]*")
+# makepkg 6's lint (lint_pkgbuild/pkgname.sh): [[:alnum:]] and @._+-, not starting with a
+# hyphen or a dot. Capitals are allowed (real Arch names have them: hunspell-en_AU); pacman
+# compares names byte for byte, so Foo and foo are two packages. Only ASCII letters: makepkg
+# runs its lint in the C locale.
+_NAME_RE = re.compile(r"[A-Za-z0-9@_+][A-Za-z0-9@._+-]*")
 # pkgver: printable ASCII without whitespace, ':', '/' or '-'; pkgrel: N or N.M; epoch: digits.
 _VERSION_RE = re.compile(
     r"(?:(?P<epoch>[0-9]+):)?(?P<pkgver>[!-,.0-9;-~]+)-(?P<pkgrel>[0-9]+(?:\.[0-9]+)?)"
@@ -30,10 +33,25 @@ def check_name(name: str) -> str:
     """Return ``name`` if pacman accepts it as a package name, else raise InvalidNameError."""
     if len(name) > MAX_NAME or not _NAME_RE.fullmatch(name):
         raise InvalidNameError(
-            f"invalid package name {name!r}: use lowercase letters, digits and @._+- "
+            f"invalid package name {name!r}: use letters, digits and @._+- "
             "(not starting with '-' or '.'), at most 255 characters"
         )
     return name
+
+
+def name_field(value: object) -> str:
+    """A package or repository name from untrusted structured data (JSON): a string that
+    ``check_name`` accepts; anything else (None, a number) is refused, never stringified."""
+    if not isinstance(value, str):
+        raise InvalidNameError(f"expected a name, got {type(value).__name__}")
+    return check_name(value)
+
+
+def arch_field(value: object) -> str:
+    """An architecture from untrusted structured data (see ``name_field``)."""
+    if not isinstance(value, str):
+        raise InvalidNameError(f"expected an architecture, got {type(value).__name__}")
+    return check_arch(value)
 
 
 def check_version(version: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.names import check_arch, check_name, check_version
 from reposeal.errors import InvalidPackageError
 
@@ -40,9 +41,9 @@ class PkgInfo:
     base: str = ""
     desc: str = ""
     url: str = ""
-    builddate: int = 0
+    builddate: int | None = None  # absent or empty: repo-add writes no %BUILDDATE%
     packager: str = ""
-    size: int = 0
+    size: int | None = None  # absent or empty: no %ISIZE%
     licenses: tuple[str, ...] = ()
     replaces: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
@@ -78,6 +79,10 @@ def _number(key: str, value: str) -> int:
     return int(value)
 
 
+def _optional_number(key: str, value: str) -> int | None:
+    return _number(key, value) if value else None
+
+
 def parse_pkginfo(raw: bytes) -> PkgInfo:
     """Parse .PKGINFO bytes as repo-add reads them (``key = value``, whitespace folded)."""
     try:
@@ -97,6 +102,11 @@ def parse_pkginfo(raw: bytes) -> PkgInfo:
         if not sep or not key or " " in key:
             raise InvalidPackageError(f".PKGINFO line {lineno} is not 'key = value': {line!r}")
         value = _WS.sub(" ", value).strip()
+        if len(value.encode()) >= DEFAULT_LIMITS.max_desc_line_bytes:
+            raise InvalidPackageError(
+                f".PKGINFO field {key!r} is {len(value.encode())} bytes long; pacman reads "
+                f"database lines of less than {DEFAULT_LIMITS.max_desc_line_bytes} bytes"
+            )
         if key in SINGLE_FIELDS:
             if key in singles:
                 raise InvalidPackageError(f".PKGINFO has field {key!r} twice")
@@ -120,9 +130,9 @@ def parse_pkginfo(raw: bytes) -> PkgInfo:
         base=base,
         desc=singles.get("pkgdesc", ""),
         url=singles.get("url", ""),
-        builddate=_number("builddate", singles.get("builddate") or "0"),
+        builddate=_optional_number("builddate", singles.get("builddate", "")),
         packager=singles.get("packager", ""),
-        size=_number("size", singles.get("size") or "0"),
+        size=_optional_number("size", singles.get("size", "")),
         unknown=tuple(unknown),
         **{attr: tuple(lists[key]) for key, attr in _LIST_ATTR.items()},
     )

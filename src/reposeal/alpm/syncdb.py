@@ -56,7 +56,7 @@ class Entry:
             version=facts.info.version,
             desc=render_desc(facts),
             files=render_files(files),
-            mtime=facts.info.builddate,
+            mtime=facts.info.builddate or 0,
         )
 
 
@@ -177,11 +177,11 @@ def entries_from_tars(
             )
         except ReposealError as exc:
             raise exc.at(files_where) from None
-        if files_scanned.keys() != scanned.keys():
-            extra = sorted(set(files_scanned) ^ set(scanned))[:5]
+        extra = sorted(set(files_scanned) - set(scanned))[:5]
+        if extra:  # fewer is fine: repo-add leaves a files database without old entries
             raise InvalidDatabaseError(
-                f"the files database does not list the same packages as the sync database "
-                f"(differs in {', '.join(extra)}); rebuild both with `reposeal db add`",
+                f"the files database lists packages the sync database does not "
+                f"({', '.join(extra)}); rebuild both with `reposeal db add`",
                 path=files_where,
             )
     entries: dict[str, Entry] = {}
@@ -225,10 +225,26 @@ def validate_entries(entries: Mapping[str, Entry]) -> list[str]:
     return problems
 
 
+# fields libalpm reads one line of (be_sync.c): a second line would be read as a header
+SINGLE_VALUED = ("FILENAME", "NAME", "BASE", "VERSION", "DESC", "CSIZE", "ISIZE", "MD5SUM",
+                 "SHA256SUM", "PGPSIG", "URL", "ARCH", "BUILDDATE", "PACKAGER")  # fmt: skip
+_CONTROL_BYTES = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]")
+
+
 def entry_problems(e: Entry, f: dict[str, list[str]]) -> list[str]:
-    """What is wrong with one entry whose desc parsed into ``f``."""
+    """What is wrong with one entry whose desc parsed into ``f``: what pacman would refuse,
+    or read otherwise than it is written."""
     where = f"entry {e.dirname}"
     problems: list[str] = []
+    for name in SINGLE_VALUED:
+        if len(f.get(name, [])) > 1:
+            problems.append(
+                f"{where}: %{name}% has {len(f[name])} lines; pacman reads the first and takes "
+                f"the next for a field header ({f[name][1][:40]!r})"
+            )
+    for blob in (e.desc, e.files or b""):
+        if _CONTROL_BYTES.search(blob):
+            problems.append(f"{where}: control bytes (NUL, CR, ...) pacman would read otherwise")
     try:
         if single(f, "NAME", where) != e.name:
             problems.append(f"{where}: %NAME% does not match the directory name")

@@ -149,7 +149,7 @@ class Built:
 def check_job(job: dict[str, Any]) -> dict[str, Any]:
     """A job from the source machine, its fields checked before any is used (a pkgbase
     names a folder, a commit goes to a statement)."""
-    from reposeal.alpm.names import check_name
+    from reposeal.alpm.names import name_field
     from reposeal.repo.jobformat import JOB_ID
     from reposeal.source.gitrepo import COMMIT
 
@@ -157,8 +157,8 @@ def check_job(job: dict[str, Any]) -> dict[str, Any]:
         job_id, commit = str(job["id"]), str(job["commit"])
         checked: dict[str, Any] = {
             "id": job_id,
-            "repo": check_name(str(job["repo"])),
-            "pkgbase": check_name(str(job["pkgbase"])),
+            "repo": name_field(job["repo"]),
+            "pkgbase": name_field(job["pkgbase"]),
             "commit": commit,
             "source_date_epoch": int(job["source_date_epoch"]),
         }

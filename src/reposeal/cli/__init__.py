@@ -23,6 +23,7 @@ Exit codes:
   4  the database is locked by another writer
   5  signing or signature verification failed
   6  a required tool or key is missing
+  130 interrupted (Ctrl-C); nothing half-written is left
 """
 
 
@@ -41,7 +42,9 @@ def options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
 
 
 class UsageError(InputError):
-    """Options that contradict each other."""
+    """Options that contradict each other (exit 2, as click's own usage errors)."""
+
+    exit_code = 2
 
 
 class _Out:
@@ -86,7 +89,20 @@ def vercmp_cmd(a: str, b: str) -> None:
 
 
 def run() -> None:
-    """Console entry point: register every command group, then run."""
+    """Console entry point: register every command group, then run. Exit codes scripts can
+    use: a usage error is 2, Ctrl-C (SIGINT) is 130, as shells report it."""
     from reposeal.cli import bridge, client, db, enclave, key, repo, source, trust  # noqa: F401
 
-    main()
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("\ninterrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -122,6 +122,14 @@ def _report(out: _Out, report: Any) -> None:
             click.echo(f"{key:>10}  {item}", err=True)
     if report.signed_by:
         click.echo(f"    signed  by {report.signed_by}", err=True)
+    missing = getattr(report, "files_missing", [])
+    if missing:
+        click.echo(
+            f"warning: {len(missing)} packages still have no files-database entry (their package "
+            f"files are not beside the database): {', '.join(missing[:10])}; `pacman -F` will "
+            "not know their files until they are added again",
+            err=True,
+        )
 
 
 @db.command("add", epilog=EXIT_CODES)
@@ -274,6 +282,11 @@ def db_refresh(
     help="Trust exactly these certificates (a file) instead of a gpg keyring.",
 )
 @click.option("--allow-unsigned", is_flag=True, help="Do not fail on a missing signature.")
+@click.option(
+    "--no-packages",
+    is_flag=True,
+    help="Do not check the package files beside the database against their entries.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
 @click.argument("database", type=click.Path(path_type=Path))
@@ -282,14 +295,18 @@ def db_verify(
     gnupghome: Path | None,
     keyring: Path | None,
     allow_unsigned: bool,
+    no_packages: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Check DATABASE: its signatures (with gpg) and every entry of the sync and files
-    databases. Exits 0 only if everything is valid."""
+    """Check DATABASE: its signatures (with gpg), every entry of the sync and files
+    databases, and each listed package file beside it (it must be there and be the file its
+    entry describes). Exits 0 only if everything is valid."""
     out = _Out(quiet, as_json)
     try:
-        rep = dbupdate.verify(database, gnupghome, allow_unsigned, out.progress, keyring)
+        rep = dbupdate.verify(
+            database, gnupghome, allow_unsigned, out.progress, keyring, packages=not no_packages
+        )
     except ReposealError as exc:
         out.fail(exc)
     if as_json:

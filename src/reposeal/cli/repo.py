@@ -119,6 +119,14 @@ def repo_status(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> Non
         )
     for w in doc["ready"]:
         click.echo(f"ready    {w['repo']}/{w['pkgbase']}@{w['commit'][:12]}")
+    for p in doc.get("parked", []):
+        state = "parked" if p["alone"] else "retrying alone"
+        click.echo(
+            f"{state}   {p['repo']}/{p['arch']} {p['pkgbase']}@{p['commit'][:12]}: refused by "
+            "the enclave; submitted again only when new evidence arrives"
+        )
+        for why in p["reasons"][:5]:
+            click.echo(f"         - {why}")
     for w in doc["waiting"]:
         click.echo(f"waiting  {w['repo']}/{w['pkgbase']}@{w['commit'][:12]}")
         for why in w["missing"]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reposeal.alpm.limits import DEFAULT_LIMITS
-from reposeal.alpm.names import check_arch, check_name
+from reposeal.alpm.names import arch_field, name_field
 from reposeal.enclave.dryrun import refuse_without_sandbox
 from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.jobs import (
@@ -58,8 +58,8 @@ def malformed(job: dict[str, object]) -> dict[str, object] | None:
                 f"{', '.join(KINDS)}; it never takes a database to sign)"
             )
         if job.get("kind") != "policy":
-            check_name(str(job.get("repo")))
-            check_arch(str(job.get("arch")))
+            name_field(job.get("repo"))
+            arch_field(job.get("arch"))
         if not isinstance(files, dict):
             raise ReposealError("a job must list its files")
         for rel, digest in files.items():

@@ -34,7 +34,7 @@ from reposeal import canonical
 from reposeal.alpm import chunked, compression
 from reposeal.alpm.buildinfo import pkgbuild_sha256
 from reposeal.alpm.crosscheck import disagreements
-from reposeal.alpm.names import check_name
+from reposeal.alpm.names import name_field
 from reposeal.alpm.package import Package, read_package
 from reposeal.alpm.syncdb import Entry
 from reposeal.enclave.readback import Meant, read_back
@@ -134,8 +134,8 @@ def _proposed(spec: dict[str, Any]) -> tuple[list[tuple[str, str | None]], list[
     for m in moves:
         if not isinstance(m, dict):
             raise ReposealError("a move names its file and the layer it comes from")
-        files.append((str(m.get("file")), check_name(str(m.get("from")))))
-    return files, [check_name(str(n)) for n in removes]
+        files.append((str(m.get("file")), name_field(m.get("from"))))
+    return files, [name_field(n) for n in removes]
 
 
 def run_transition(job: JobInput) -> WorkerOutput:

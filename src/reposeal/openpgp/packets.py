@@ -260,6 +260,34 @@ def key_fingerprints(cert: bytes) -> set[str]:
     return out
 
 
+KEY_REVOCATION, SUBKEY_REVOCATION = 0x20, 0x28
+
+
+def revoked_keys(cert: bytes) -> set[str]:
+    """Uppercase fingerprints of the keys of a v4 certificate that carry a revocation
+    signature, of any reason: gpg (and so pacman, through gpgme) takes a key with any
+    revocation as revoked, a "soft" one (superseded, retired) included, whatever the time
+    the data was signed. A revoked primary key revokes every subkey."""
+    out: set[str] = set()
+    primary: str | None = None
+    current: str | None = None
+    for tag, body in iter_packets(cert):
+        if tag in (6, 14) and body[:1] == b"\x04":
+            prefix = b"\x99" + struct.pack(">H", len(body))
+            current = hashlib.sha1(prefix + body).hexdigest().upper()  # noqa: S324
+            if tag == 6:
+                primary = current
+        elif tag == 2 and len(body) > 2:
+            kind = body[1] if body[0] == 4 else body[2] if body[0] == 3 else None
+            if kind == KEY_REVOCATION and primary is not None:
+                out.add(primary)
+            elif kind == SUBKEY_REVOCATION and current is not None:
+                out.add(current)
+    if primary in out:
+        out |= key_fingerprints(cert)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class SecretKey:
     """An unencrypted v4 secret (sub)key: its public half and the secret MPIs."""

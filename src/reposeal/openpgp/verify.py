@@ -13,7 +13,7 @@ from pathlib import Path
 import pysequoia
 
 from reposeal.errors import InvalidSignatureFileError, ToolMissingError, VerificationError
-from reposeal.openpgp.packets import key_fingerprints
+from reposeal.openpgp.packets import key_fingerprints, revoked_keys
 from reposeal.openpgp.soft import sequoia_message
 
 MAX_SIGNATURE_BYTES = 16384
@@ -73,7 +73,7 @@ def verify_detached(data: bytes | Path, signature: bytes, keyring: Keyring) -> s
                 f"signed by {who}, which is not in the keyring: import the signer's "
                 "certificate if you trust it"
             ) from None
-        _check_alive(owners[0])
+        _check_alive(owners[0], issuer)
         expiry = sig.expiration
         if expiry is not None and expiry.timestamp() <= time.time():
             raise VerificationError(
@@ -87,7 +87,8 @@ def verify_detached(data: bytes | Path, signature: bytes, keyring: Keyring) -> s
     if not result.valid_sigs:
         raise VerificationError("no valid signature")
     primary = str(result.valid_sigs[0].certificate).upper()
-    _check_alive(next(c for c in candidates if c.fingerprint.upper() == primary))
+    signing_key = str(getattr(result.valid_sigs[0], "signing_key", "") or issuer)
+    _check_alive(next(c for c in candidates if c.fingerprint.upper() == primary), signing_key)
     return primary
 
 
@@ -136,10 +137,16 @@ def _gpgv_expired_but_good(data: bytes, signature: bytes, keyring: Keyring) -> s
     return primary if any(c.fingerprint.upper() == primary for c in keyring.certs) else None
 
 
-def _check_alive(cert: pysequoia.Cert) -> None:
-    """A revoked or expired key signs nothing we accept, whenever the signature was made."""
+def _check_alive(cert: pysequoia.Cert, signer: str = "") -> None:
+    """A revoked or expired key signs nothing we accept, whenever the signature was made
+    (gpg's semantics: a revocation of any reason counts, "soft" ones too). ``signer``: the
+    fingerprint of the (sub)key that made the signature, when known."""
     primary = cert.fingerprint.upper()
-    if cert.is_revoked:
+    try:
+        revoked = revoked_keys(bytes(cert))
+    except ValueError:
+        revoked = set()
+    if cert.is_revoked or primary in revoked or signer.upper() in revoked:
         raise VerificationError(
             f"signed by {primary}, whose key is revoked: the repository must re-sign "
             "with its new key"

@@ -88,6 +88,11 @@ class Cycles:
                 repo TEXT NOT NULL, arch TEXT NOT NULL, pkgbase TEXT NOT NULL,
                 commit_id TEXT NOT NULL, cycle TEXT NOT NULL,
                 PRIMARY KEY (repo, arch, pkgbase, commit_id));
+            CREATE TABLE IF NOT EXISTS parked (
+                repo TEXT NOT NULL, arch TEXT NOT NULL, pkgbase TEXT NOT NULL,
+                commit_id TEXT NOT NULL, evidence TEXT NOT NULL, alone INTEGER NOT NULL,
+                reasons TEXT NOT NULL, cycle TEXT NOT NULL, at REAL NOT NULL,
+                PRIMARY KEY (repo, arch, pkgbase, commit_id));
             """,
         )
 
@@ -133,6 +138,46 @@ class Cycles:
                         "INSERT OR IGNORE INTO published VALUES (?, ?, ?, ?, ?)",
                         (cycle.repo, cycle.arch, base, commit, cycle.id),
                     )
+
+    def park(self, cycle: Cycle, evidence: dict[tuple[str, str], list[str]]) -> None:
+        """A refused cycle's sources wait until their evidence changes: a source refused on
+        its own is parked; sources refused together are each tried alone once first (one
+        bad source must not hold the others back). ``evidence``: each source's statements."""
+        alone = len(evidence) == 1
+        reasons = json.dumps(cycle.detail.get("reasons", []))
+        for (base, commit), digests in evidence.items():
+            self.db.execute(
+                "INSERT OR REPLACE INTO parked VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (cycle.repo, cycle.arch, base, commit, json.dumps(sorted(digests)), int(alone),
+                 reasons, cycle.id, time.time()),
+            )  # fmt: skip
+
+    def parked(
+        self, repo: str, arch: str, pkgbase: str, commit: str
+    ) -> tuple[bool, list[str]] | None:
+        """(refused alone, the evidence it was refused with) of a parked source, or None."""
+        row = self.db.execute(
+            "SELECT alone, evidence FROM parked WHERE repo=? AND arch=? AND pkgbase=? "
+            "AND commit_id=?",
+            (repo, arch, pkgbase, commit),
+        ).fetchone()
+        return None if row is None else (bool(row[0]), list(json.loads(row[1])))
+
+    def parked_list(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT repo, arch, pkgbase, commit_id, alone, reasons, cycle FROM parked ORDER BY at"
+        ).fetchall()
+        return [
+            {"repo": r, "arch": a, "pkgbase": b, "commit": c, "alone": bool(al),
+             "reasons": json.loads(reasons), "cycle": cyc}
+            for r, a, b, c, al, reasons, cyc in rows
+        ]  # fmt: skip
+
+    def unpark(self, repo: str, arch: str, pkgbase: str, commit: str) -> None:
+        self.db.execute(
+            "DELETE FROM parked WHERE repo=? AND arch=? AND pkgbase=? AND commit_id=?",
+            (repo, arch, pkgbase, commit),
+        )
 
     def is_published(self, repo: str, arch: str, pkgbase: str, commit: str) -> bool:
         return (
@@ -288,7 +333,9 @@ def plan_cycles(m: Machine) -> list[Cycle]:
     for repo, arch in sorted(set(ready) | set(removals)):
         if m.cycles.active(repo, arch) is not None:
             continue  # the next cycle batches what arrives meanwhile
-        sources = ready.get((repo, arch), [])
+        sources = _takeable(m, repo, arch, ready.get((repo, arch), []))
+        if not sources and not removals.get((repo, arch)):
+            continue
         packages: dict[str, str] = {}
         evidence: dict[str, str] = {}
         for w in sources:
@@ -314,6 +361,37 @@ def plan_cycles(m: Machine) -> list[Cycle]:
             started.append(m.cycles.create(repo, arch, plan))
             fault_point("cycle-planned")
     return started
+
+
+def _takeable(m: Machine, repo: str, arch: str, sources: list[Waiting]) -> list[Waiting]:
+    """The ready sources a new cycle takes: not those parked after a refusal (unless their
+    evidence changed since), only the newest version of each pkgbase (an older one waiting
+    beside it is superseded), and a source to be tried alone on its own."""
+    from reposeal.alpm.vercmp import vercmp
+
+    newest: dict[str, Waiting] = {}
+    for w in sources:
+        version = next(iter(w.packages.values())).version if w.packages else ""
+        held = newest.get(w.pkgbase)
+        if held is None or vercmp(version, next(iter(held.packages.values())).version) > 0:
+            newest[w.pkgbase] = w
+    out = []
+    for w in newest.values():
+        parked = m.cycles.parked(repo, arch, w.pkgbase, w.commit)
+        if parked is None:
+            out.append(w)
+        elif sorted(_evidence(m, w.pkgbase, w.commit)) != parked[1]:
+            m.cycles.unpark(repo, arch, w.pkgbase, w.commit)  # new evidence: try again
+            out.append(w)
+        elif not parked[0]:
+            return [w]  # refused in a batch: tried alone, before anything else
+    return out
+
+
+def _park(m: Machine, cycle: Cycle) -> None:
+    """Park the sources of a refused cycle (see ``Cycles.park``)."""
+    sources = [(b, c) for b, c in cycle.plan["sources"] if b not in (REMOVAL, MOVE)]
+    m.cycles.park(cycle, {(b, c): sorted(_evidence(m, b, c)) for b, c in sources})
 
 
 def _job_files(cycle: Cycle) -> dict[str, str]:
@@ -442,6 +520,7 @@ def step(m: Machine, cycle: Cycle) -> bool:
             return False
         if result.get("decision") != "accept":
             cycle.step, cycle.detail["reasons"] = "failed", result.get("reasons", [])
+            _park(m, cycle)
         else:
             cycle.detail["package_signatures"] = result.get("package_signatures", {})
             cycle.step = "pool"
@@ -464,6 +543,7 @@ def step(m: Machine, cycle: Cycle) -> bool:
             return False
         if result.get("decision") != "accept":
             cycle.step, cycle.detail["reasons"] = "failed", result.get("reasons", [])
+            _park(m, cycle)
         else:
             staged = _assembled(m, cycle, db, result)
             staging = m.staging(cycle)

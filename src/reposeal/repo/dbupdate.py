@@ -68,6 +68,10 @@ class Report:
     skipped: list[str] = field(default_factory=list)
     deleted_files: list[str] = field(default_factory=list)
     superseded: list[str] = field(default_factory=list)  # package files no entry names now
+    # entries the files database lacked, filled from the package files beside the database,
+    # and those that still lack one (no package file there, or another one)
+    files_filled: list[str] = field(default_factory=list)
+    files_missing: list[str] = field(default_factory=list)
     signed_by: str | None = None
     generation: str | None = None
     packages: int = 0
@@ -108,6 +112,9 @@ class _Current:
 
     def __init__(self, paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> None:
         self.paths = paths
+        self._progress = progress
+        self.files_filled: list[str] = []
+        self.files_missing: list[str] = []
         self.chunks: list[chunked.Chunk] | None = None
         self._entries: dict[str, Entry] | None = None
         self._blobs: dict[str, bytes] = {}
@@ -146,10 +153,49 @@ class _Current:
             files_tar = None
             if "files" in self._blobs:
                 files_tar = decompress_blob(self._blobs["files"], self.paths.archive("files"))
-            self._entries = entries_from_tars(
+            entries = entries_from_tars(
                 db_tar, files_tar, self.paths.archive("db"), self.paths.archive("files")
             )
+            self._entries = self._fill_files(entries)
         return self._entries
+
+    def _fill_files(self, entries: dict[str, Entry]) -> dict[str, Entry]:
+        """A files database lacking entries (repo-add makes one holding only the packages it
+        adds when none was there): fill each missing one from its package file beside the
+        database, if that file is there and is the one the entry names (sha256)."""
+        import dataclasses
+
+        from reposeal.alpm.desc import render_files, single
+
+        self.files_filled, self.files_missing = [], []
+        for name, e in sorted(entries.items()):
+            if e.files is not None:
+                continue
+            where = f"entry {e.dirname}"
+            fields = e.fields()
+            path = self.paths.directory / single(fields, "FILENAME", where)
+            try:
+                pkg = read_package(path) if path.is_file() else None
+            except ReposealError:
+                pkg = None
+            if pkg is None or pkg.facts.sha256 != single(fields, "SHA256SUM", where):
+                self.files_missing.append(name)
+                continue
+            entries[name] = dataclasses.replace(e, files=render_files(pkg.files), raw_files=None)
+            self.files_filled.append(name)
+        if self.files_filled or self.files_missing:
+            self._progress(
+                f"the files database lacked {len(self.files_filled) + len(self.files_missing)} "
+                f"entries: {len(self.files_filled)} filled from the package files beside it"
+                + (
+                    f"; still without a files entry (no matching package file): "
+                    f"{', '.join(self.files_missing[:10])}"
+                    + (" ..." if len(self.files_missing) > 10 else "")
+                    if self.files_missing
+                    else ""
+                )
+            )
+        return entries
 
 
 def _apply(
@@ -256,6 +302,8 @@ def _update(
             refreshed=plan.refreshed,
             skipped=plan.skipped,
             signed_by=signer_fpr,
+            files_filled=current.files_filled,
+            files_missing=current.files_missing,
         )
         if plan.changed or not paths.archive("db").exists():
             chunks = build_chunks()
@@ -391,8 +439,12 @@ def verify(
     allow_unsigned: bool,
     progress: Progress,
     keyring: Path | None = None,
+    *,
+    packages: bool = True,
 ) -> VerifyReport:
-    """Check signatures and every entry of the sync and files databases (index ignored)."""
+    """Check signatures and every entry of the sync and files databases (index ignored),
+    and, with ``packages``, each listed package file beside the database against its entry
+    (its bytes give the very ``desc`` and file list the databases hold)."""
     paths = RepoPaths.from_db_path(db_path)
     db = paths.archive("db")
     if not db.exists():
@@ -425,4 +477,40 @@ def verify(
     progress(f"Checking every entry of {db.name}...")
     entries = read_entries(db, paths.archive("files"))
     problems += validate_entries(entries)
+    if packages and not problems:
+        progress("Checking the package files beside the database...")
+        problems += package_problems(paths.directory, entries)
     return VerifyReport(str(db), len(entries), signatures, problems)
+
+
+def package_problems(folder: Path, entries: Mapping[str, Entry]) -> list[str]:
+    """How the package files in ``folder`` differ from the entries that list them: missing,
+    another file (sha256), or bytes that give another ``desc`` or file list."""
+    import dataclasses
+
+    from reposeal.alpm.desc import single
+
+    problems = []
+    for name, e in sorted(entries.items()):
+        where = f"entry {e.dirname}"
+        fields = e.fields()
+        filename = single(fields, "FILENAME", where)
+        path = folder / filename
+        if not path.is_file():
+            problems.append(f"{name}: its package file {filename} is not beside the database")
+            continue
+        try:
+            pkg = read_package(path)
+        except ReposealError as exc:
+            problems.append(f"{name}: its package file does not read: {exc.message}")
+            continue
+        if pkg.facts.sha256 != single(fields, "SHA256SUM", where):
+            problems.append(f"{name}: {filename} is another file than its entry describes")
+            continue
+        sig = fields.get("PGPSIG", [""])[0] if fields.get("PGPSIG") else ""
+        derived = Entry.from_package(dataclasses.replace(pkg.facts, pgpsig=sig), pkg.files)
+        if derived.desc != e.desc:
+            problems.append(f"{name}: its entry says other things than {filename} does")
+        elif e.files is not None and derived.files != e.files:
+            problems.append(f"{name}: its files entry lists other files than {filename} holds")
+    return problems

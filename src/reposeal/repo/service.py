@@ -181,7 +181,12 @@ def make_service(
         recent = await asyncio.to_thread(cycles.all, 20)
         published = await asyncio.to_thread(cycles.published_sources)
         doc["cycles"] = [c.to_json() for c in recent]
-        doc["ready"] = [w for w in doc["ready"] if _source(w) not in published]
+        parked = await asyncio.to_thread(cycles.parked_list)
+        doc["parked"] = parked
+        held = {(p["pkgbase"], p["commit"]) for p in parked}
+        doc["ready"] = [
+            w for w in doc["ready"] if _source(w) not in published and _source(w)[1:] not in held
+        ]
         if mirror is not None:  # loud: a signature about to lapse with no refresh yet
             found = await asyncio.to_thread(expiries, mirror)
             doc["alerts"] = [e.to_json() for e in found if e.seconds_left < DAY]

@@ -125,8 +125,10 @@ class NoteSigner:
         return f"{text}\n{_DASH}{self.name} {blob}\n"
 
 
-def _check_text(text: str) -> None:
-    if not text.endswith("\n") or "\n\n" in text:
+def _check_text(text: str, *, blank_lines: bool = False) -> None:
+    """Text we sign has no blank lines; text we open may (C2SP signed-note splits a note at
+    its last blank line, as Go's note package does)."""
+    if not text.endswith("\n") or (not blank_lines and "\n\n" in text):
         raise CheckpointError("note text must end in one newline and have no blank lines")
     if any(not (c.isprintable() or c == "\n") for c in text):
         raise CheckpointError("note text has control characters")
@@ -144,15 +146,24 @@ def open_note(note: bytes, verifier: NoteVerifier) -> str:
     if not sep or not sigs.endswith("\n"):
         raise CheckpointError("note has no signature block")
     text += "\n"
-    _check_text(text)
-    for line in sigs[:-1].split("\n"):
+    if text == "\n":
+        raise CheckpointError("note has no text")
+    _check_text(text, blank_lines=True)
+    signatures = []
+    for line in sigs[:-1].split("\n"):  # every line is a signature, or the note is malformed
         if not line.startswith(_DASH):
-            raise CheckpointError(f"malformed signature line {line[:40]!r}")
+            raise CheckpointError(f"malformed note: {line[:40]!r} is not a signature line")
         name, _, blob = line[len(_DASH) :].partition(" ")
+        if not name or any(c.isspace() or c == "+" for c in name):
+            raise CheckpointError(f"malformed note: bad signer name {name[:40]!r}")
         try:
             raw = base64.b64decode(blob, validate=True)
         except binascii.Error:
-            raise CheckpointError("signature is not base64") from None
+            raise CheckpointError("malformed note: a signature is not base64") from None
+        if len(raw) < 5:
+            raise CheckpointError("malformed note: a signature is too short")
+        signatures.append((name, raw))
+    for name, raw in signatures:
         if name != verifier.name or raw[:4] != verifier.key_hash:
             continue  # someone else's signature (a witness, say)
         try:
