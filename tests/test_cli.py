@@ -188,3 +188,37 @@ def test_usage_errors_exit_2_and_ctrl_c_exits_130(tmp_path: Path) -> None:
     os.close(held)
     assert proc.returncode == 130, err
     assert not db.exists()  # nothing written
+
+
+def test_bridge_pki_with_a_host_name_for_ip_is_a_usage_error(tmp_path: Path) -> None:
+    out = cli("bridge", "pki", str(tmp_path / "pki"), "--ip", "repo.example.org")
+    assert out.returncode == 2 and "not an IP address" in out.stderr
+    assert not (tmp_path / "pki").exists()
+
+
+def test_a_folder_without_permission_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    import pytest
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    pkg = write_package(folder, "foo", "1-1")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(folder, 0o555)
+    as_nobody = ["runuser", "-u", "nobody", "--", sys.executable]
+    if os.geteuid() != 0 or not shutil.which("runuser"):
+        pytest.skip("needs root to run a command as another user")
+    if subprocess.run([*as_nobody, "-c", "import reposeal"], capture_output=True).returncode:
+        pytest.skip("this checkout is not readable by another user")
+    for extra in ([], ["--json"]):
+        out = subprocess.run(
+            [*as_nobody, "-m", "reposeal.cli", "db", "add", *extra,
+             str(folder / "r.db.tar.gz"), str(pkg)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert out.returncode == 1 and "Permission denied" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+        if extra:
+            assert json.loads(out.stdout)["ok"] is False

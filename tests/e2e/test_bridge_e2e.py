@@ -351,3 +351,23 @@ def test_an_enclave_whose_disk_was_rolled_back_signs_nothing(
     assert "result" not in repo_side.job("t2") or not repo_side.job("t2")["result"]
     status = json.loads(cli("enclave", "status", "--json", "--home", str(home)).stdout)
     assert status["log_size"] == 1  # nothing was signed or logged
+
+
+def test_a_port_in_use_is_a_message_not_a_traceback(tmp_path: Path, pki: dict[str, Issued]) -> None:
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    out = cli("bridge", "serve", "--dir", str(tmp_path / "q"), "--listen", f"127.0.0.1:{port}",
+              "--cert", str(pki["bridge"].cert), "--key", str(pki["bridge"].key),
+              "--client-ca", str(pki["ca"].cert))  # fmt: skip
+    taken.close()
+    assert out.returncode == 1 and "in use" in out.stderr and "Traceback" not in out.stderr
+    bad = cli("bridge", "serve", "--dir", str(tmp_path / "q"), "--listen", "nohost",
+              "--cert", str(pki["bridge"].cert), "--key", str(pki["bridge"].key),
+              "--client-ca", str(pki["ca"].cert))  # fmt: skip
+    assert bad.returncode == 2, bad.stderr
+
+
+def test_verify_takes_the_architecture_from_the_url_or_asks_for_it() -> None:
+    out = cli("verify", "--repo-url", "file:///srv/repo", "--name", "core", "--keyring",
+              "/dev/null", "--state-dir", "/tmp/x")  # fmt: skip
+    assert out.returncode == 2 and "--arch is needed" in out.stderr

@@ -104,5 +104,15 @@ def run() -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
+        if "--json" in sys.argv[1:]:  # a script asked for JSON: it gets JSON, always
+            doc = {"ok": False, "error": exc.format_message(), "kind": "UsageError"}
+            click.echo(json.dumps(doc, indent=2))
         exc.show()
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a full disk, a folder without permission: say which, no trace
+        where = f" ({exc.filename})" if exc.filename else ""
+        message = f"{exc.strerror or exc}{where}"
+        if "--json" in sys.argv[1:]:
+            click.echo(json.dumps({"ok": False, "error": message, "kind": "OSError"}, indent=2))
+        click.echo(f"error: {message}", err=True)
+        sys.exit(1)

@@ -52,8 +52,17 @@ def bridge_pki(folder: Path, ip: str, also: tuple[str, ...]) -> None:
     machine's service, an enclave, a repo client, a builder, the source machine (as the
     repo machine's client) and a maintainer. More of a role: `reposeal` issues one per
     person or machine in production; the role is in the certificate."""
+    import ipaddress
+
     from reposeal.tls import issue, make_ca
 
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise click.BadParameter(
+            f"{ip!r} is not an IP address (the certificates name the bridge by its address)",
+            param_hint="--ip",
+        ) from None
     ca = make_ca(folder)
     issue(ca, folder, "bridge", "bridge", server_ip=ip)
     issue(ca, folder, "source-server", "source", server_ip=ip)
@@ -86,19 +95,38 @@ def bridge_serve(folder: Path, listen: str, cert: Path, key: Path, client_ca: Pa
 
 def serve_https(app: Any, listen: str, cert: Path, key: Path, client_ca: Path) -> None:
     """Run an aiohttp app on HOST:PORT with mutual TLS (clients from ``client_ca`` only)."""
+    import errno
+    import ssl
+
     from aiohttp import web
 
+    from reposeal.cli import _Out
+    from reposeal.errors import InputError
     from reposeal.tls import Issued, server_context
 
     host, _, port = listen.rpartition(":")
-    web.run_app(
-        app,
-        host=host,
-        port=int(port),
-        ssl_context=server_context(Issued(cert, key), client_ca),
-        print=None,
-        shutdown_timeout=5,  # open long polls do not hold a stop for a minute
-    )
+    out = _Out(False, False)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.UsageError(f"--listen {listen!r}: give HOST:PORT, such as 127.0.0.1:8443")
+    try:
+        context = server_context(Issued(cert, key), client_ca)
+    except (ssl.SSLError, OSError) as exc:
+        out.fail(InputError(f"the certificate, key or client CA does not load: {exc}"))
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=int(port),
+            ssl_context=context,
+            print=None,
+            shutdown_timeout=5,  # open long polls do not hold a stop for a minute
+        )
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            out.fail(InputError(f"{listen} is in use by another program: choose another --listen"))
+        if exc.errno == errno.EACCES:
+            out.fail(InputError(f"{listen}: permission denied (ports below 1024 need root)"))
+        out.fail(InputError(f"cannot listen on {listen}: {exc.strerror or exc}"))
 
 
 C = TypeVar("C", bound="BridgeClient")

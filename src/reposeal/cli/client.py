@@ -95,6 +95,7 @@ def verify_cmd(
         if pacman_conf is not None:
             docs = _verify_conf(pacman_conf, keyring, state_dir, only)
         elif repo_url and name:
+            arch = arch or _arch_of(repo_url)
             found = verify(
                 repo_url, name, Keyring.from_file(keyring), State(state_dir),
                 log_url=log_url, arch=arch,
@@ -112,6 +113,24 @@ def verify_cmd(
             f"{d['repo']}/{d['arch']}: OK, the latest logged database (log entry "
             f"{d['log_index']} of {d['log_size']})"
         )
+
+
+def _arch_of(url: str) -> str:
+    """The architecture a ``…/REPO/os/ARCH`` Server URL names; without one, --arch is needed
+    (a database logged for another architecture must not pass)."""
+    from reposeal.alpm.names import check_arch
+    from reposeal.errors import ReposealError
+
+    parts = url.rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "os":
+        try:
+            return check_arch(parts[-1])
+        except ReposealError:
+            pass
+    raise click.UsageError(
+        f"--arch is needed: {url!r} does not end in /os/ARCH, so the architecture of the "
+        "database to accept is not known"
+    )
 
 
 @main.command(

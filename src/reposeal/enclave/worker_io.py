@@ -55,18 +55,34 @@ def blob(job: JobInput, name: str, limit: int = DEFAULT_LIMITS.max_db_bytes) -> 
     return data
 
 
+MAX_EVIDENCE_FILES = 40_000  # statements in one job (two a package: a build, an approval)
+MAX_EVIDENCE_BYTES = 64 << 20  # statements and signature files in one job, all together
+
+
 def evidence_of(job: JobInput) -> tuple[Evidence, list[str], list[str]]:
-    """Verified evidence, what was ignored and why, and the sha256 of each used statement."""
+    """Verified evidence, what was ignored and why, and the sha256 of each used statement.
+    The job's size is checked before any signature is verified."""
     policy = job.policy
     kinds: dict[str, list[Signed]] = {k: [] for k in ROLE}
     ignored: list[str] = []
     used: list[str] = []
-    for name in sorted(n for n in job.names("evidence") if n.endswith(".json")):
+    names = sorted(n for n in job.names("evidence") if n.endswith(".json"))
+    if len(names) > MAX_EVIDENCE_FILES:
+        raise ReposealError(
+            f"a job carries at most {MAX_EVIDENCE_FILES} statements, this one {len(names)}"
+        )
+    budget = MAX_EVIDENCE_BYTES
+    for name in names:
         try:
             raw = job.read("evidence", name, MAX_STATEMENT_BYTES)
             if raw is None:
                 continue
             sigs = job.read("evidence", name + ".sig", MAX_SIG_FILE_BYTES) or b""
+            budget -= len(raw) + len(sigs)
+            if budget < 0:
+                raise ReposealError(
+                    f"a job's statements and signatures hold at most {MAX_EVIDENCE_BYTES} bytes"
+                )
             kind = from_bytes(raw).kind
             kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE[kind]]))
             used.append(hashlib.sha256(raw).hexdigest())

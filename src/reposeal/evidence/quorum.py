@@ -26,18 +26,52 @@ class Signed:
 
 
 def valid_signers(raw: bytes, sig_file: bytes, keyring: Keyring) -> frozenset[str]:
-    """Primary fingerprints of every valid signature in ``sig_file`` over ``raw``."""
+    """Primary fingerprints of every valid signature in ``sig_file`` over ``raw``. A packet
+    whose issuer is not a keyring key is never verified, a repeated packet is verified once,
+    and a key already counted is not tried again: a flood costs little, and since every
+    packet naming a key is tried until one verifies, nobody can push another's signature
+    out (an issuer subpacket can name anyone)."""
+    import pysequoia
+
     try:
         packets = split_signatures(sig_file)
     except (ValueError, IndexError):
         raise InvalidSignatureFileError("not a file of OpenPGP signature packets") from None
+    ours = _key_owners(keyring)
     found: set[str] = set()
+    seen: set[bytes] = set()
     for sig in packets:
+        if sig in seen:
+            continue
+        seen.add(sig)
+        try:
+            issuer = (pysequoia.Sig.from_bytes(sig).issuer_fingerprint or "").upper()
+        except (RuntimeError, ValueError):
+            continue
+        owner = ours.get(issuer)
+        if owner is None or owner in found:
+            continue
         try:
             found.add(verify_detached(raw, sig, keyring))
         except (VerificationError, InvalidSignatureFileError):
             continue  # an invalid or foreign signature counts for nothing
     return frozenset(found)
+
+
+def _key_owners(keyring: Keyring) -> dict[str, str]:
+    """Every (sub)key fingerprint of the keyring -> its certificate's primary fingerprint."""
+    from reposeal.openpgp.packets import key_fingerprints
+
+    out: dict[str, str] = {}
+    for cert in keyring.certs:
+        primary = cert.fingerprint.upper()
+        try:
+            keys = key_fingerprints(bytes(cert))
+        except ValueError:
+            keys = {primary}
+        for fpr in keys | {primary}:
+            out[fpr] = primary
+    return out
 
 
 def load_signed(raw: bytes, sig_file: bytes, keyring: Keyring) -> Signed:

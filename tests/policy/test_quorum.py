@@ -1,0 +1,32 @@
+"""Counting signers, bounded by the keyring and not by the signature file: a flood of
+foreign or repeated packets is not verified, and cannot push out an honest signature."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from reposeal.evidence.quorum import valid_signers
+from reposeal.evidence.statements import Approval, to_bytes
+from tests.policy.world import World, make_world, sha
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return make_world(tmp_path_factory.mktemp("world"))
+
+
+def test_a_flood_of_signatures_costs_nothing_and_pushes_out_nobody(world: World) -> None:
+    policy = world.policy()
+    raw = to_bytes(Approval("core", "foo", "a" * 40, sha("PKGBUILD")))
+    honest = b"".join(m.sign(raw) for m in world.maintainers[:2])
+    assert world.outsider is not None
+    foreign = world.outsider.sign(raw) * 200  # someone not in the keyring
+    # a maintainer's key named on signatures over other bytes (an issuer can name anyone)
+    repeated = b"".join(world.maintainers[0].sign(f"other {i}".encode()) for i in range(50))
+    for flood in (foreign + honest, repeated + honest, honest + foreign + repeated):
+        start = time.perf_counter()
+        signers = valid_signers(raw, flood, policy.keyrings["maintainers"])
+        assert signers == {m.fpr.upper() for m in world.maintainers[:2]}
+        assert time.perf_counter() - start < 5  # 400 packets, at most a few verified
