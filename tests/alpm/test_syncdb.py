@@ -136,3 +136,21 @@ def test_fuzzed_databases_only_raise_input_errors(
     db = write_db(tmp / "r.db.tar", bytes(raw[:cut] if cut else raw))
     with contextlib.suppress(InputError):
         validate_entries(read_entries(db, None))
+
+
+def test_a_database_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
+    """A small gzip file whose one member declares 4 GiB: refused from the header, before
+    the data is decompressed (issue 16: it used to cost a MemoryError or 41 s)."""
+    import tarfile
+    import zlib
+
+    from reposeal.errors import LimitExceededError
+
+    info = tarfile.TarInfo("x-1-1/desc")
+    info.size = 4 << 30
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    blob = c.compress(info.tobuf(format=tarfile.USTAR_FORMAT))
+    blob += b"".join(c.compress(b"\0" * (1 << 20)) for _ in range(64)) + c.flush()
+    db = write_db(tmp_path / "bomb.db.tar.gz", blob)
+    with pytest.raises(LimitExceededError, match="4294967296 bytes"):
+        read_entries(db, None)

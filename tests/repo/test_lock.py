@@ -68,3 +68,42 @@ def test_repo_add_style_lock_of_a_live_process_is_respected(tmp_path: Path) -> N
         sleeper.wait()
     with database_lock(lock):  # dead now: stale
         pass
+
+
+def test_package_readers_die_with_the_command_that_started_them(tmp_path: Path) -> None:
+    """kill -9 of `db add` must not leave its package-reading workers behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+import time
+from concurrent.futures import ProcessPoolExecutor
+from reposeal.repo.dbupdate import _die_with_parent
+with ProcessPoolExecutor(max_workers=1, initializer=_die_with_parent) as pool:
+    pid = pool.submit(__import__("os").getpid).result()
+    open({str(tmp_path / "worker")!r}, "w").write(str(pid))
+    pool.submit(time.sleep, 3600)
+    time.sleep(3600)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    for _ in range(300):
+        if (tmp_path / "worker").exists() and (tmp_path / "worker").read_text():
+            break
+        time.sleep(0.05)
+    worker = int((tmp_path / "worker").read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(200):  # the kernel kills it at once; reaping may take a moment
+        try:
+            os.kill(worker, 0)
+            with open(f"/proc/{worker}/stat") as f:
+                if f.read().split()[2] == "Z":
+                    break
+        except (ProcessLookupError, FileNotFoundError):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"worker {worker} outlived its parent")

@@ -129,12 +129,28 @@ def read_blob(path: Path, limits: Limits = DEFAULT_LIMITS) -> bytes:
 
 
 def decompress_blob(blob: bytes, where: Path | str, limits: Limits = DEFAULT_LIMITS) -> bytes:
-    """Decompress a database file's bytes (any supported compression, multi-member)."""
+    """Decompress a database file's bytes (any supported compression, multi-member). A
+    member whose header declares more than an entry may hold is refused from its header,
+    before its data is decompressed: a small bomb costs milliseconds, not minutes."""
     try:
         kind = compression.detect(blob[:263])
+        if kind != compression.PLAIN:
+            _check_declared_sizes(blob, kind, limits)
         return compression.decompress(blob, kind, limits.max_db_unpacked_bytes)
     except ReposealError as exc:
         raise exc.at(where) from None
+
+
+def _check_declared_sizes(blob: bytes, kind: str, limits: Limits) -> None:
+    """Stream the archive's headers (entries are small; their data is read, each at most
+    ``max_entry_file_bytes``) and stop at the first member that declares more."""
+    stream = compression.open_stream(io.BytesIO(blob), kind)
+    reader = TarReader(stream, limits, max_total=limits.max_db_unpacked_bytes, end_optional=True)
+    try:
+        for _ in reader.members(lambda _: True, limits.max_entry_file_bytes):
+            pass
+    except compression.DECOMPRESS_ERRORS as exc:
+        raise compression.error_from(exc) from None
 
 
 def read_entries(

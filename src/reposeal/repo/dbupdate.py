@@ -83,6 +83,17 @@ def _entry_from_file(args: tuple[Path, bool]) -> Entry:
     return Entry.from_package(pkg.facts, pkg.files)
 
 
+def _die_with_parent() -> None:
+    """A package reader ends when the command that started it does (even on kill -9)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before we got here
+        os._exit(1)
+
+
 def read_package_entries(
     paths: Sequence[Path], include_sigs: bool, jobs: int, progress: Progress
 ) -> list[Entry]:
@@ -99,7 +110,7 @@ def read_package_entries(
 
     out = []
     step = max(1, len(work) // 20)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent) as pool:
         for i, entry in enumerate(pool.map(_entry_from_file, work, chunksize=64), 1):
             out.append(entry)
             if i % step == 0 or i == len(work):
