@@ -38,11 +38,18 @@ def _verify_conf(
     """Verify each repository of a pacman.conf (or those in ``only``) as pacman synced it
     (DBPath/sync), against the log beside its first Server. A repository without a log
     fails: a mirror must not be able to skip the check by hiding the log."""
-    from reposeal.client.pacmanconf import read_pacman_conf
+    from reposeal.client.pacmanconf import PacmanArgs, conf_for, parent_pacman
     from reposeal.client.verify import State, verify
+    from reposeal.errors import InputError
     from reposeal.openpgp.verify import Keyring
 
-    conf = read_pacman_conf(conf_path)
+    if str(conf_path) == "from-pacman":  # a hook: the configuration of the pacman running it
+        args = parent_pacman()
+        if args is None:
+            raise InputError("--pacman-conf from-pacman: this was not started by pacman")
+    else:
+        args = PacmanArgs(conf_path)
+    conf = conf_for(args)
     keyring = Keyring.from_file(keyring_path)
     synced = (conf.dbpath / "sync").resolve()
     out: list[dict[str, object]] = []
@@ -65,8 +72,10 @@ def _verify_conf(
 @click.option("--arch", help="Only accept a database logged for this architecture.")
 @click.option(
     "--pacman-conf",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Instead of --repo-url/--name: every repository of this pacman.conf, as synced.",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Instead of --repo-url/--name: every repository of this pacman.conf, as synced "
+    "(RootDir, DBPath and Include as pacman reads them). 'from-pacman' (in a hook): the "
+    "configuration, --root and --dbpath of the pacman that runs it.",
 )
 @click.option("--repo", "only", multiple=True, help="With --pacman-conf: only these repositories.")
 @_KEYRING

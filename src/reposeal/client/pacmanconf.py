@@ -1,10 +1,14 @@
-"""The repositories a pacman.conf names, with the first Server of each (Include files
-followed), as `reposeal verify --pacman-conf` and `reposeal pacman` need them."""
+"""The repositories a pacman.conf names, with the first Server of each, as pacman reads it:
+``Include`` followed in any section (globs expanded), ``RootDir`` moving the default
+``DBPath`` under it, and pacman's own ``--config``/``--root``/``--dbpath`` when a hook asks
+for the configuration of the pacman that runs it."""
 
 from __future__ import annotations
 
+import glob
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reposeal.errors import InputError
@@ -21,6 +25,7 @@ class PacmanConf:
     dbpath: Path
     arch: str
     repos: list[Repo]
+    root: Path = Path("/")
 
 
 def _lines(path: Path, depth: int = 0) -> list[str]:
@@ -51,12 +56,13 @@ def read_pacman_conf(path: Path) -> PacmanConf:
                     order.append(section)
                 continue
             key, _, value = (p.strip() for p in line.partition("="))
-            if section == "options":
+            if key == "Include":  # pacman takes it in any section, with glob patterns
+                for included in sorted(glob.glob(value)) or [value]:
+                    take(_lines(Path(included), depth + 1), depth + 1)
+            elif section == "options":
                 options[key] = value
             elif section is not None and key == "Server":
                 servers[section].append(value)
-            elif section is not None and key == "Include":
-                take(_lines(Path(value), depth + 1), depth + 1)
 
     take(_lines(path), 0)
     arch = options.get("Architecture", "auto").split()[0]
@@ -67,4 +73,57 @@ def read_pacman_conf(path: Path) -> PacmanConf:
         for name in order
         if servers[name]
     ]
-    return PacmanConf(Path(options.get("DBPath", "/var/lib/pacman/")), arch, repos)
+    root = Path(options.get("RootDir", "/"))
+    default_db = root / "var/lib/pacman" if "RootDir" in options else Path("/var/lib/pacman/")
+    return PacmanConf(Path(options.get("DBPath", str(default_db))), arch, repos, root)
+
+
+@dataclass(frozen=True)
+class PacmanArgs:
+    """What a pacman command line says about its configuration."""
+
+    config: Path = Path("/etc/pacman.conf")
+    root: Path | None = None
+    dbpath: Path | None = None
+
+
+def pacman_args(argv: Sequence[str]) -> PacmanArgs:
+    """``--config``, ``--root``/``-r`` and ``--dbpath``/``-b`` of a pacman command line."""
+    found: dict[str, str] = {}
+    names = {"--config": "config", "--root": "root", "-r": "root", "--dbpath": "dbpath",
+             "-b": "dbpath"}  # fmt: skip
+    items = list(argv[1:])
+    for i, arg in enumerate(items):
+        key, eq, value = arg.partition("=")
+        if key in names and eq:
+            found[names[key]] = value
+        elif arg in names and i + 1 < len(items):
+            found[names[arg]] = items[i + 1]
+    return PacmanArgs(
+        Path(found.get("config", "/etc/pacman.conf")),
+        Path(found["root"]) if "root" in found else None,
+        Path(found["dbpath"]) if "dbpath" in found else None,
+    )
+
+
+def parent_pacman() -> PacmanArgs | None:
+    """The command line of the pacman that runs this process (a hook), if it is one."""
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError:
+        return None
+    argv = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    if not argv or not os.path.basename(argv[0]).startswith("pacman"):
+        return None
+    return pacman_args(argv)
+
+
+def conf_for(args: PacmanArgs) -> PacmanConf:
+    """The configuration pacman uses with these arguments (``--root`` moves the default
+    database under it, as ``RootDir`` does; ``--dbpath`` wins over both)."""
+    conf = read_pacman_conf(args.config)
+    if args.root is not None:
+        conf = replace(conf, root=args.root, dbpath=args.root / "var/lib/pacman")
+    if args.dbpath is not None:
+        conf = replace(conf, dbpath=args.dbpath)
+    return conf
