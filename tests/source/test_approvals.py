@@ -85,3 +85,54 @@ def test_bad_approvals_are_refused_and_not_kept(world: World, source, case: str)
         s.approve(raw, sigs)
     assert refused.value.text
     assert s.store.approvals("hello", commit) == []
+
+
+def _gpg_home(tmp_path: Path, person: object) -> Path:
+    """A gpg home holding one maintainer's secret key (for `git commit -S`)."""
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    key = person.signer.path  # type: ignore[attr-defined]
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--import", str(key)],
+                   capture_output=True, check=True)  # fmt: skip
+    return home
+
+
+def test_authorship_comes_from_signed_commits_not_from_chosen_emails(
+    tmp_path: Path, world: World
+) -> None:
+    """Issue 16, item 5: a commit signed by a maintainer's key names that maintainer as its
+    author, whatever emails it carries; an unsigned commit counts its committer."""
+    import os
+
+    from tests import tools
+
+    repo = tmp_path / "git" / "hello"
+    repo.mkdir(parents=True)
+    rogue = world.maintainers[1]
+    home = _gpg_home(tmp_path, rogue)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    who = ["-c", "user.name=Someone", "-c", "user.email=someone@example.org"]
+
+    def commit(*extra: str) -> None:
+        subprocess.run(["git", "-C", str(repo), *who, *extra], check=True, env=env,
+                       capture_output=True)  # fmt: skip
+
+    commit("init", "-q")
+    (repo / "PKGBUILD").write_text("pkgname=hello\n")
+    commit("add", "PKGBUILD")
+    commit("-c", f"user.signingkey={rogue.fpr}", "commit", "-q", "-S", "-m", "mine, not mine")
+    policy = world.policy()
+    s = Source(tmp_path / "srv", tmp_path / "git", lambda: policy, "core", None)
+    (signed,) = s.scan()
+    assert signed["author"] == rogue.fpr.upper(), signed  # the signer, not someone@example.org
+    # unsigned, authored "as" maint0 but committed by maint2: the committer is the author
+    (repo / "PKGBUILD").write_text("pkgname=hello\npkgrel=2\n")
+    commit("add", "PKGBUILD")
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=M2", "-c", "user.email=maint2@example.org",
+         "commit", "-q", "-m", "unsigned", "--author", "M0 <maint0@example.org>"],
+        check=True, env=env, capture_output=True,
+    )  # fmt: skip
+    (unsigned,) = s.scan()
+    assert unsigned["author"] == world.maintainers[2].fpr.upper(), unsigned
+    tools.gpg_kill(home)

@@ -30,6 +30,7 @@ class Commit:
     author_email: str
     timestamp: int  # committer time: the build's SOURCE_DATE_EPOCH
     subject: str
+    committer_email: str = ""
 
 
 def _git(repo: Path, *args: str, limit: int = MAX_DIFF) -> bytes:
@@ -63,9 +64,36 @@ def repositories(folder: Path) -> dict[str, Path]:
 
 def head(repo: Path, pkgbase: str, branch: str = "HEAD") -> Commit:
     """The newest commit of ``branch``."""
-    out = _git(repo, "log", "-1", "--format=%H%x00%ae%x00%ct%x00%s", branch).decode()
-    cid, email, stamp, subject = out.rstrip("\n").split("\0", 3)
-    return Commit(pkgbase, cid, email, int(stamp), subject)
+    out = _git(repo, "log", "-1", "--format=%H%x00%ae%x00%ce%x00%ct%x00%s", branch).decode()
+    cid, email, committer, stamp, subject = out.rstrip("\n").split("\0", 4)
+    return Commit(pkgbase, cid, email, int(stamp), subject, committer)
+
+
+MAX_COMMIT_OBJECT = 1 << 20
+
+
+def signed_payload(repo: Path, cid: str) -> tuple[bytes, bytes] | None:
+    """(the bytes a commit's OpenPGP signature covers, the signature) of a signed commit,
+    read from the raw commit object as `git verify-commit` does; None if it is unsigned."""
+    if not COMMIT.fullmatch(cid):
+        raise GitError(f"{cid!r} is not a full commit id (40 hex digits)")
+    raw = _git(repo, "cat-file", "commit", cid, limit=MAX_COMMIT_OBJECT)
+    head, sep, body = raw.partition(b"\n\n")
+    kept: list[bytes] = []
+    signature: list[bytes] = []
+    in_sig = False
+    for line in head.split(b"\n"):
+        if line.startswith((b"gpgsig ", b"gpgsig-sha256 ")):
+            in_sig = True
+            signature.append(line.split(b" ", 1)[1])
+        elif in_sig and line.startswith(b" "):
+            signature.append(line[1:])
+        else:
+            in_sig = False
+            kept.append(line)
+    if not signature:
+        return None
+    return b"\n".join(kept) + sep + body, b"\n".join(signature) + b"\n"
 
 
 def commit(repo: Path, pkgbase: str, cid: str) -> Commit:

@@ -74,6 +74,27 @@ class Source:
                     out.append((cert.fingerprint, [str(u) for u in cert.user_ids]))
         return out
 
+    def _author(
+        self,
+        path: Path,
+        head: gitrepo.Commit,
+        policy: Policy,
+        maintainers: list[tuple[str, list[str]]],
+    ) -> str | None:
+        """Who wrote a commit, as far as approvals go: the maintainer whose key signed it
+        (as `git verify-commit` against the policy's maintainer keyring), else the maintainer
+        who committed it. Emails are the committer's to choose, so an author email never
+        decides: nobody approves their own change by writing someone else's address."""
+        from reposeal.openpgp.verify import verify_detached
+
+        signed = gitrepo.signed_payload(path, head.id)
+        if signed is not None:
+            try:
+                return verify_detached(signed[0], signed[1], policy.keyrings["maintainers"])
+            except ReposealError:
+                pass  # not a maintainer's signature: the committer decides
+        return author_key(head.committer_email, maintainers)
+
     def scan(self) -> list[dict[str, Any]]:
         """New head commits of the repositories, as proposals."""
         policy = self.policy()
@@ -88,7 +109,7 @@ class Source:
             except ReposealError as exc:
                 print(f"source: {pkgbase}: {exc}", file=sys.stderr)
                 continue
-            p = Proposal(head, digest, author_key(head.author_email, maintainers))
+            p = Proposal(head, digest, self._author(path, head, policy, maintainers))
             if self.store.add_proposal(p):
                 new.append(p.to_json())
         return new
