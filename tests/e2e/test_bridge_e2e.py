@@ -371,3 +371,43 @@ def test_verify_takes_the_architecture_from_the_url_or_asks_for_it() -> None:
     out = cli("verify", "--repo-url", "file:///srv/repo", "--name", "core", "--keyring",
               "/dev/null", "--state-dir", "/tmp/x")  # fmt: skip
     assert out.returncode == 2 and "--arch is needed" in out.stderr
+
+
+def test_a_connection_the_bridge_dropped_is_opened_again(
+    tmp_path: Path, pki: dict[str, Issued]
+) -> None:
+    import os
+
+    """Issue 16, item 2: a kept-alive connection that died while idle (the bridge restarted,
+    or its keep-alive ran out) is reopened; the request goes through, nothing is lost."""
+    port = free_port()
+    args = [sys.executable, "-m", "reposeal.cli", "bridge", "serve", "--dir", str(tmp_path / "q"),
+            "--listen", f"127.0.0.1:{port}", "--cert", str(pki["bridge"].cert),
+            "--key", str(pki["bridge"].key), "--client-ca", str(pki["ca"].cert)]  # fmt: skip
+
+    def start() -> subprocess.Popen[bytes]:
+        env = {**os.environ, "REPOSEAL_KEEPALIVE": "0.5"}
+        proc = subprocess.Popen(args, stderr=subprocess.DEVNULL, env=env)
+        for _ in range(150):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return proc
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("the bridge did not start")
+
+    first = start()
+    repo_side = client(f"https://127.0.0.1:{port}", pki, "repo")
+    assert repo_side.log_size() == 0  # the connection is now kept alive
+    time.sleep(1.5)  # idle past the bridge's keep-alive (0.5 s here): it closes the connection
+    assert repo_side.log_size() == 0
+    first.terminate()
+    first.wait(10)
+    second = start()
+    try:
+        assert repo_side.log_size() == 0  # the dead connection is replaced, not an error
+        (tmp_path / "blob").write_bytes(b"x")
+        assert repo_side.put_blob(tmp_path / "blob")
+    finally:
+        second.terminate()
+        second.wait(10)

@@ -94,8 +94,11 @@ def bridge_serve(folder: Path, listen: str, cert: Path, key: Path, client_ca: Pa
 
 
 def serve_https(app: Any, listen: str, cert: Path, key: Path, client_ca: Path) -> None:
-    """Run an aiohttp app on HOST:PORT with mutual TLS (clients from ``client_ca`` only)."""
+    """Run an aiohttp app on HOST:PORT with mutual TLS (clients from ``client_ca`` only).
+    Idle kept-alive connections are closed after 75 s (``REPOSEAL_KEEPALIVE`` seconds);
+    every client of ours reopens them."""
     import errno
+    import os
     import ssl
 
     from aiohttp import web
@@ -120,6 +123,7 @@ def serve_https(app: Any, listen: str, cert: Path, key: Path, client_ca: Path) -
             ssl_context=context,
             print=None,
             shutdown_timeout=5,  # open long polls do not hold a stop for a minute
+            keepalive_timeout=float(os.environ.get("REPOSEAL_KEEPALIVE", "75")),
         )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,6 +21,9 @@ class BridgeError(ReposealError):
     """The bridge refused a request or could not be reached."""
 
 
+IDLE_REOPEN = 50.0  # seconds: aiohttp keeps an idle connection 75 s; reopen well before
+
+
 class BridgeClient:
     def __init__(self, url: str, context: ssl.SSLContext, timeout: float = 90.0) -> None:
         parts = urlsplit(url)
@@ -29,6 +33,7 @@ class BridgeClient:
         self.context = context
         self.timeout = timeout
         self._conn: http.client.HTTPSConnection | None = None
+        self._used = 0.0  # when the kept-alive connection last carried a request
 
     def clone(self) -> BridgeClient:
         """The same bridge and credentials, on a connection of its own (for a thread)."""
@@ -56,10 +61,14 @@ class BridgeClient:
         sink: Callable[[http.client.HTTPResponse], bytes],
     ) -> tuple[int, bytes]:
         """One request on the kept-alive connection; a connection the bridge closed while
-        idle is opened again once (every request here can be repeated safely)."""
+        idle (its keep-alive ran out, it restarted) is opened again once, whatever error the
+        dead connection gives (every request here can be repeated safely)."""
+        if self._conn is not None and time.monotonic() - self._used > IDLE_REOPEN:
+            self.close()  # idle past what servers keep: a fresh one, before it fails
         for attempt in (1, 2):
             reused = self._conn is not None
             conn = self._connect()
+            self._used = time.monotonic()
             try:
                 if attempt == 2 and hasattr(body, "seek"):
                     body.seek(0)  # type: ignore[union-attr]
@@ -71,6 +80,8 @@ class BridgeClient:
                 return resp.status, data
             except ssl.SSLError as exc:
                 self.close()
+                if reused and attempt == 1:
+                    continue  # the bridge dropped an idle connection (TLS says so oddly)
                 raise BridgeError(
                     f"TLS with the bridge failed ({exc.reason}): is it the pinned "
                     "bridge, and is our certificate one it accepts?"
@@ -88,6 +99,8 @@ class BridgeClient:
                 raise
             except OSError as exc:
                 self.close()
+                if reused and attempt == 1:
+                    continue
                 raise BridgeError(
                     f"cannot reach the bridge at {self.host}:{self.port}: {exc}"
                 ) from None
