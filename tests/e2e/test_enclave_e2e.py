@@ -340,3 +340,15 @@ def test_the_enclave_signature_expires_for_pacman_until_refreshed(
     tools.run_text(scratch.command("-Syy"))
     assert "core hello 1.0-1" in tools.run_text(scratch.command("-Sl", "core")).stdout
     tools.gpg_kill(scratch.gpgdir)
+
+
+def test_a_tampered_record_file_stops_the_enclave_with_a_message(
+    tmp_path: Path, setup: tuple[World, Path, Path, Path]
+) -> None:
+    world, home, _, pkg = setup
+    assert sign_package(home, pkg, evidence(world, tmp_path / "ev", pkg), "p1").returncode == 0
+    for record in (home / "records").iterdir():
+        record.write_bytes(record.read_bytes() + b" ")
+    out = cli("enclave", "status", "--home", str(home))
+    assert out.returncode == 1 and "do not match their hash" in out.stderr
+    assert "Traceback" not in out.stderr

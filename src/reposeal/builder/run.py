@@ -12,6 +12,7 @@ file inside each package, so builders that disagree are shown where.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -22,9 +23,10 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from reposeal.alpm import compression
 from reposeal.alpm.package import read_package
@@ -247,10 +249,10 @@ def run(
             _say(f"building {job['pkgbase']} {job['commit'][:12]} for {job['repo']} ({job['id']})")
             tree = source.build_source(str(job["id"]))
             built, work = build_job(job, tree, workroot, signer, command=command, user=user)
-            for b in built:
-                repo.upload_build(b.path, b.statement, b.signature)
-            files = {b.path.name: {"sha256": b.sha256, "contents": b.contents} for b in built}
-            differences = source.report(str(job["id"]), {"files": files})
+            differences = _with_backoff(
+                functools.partial(_deliver, repo, source, str(job["id"]), built),
+                tries=1 if once else 6,
+            )
         except ReposealError as exc:
             _say(f"{job['id']}: {exc}")  # the lease runs out; a later round tries again
             if once:
@@ -264,6 +266,34 @@ def run(
         for line in differences:
             _say(f"DISAGREEMENT {line}")
         done += 1
+
+
+T = TypeVar("T")
+
+
+def _deliver(
+    repo: BridgeClient, source: SourceClient, job_id: str, built: list[Built]
+) -> list[str]:
+    """Upload the packages and their statements, then report the contents (the
+    disagreements the source machine finds come back)."""
+    for b in built:
+        repo.upload_build(b.path, b.statement, b.signature)
+    files = {b.path.name: {"sha256": b.sha256, "contents": b.contents} for b in built}
+    return source.report(job_id, {"files": files})
+
+
+def _with_backoff(action: Callable[[], T], tries: int) -> T:
+    """``action`` again after 1, 2, 4... seconds while the machines cannot be reached: a
+    finished build is not thrown away for a dropped connection (uploads are idempotent)."""
+    for attempt in range(tries):
+        try:
+            return action()
+        except BridgeError as exc:
+            if attempt == tries - 1:
+                raise
+            _say(f"{exc.message}; trying again in {2**attempt} s")
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _say(message: str) -> None:
