@@ -30,3 +30,19 @@ def test_a_flood_of_signatures_costs_nothing_and_pushes_out_nobody(world: World)
         signers = valid_signers(raw, flood, policy.keyrings["maintainers"])
         assert signers == {m.fpr.upper() for m in world.maintainers[:2]}
         assert time.perf_counter() - start < 5  # 400 packets, at most a few verified
+
+
+def test_kept_signature_files_hold_one_valid_signature_per_key(world: World) -> None:
+    from reposeal.evidence.quorum import one_per_signer
+
+    policy = world.policy()
+    keyring = policy.keyrings["maintainers"]
+    raw = to_bytes(Approval("core", "foo", "a" * 40, sha("PKGBUILD")))
+    m0, m1 = world.maintainers[:2]
+    assert world.outsider is not None
+    noise = world.outsider.sign(raw) * 50 + m0.sign(b"other") * 20 + b"".join(
+        m0.sign(raw) for _ in range(5)
+    )  # fmt: skip
+    kept = one_per_signer(raw, noise + m1.sign(raw), keyring)
+    assert valid_signers(raw, kept, keyring) == {m0.fpr.upper(), m1.fpr.upper()}
+    assert len(kept) < 1000  # two packets, whatever was sent

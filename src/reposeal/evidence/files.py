@@ -47,9 +47,3 @@ def read_signatures(path: Path) -> bytes:
 def read_document(path: Path) -> tuple[bytes, bytes]:
     """(document bytes, signature file bytes)."""
     return read_limited(path, MAX_STATEMENT_BYTES, "document"), read_signatures(path)
-
-
-def merge_signatures(held: bytes, more: bytes) -> bytes:
-    """Signature packets over one statement, gathered from several signers: ``more`` is
-    added unless it is there already."""
-    return held if more in held else held + more

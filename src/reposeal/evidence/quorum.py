@@ -58,6 +58,32 @@ def valid_signers(raw: bytes, sig_file: bytes, keyring: Keyring) -> frozenset[st
     return frozenset(found)
 
 
+def one_per_signer(raw: bytes, sig_file: bytes, keyring: Keyring) -> bytes:
+    """The signature packets of ``sig_file`` that verify over ``raw`` by keys of
+    ``keyring``, the first of each key only: what a statement's kept signature file holds."""
+    import pysequoia
+
+    try:
+        packets = split_signatures(sig_file)
+    except (ValueError, IndexError):
+        raise InvalidSignatureFileError("not a file of OpenPGP signature packets") from None
+    ours = _key_owners(keyring)
+    kept: dict[str, bytes] = {}
+    for sig in dict.fromkeys(packets):
+        try:
+            issuer = (pysequoia.Sig.from_bytes(sig).issuer_fingerprint or "").upper()
+        except (RuntimeError, ValueError):
+            continue
+        owner = ours.get(issuer)
+        if owner is None or owner in kept:
+            continue
+        try:
+            kept[verify_detached(raw, sig, keyring)] = sig
+        except (VerificationError, InvalidSignatureFileError):
+            continue
+    return b"".join(kept[k] for k in sorted(kept))
+
+
 def _key_owners(keyring: Keyring) -> dict[str, str]:
     """Every (sub)key fingerprint of the keyring -> its certificate's primary fingerprint."""
     from reposeal.openpgp.packets import key_fingerprints

@@ -22,9 +22,9 @@ from typing import Any
 from reposeal.alpm.buildinfo import pkgbuild_sha256
 from reposeal.alpm.package import read_package
 from reposeal.errors import InputError, ReposealError
-from reposeal.evidence.files import merge_signatures
-from reposeal.evidence.quorum import Signed, checked_statement, load_signed
+from reposeal.evidence.quorum import Signed, checked_statement, load_signed, one_per_signer
 from reposeal.evidence.statements import Approval, Build, Removal, StatementError, from_bytes
+from reposeal.openpgp.verify import Keyring
 from reposeal.policy.decide import Evidence, PackageRecord, SigningState, decide_packages
 from reposeal.policy.document import Policy
 from reposeal.sqldb import open_db, transaction
@@ -101,18 +101,28 @@ class Intake:
         )
 
     def _keep_statement(
-        self, db: sqlite3.Connection, raw: bytes, sigs: bytes, kind: str, pkgbase: str, commit: str
+        self,
+        db: sqlite3.Connection,
+        raw: bytes,
+        sigs: bytes,
+        kind: str,
+        pkgbase: str,
+        commit: str,
+        keyring: Keyring,
     ) -> None:
-        """Store a statement; signatures for one already kept are merged (more signers)."""
+        """Store a statement with one valid signature per key of its role: signatures for
+        one already kept are merged by signer, so nobody can grow the file until the
+        others' signatures no longer fit, nor count twice."""
         digest = hashlib.sha256(raw).hexdigest()
         row = db.execute("SELECT sigs FROM statement WHERE sha256=?", (digest,)).fetchone()
+        held = bytes(row[0]) if row is not None else b""
+        merged = one_per_signer(raw, held + sigs, keyring)
         if row is None:
             db.execute(
                 "INSERT INTO statement VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (digest, kind, pkgbase, commit, raw, sigs, time.time()),
+                (digest, kind, pkgbase, commit, raw, merged, time.time()),
             )
-        elif sigs not in bytes(row[0]):
-            merged = merge_signatures(bytes(row[0]), sigs)
+        elif merged != held:
             db.execute("UPDATE statement SET sigs=? WHERE sha256=?", (merged, digest))
 
     # --- builders -----------------------------------------------------------------------
@@ -160,7 +170,10 @@ class Intake:
         )
         with transaction(self.db) as db:
             db.execute("INSERT OR IGNORE INTO package VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
-            self._keep_statement(db, statement, signatures, "build", build.pkgbase, build.commit)
+            self._keep_statement(
+                db, statement, signatures, "build", build.pkgbase, build.commit,
+                policy.keyrings["builders"],
+            )  # fmt: skip
             os.replace(package, self.blobs / build.sha256)
         return {"package": build.filename, "sha256": build.sha256, "pkgbase": build.pkgbase}
 
@@ -183,7 +196,9 @@ class Intake:
             assert isinstance(stmt, Removal)
             base, commit = ",".join(stmt.pkgnames), ""
         with transaction(self.db) as db:
-            self._keep_statement(db, statement, signatures, stmt.kind, base, commit)
+            self._keep_statement(
+                db, statement, signatures, stmt.kind, base, commit, policy.keyrings["maintainers"]
+            )
         return {"kind": stmt.kind, "signers": sorted(signed.signers)}
 
     # --- what is ready ------------------------------------------------------------------

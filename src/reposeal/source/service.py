@@ -197,8 +197,9 @@ class Source:
         if policy.rule(stmt.repo) is None:
             raise _refused(f"{stmt.repo} is not a repository of the policy")
         self.store.add_approval(
-            hashlib.sha256(raw).hexdigest(), stmt.repo, stmt.pkgbase, stmt.commit, raw, sigs
-        )
+            hashlib.sha256(raw).hexdigest(), stmt.repo, stmt.pkgbase, stmt.commit, raw, sigs,
+            policy.keyrings["maintainers"],
+        )  # fmt: skip
         t = self._tallies(doc, policy)[stmt.repo]
         job = None
         if t.reached:

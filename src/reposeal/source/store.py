@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reposeal.evidence.files import merge_signatures
+from reposeal.evidence.quorum import one_per_signer
+from reposeal.openpgp.verify import Keyring
 from reposeal.source.gitrepo import Commit
 from reposeal.sqldb import open_db, transaction
 
@@ -104,12 +105,20 @@ class SourceStore:
 
     @_locked
     def add_approval(
-        self, digest: str, repo: str, pkgbase: str, commit: str, raw: bytes, sigs: bytes
+        self,
+        digest: str,
+        repo: str,
+        pkgbase: str,
+        commit: str,
+        raw: bytes,
+        sigs: bytes,
+        keyring: Keyring,
     ) -> bytes:
-        """Keep a statement, merging signatures with those already held; return them all."""
+        """Keep a statement with one valid signature per maintainer key, merged with those
+        already held (see ``one_per_signer``); return them all."""
         with transaction(self.db) as db:
             row = db.execute("SELECT sigs FROM approval WHERE sha256=?", (digest,)).fetchone()
-            merged = merge_signatures(bytes(row[0]), sigs) if row else sigs
+            merged = one_per_signer(raw, (bytes(row[0]) if row else b"") + sigs, keyring)
             db.execute(
                 "INSERT INTO approval (sha256, repo, pkgbase, commit_id, raw, sigs) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET sigs=excluded.sigs",
