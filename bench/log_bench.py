@@ -24,21 +24,22 @@ from reposeal.translog.store import TransparencyLog
 
 
 def bench_decide(work: Path) -> float:
-    """Median time of decide() on a 10,000-package database where one package changes."""
-    from reposeal.policy.decide import Request, SigningState, decide
+    """Median time of decide() on a 10,000-package repository where one package changes."""
+    from reposeal.policy.decide import Addition, SigningState, Transition, decide
     from tests.policy.world import make_world, rec
 
     world = make_world(work)
     policy = world.policy()
     old = {f"pkg{i:05d}": rec(f"pkg{i:05d}", f"1.{i}-1") for i in range(10_000)}
+    changed = rec("pkg05000", "2.0-1")
     state = SigningState(
         last_db={("core", "x86_64"): "db0"},
         highest={("core", r.name): r.version for r in old.values()},
         bindings={(r.name, r.version, r.arch): r.sha256 for r in old.values()},
+        current={("core", "x86_64"): old},
+        signatures={changed.sha256: "c2ln"},
     )
-    changed = rec("pkg05000", "2.0-1")
-    new = {**old, changed.name: changed}
-    request = Request("core", "x86_64", "db0", "db1", old, new)
+    request = Transition("core", "x86_64", "db0", {changed.name: Addition(changed)})
     evidence = world.evidence_for(changed, policy)
     times = []
     for _ in range(50):
