@@ -21,8 +21,8 @@ from typing import Any
 
 from reposeal import canonical
 from reposeal.alpm import chunked
-from reposeal.enclave.dryrun import packages_job, refuse_without_sandbox, transition_job
 from reposeal.enclave.home import EnclaveHome, SignedDatabases, holds
+from reposeal.enclave.jobspec import packages_job, refuse_without_sandbox, transition_job
 from reposeal.enclave.records import load_records
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import ReposealError, SigningError

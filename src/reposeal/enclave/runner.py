@@ -21,9 +21,9 @@ from pathlib import Path
 
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.names import arch_field, name_field
-from reposeal.enclave.dryrun import refuse_without_sandbox
 from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.jobs import (
+    UNSET,
     Proposal,
     propose,
     refresh_db,
@@ -31,6 +31,7 @@ from reposeal.enclave.jobs import (
     rotate_policy,
     sign_packages,
 )
+from reposeal.enclave.jobspec import refuse_without_sandbox
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import ReposealError
 from reposeal.faults import fault_point
@@ -85,8 +86,9 @@ def proposal_of(job: dict[str, object]) -> Proposal:
         for m in moves
     ):
         raise ReposealError("a transition job's moves are {file, from} pairs")
-    parent = job.get("parent")
-    if parent is not None and not isinstance(parent, str):
+    parent = job.get("parent", UNSET)  # absent: no claim to check (the enclave starts
+    # from the databases it signed last in any case)
+    if parent is not None and parent is not UNSET and not isinstance(parent, str):
         raise ReposealError("a transition job's parent is a sha256 or null")
     return Proposal(
         str(job.get("repo")),
