@@ -669,3 +669,31 @@ def test_a_refused_source_is_parked_and_does_not_jam_its_repository(
         run_enclave(service, enclave)
     done = [c for c in cycle(tmp_path) if c["step"] == "done"]
     assert any(["world", COMMIT] in c["sources"] for c in done), done
+
+
+def test_a_withdrawn_source_is_dropped_before_it_is_published(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    service: tuple[str, dict[str, Issued]],  # noqa: F811
+    enclave: Path,
+    built_packages: dict[str, Path],
+) -> None:
+    """Issue 16: a maintainer-signed withdrawal drops a proposal: it waits, with the reason,
+    and nothing is submitted to the enclave for it."""
+    from reposeal.evidence.statements import Withdrawal
+
+    withdrawal = to_bytes(Withdrawal("core", "hello", COMMIT))
+    source = as_role(service, "source")
+    source.push_statement(withdrawal, world.maintainers[2].sign(withdrawal))
+    send(world, service, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2)
+    assert cycle(tmp_path) == []
+    status = as_role(service, "repo").status()
+    (waiting,) = [w for w in status["waiting"] if w["pkgbase"] == "hello"]
+    assert "withdrawn by" in waiting["missing"][0], waiting
+    assert status["ready"] == []
+    # another maintainer's withdrawal of another commit changes nothing for this one
+    other = to_bytes(Withdrawal("core", "world", COMMIT))
+    source.push_statement(other, world.maintainers[0].sign(other))
+    send(world, service, built_packages["world-2.0"], tools.PKGBUILDS["world-2.0"], approvers=2)
+    status = as_role(service, "repo").status()
+    assert all(w["pkgbase"] != "hello" for w in status["ready"])

@@ -284,6 +284,23 @@ def statement_build(
     )
 
 
+@statement.command("withdraw", epilog=EXIT_CODES)
+@_OUT
+@_SIGNER
+@_GNUPGHOME
+@click.option("--repo", required=True)
+@click.option("--pkgbase", required=True)
+@click.option("--commit", required=True, help="The approved commit to withdraw (40 hex).")
+def statement_withdraw(
+    output: Path, spec: str, gnupghome: Path | None, repo: str, pkgbase: str, commit: str
+) -> None:
+    """A maintainer withdraws an approved source of REPO before it is published: the repo
+    machine drops it (one maintainer suffices: dropping is the safe side)."""
+    from reposeal.evidence.statements import Withdrawal
+
+    _write(Withdrawal(repo, pkgbase, commit), output, spec, gnupghome)
+
+
 @statement.command("remove", epilog=EXIT_CODES)
 @_OUT
 @_SIGNER
@@ -364,7 +381,7 @@ def statement_verify(policy_path: Path, as_json: bool, document: Path) -> None:
     """Say what DOCUMENT states, who validly signed it, and for which role it counts."""
     from reposeal.evidence.files import read_document
     from reposeal.evidence.quorum import valid_signers
-    from reposeal.evidence.statements import from_bytes
+    from reposeal.evidence.statements import ROLE_OF, from_bytes
     from reposeal.policy.document import verify_policy
 
     out = _Out(False, as_json)
@@ -372,12 +389,7 @@ def statement_verify(policy_path: Path, as_json: bool, document: Path) -> None:
         pol = verify_policy(*read_document(policy_path))
         raw, sigs = read_document(document)
         stmt = from_bytes(raw)
-        role = {
-            "approval": "maintainers",
-            "removal": "maintainers",
-            "build": "builders",
-            "override": "admins",
-        }[stmt.kind]
+        role = ROLE_OF[stmt.kind]
         signers = sorted(valid_signers(raw, sigs, pol.keyrings[role]))
     except ReposealError as exc:
         out.fail(exc)

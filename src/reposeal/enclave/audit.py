@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from reposeal.enclave.records import load_records, load_records_and_entries, read_entry
+from reposeal.enclave.worker_io import EVIDENCE_KINDS
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.evidence.quorum import Signed, load_signed
-from reposeal.evidence.statements import from_bytes
+from reposeal.evidence.statements import ROLE_OF, from_bytes
 from reposeal.openpgp.verify import Keyring, verify_as_made
 from reposeal.policy.decide import Addition, Evidence, Transition, decide, decide_packages
 from reposeal.policy.document import Policy, verify_policy
@@ -27,13 +28,6 @@ from reposeal.policy.entries import apply, check_version, parse
 from reposeal.policy.state import PackageRecord, SigningState
 from reposeal.translog.checkpoint import NoteVerifier, verify_checkpoint
 from reposeal.translog.store import TransparencyLog
-
-ROLE = {
-    "approval": "maintainers",
-    "removal": "maintainers",
-    "build": "builders",
-    "override": "admins",
-}
 
 
 @dataclass
@@ -53,7 +47,7 @@ class AuditReport:
 def _evidence(
     folder: Path, hashes: list[str], policy: Policy, where: str, report: AuditReport
 ) -> Evidence:
-    kinds: dict[str, list[Signed]] = {k: [] for k in ROLE}
+    kinds: dict[str, list[Signed]] = {k: [] for k in EVIDENCE_KINDS}
     for digest in hashes:
         doc = folder / f"{digest}.json"
         try:
@@ -61,7 +55,8 @@ def _evidence(
             if hashlib.sha256(raw).hexdigest() != digest:
                 raise ReposealError("content does not match its name")
             kind = from_bytes(raw).kind
-            kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE[kind]]))
+            if kind in kinds:
+                kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE_OF[kind]]))
         except ReposealError as exc:
             report.violations.append(f"{where}: evidence {digest[:16]}… unusable: {exc.message}")
     return Evidence(kinds["approval"], kinds["build"], kinds["removal"], kinds["override"])

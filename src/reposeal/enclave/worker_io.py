@@ -14,17 +14,12 @@ from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import MAX_SIG_FILE_BYTES
 from reposeal.evidence.quorum import Signed, load_signed
-from reposeal.evidence.statements import MAX_STATEMENT_BYTES, from_bytes
+from reposeal.evidence.statements import MAX_STATEMENT_BYTES, ROLE_OF, from_bytes
 from reposeal.policy.decide import Evidence
 from reposeal.policy.document import Policy
 from reposeal.policy.state import SigningState
 
-ROLE = {
-    "approval": "maintainers",
-    "removal": "maintainers",
-    "build": "builders",
-    "override": "admins",
-}
+EVIDENCE_KINDS = ("approval", "build", "removal", "override")  # what the enclave decides on
 
 
 class JobInput(Protocol):
@@ -63,7 +58,7 @@ def evidence_of(job: JobInput) -> tuple[Evidence, list[str], list[str]]:
     """Verified evidence, what was ignored and why, and the sha256 of each used statement.
     The job's size is checked before any signature is verified."""
     policy = job.policy
-    kinds: dict[str, list[Signed]] = {k: [] for k in ROLE}
+    kinds: dict[str, list[Signed]] = {k: [] for k in EVIDENCE_KINDS}
     ignored: list[str] = []
     used: list[str] = []
     names = sorted(n for n in job.names("evidence") if n.endswith(".json"))
@@ -84,7 +79,10 @@ def evidence_of(job: JobInput) -> tuple[Evidence, list[str], list[str]]:
                     f"a job's statements and signatures hold at most {MAX_EVIDENCE_BYTES} bytes"
                 )
             kind = from_bytes(raw).kind
-            kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE[kind]]))
+            if kind not in kinds:
+                ignored.append(f"{name}: a {kind} statement is not evidence for the enclave")
+                continue
+            kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE_OF[kind]]))
             used.append(hashlib.sha256(raw).hexdigest())
         except ReposealError as exc:
             ignored.append(f"{name}: {exc.message}")

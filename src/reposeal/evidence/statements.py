@@ -235,7 +235,39 @@ class Override:
         )
 
 
-Statement = Approval | Build | Removal | Override
+@dataclass(frozen=True)
+class Withdrawal:
+    """A maintainer withdraws an approved source before it is published: the repo machine
+    drops it (dropping is conservative, so one maintainer's word is enough)."""
+
+    repo: str
+    pkgbase: str
+    commit: str
+
+    kind = "withdrawal"
+
+    def subject(self) -> list[dict[str, Any]]:
+        return [{"name": f"{self.pkgbase}/PKGBUILD", "digest": {"gitCommit": self.commit}}]
+
+    def predicate(self) -> dict[str, Any]:
+        return {"repo": self.repo, "pkgbase": self.pkgbase, "commit": self.commit}
+
+    @classmethod
+    def from_predicate(cls, p: dict[str, Any]) -> Withdrawal:
+        _exact_keys(p, {"repo", "pkgbase", "commit"}, "withdrawal")
+        return cls(_name(p, "repo"), _name(p, "pkgbase"), _str(p, "commit", _COMMIT))
+
+
+Statement = Approval | Build | Removal | Override | Withdrawal
+
+# whose keys sign each kind of statement (the policy's keyring of that role)
+ROLE_OF = {
+    "approval": "maintainers",
+    "removal": "maintainers",
+    "withdrawal": "maintainers",
+    "build": "builders",
+    "override": "admins",
+}
 
 
 def to_bytes(stmt: Statement) -> bytes:
@@ -305,6 +337,8 @@ def from_bytes(raw: bytes) -> Statement:
         stmt = Removal.from_predicate(predicate)
     elif ptype == f"{PREFIX}override/v1":
         stmt = Override.from_parts(subject, predicate)
+    elif ptype == f"{PREFIX}withdrawal/v1":
+        stmt = Withdrawal.from_predicate(predicate)
     else:
         raise StatementError(f"unknown or unsupported predicateType {ptype!r}")
     if to_bytes(stmt) != raw:

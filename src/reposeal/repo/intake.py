@@ -23,7 +23,15 @@ from reposeal.alpm.buildinfo import pkgbuild_sha256
 from reposeal.alpm.package import read_package
 from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.quorum import Signed, checked_statement, load_signed, one_per_signer
-from reposeal.evidence.statements import Approval, Build, Removal, StatementError, from_bytes
+from reposeal.evidence.statements import (
+    ROLE_OF,
+    Approval,
+    Build,
+    Removal,
+    StatementError,
+    Withdrawal,
+    from_bytes,
+)
 from reposeal.openpgp.verify import Keyring
 from reposeal.policy.decide import Evidence, PackageRecord, SigningState, decide_packages
 from reposeal.policy.document import Policy
@@ -180,17 +188,17 @@ class Intake:
     # --- the source machine -------------------------------------------------------------
 
     def add_statement(self, policy: Policy, statement: bytes, signatures: bytes) -> dict[str, Any]:
-        """An approval or a removal request, signed by maintainers of the policy."""
+        """An approval, a removal request or a withdrawal, signed by maintainers."""
         signed = _signed(
             statement,
             signatures,
             policy,
             "maintainers",
-            (Approval, Removal),
-            "statement of approval or removal",
+            (Approval, Removal, Withdrawal),
+            "statement of approval, removal or withdrawal",
         )
         stmt = signed.statement
-        if isinstance(stmt, Approval):
+        if isinstance(stmt, (Approval, Withdrawal)):
             base, commit = stmt.pkgbase, stmt.commit
         else:
             assert isinstance(stmt, Removal)
@@ -220,7 +228,10 @@ class Intake:
             evidence = self._evidence(policy, a.pkgbase, a.commit)
             packages = self._candidates(a.pkgbase, a.commit, evidence)
             missing: list[str] = []
-            if not packages:
+            withdrawn = self.withdrawn(policy, a.repo, a.pkgbase, a.commit)
+            if withdrawn:
+                missing.append(f"withdrawn by {', '.join(withdrawn)}: it will not be published")
+            elif not packages:
                 missing.append(f"no build of {a.pkgbase}@{a.commit[:12]} has arrived")
             else:
                 verdict = decide_packages(
@@ -259,9 +270,23 @@ class Intake:
             (pkgbase, commit),
         ).fetchall()
         for kind, raw, sigs in rows:
-            role = "maintainers" if kind == "approval" else "builders"
-            kinds[kind].append(load_signed(bytes(raw), bytes(sigs), policy.keyrings[role]))
+            if kind in kinds:  # a withdrawal is about the source, not evidence for it
+                keyring = policy.keyrings[ROLE_OF[kind]]
+                kinds[kind].append(load_signed(bytes(raw), bytes(sigs), keyring))
         return Evidence(kinds["approval"], kinds["build"])
+
+    def withdrawn(self, policy: Policy, repo: str, pkgbase: str, commit: str) -> list[str]:
+        """The maintainers who withdrew a source for ``repo`` (empty: it stands)."""
+        rows = self.db.execute(
+            "SELECT raw, sigs FROM statement WHERE kind='withdrawal' AND pkgbase=? AND commit_id=?",
+            (pkgbase, commit),
+        ).fetchall()
+        who: set[str] = set()
+        for raw, sigs in rows:
+            signed = load_signed(bytes(raw), bytes(sigs), policy.keyrings["maintainers"])
+            if isinstance(signed.statement, Withdrawal) and signed.statement.repo == repo:
+                who |= signed.signers
+        return sorted(who)
 
     def _candidates(
         self, pkgbase: str, commit: str, evidence: Evidence
