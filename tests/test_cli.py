@@ -163,7 +163,6 @@ def test_db_verify_refuses_what_pacman_would_read_otherwise(tmp_path: Path) -> N
 
 def test_usage_errors_exit_2_and_ctrl_c_exits_130(tmp_path: Path) -> None:
     import signal
-    import time
 
     assert cli("db", "add").returncode == 2  # a missing argument
     pkg = write_package(tmp_path, "foo", "1-1")
@@ -182,7 +181,9 @@ def test_usage_errors_exit_2_and_ctrl_c_exits_130(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)  # it waits for the lock; the test does not depend on how long
+    assert proc.stderr is not None
+    while "Adding package" not in proc.stderr.readline():  # past start-up: then the lock
+        assert proc.poll() is None, "db add ended before it waited for the lock"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     os.close(held)
