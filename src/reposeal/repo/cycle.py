@@ -365,27 +365,34 @@ def plan_cycles(m: Machine) -> list[Cycle]:
 
 def _takeable(m: Machine, repo: str, arch: str, sources: list[Waiting]) -> list[Waiting]:
     """The ready sources a new cycle takes: not those parked after a refusal (unless their
-    evidence changed since), only the newest version of each pkgbase (an older one waiting
-    beside it is superseded), and a source to be tried alone on its own."""
+    evidence changed since), then only the newest version of each pkgbase (an older one
+    waiting beside it goes later, and is refused then if it is below), and a source refused
+    in a batch on its own first."""
     from reposeal.alpm.vercmp import vercmp
 
-    newest: dict[str, Waiting] = {}
+    candidates: list[tuple[Waiting, bool]] = []  # (source, to be tried alone)
     for w in sources:
-        version = next(iter(w.packages.values())).version if w.packages else ""
-        held = newest.get(w.pkgbase)
-        if held is None or vercmp(version, next(iter(held.packages.values())).version) > 0:
-            newest[w.pkgbase] = w
-    out = []
-    for w in newest.values():
         parked = m.cycles.parked(repo, arch, w.pkgbase, w.commit)
         if parked is None:
-            out.append(w)
+            candidates.append((w, False))
         elif sorted(_evidence(m, w.pkgbase, w.commit)) != parked[1]:
             m.cycles.unpark(repo, arch, w.pkgbase, w.commit)  # new evidence: try again
-            out.append(w)
+            candidates.append((w, False))
         elif not parked[0]:
+            candidates.append((w, True))
+    for w, alone in candidates:
+        if alone:
             return [w]  # refused in a batch: tried alone, before anything else
-    return out
+    newest: dict[str, Waiting] = {}
+    for w, _ in candidates:
+        held = newest.get(w.pkgbase)
+        if held is None or vercmp(_version(w), _version(held)) > 0:
+            newest[w.pkgbase] = w
+    return list(newest.values())
+
+
+def _version(w: Waiting) -> str:
+    return next(iter(w.packages.values())).version if w.packages else ""
 
 
 def _park(m: Machine, cycle: Cycle) -> None:
