@@ -235,6 +235,8 @@ def report(
             key = (base, commit_of(base, v))
             if key not in published and key not in parked:
                 problems.append(f"{base} {v}: approved, but neither published nor parked")
+            if key in published and key in parked:
+                problems.append(f"{base} {v}: published, and still listed as parked")
             lower += key in parked
     refusals = doc.get("refusals", 0)
     if refusals > lower + 2:  # one refusal a parked source, not one a cycle

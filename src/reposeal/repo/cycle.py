@@ -138,6 +138,10 @@ class Cycles:
                         "INSERT OR IGNORE INTO published VALUES (?, ?, ?, ?, ?)",
                         (cycle.repo, cycle.arch, base, commit, cycle.id),
                     )
+                    db.execute(  # retried alone after a batch refusal, and published
+                        "DELETE FROM parked WHERE repo=? AND arch=? AND pkgbase=? AND commit_id=?",
+                        (cycle.repo, cycle.arch, base, commit),
+                    )
 
     def park(self, cycle: Cycle, evidence: dict[tuple[str, str], list[str]]) -> None:
         """A refused cycle's sources wait until their evidence changes: a source refused on
