@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from reposeal.client.scratch import ScratchPacman
+from reposeal.policy.document import Policy
 from tests import tools
+from tests.policy.world import World, make_world
 
 
 @dataclass(frozen=True)
@@ -85,3 +87,15 @@ def built_packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("makepkg")
     os.chmod(out, 0o755)
     return tools.makepkg_all(out)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """Maintainers, builders and witnesses with real keys, made once per test module."""
+    return make_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="module")
+def policy(world: World) -> Policy:
+    """The default policy of ``world``, signed by its people."""
+    return world.policy()

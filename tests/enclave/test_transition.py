@@ -23,20 +23,10 @@ from reposeal.evidence.statements import Approval, Build, Removal, to_bytes
 from reposeal.policy.document import Policy
 from reposeal.policy.entries import PackagesEntry, apply
 from reposeal.policy.state import PackageRecord, SigningState
-from tests.policy.world import World, make_world
+from tests.policy.world import World
 
 PKGBUILD = hashlib.sha256(b"PKGBUILD").hexdigest()
 SIG = "c2lnbmF0dXJl"  # what the enclave logged as each file's signature (base64)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory.mktemp("world"))
-
-
-@pytest.fixture(scope="module")
-def policy(world: World) -> Policy:
-    return world.policy()
 
 
 def name_of(data: bytes) -> str:

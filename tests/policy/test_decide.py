@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,17 +20,7 @@ from reposeal.policy.decide import (
 from reposeal.policy.document import Policy, RepoRule
 from reposeal.policy.entries import PackagesEntry, TransitionEntry, apply
 from reposeal.policy.state import PackageRecord, restrict
-from tests.policy.world import COMMIT, World, make_world, merge, rec, sha
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory.mktemp("world"))
-
-
-@pytest.fixture(scope="module")
-def policy(world: World) -> Policy:
-    return world.policy()
+from tests.policy.world import COMMIT, World, merge, rec, sha
 
 
 def layered(world: World) -> Policy:

@@ -20,12 +20,7 @@ from reposeal.evidence.statements import (
     to_bytes,
 )
 from reposeal.policy.document import parse_policy, verify_policy
-from tests.policy.world import COMMIT, PKGBUILD, World, make_world, person, sha
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory.mktemp("world"))
+from tests.policy.world import COMMIT, PKGBUILD, World, person, sha
 
 
 def sigs(raw: bytes, people: list) -> bytes:

@@ -3,17 +3,10 @@ key waits for its successor; the key the enclave signs with stays named."""
 
 from __future__ import annotations
 
-import pytest
-
 from reposeal.policy.keys import rotation_problems, switch_problems
-from tests.policy.world import World, make_world
+from tests.policy.world import World
 
 HOUR = 3600.0
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory.mktemp("world"))
 
 
 def test_switching_keys(world: World) -> None:

@@ -3,16 +3,9 @@ foreign or repeated packets is not verified, and cannot push out an honest signa
 
 from __future__ import annotations
 
-import pytest
-
 from reposeal.evidence.quorum import valid_signers
 from reposeal.evidence.statements import Approval, to_bytes
-from tests.policy.world import World, make_world, sha
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory.mktemp("world"))
+from tests.policy.world import World, sha
 
 
 def test_a_flood_of_signatures_costs_nothing_and_pushes_out_nobody(world: World) -> None:

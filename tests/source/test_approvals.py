@@ -12,12 +12,7 @@ from aiohttp import web
 
 from reposeal.evidence.statements import Approval, Build, to_bytes
 from reposeal.source.service import Source
-from tests.policy.world import World, make_world
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory.mktemp("world"))
+from tests.policy.world import World
 
 
 def git(repo: Path, *args: str) -> str:
