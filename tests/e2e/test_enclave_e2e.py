@@ -188,9 +188,8 @@ def test_removals_name_their_version_and_are_used_once(
 ) -> None:
     world, home, _, pkg = setup
     ev = evidence(world, tmp_path / "ev", pkg)
-    assert sign_package(home, pkg, ev, "p1").returncode == 0
     out = tmp_path / "out"
-    code, first = propose(home, "t1", out, "--add", str(pkg), "--evidence", str(ev))
+    code, first = sign_and_add(home, pkg, ev, "t1", out)
     assert code == 0, first
     rm = tmp_path / "rm"
     rm.mkdir()
@@ -252,9 +251,8 @@ def test_refresh_resigns_the_enclaves_own_latest_bytes(
 ) -> None:
     world, home, _, pkg = setup
     ev = evidence(world, tmp_path / "ev", pkg)
-    assert sign_package(home, pkg, ev, "p1").returncode == 0
     out = tmp_path / "out"
-    code, first = propose(home, "t1", out, "--add", str(pkg), "--evidence", str(ev))
+    code, first = sign_and_add(home, pkg, ev, "t1", out)
     assert code == 0, first
     db_sha = first["databases"]["db_sha256"]
     base = ["enclave", "refresh", "--home", str(home), "--repo", "core", "--arch", "x86_64"]
@@ -323,11 +321,10 @@ def test_the_enclave_signature_expires_for_pacman_until_refreshed(
     pkg = tmp_path / built_packages["hello-1.0"].name
     shutil.copy2(built_packages["hello-1.0"], pkg)
     ev = evidence(world, tmp_path / "ev", pkg)
-    assert sign_package(home, pkg, ev, "p1").returncode == 0
     served = tmp_path / "served"
-    code, first = propose(home, "x1", served, "--add", str(pkg), "--evidence", str(ev))
+    code, first = sign_and_add(home, pkg, ev, "x1", served)
     assert code == 0, first
-    serve(pkg, "p1", served)
+    serve(pkg, "p-x1", served)
     scratch = scratch_pacman(tmp_path, world, served)
     tools.run_text(scratch.command("-Sy"))
     # two hours on, for pacman and gpg: the signature has expired (no waiting for it)
