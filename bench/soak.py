@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""A soak of the repo machine and the enclave (issue 16), on 127.0.0.1 only, bounded in count
-and time: 50 proposals with random approvals (some one short of the quorum, some below the
-published version), builds uploaded by two builders, `repo serve` and `enclave run` killed
-with -9 at random moments and started again, idle periods longer than the services'
+"""A soak of the whole pipeline (issue 16), on 127.0.0.1 only, bounded in count and time: 50
+PKGBUILD commits in real git repositories watched by `source serve`, approved by maintainers
+at random (some one short of the quorum, some below the published version), built with the
+real makepkg by two `builder run` processes, which are killed with -9 and started again at
+random like `repo serve` and `enclave run`, and idle periods longer than the services'
 keep-alive. It ends with every approved package published exactly once, every one below the
 published version parked with its reason, nothing signed twice, `audit` clean, and no
 repeated refusals in the log. Exit 0 when all of that holds.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import os
 import random
@@ -29,11 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from reposeal.alpm.synthetic import write_package
-from reposeal.evidence.statements import Approval, Build, to_bytes
+from reposeal.errors import ReposealError
+from reposeal.evidence.statements import Approval, to_bytes
 from reposeal.repo.bridge_client import BridgeClient, BridgeError
+from reposeal.source.client import SourceClient
 from reposeal.tls import client_context, issue, make_ca
 from tests.policy.world import make_world
+from tests.tools import pkgbuild
 
 PROPOSALS = 50
 DEADLINE = 600.0  # seconds for the whole soak
@@ -48,15 +50,19 @@ def free_port() -> int:
 
 
 class Machines:
-    """`repo serve --mirror` and `enclave run`, each killed and started again at will."""
+    """`repo serve --mirror`, `enclave run`, `source serve` and two `builder run`, each
+    killed and started again at will."""
 
     def __init__(self, work: Path, world: object) -> None:
         self.work, self.world = work, world
         ca = make_ca(work / "pki")
         self.certs = {"ca": ca}
-        for role in ("bridge", "repo", "builder", "source", "enclave"):
-            ip = "127.0.0.1" if role == "bridge" else None
-            self.certs[role] = issue(ca, work / "pki", role, role, server_ip=ip)
+        roles = {"bridge": "bridge", "repo": "repo", "source": "source", "enclave": "enclave"}
+        roles |= {"source-server": "source", "maint0": "maintainer", "maint1": "maintainer"}
+        roles |= {"builder0": "builder", "builder1": "builder"}
+        for name, role in roles.items():
+            ip = "127.0.0.1" if name in ("bridge", "source-server") else None
+            self.certs[name] = issue(ca, work / "pki", name, role, server_ip=ip)
         raw = world.policy().to_bytes()  # type: ignore[attr-defined]
         (work / "policy.json").write_bytes(raw)
         sigs = b"".join(p.sign(raw) for p in world.admins[:2])  # type: ignore[attr-defined]
@@ -66,80 +72,122 @@ class Machines:
         subprocess.run([*CLI, "enclave", "init", "--home", str(work / "enclave"), "--signer",
                         f"soft:{key}", "--policy", str(work / "policy.json"), "--origin",
                         "soak/log"], check=True, capture_output=True)  # fmt: skip
-        self.port = free_port()
+        self.port, self.source_port = free_port(), free_port()
         self.url = f"https://127.0.0.1:{self.port}"
-        self.repo: subprocess.Popen[bytes] | None = None
-        self.enclave: subprocess.Popen[bytes] | None = None
+        self.source_url = f"https://127.0.0.1:{self.source_port}"
+        self.git = work / "git"
+        self.git.mkdir()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.env = {**os.environ, "REPOSEAL_KEEPALIVE": KEEPALIVE}
+        self.logs = work / "logs"
+        self.logs.mkdir()
 
-    def tls(self, role: str) -> list[str]:
-        c = self.certs[role]
+    def tls(self, name: str) -> list[str]:
+        c = self.certs[name]
         return ["--cert", str(c.cert), "--key", str(c.key)]
 
-    def start_repo(self) -> None:
-        self.repo = subprocess.Popen(
-            [*CLI, "repo", "serve", "--dir", str(self.work / "srv"), "--listen",
-             f"127.0.0.1:{self.port}", *self.tls("bridge"), "--client-ca",
-             str(self.certs["ca"].cert), "--policy", str(self.work / "policy.json"),
-             "--mirror", str(self.work / "mirror")],
-            env=self.env, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+    def _start(self, which: str, args: list[str], port: int | None = None) -> None:
+        log = open(self.logs / f"{which}.log", "ab")  # noqa: SIM115  (the child keeps it)
+        self.procs[which] = subprocess.Popen([*CLI, *args], env=self.env, stderr=log)
+        log.close()
+        if port is None:
+            return
         for _ in range(300):
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)
-        raise SystemExit("repo serve did not start")
+        raise SystemExit(f"{which} did not start")
 
-    def start_enclave(self) -> None:
-        self.enclave = subprocess.Popen(
-            [*CLI, "enclave", "run", "--home", str(self.work / "enclave"), "--bridge", self.url,
-             *self.tls("enclave"), "--ca", str(self.certs["ca"].cert), "--wait", "5"],
-            env=self.env, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+    def start(self, which: str) -> None:
+        ca, policy = str(self.certs["ca"].cert), str(self.work / "policy.json")
+        if which == "repo":
+            self._start(which, ["repo", "serve", "--dir", str(self.work / "srv"), "--listen",
+                                f"127.0.0.1:{self.port}", *self.tls("bridge"), "--client-ca",
+                                ca, "--policy", policy, "--mirror", str(self.work / "mirror")],
+                        self.port)  # fmt: skip
+        elif which == "enclave":
+            self._start(which, ["enclave", "run", "--home", str(self.work / "enclave"),
+                                "--bridge", self.url, *self.tls("enclave"), "--ca", ca,
+                                "--wait", "5"])  # fmt: skip
+        elif which == "source":
+            server = self.certs["source-server"]
+            self._start(which, ["source", "serve", "--dir", str(self.work / "source"),
+                                "--repos", str(self.git), "--listen",
+                                f"127.0.0.1:{self.source_port}", "--server-cert",
+                                str(server.cert), "--server-key", str(server.key),
+                                "--client-ca", ca, "--policy", policy, "--repo-url", self.url,
+                                *self.tls("source"), "--ca", ca, "--poll", "0.3"],
+                        self.source_port)  # fmt: skip
+        else:  # builder0, builder1
+            i = int(which[-1])
+            signer = self.world.builders[i].signer.path  # type: ignore[attr-defined]
+            self._start(which, ["builder", "run", "--source", self.source_url, "--repo-url",
+                                self.url, *self.tls(which), "--ca", ca, "--signer",
+                                f"soft:{signer}", "--workdir", str(self.work / which),
+                                "--wait", "5"])  # fmt: skip
 
     def kill(self, which: str) -> None:
-        proc = getattr(self, which)
+        proc = self.procs.get(which)
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
 
+    def restart(self, which: str) -> None:
+        self.kill(which)
+        self.start(which)
+
     def client(self, role: str) -> BridgeClient:
         return BridgeClient(self.url, client_context(self.certs[role], self.certs["ca"].cert))
 
+    def source(self, name: str) -> SourceClient:
+        ctx = client_context(self.certs[name], self.certs["ca"].cert)
+        return SourceClient(self.source_url, ctx, timeout=30)
+
     def stop(self) -> None:
-        for which in ("enclave", "repo"):
-            proc = getattr(self, which)
+        for which in ("builder0", "builder1", "enclave", "source", "repo"):
+            proc = self.procs.get(which)
             if proc is not None and proc.poll() is None:
                 proc.terminate()
-                proc.wait(10)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
-def send(m: Machines, world: object, work: Path, base: str, version: str, approvers: int) -> None:
-    """A build of BASE VERSION from two builders, and the approvals of ``approvers``."""
-    pkgbuild = hashlib.sha256(f"{base} {version}".encode()).hexdigest()
-    commit = commit_of(base, version)
-    folder = work / "builds" / f"{base}-{version}"
-    folder.mkdir(parents=True)
-    pkg = write_package(folder, base, version, "x86_64", pkgbuild_sha256=pkgbuild)
-    sha = hashlib.sha256(pkg.read_bytes()).hexdigest()
-    build = to_bytes(Build(base, commit, pkg.name, sha, "0" * 64))
-    approval = to_bytes(Approval("core", base, commit, pkgbuild))
-    for attempt in range(20):  # the repo machine may be down right now: try again
+def git(repo: Path, *args: str, stamp: int = 1_700_000_000) -> str:
+    env = os.environ | {"GIT_AUTHOR_DATE": f"@{stamp}", "GIT_COMMITTER_DATE": f"@{stamp}"}
+    who = ["-c", "user.name=Contributor", "-c", "user.email=contributor@example.org"]
+    out = subprocess.run(["git", "-C", str(repo), *who, *args], capture_output=True, text=True,
+                         env=env, check=True)  # fmt: skip
+    return out.stdout.strip()
+
+
+def send(m: Machines, world: object, base: str, version: str, approvers: int, n: int) -> str:
+    """Commit BASE VERSION's PKGBUILD, wait for the source machine to propose it, and send
+    the approvals of ``approvers`` maintainers; the commit id."""
+    repo = m.git / base
+    if not repo.exists():
+        repo.mkdir()
+        git(repo, "init", "-q", "-b", "main")
+    ver, rel = version.split("-")
+    (repo / "PKGBUILD").write_text(pkgbuild(base, ver, rel, "soak", "", f"{base} {version}"))
+    git(repo, "add", "PKGBUILD")
+    git(repo, "commit", "-q", "-m", f"{base} {version}", stamp=1_700_000_000 + n)
+    commit = git(repo, "rev-parse", "HEAD")
+    for _ in range(100):  # the source machine scans every 0.3 s
         try:
-            for b in world.builders[:2]:  # type: ignore[attr-defined]
-                m.client("builder").upload_build(pkg, build, b.sign(build))
-            for who in world.maintainers[:approvers]:  # type: ignore[attr-defined]
-                m.client("source").push_statement(approval, who.sign(approval))
-            return
-        except BridgeError:
-            time.sleep(0.2 * (attempt + 1))
-    raise SystemExit(f"could not send {base} {version}")
-
-
-def commit_of(base: str, version: str) -> str:
-    return hashlib.sha1(f"{base} {version}".encode()).hexdigest()
+            doc = m.source("maint0").proposal(base, commit)
+            break
+        except (BridgeError, ReposealError):
+            time.sleep(0.2)
+    else:
+        raise SystemExit(f"the source machine never proposed {base} {version}")
+    raw = to_bytes(Approval("core", base, commit, doc["pkgbuild_sha256"], doc["author"]))
+    for i, who in enumerate(world.maintainers[:approvers]):  # type: ignore[attr-defined]
+        m.source(f"maint{i}").approve(raw, who.sign(raw))
+    return commit
 
 
 def main() -> None:
@@ -147,46 +195,53 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=1)
-    rng = random.Random(parser.parse_args().seed)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="reposeal-soak-"))
+    os.chmod(work, 0o755)  # the build user must reach its folders
     (work / "keys").mkdir()
     world = make_world(work / "keys")
     m = Machines(work, world)
     started = time.monotonic()
     approved: dict[str, list[str]] = {}  # pkgbase -> every version with its quorum
-    events = {"repo killed": 0, "enclave killed": 0, "idle": 0}
+    commits: dict[tuple[str, str], str] = {}
+    events = dict.fromkeys(("repo", "enclave", "builder0", "builder1"), 0) | {"idle": 0}
     try:
-        m.start_repo()
-        m.start_enclave()
+        for which in ("repo", "enclave", "source", "builder0", "builder1"):
+            m.start(which)
         plan = [(f"soak{i:02d}", "1-1") for i in range(PROPOSALS // 2)]
         while len(plan) < PROPOSALS:
             proposal = (f"soak{rng.randrange(PROPOSALS // 2):02d}",
                         rng.choice(["2-1", "3-1", "0.5-1"]))  # fmt: skip
             if proposal not in plan:
                 plan.append(proposal)
-        for base, version in plan:
+        for n, (base, version) in enumerate(plan):
             approvers = 2 if rng.random() < 0.9 else 1  # some stay one approval short
             if approvers == 2:
                 approved.setdefault(base, []).append(version)
-            send(m, world, work, base, version, approvers)
+            commits[base, version] = send(m, world, base, version, approvers, n)
             event = rng.random()
-            if event < 0.1:
-                m.kill("repo")
-                m.start_repo()
-                events["repo killed"] += 1
-            elif event < 0.2:
-                m.kill("enclave")
-                m.start_enclave()
-                events["enclave killed"] += 1
-            elif event < 0.25:
-                time.sleep(float(KEEPALIVE) + 0.5)  # idle past the keep-alive
-                events["idle"] += 1
+            for which, p in (("repo", 0.06), ("enclave", 0.06), ("builder0", 0.06),
+                             ("builder1", 0.06), ("idle", 0.05)):  # fmt: skip
+                if event < p:
+                    if which == "idle":
+                        time.sleep(float(KEEPALIVE) + 0.5)  # idle past the keep-alive
+                    else:
+                        m.restart(which)  # kill -9, then start again
+                    events[which] += 1
+                    break
+                event -= p
         expected = {b: max(vs, key=functools.cmp_to_key(vercmp)) for b, vs in approved.items()}
         seen = settle(m, expected, started)
     finally:
         m.stop()
-    report(work, approved, expected, seen, events)
-    shutil.rmtree(work, ignore_errors=True)
+    ok = report(work, approved, commits, expected, seen, events)
+    if args.keep or not ok:
+        print(f"work folder kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(0 if ok else 1)
 
 
 def settle(m: Machines, expected: dict[str, str], started: float) -> dict[str, str]:
@@ -213,10 +268,11 @@ def settle(m: Machines, expected: dict[str, str], started: float) -> dict[str, s
 def report(
     work: Path,
     approved: dict[str, list[str]],
+    commits: dict[tuple[str, str], str],
     expected: dict[str, str],
     seen: dict[str, str],
     events: dict[str, int],
-) -> None:
+) -> bool:
     import sqlite3
 
     problems = [f"{b}: published {seen.get(b)}, expected {v}" for b, v in expected.items()
@@ -232,7 +288,7 @@ def report(
     lower = 0
     for base, versions in approved.items():
         for v in versions:
-            key = (base, commit_of(base, v))
+            key = (base, commits[base, v])
             if key not in published and key not in parked:
                 problems.append(f"{base} {v}: approved, but neither published nor parked")
             if key in published and key in parked:
@@ -241,13 +297,14 @@ def report(
     refusals = doc.get("refusals", 0)
     if refusals > lower + 2:  # one refusal a parked source, not one a cycle
         problems.append(f"{refusals} refusals logged for {lower} parked sources: repeated")
+    audited = "clean" if doc.get("ok") else "NOT clean"
     print(f"\nsoak: {sum(map(len, approved.values()))} approved versions of {len(expected)} "
-          f"pkgbases, {lower} parked, {refusals} refusals logged, audit "
-          f"{'clean' if doc.get('ok') else 'NOT clean'}; {events}")  # fmt: skip
+          f"pkgbases, {lower} parked, {refusals} refusals logged, audit {audited}; "
+          f"killed and restarted (or idle): {events}")  # fmt: skip
     for p in problems:
         print(f"PROBLEM {p}")
     print("soak passed" if not problems else f"soak FAILED ({len(problems)} problems)")
-    sys.exit(1 if problems else 0)
+    return not problems
 
 
 if __name__ == "__main__":

@@ -522,17 +522,21 @@ class Demo:
             f"14. Once its signature expires ({VALIDITY} s after signing), pacman itself "
             "refuses the replayed database"
         )
-        left = self.db1_signed + VALIDITY + 2 - time.time()
-        if left > 0:
-            print(f"waiting {left:.0f} s for the old signature to expire (the current one is")
-            print("refreshed by the repo machine meanwhile) ...")
-            time.sleep(left)
+        newer = time.monotonic() + VALIDITY  # the mirror's signature is one made after db1's
+        while (self.pool / "core.db.sig").stat().st_mtime < self.db1_signed + 2:
+            if time.monotonic() > newer:
+                sys.exit("demo failed: the repo machine did not refresh the signature")
+            time.sleep(0.5)
+        skew = max(0, round(self.db1_signed + VALIDITY + 2 - time.time()))
+        later = ["faketime", "-f", f"+{skew}s"]  # nobody waits: pacman's clock moves on
+        print(f"pacman runs {skew} s in the future (faketime), past the old signature's expiry")
         stale_scratch = self.stale_pacman(stale_pool)
-        proc = self.run(stale_scratch.command("-Syy"), check=False)
+        proc = self.run([*later, *stale_scratch.command("-Syy")], check=False)
         self.refused("pacman -Sy of the replayed database, its signature expired", proc, "expired")
-        self.run(scratch.command("-Syy"))
-        print("the real mirror still syncs: its database signature was refreshed in time (a")
-        print("complaint above, if any, is pacman about its own cached copy from step 9)")
+        self.run([*later, *scratch.command("-Syy")])
+        print("at the same moment the real mirror still syncs: the repo machine refreshes its")
+        print("database signature before it expires (a complaint above, if any, is pacman about")
+        print("its own cached copy from step 9)")
         self.verify(f"file://{self.pool}")
 
     def insider_database(self, parent: str) -> None:

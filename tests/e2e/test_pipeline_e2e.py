@@ -278,3 +278,43 @@ def test_an_approved_change_is_built_twice_signed_and_installed(
     tools.run_text(scratch.command("-Sy"))
     assert "hello 1.0-1" in tools.run_text(scratch.command("-Sl", "core")).stdout
     tools.gpg_kill(scratch.gpgdir)
+
+
+def test_a_withdrawn_commit_goes_to_no_builder_and_the_repo_machine_learns_of_it(
+    pipeline: Pipeline,
+    world: World,  # noqa: F811
+) -> None:
+    """Issue 16: a maintainer's withdrawal reaches the source machine too: the approved
+    commit's build job is handed to no builder, the proposal says who withdrew it, and the
+    repo machine is told (and drops it)."""
+    p = pipeline
+    commit = commit_pkgbuild(p.git, "hello-1.0", 1_700_000_000)
+    p.proposal(commit)
+    for who in (0, 1):
+        assert p.approve(who, commit).returncode == 0
+    maint0 = world.maintainers[0].signer.path
+    withdraw = ["withdraw", "hello", commit, "--source", p.url, "--repo", "core", "--json"]
+
+    outsider = cli(*withdraw, *p.tls("maint1"), "--signer", f"soft:{world.outsider.signer.path}")  # type: ignore[union-attr]
+    assert outsider.returncode != 0 and "maintainer key" in outsider.stdout, outsider.stdout
+    with pytest.raises(SourceError, match="403"):  # a builder cannot withdraw
+        p.client("builder0").withdraw(b"{}", b"")
+
+    done = cli(*withdraw, *p.tls("maint0"), "--signer", f"soft:{maint0}")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["jobs"] == [f"hello-{commit[:12]}-core"]
+    nothing = p.build(0)
+    assert nothing.returncode == 0 and "built 0 job" in nothing.stdout, nothing.stderr
+    assert p.proposal(commit)["withdrawn"] == {"core": [world.maintainers[0].fpr]}
+    listed = cli("proposals", "--source", p.url, *p.tls("maint0"))
+    assert "WITHDRAWN" in listed.stdout, listed.stdout
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the source machine forwards it to the repo machine
+        status = as_role((p.repo_url, p.certs), "repo").status()
+        missing = [m for w in status["waiting"] if w["pkgbase"] == "hello" for m in w["missing"]]
+        if any("withdrawn by" in m for m in missing):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the repo machine never heard of the withdrawal: {status}")

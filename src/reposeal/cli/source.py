@@ -1,5 +1,5 @@
-"""`reposeal source serve`, `reposeal proposals`, `reposeal approve`, `reposeal builder run`:
-the source machine, its maintainers and its builders."""
+"""`reposeal source serve`, `reposeal proposals`, `reposeal approve`, `reposeal withdraw`,
+`reposeal builder run`: the source machine, its maintainers and its builders."""
 
 from __future__ import annotations
 
@@ -104,6 +104,8 @@ def proposals(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> None:
         for repo, a in p["approvals"].items():
             state = "approved" if not a["missing"] else "; ".join(a["missing"])
             click.echo(f"    {repo}: {len(a['signers'])} approvals, {state}")
+        for repo, who in p.get("withdrawn", {}).items():
+            click.echo(f"    {repo}: WITHDRAWN by {', '.join(k[-16:] for k in who)}")
         for job in p["jobs"]:
             click.echo(
                 f"    build {job['id']}: built by {', '.join(job['built_by']) or 'nobody yet'}"
@@ -168,6 +170,48 @@ def approve(
         click.echo(f"waiting for {why}")
     if answer["job"]:
         click.echo(f"build job {answer['job']} created")
+
+
+@main.command("withdraw", epilog=EXIT_CODES)
+@click.argument("pkgbase")
+@click.argument("commit")
+@_SOURCE
+@client_tls
+@click.option("--signer", "spec", required=True, metavar="SPEC", help="soft:PATH or gpg:FPR")
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--repo", required=True, help="The repository it was approved for.")
+@click.option("--json", "as_json", is_flag=True)
+def withdraw(
+    pkgbase: str,
+    commit: str,
+    url: str,
+    cert: Path,
+    key: Path,
+    ca: Path,
+    spec: str,
+    gnupghome: Path | None,
+    repo: str,
+    as_json: bool,
+) -> None:
+    """Withdraw COMMIT of PKGBASE from REPO before it is published: the source machine
+    hands its build to no builder any more and tells the repo machine, which drops it.
+    One maintainer is enough (dropping is the safe side)."""
+    import io
+
+    from reposeal.evidence.statements import Withdrawal, to_bytes
+    from reposeal.openpgp.spec import signer_from_spec
+
+    out = _Out(False, as_json)
+    try:
+        raw = to_bytes(Withdrawal(repo, pkgbase, commit))
+        signature = signer_from_spec(spec, gnupghome).sign_detached(io.BytesIO(raw))
+        answer = _source(url, cert, key, ca).withdraw(raw, signature)
+    except ReposealError as exc:
+        out.fail(exc)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(f"withdrawn {pkgbase} {commit[:12]} from {repo}; no builder takes it any more")
 
 
 @main.group()

@@ -33,11 +33,10 @@ class SourceClient(BridgeClient):
         return dict(self._call("GET", f"/proposals/{quote(pkgbase)}/{quote(commit)}"))
 
     def approve(self, statement: bytes, signatures: bytes) -> dict[str, Any]:
-        doc = {
-            "statement": base64.b64encode(statement).decode(),
-            "signatures": base64.b64encode(signatures).decode(),
-        }
-        return dict(self._call("POST", "/approvals", doc))
+        return dict(self._call("POST", "/approvals", _statement(statement, signatures)))
+
+    def withdraw(self, statement: bytes, signatures: bytes) -> dict[str, Any]:
+        return dict(self._call("POST", "/withdrawals", _statement(statement, signatures)))
 
     # builders ----------------------------------------------------------------------------
 
@@ -56,3 +55,10 @@ class SourceClient(BridgeClient):
 
     def report(self, job_id: str, doc: dict[str, Any]) -> list[str]:
         return list(self._call("POST", f"/jobs/{quote(job_id)}/report", doc)["differences"])
+
+
+def _statement(statement: bytes, signatures: bytes) -> dict[str, str]:
+    return {
+        "statement": base64.b64encode(statement).decode(),
+        "signatures": base64.b64encode(signatures).decode(),
+    }

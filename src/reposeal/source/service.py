@@ -12,6 +12,8 @@ they made, so two builders that disagree are shown with the files that differ.
     GET  /proposals/{pkgbase}/{commit}     maintainer   the commit, its PKGBUILD hash, the
                                                         diff since the last built commit
     POST /approvals                        maintainer   {statement, signatures} (base64)
+    POST /withdrawals                      maintainer   the same, of a withdrawal: its job
+                                                        goes to no builder any more
     GET  /jobs/next?wait=SEC               builder      the next job this builder has not built
     GET  /jobs/{id}/source                 builder      the commit's tree (tar)
     POST /jobs/{id}/report                 builder      {files: {name: {sha256, contents}}}
@@ -34,7 +36,12 @@ from aiohttp import web
 
 from reposeal.errors import ReposealError
 from reposeal.evidence.quorum import Signed, checked_statement, load_signed
-from reposeal.evidence.statements import MAX_STATEMENT_BYTES, Approval, StatementError
+from reposeal.evidence.statements import (
+    MAX_STATEMENT_BYTES,
+    Approval,
+    StatementError,
+    Withdrawal,
+)
 from reposeal.policy.document import Policy
 from reposeal.repo.bridge import require_role
 from reposeal.repo.bridge_client import BridgeClient
@@ -149,8 +156,19 @@ class Source:
                         for repo, t in tallies.items()
                     },
                     "jobs": jobs,
+                    "withdrawn": self._withdrawn(doc["pkgbase"], doc["commit"], policy),
                 }
             )
+        return out
+
+    def _withdrawn(self, pkgbase: str, commit: str, policy: Policy) -> dict[str, list[str]]:
+        """repo -> the maintainer keys that withdrew this commit from it."""
+        keyring = policy.keyrings["maintainers"]
+        out: dict[str, list[str]] = {}
+        for repo, raw, sigs in self.store.withdrawals(pkgbase, commit):
+            signers = load_signed(raw, sigs, keyring).signers
+            if signers:
+                out.setdefault(repo, []).extend(sorted(signers))
         return out
 
     def describe(self, pkgbase: str, commit: str) -> dict[str, Any]:
@@ -210,13 +228,43 @@ class Source:
             "job": job,
         }
 
+    def withdraw(self, raw: bytes, sigs: bytes) -> dict[str, Any]:
+        """Keep a maintainer's withdrawal of a proposal: its build job goes to no builder
+        any more, and the repo machine is told (one maintainer is enough: dropping is the
+        safe side)."""
+        policy = self.policy()
+        try:
+            signed = checked_statement(
+                raw,
+                sigs,
+                policy.keyrings["maintainers"],
+                (Withdrawal,),
+                "withdrawal",
+                max_statement=MAX_STATEMENT_BYTES,
+                max_signatures=MAX_BODY,
+                unsigned="no signature on this withdrawal is by a maintainer key of the policy "
+                f"(version {policy.version})",
+            )
+        except StatementError as exc:
+            raise _refused(exc.message) from None
+        stmt = signed.statement
+        assert isinstance(stmt, Withdrawal)
+        if self.store.proposal(stmt.pkgbase, stmt.commit) is None:
+            raise _refused(f"{stmt.pkgbase} has no proposal {stmt.commit} (not a head seen here)")
+        self.store.add_withdrawal(
+            hashlib.sha256(raw).hexdigest(), stmt.repo, stmt.pkgbase, stmt.commit, raw, sigs
+        )
+        return {"withdrawn": sorted(signed.signers), "jobs": [
+            j["id"] for j in self.store.jobs_of(stmt.pkgbase, stmt.commit) if j["repo"] == stmt.repo
+        ]}  # fmt: skip
+
     def forward(self) -> int:
         """Send the repo machine the approvals of commits being built (and signatures added
-        since); what fails is sent on the next round."""
+        since) and every withdrawal; what fails is sent on the next round."""
         if self.repo_machine is None:
             return 0
         sent = 0
-        for digest, raw, sigs in self.store.unforwarded():
+        for digest, raw, sigs in self.store.unforwarded_withdrawals() + self.store.unforwarded():
             try:
                 self.repo_machine.push_statement(raw, sigs)
             except ReposealError as exc:
@@ -266,6 +314,16 @@ def _check_report(doc: object) -> dict[str, Any]:
     return doc
 
 
+async def _statement_body(request: web.Request, what: str) -> tuple[bytes, bytes]:
+    try:
+        doc = await request.json()
+        raw = base64.b64decode(doc["statement"], validate=True)
+        sigs = base64.b64decode(doc["signatures"], validate=True)
+    except (ValueError, KeyError, TypeError):
+        raise web.HTTPBadRequest(text=f"{what} is {{statement, signatures}}") from None
+    return raw, sigs
+
+
 def _builder(request: web.Request) -> str:
     require_role(request, "builder")
     name = name_of(request.transport.get_extra_info("peercert") if request.transport else None)
@@ -288,16 +346,18 @@ def make_app(source: Source, poll: float = 5.0) -> web.Application:
 
     async def post_approval(request: web.Request) -> web.Response:
         require_role(request, "maintainer")
-        try:
-            doc = await request.json()
-            raw = base64.b64decode(doc["statement"], validate=True)
-            sigs = base64.b64decode(doc["signatures"], validate=True)
-        except (ValueError, KeyError, TypeError):
-            raise web.HTTPBadRequest(text="an approval is {statement, signatures}") from None
+        raw, sigs = await _statement_body(request, "an approval")
         answer = await asyncio.to_thread(source.approve, raw, sigs)
         if answer["job"]:
             source.jobs.set()  # on the event loop: waiting builders look at once
             await asyncio.to_thread(source.forward)
+        return web.json_response(answer)
+
+    async def post_withdrawal(request: web.Request) -> web.Response:
+        require_role(request, "maintainer")
+        raw, sigs = await _statement_body(request, "a withdrawal")
+        answer = await asyncio.to_thread(source.withdraw, raw, sigs)
+        await asyncio.to_thread(source.forward)
         return web.json_response(answer)
 
     async def next_job(request: web.Request) -> web.Response:
@@ -362,6 +422,7 @@ def make_app(source: Source, poll: float = 5.0) -> web.Application:
     app.router.add_get("/proposals", get_proposals)
     app.router.add_get("/proposals/{pkgbase}/{commit}", get_proposal)
     app.router.add_post("/approvals", post_approval)
+    app.router.add_post("/withdrawals", post_withdrawal)
     app.router.add_get("/jobs/next", next_job)
     app.router.add_post("/jobs/release", release)
     app.router.add_get("/jobs/{id}/source", job_source)

@@ -1,5 +1,5 @@
 """The source machine's records (SQLite): proposals (commits seen), approvals (statements
-with their signatures, merged), build jobs, and what each builder reported."""
+with their signatures, merged), withdrawals, build jobs, and what each builder reported."""
 
 from __future__ import annotations
 
@@ -64,6 +64,10 @@ class SourceStore:
                 pkgbase TEXT NOT NULL, commit_id TEXT NOT NULL, doc TEXT NOT NULL,
                 seen REAL NOT NULL, PRIMARY KEY (pkgbase, commit_id));
             CREATE TABLE IF NOT EXISTS approval (
+                sha256 TEXT PRIMARY KEY, repo TEXT NOT NULL, pkgbase TEXT NOT NULL,
+                commit_id TEXT NOT NULL, raw BLOB NOT NULL, sigs BLOB NOT NULL,
+                forwarded BLOB);
+            CREATE TABLE IF NOT EXISTS withdrawal (
                 sha256 TEXT PRIMARY KEY, repo TEXT NOT NULL, pkgbase TEXT NOT NULL,
                 commit_id TEXT NOT NULL, raw BLOB NOT NULL, sigs BLOB NOT NULL,
                 forwarded BLOB);
@@ -147,7 +151,38 @@ class SourceStore:
 
     @_locked
     def forwarded(self, digest: str, sigs: bytes) -> None:
-        self.db.execute("UPDATE approval SET forwarded=? WHERE sha256=?", (sigs, digest))
+        for table in ("approval", "withdrawal"):
+            self.db.execute(f"UPDATE {table} SET forwarded=? WHERE sha256=?", (sigs, digest))  # noqa: S608
+
+    # withdrawals -------------------------------------------------------------------------
+
+    @_locked
+    def add_withdrawal(
+        self, digest: str, repo: str, pkgbase: str, commit: str, raw: bytes, sigs: bytes
+    ) -> None:
+        """Keep a maintainer's withdrawal: the commit's build job for ``repo`` is handed
+        to no builder from now on."""
+        self.db.execute(
+            "INSERT INTO withdrawal (sha256, repo, pkgbase, commit_id, raw, sigs) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET sigs=excluded.sigs",
+            (digest, repo, pkgbase, commit, raw, sigs),
+        )
+
+    @_locked
+    def withdrawals(self, pkgbase: str, commit: str) -> list[tuple[str, bytes, bytes]]:
+        """(repo, statement, signatures) of every withdrawal of a commit."""
+        rows = self.db.execute(
+            "SELECT repo, raw, sigs FROM withdrawal WHERE pkgbase=? AND commit_id=?",
+            (pkgbase, commit),
+        ).fetchall()
+        return [(str(r), bytes(w), bytes(s)) for r, w, s in rows]
+
+    @_locked
+    def unforwarded_withdrawals(self) -> list[tuple[str, bytes, bytes]]:
+        rows = self.db.execute(
+            "SELECT sha256, raw, sigs FROM withdrawal WHERE forwarded IS NULL OR forwarded != sigs"
+        ).fetchall()
+        return [(str(d), bytes(r), bytes(s)) for d, r, s in rows]
 
     # build jobs --------------------------------------------------------------------------
 
@@ -199,14 +234,16 @@ class SourceStore:
 
     @_locked
     def take(self, builder: str) -> dict[str, Any] | None:
-        """The oldest job ``builder`` has neither reported nor holds (every builder builds
-        every job: that is the reproducibility check)."""
+        """The oldest job ``builder`` has neither reported nor holds, and no maintainer
+        withdrew (every builder builds every job: that is the reproducibility check)."""
         now = time.time()
         with transaction(self.db) as db:
             row = db.execute(
                 "SELECT id, repo, pkgbase, commit_id, epoch FROM job j WHERE NOT EXISTS "
                 "(SELECT 1 FROM report r WHERE r.job=j.id AND r.builder=?) AND NOT EXISTS "
                 "(SELECT 1 FROM taken t WHERE t.job=j.id AND t.builder=? AND t.at > ?) "
+                "AND NOT EXISTS (SELECT 1 FROM withdrawal w WHERE w.repo=j.repo AND "
+                "w.pkgbase=j.pkgbase AND w.commit_id=j.commit_id) "
                 "ORDER BY created LIMIT 1",
                 (builder, builder, now - LEASE),
             ).fetchone()
