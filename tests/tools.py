@@ -112,3 +112,65 @@ def makepkg_all(out: Path) -> dict[str, Path]:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return result
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, what: str = "the service", tries: int = 300) -> None:
+    import socket
+    import time
+
+    for _ in range(tries):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"{what} did not start on port {port}")
+
+
+class WitnessProcess:
+    """`reposeal witness serve` on a free port of 127.0.0.1, stopped or killed at will."""
+
+    def __init__(self, folder: Path, name: str, logs: list[str]) -> None:
+        import sys
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.name, self.logs = folder, name, logs
+        stem = name.replace("/", "_")
+        self.key, self.db = folder / f"{stem}.key", folder / f"{stem}.sqlite"
+        made = subprocess.run(
+            [sys.executable, "-m", "reposeal.cli", "witness", "keygen", "--name", name,
+             "-o", str(self.key)], capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        self.vkey = made.stdout.strip()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WitnessProcess:
+        import sys
+
+        cmd = [sys.executable, "-m", "reposeal.cli", "witness", "serve", "--db", str(self.db),
+               "--key", str(self.key), "--listen", f"127.0.0.1:{self.port}"]  # fmt: skip
+        for log in self.logs:
+            cmd += ["--log", log]
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+        wait_port(self.port, f"witness {self.name}")
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)

@@ -97,29 +97,47 @@ def serve_https(app: Any, listen: str, cert: Path, key: Path, client_ca: Path) -
     """Run an aiohttp app on HOST:PORT with mutual TLS (clients from ``client_ca`` only).
     Idle kept-alive connections are closed after 75 s (``REPOSEAL_KEEPALIVE`` seconds);
     every client of ours reopens them."""
-    import errno
-    import os
     import ssl
-
-    from aiohttp import web
 
     from reposeal.cli import _Out
     from reposeal.errors import InputError
     from reposeal.tls import Issued, server_context
 
-    host, _, port = listen.rpartition(":")
-    out = _Out(False, False)
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.UsageError(f"--listen {listen!r}: give HOST:PORT, such as 127.0.0.1:8443")
+    _check_listen(listen)
     try:
         context = server_context(Issued(cert, key), client_ca)
     except (ssl.SSLError, OSError) as exc:
-        out.fail(InputError(f"the certificate, key or client CA does not load: {exc}"))
+        _Out(False, False).fail(
+            InputError(f"the certificate, key or client CA does not load: {exc}")
+        )
+    serve(app, listen, context)
+
+
+def _check_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.UsageError(f"--listen {listen!r}: give HOST:PORT, such as 127.0.0.1:8443")
+    return host, int(port)
+
+
+def serve(app: Any, listen: str, context: Any) -> None:
+    """Run an aiohttp app on HOST:PORT (TLS with ``context``, plain HTTP without); a port in
+    use or forbidden is a one-line error."""
+    import errno
+    import os
+
+    from aiohttp import web
+
+    from reposeal.cli import _Out
+    from reposeal.errors import InputError
+
+    host, port = _check_listen(listen)
+    out = _Out(False, False)
     try:
         web.run_app(
             app,
             host=host,
-            port=int(port),
+            port=port,
             ssl_context=context,
             print=None,
             shutdown_timeout=5,  # open long polls do not hold a stop for a minute

@@ -134,8 +134,9 @@ def _check_text(text: str, *, blank_lines: bool = False) -> None:
         raise CheckpointError("note text has control characters")
 
 
-def open_note(note: bytes, verifier: NoteVerifier) -> str:
-    """Return the text of a signed note if ``verifier`` signed it; raise otherwise."""
+def split_note(note: bytes) -> tuple[str, list[tuple[str, bytes]]]:
+    """A signed note's text and its signature lines, (key name, decoded signature) each,
+    checked for form only (C2SP signed-note)."""
     if len(note) > MAX_NOTE_BYTES:
         raise CheckpointError("note is too large")
     try:
@@ -163,6 +164,16 @@ def open_note(note: bytes, verifier: NoteVerifier) -> str:
         if len(raw) < 5:
             raise CheckpointError("malformed note: a signature is too short")
         signatures.append((name, raw))
+    return text, signatures
+
+
+def signature_line(name: str, raw: bytes) -> str:
+    return f"{_DASH}{name} {base64.b64encode(raw).decode()}\n"
+
+
+def open_note(note: bytes, verifier: NoteVerifier) -> str:
+    """Return the text of a signed note if ``verifier`` signed it; raise otherwise."""
+    text, signatures = split_note(note)
     for name, raw in signatures:
         if name != verifier.name or raw[:4] != verifier.key_hash:
             continue  # someone else's signature (a witness, say)
@@ -172,6 +183,18 @@ def open_note(note: bytes, verifier: NoteVerifier) -> str:
             raise VerificationError(f"note signature by {name} is invalid") from None
         return text
     raise VerificationError(f"note is not signed by {verifier.name}")
+
+
+def signed_by_only(note: bytes, verifier: NoteVerifier) -> bytes:
+    """The note with only ``verifier``'s signature lines: the bytes the log signed, before
+    witnesses added their cosignatures (what the repository key's OpenPGP signature covers)."""
+    text, signatures = split_note(note)
+    own = [
+        signature_line(n, raw)
+        for n, raw in signatures
+        if n == verifier.name and raw[:4] == verifier.key_hash
+    ]
+    return (text + "\n" + "".join(own)).encode()
 
 
 @dataclass(frozen=True)
