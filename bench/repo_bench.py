@@ -112,7 +112,7 @@ def main() -> None:
                 (detail,) = c.execute("SELECT detail FROM cycle").fetchone()
             times = json.loads(detail)["times"]
             time.sleep(0.01)
-        steps = ["sign-packages", "pool", "propose", "publish", "log", "done"]
+        steps = ["sign-packages", "pool", "propose", "witness", "publish", "log", "done"]
         rows = [("evidence arrives -> cycle planned", times["sign-packages"] - t0)]
         labels = {
             "sign-packages": "enclave signs the package (bridge round trip)",
@@ -121,8 +121,10 @@ def main() -> None:
                 "enclave writes, reads back and signs both databases (bridge round trip); "
                 "the repo machine puts them together from the chunks that changed"
             ),
+            "witness": "the enclave pushes its log; cosignatures (if the policy names "
+            "witnesses); tiles + checkpoint to the mirror",
             "publish": "databases and signatures published",
-            "log": "(after) the enclave pushes its log; tiles + checkpoint to the mirror",
+            "log": "(after) the cycle is recorded done",
         }
         for a, b in itertools.pairwise(steps):
             rows.append((labels[a], times[b] - times[a]))

@@ -32,8 +32,46 @@ _STATE = click.option(
 )
 
 
+_WITNESSES = click.option(
+    "--witnesses",
+    "witnesses_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The log's witness policy (C2SP tlog-policy, `reposeal policy witnesses`, shipped "
+    "with the keyring): refuse a checkpoint without its quorum of fresh cosignatures.",
+)
+_MAX_AGE = click.option(
+    "--max-checkpoint-age",
+    "max_age",
+    metavar="DURATION",
+    help="With --witnesses: the oldest cosignature that counts, e.g. 1d (default: the "
+    "database signature's validity).",
+)
+
+
+def _witness_args(path: Path | None, max_age: str | None) -> dict[str, object]:
+    from reposeal.durations import parse_duration
+    from reposeal.translog.witnesspolicy import parse
+
+    if path is None:
+        if max_age is not None:
+            raise click.UsageError("--max-checkpoint-age needs --witnesses")
+        return {}
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.UsageError(f"--witnesses {path}: cannot read it ({exc})") from None
+    return {
+        "witnesses": parse(text),
+        "max_age": float(parse_duration(max_age)) if max_age else None,
+    }
+
+
 def _verify_conf(
-    conf_path: Path, keyring_path: Path, state_dir: Path, only: tuple[str, ...] = ()
+    conf_path: Path,
+    keyring_path: Path,
+    state_dir: Path,
+    only: tuple[str, ...] = (),
+    witness_args: dict[str, object] | None = None,
 ) -> list[dict[str, object]]:
     """Verify each repository of a pacman.conf (or those in ``only``) as pacman synced it
     (DBPath/sync), against the log beside its first Server. A repository without a log
@@ -59,7 +97,7 @@ def _verify_conf(
         log_url = repo.server.rstrip("/").rsplit("/", 3)[0] + "/log"
         found = verify(
             f"file://{synced}", repo.name, keyring, State(state_dir), log_url=log_url,
-            arch=conf.arch,
+            arch=conf.arch, **(witness_args or {}),  # type: ignore[arg-type]
         )  # fmt: skip
         out.append(found.to_json())
     return out
@@ -80,6 +118,8 @@ def _verify_conf(
 @click.option("--repo", "only", multiple=True, help="With --pacman-conf: only these repositories.")
 @_KEYRING
 @_STATE
+@_WITNESSES
+@_MAX_AGE
 @click.option("--json", "as_json", is_flag=True)
 def verify_cmd(
     repo_url: str | None,
@@ -90,24 +130,29 @@ def verify_cmd(
     only: tuple[str, ...],
     keyring: Path,
     state_dir: Path,
+    witnesses_path: Path | None,
+    max_age: str | None,
     as_json: bool,
 ) -> None:
     """Check a repository database beyond pacman: its signature and expiry, that it is
     in the transparency log and the latest logged for its repository (no replayed or
     mixed-in old database), that its signature was logged, and that the log extends the
-    one this machine saw last (no split view). Exit 5 on any failure."""
+    one this machine saw last (no split view); with --witnesses, that the log's checkpoint
+    carries the quorum of fresh witness cosignatures (no split view, frozen mirror or old log
+    even on first use). Exit 5 on any failure."""
     from reposeal.client.verify import State, verify
     from reposeal.openpgp.verify import Keyring
 
     out = _Out(False, as_json)
+    extra = _witness_args(witnesses_path, max_age)
     try:
         if pacman_conf is not None:
-            docs = _verify_conf(pacman_conf, keyring, state_dir, only)
+            docs = _verify_conf(pacman_conf, keyring, state_dir, only, extra)
         elif repo_url and name:
             arch = arch or _arch_of(repo_url)
             found = verify(
                 repo_url, name, Keyring.from_file(keyring), State(state_dir),
-                log_url=log_url, arch=arch,
+                log_url=log_url, arch=arch, **extra,  # type: ignore[arg-type]
             )  # fmt: skip
             docs = [found.to_json()]
         else:
@@ -149,6 +194,8 @@ def _arch_of(url: str) -> str:
 )
 @_KEYRING
 @_STATE
+@_WITNESSES
+@_MAX_AGE
 @click.option("--repo", "only", multiple=True, help="Only check these repositories.")
 @click.option(
     "--config",
@@ -159,7 +206,13 @@ def _arch_of(url: str) -> str:
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def pacman_cmd(
-    keyring: Path, state_dir: Path, only: tuple[str, ...], conf: Path, args: tuple[str, ...]
+    keyring: Path,
+    state_dir: Path,
+    witnesses_path: Path | None,
+    max_age: str | None,
+    only: tuple[str, ...],
+    conf: Path,
+    args: tuple[str, ...],
 ) -> None:
     """pacman with the log checked between sync and install: `reposeal pacman --keyring K
     -Syu` runs `pacman -Sy`, verifies every synced database (`reposeal verify`), and only
@@ -171,13 +224,14 @@ def pacman_cmd(
     rest = "S" + flags[1:].replace("y", "")
     syncs = flags.count("y")
     out = _Out(False, False)
+    witness_args = _witness_args(witnesses_path, max_age)
     if syncs:
         extra = [a for a in args[1:] if a in ("--noconfirm", "--noprogressbar")]
         done = subprocess.run([*base, "-S" + "y" * syncs, *extra], check=False)
         if done.returncode != 0:
             sys.exit(done.returncode)
     try:
-        for d in _verify_conf(conf, keyring, state_dir, only):
+        for d in _verify_conf(conf, keyring, state_dir, only, witness_args):
             click.echo(f"reposeal: {d['repo']}: the latest logged database", err=True)
     except ReposealError as exc:
         out.fail(exc)

@@ -97,6 +97,21 @@ def policy() -> None:
     help="How long the next repository key must be named (in users' keyrings) before the "
     "enclave may switch to it, e.g. 30d (default: no wait).",
 )
+@click.option(
+    "--witness",
+    "witness_specs",
+    multiple=True,
+    metavar="NAME,VKEY,URL",
+    help="A witness that must cosign the log's checkpoints (its `witness keygen` vkey and "
+    "tlog-witness URL); with --witness-quorum.",
+)
+@click.option(
+    "--witness-quorum",
+    type=click.IntRange(0),
+    default=0,
+    help="How many of the witnesses must cosign a checkpoint before a database is published "
+    "(and clients accept it).",
+)
 def policy_init(
     output: Path,
     admins: Path,
@@ -113,9 +128,11 @@ def policy_init(
     next_keys: tuple[Path, ...],
     revoked_keys: tuple[Path, ...],
     key_overlap: str | None,
+    witness_specs: tuple[str, ...],
+    witness_quorum: int,
 ) -> None:
     """Write a new, unsigned policy document (then: `reposeal policy sign`)."""
-    from reposeal.policy.document import Policy, RepoRule
+    from reposeal.policy.document import Policy, RepoRule, WitnessRule
 
     out = _Out(False, False)
     try:
@@ -151,6 +168,8 @@ def policy_init(
             exclude_author=not allow_author_approval,
             repository_keys=keys,
             key_overlap_seconds=parse_duration(key_overlap) if key_overlap else 0,
+            witnesses=[WitnessRule(*_witness_spec(w)) for w in witness_specs],
+            witness_quorum=witness_quorum,
         )
         if output.exists():
             raise InputError("refusing to overwrite an existing file", path=output)
@@ -158,6 +177,27 @@ def policy_init(
     except ReposealError as exc:
         out.fail(exc)
     click.echo(f"wrote {output} (version {version}); now have {admin_threshold} admins sign it")
+
+
+def _witness_spec(spec: str) -> tuple[str, str, str]:
+    parts = spec.split(",")
+    if len(parts) != 3 or not all(parts):
+        raise click.UsageError(f"--witness {spec!r}: give NAME,VKEY,URL")
+    return parts[0], parts[1], parts[2]
+
+
+@policy.command("witnesses", epilog=EXIT_CODES)
+@click.argument("document", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def policy_witnesses(document: Path) -> None:
+    """Print the policy's witnesses and quorum as a C2SP tlog-policy file: what clients
+    (`reposeal verify --witnesses`) need to refuse an unwitnessed log."""
+    from reposeal.policy.document import parse_policy
+
+    out = _Out(False, False)
+    try:
+        click.echo(parse_policy(document.read_bytes()).witness_policy().render(), nl=False)
+    except (ReposealError, OSError) as exc:
+        out.fail(exc if isinstance(exc, ReposealError) else InputError(str(exc)))
 
 
 @policy.command("sign", epilog=EXIT_CODES)

@@ -10,7 +10,12 @@ from the current one, nor a signature that was never made public. The transparen
 3. the log extends the one seen last time (the checkpoint kept in the state folder): a log
    that forked from what this machine saw (split view) is refused;
 4. the database is logged, it is the *latest* database logged for its repository and
-   architecture, and this very signature is the one logged for it (or a logged refresh).
+   architecture, and this very signature is the one logged for it (or a logged refresh);
+5. with a witness policy (C2SP tlog-policy, from the distribution, like the keyring): the
+   checkpoint carries the quorum of valid witness cosignatures made within ``max_age``
+   (default: the database signature's own validity). Witnesses cosign only checkpoints
+   consistent with all they saw, so a fork (split view) shown to a first-time client, an old
+   log prefix replayed with an old database, or a frozen mirror, is refused with no state.
 
 The decisions (``check_*``) are pure; fetching and the state file are at the edges.
 """
@@ -27,15 +32,20 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reposeal.errors import InputError, ReposealError, VerificationError
 from reposeal.openpgp.verify import Keyring, verify_detached
-from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note
+from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note, signed_by_only
+from reposeal.translog.cosignature import cosignatures
 from reposeal.translog.merkle import leaf_hash, root_of_leaves
 from reposeal.translog.tiles import TILE_WIDTH, tile_path
 
+if TYPE_CHECKING:
+    from reposeal.translog.witnesspolicy import WitnessPolicy
+
 MAX_DB = 256 << 20
+DEFAULT_MAX_AGE = 7 * 86400.0  # cosignature age accepted when the signature never expires
 MAX_SMALL = 1 << 20
 MAX_TILE = TILE_WIDTH * (2 + (64 << 10))
 
@@ -69,6 +79,7 @@ class Log:
     note: bytes
     entries: list[bytes]
     docs: list[dict[str, Any]]
+    verifier: NoteVerifier
 
 
 def _bundle(data: bytes) -> list[bytes]:
@@ -87,10 +98,7 @@ def _bundle(data: bytes) -> list[bytes]:
 def load_log(base: str, keyring: Keyring, fetch: Fetch = fetch_url) -> Log:
     """The log at ``base`` (its C2SP tiles), checked against the trusted keys."""
     note = fetch(f"{base}/checkpoint", MAX_SMALL)
-    try:
-        verify_detached(note, fetch(f"{base}/checkpoint.sig", MAX_SMALL), keyring)
-    except ReposealError as exc:
-        raise VerifyError(f"the log's checkpoint is not signed by a trusted key: {exc}") from None
+    signature = fetch(f"{base}/checkpoint.sig", MAX_SMALL)
     text = note.decode(errors="replace").split("\n\n", 1)[0] + "\n"
     cp = Checkpoint.parse(text)
     entries: list[bytes] = []
@@ -100,7 +108,12 @@ def load_log(base: str, keyring: Keyring, fetch: Fetch = fetch_url) -> Log:
         if len(tile) != width:
             raise VerifyError(f"entries tile {n} holds {len(tile)} entries, not {width}")
         entries += tile
-    return check_log(cp, note, entries)
+    log = check_log(cp, note, entries)
+    try:  # over the note as the log signed it (witnesses add their lines after)
+        verify_detached(signed_by_only(note, log.verifier), signature, keyring)
+    except ReposealError as exc:
+        raise VerifyError(f"the log's checkpoint is not signed by a trusted key: {exc}") from None
+    return log
 
 
 def check_log(cp: Checkpoint, note: bytes, entries: Sequence[bytes]) -> Log:
@@ -119,7 +132,45 @@ def check_log(cp: Checkpoint, note: bytes, entries: Sequence[bytes]) -> Log:
         open_note(note, verifier)
     except (KeyError, ReposealError) as exc:
         raise VerifyError(f"the checkpoint is not signed by the log's own key: {exc}") from None
-    return Log(cp, note, list(entries), docs)
+    return Log(cp, note, list(entries), docs, verifier)
+
+
+def check_witnessed(
+    note: bytes, policy: WitnessPolicy, now: float, max_age: float
+) -> dict[str, int]:
+    """The checkpoint carries the policy's quorum of valid cosignatures, counting only those
+    made within ``max_age`` seconds of ``now``; the cosignatures counted. Pure."""
+    try:
+        found = cosignatures(note, policy.keys)
+    except ReposealError as exc:
+        raise VerifyError(f"the log's checkpoint carries a bad cosignature: {exc}") from None
+    fresh = {name: t for name, t in found.items() if t >= now - max_age}
+    if policy.satisfied(fresh):
+        return fresh
+    if policy.satisfied(found):
+        newest = time.strftime("%Y-%m-%d %H:%M", time.gmtime(max(found.values())))
+        raise VerifyError(
+            f"the log's checkpoint was last witnessed by the quorum at {newest} UTC, longer "
+            f"ago than {max_age / 3600:.0f} h: the mirror is frozen or replays an old log"
+        )
+    have = ", ".join(sorted(found)) or "none"
+    raise VerifyError(
+        f"the log's checkpoint lacks the witnesses' quorum (valid cosignatures: {have}): an "
+        "unwitnessed log, a fork shown to this machine only (split view), or an old one"
+    )
+
+
+def signature_lifetime(signature: bytes) -> float | None:
+    """How long the database signature was made to hold (expiry minus creation)."""
+    import pysequoia
+
+    try:
+        sig = pysequoia.Sig.from_bytes(signature)
+    except (RuntimeError, ValueError):
+        return None
+    if sig.expiration is None or sig.created is None:
+        return None
+    return float(sig.expiration.timestamp() - sig.created.timestamp())
 
 
 def check_consistent(log: Log, seen: tuple[int, bytes] | None) -> None:
@@ -247,10 +298,13 @@ def verify(
     arch: str | None = None,
     fetch: Fetch = fetch_url,
     now: float | None = None,
+    witnesses: WitnessPolicy | None = None,
+    max_age: float | None = None,
 ) -> Verified:
     """Check the database NAME.db at ``repo_url`` (a pacman Server URL) against the log at
     ``log_url`` (default: ``log/`` at the mirror's root, three levels up from
-    REPO/os/ARCH); remember the log's checkpoint only if everything holds."""
+    REPO/os/ARCH), and its cosignatures against ``witnesses``; remember the log's
+    checkpoint only if everything holds."""
     repo_url = repo_url.rstrip("/")
     log_url = (log_url or repo_url.rsplit("/", 3)[0] + "/log").rstrip("/")
     db = fetch(f"{repo_url}/{name}.db", MAX_DB)
@@ -259,8 +313,12 @@ def verify(
         verify_detached(db, signature, keyring)
     except ReposealError as exc:
         raise VerifyError(f"the {name} database signature does not verify: {exc}") from None
-    expires = check_expiry(signature, time.time() if now is None else now)
+    now = time.time() if now is None else now
+    expires = check_expiry(signature, now)
     log = load_log(log_url, keyring, fetch)
+    if witnesses is not None:
+        age = max_age or signature_lifetime(signature) or DEFAULT_MAX_AGE
+        check_witnessed(log.note, witnesses, now, age)
     check_consistent(log, state.seen(log.checkpoint.origin))
     at, index = check_database(log, name, db, signature, arch)
     state.keep(log.checkpoint)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pysequoia
 
@@ -20,6 +20,9 @@ from reposeal.errors import ReposealError, VerificationError
 from reposeal.evidence.quorum import valid_signers
 from reposeal.evidence.statements import PREFIX, STATEMENT_TYPE, StatementError, load_json
 from reposeal.openpgp.verify import Keyring
+
+if TYPE_CHECKING:
+    from reposeal.translog.witnesspolicy import WitnessPolicy
 
 PREDICATE_TYPE = f"{PREFIX}policy/v1"
 ROLES = ("admins", "maintainers", "builders")
@@ -33,6 +36,16 @@ class RepoRule:
     name: str
     arches: tuple[str, ...]
     may_move_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WitnessRule:
+    """A witness the log's checkpoints must be cosigned by: its name in the policy, its
+    cosignature vkey, and the URL of its tlog-witness submission prefix."""
+
+    name: str
+    key: str
+    url: str
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,16 @@ class Policy:
     # how long a next key is named (so users' keyrings trust it) before the enclave may
     # switch to it
     key_overlap_seconds: int = 0
+    witnesses: tuple[WitnessRule, ...] = ()
+    witness_quorum: int = 0  # how many of them must cosign a checkpoint before publication
+
+    def witness_policy(self) -> WitnessPolicy:
+        """The witnesses as a C2SP tlog-policy: any ``witness_quorum`` of them."""
+        from reposeal.translog.cosignature import CosignerKey
+        from reposeal.translog.witnesspolicy import WitnessEntry, k_of_n
+
+        entries = [WitnessEntry(w.name, CosignerKey.decode(w.key), w.url) for w in self.witnesses]
+        return k_of_n(entries, self.witness_quorum)
 
     def repo_keys(self, kind: str) -> Keyring:
         """The repository keys of one kind ("current", "next" or "revoked")."""
@@ -96,6 +119,18 @@ class Policy:
                 if self.key_overlap_seconds
                 else {}
             ),
+            **(
+                {
+                    "witnesses": {
+                        "quorum": self.witness_quorum,
+                        "members": [
+                            {"name": w.name, "key": w.key, "url": w.url} for w in self.witnesses
+                        ],
+                    }
+                }
+                if self.witnesses
+                else {}
+            ),
         }
 
     def to_bytes(self) -> bytes:
@@ -124,6 +159,8 @@ class Policy:
         exclude_author: bool = True,
         repository_keys: dict[str, list[str]] | None = None,
         key_overlap_seconds: int = 0,
+        witnesses: list[WitnessRule] | None = None,
+        witness_quorum: int = 0,
     ) -> Policy:
         """Make (and check) a policy from armored certificates per role (and, optionally,
         the repository's keys by kind: current, next, revoked)."""
@@ -145,6 +182,8 @@ class Policy:
             tuple((role, tuple(str(c) for c in keyrings[role].certs)) for role in ROLES),
             _repository_keys(repository_keys or {}),
             key_overlap_seconds,
+            tuple(witnesses or ()),
+            witness_quorum,
         )
         policy.check()
         return policy
@@ -177,6 +216,23 @@ class Policy:
                 raise StatementError("repository keys need at least one current key")
             if revoked & (current | nxt):
                 raise StatementError("a repository key cannot be both trusted and revoked")
+        self._check_witnesses()
+
+    def _check_witnesses(self) -> None:
+        names = [w.name for w in self.witnesses]
+        if len(set(names)) != len(names) or len({w.key for w in self.witnesses}) != len(names):
+            raise StatementError("each witness is named once, with a key of its own")
+        if self.witnesses and not 1 <= self.witness_quorum <= len(self.witnesses):
+            raise StatementError(f"a witness quorum needs 1..{len(self.witnesses)} witnesses")
+        if not self.witnesses and self.witness_quorum:
+            raise StatementError("a witness quorum needs witnesses")
+        for w in self.witnesses:
+            if not w.url.startswith(("http://", "https://")):
+                raise StatementError(f"witness {w.name}: its URL must be http:// or https://")
+        try:
+            self.witness_policy()
+        except ReposealError as exc:
+            raise StatementError(f"witnesses: {exc.message}") from None
 
 
 def _repository_keys(keys: dict[str, list[str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -214,6 +270,11 @@ def parse_policy(raw: bytes) -> Policy:
             exclude_author=bool(p["exclude_author"]),
             repository_keys={k: list(v) for k, v in dict(p.get("repository_keys", {})).items()},
             key_overlap_seconds=int(p.get("key_overlap_seconds", 0)),
+            witnesses=[
+                WitnessRule(str(w["name"]), str(w["key"]), str(w["url"]))
+                for w in p.get("witnesses", {}).get("members", [])
+            ],
+            witness_quorum=int(p.get("witnesses", {}).get("quorum", 0)),
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise StatementError(f"malformed policy: {exc}") from None

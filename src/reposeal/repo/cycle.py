@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +44,10 @@ from reposeal.repo.intake import Intake, Waiting
 from reposeal.repo.lock import database_lock
 from reposeal.repo.logmirror import LogCopy
 from reposeal.repo.move import MOVE, plan_moves
+from reposeal.repo.witnessing import Witnessed, WitnessState, witness
 from reposeal.sqldb import open_db, transaction
 
-STEPS = ("sign-packages", "pool", "propose", "publish", "log", "done")
+STEPS = ("sign-packages", "pool", "propose", "witness", "publish", "log", "done")
 REMOVAL = "(removal)"  # how a removal request is named among a cycle's sources
 
 
@@ -237,7 +239,9 @@ class Machine:
     policy: Policy
     log: LogCopy
     compression: str = ".gz"
-    exported: int = -1  # the log size last exported to the mirror by this process
+    exported: tuple[int, str] = (-1, "")  # the log size and note last exported, by this process
+    rewitness: float = 3600.0  # seconds after which cosignatures on the head are renewed
+    witnessed: Witnessed | None = None  # what the witnesses said last
 
     def db_path(self, repo: str, arch: str) -> Path:
         return self.mirror / repo / "os" / arch / f"{repo}.db.tar{self.compression}"
@@ -309,12 +313,38 @@ def machine(folder: Path, mirror: Path, policy: Policy) -> Machine:
     )
 
 
-def export_log(m: Machine) -> None:
-    """Tiles and checkpoint of the log copy to MIRROR/log, if it grew since last time."""
-    size = m.log.size
-    if size != m.exported:
+def witness_head(m: Machine) -> Witnessed | None:
+    """Cosignatures on the log copy's newest checkpoint from the policy's witnesses (None
+    when the policy names none)."""
+    if not m.policy.witnesses:
+        return None
+    _, note = m.log.signed_head()
+    if note is None:
+        return None
+    state = WitnessState.load(m.log.folder / "witnesses.json")
+    policy = m.policy.witness_policy()
+    got = witness(m.log.cosigned(note), policy, state, m.log.consistency_proof,
+                  rewitness=m.rewitness)  # fmt: skip
+    m.log.keep_cosigned(note, got.note)
+    if not got.meets(policy) and (m.witnessed is None or m.witnessed.missing != got.missing):
+        print(f"repo: the log's checkpoint lacks cosignatures: {got.missing}", file=sys.stderr)
+    m.witnessed = got
+    return got
+
+
+def export_log(m: Machine) -> bool:
+    """Tiles and checkpoint of the log copy to MIRROR/log, if it changed since last time,
+    and only with the policy's quorum of witness cosignatures; True if the mirror shows the
+    copy's head."""
+    got = witness_head(m)
+    if got is not None and not got.meets(m.policy.witness_policy()):
+        return False  # nothing unwitnessed reaches the mirror
+    size, note = m.log.head()
+    now = (size, hashlib.sha256(note or b"").hexdigest())
+    if now != m.exported:
         m.log.export(m.mirror / "log")
-        m.exported = size
+        m.exported = now
+    return True
 
 
 def plan_cycles(m: Machine) -> list[Cycle]:
@@ -564,7 +594,18 @@ def step(m: Machine, cycle: Cycle) -> bool:
             cycle.detail["db_sha256"] = result["databases"]["db_sha256"]
             cycle.detail["log_index"] = result.get("log_index")
             fault_point("db-answered")
-            cycle.step = "publish"
+            cycle.step = "witness"
+    elif cycle.step == "witness":  # the log entry of this database, cosigned, comes first
+        if m.log.size <= int(cycle.detail.get("log_index", -1)):
+            return False  # the enclave has not pushed its log that far yet
+        if not export_log(m):
+            missing = dict(m.witnessed.missing) if m.witnessed else {}
+            if cycle.detail.get("witnesses_missing") != missing:
+                cycle.detail["witnesses_missing"] = missing
+                m.cycles.save(cycle)
+            return False
+        cycle.detail.pop("witnesses_missing", None)
+        cycle.step = "publish"
     elif cycle.step == "publish":
         staging = m.staging(cycle)
         if _published_sha(db) != cycle.detail["db_sha256"]:  # not already (crash after it)
@@ -576,7 +617,8 @@ def step(m: Machine, cycle: Cycle) -> bool:
     elif cycle.step == "log":
         if m.log.size <= int(cycle.detail.get("log_index", -1)):
             return False  # the enclave has not pushed its log that far yet
-        export_log(m)
+        if not export_log(m):
+            return False
         fault_point("log-exported")
         cycle.step = "done"
     else:

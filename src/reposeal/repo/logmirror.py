@@ -53,10 +53,37 @@ class LogCopy:
             return log.size
 
     def head(self) -> tuple[int, bytes | None]:
-        """The copy's size and the checkpoint note it holds for that size (None: empty)."""
+        """The copy's size and the checkpoint note it holds for that size (None: empty),
+        with the witnesses' cosignatures gathered on it."""
+        size, note = self.signed_head()
+        return size, None if note is None else self.cosigned(note)
+
+    def signed_head(self) -> tuple[int, bytes | None]:
+        """The copy's size and the checkpoint note as the enclave signed it."""
         with self._open() as log:
             latest = log.latest_checkpoint()
             return log.size, latest[2] if latest is not None else None
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        with self._open() as log:
+            return log.consistency_proof(old, new)
+
+    def cosigned(self, note: bytes) -> bytes:
+        """``note`` with the cosignatures kept for it (``note`` itself if none)."""
+        path = self.folder / "cosigned" / hashlib.sha256(note).hexdigest()
+        return path.read_bytes() if path.exists() else note
+
+    def keep_cosigned(self, note: bytes, cosigned: bytes) -> None:
+        """Keep ``cosigned`` (``note`` with witness lines) as what is shown for ``note``;
+        cosignatures on older notes are dropped."""
+        folder = self.folder / "cosigned"
+        folder.mkdir(exist_ok=True)
+        name = hashlib.sha256(note).hexdigest()
+        if self.cosigned(note) != cosigned:
+            atomic_write(folder / name, cosigned)
+        for old in folder.iterdir():
+            if old.name != name and not old.name.startswith("."):
+                old.unlink(missing_ok=True)
 
     def _pin(self, entries: list[bytes]) -> tuple[NoteVerifier, str | None]:
         """The note key (and origin) checkpoints must carry: pinned, given, or the first
@@ -153,8 +180,9 @@ class LogCopy:
                 old.unlink(missing_ok=True)
 
     def export(self, out: Path) -> int:
-        """Tiles for the copy's latest checkpoint, then the checkpoint itself (and its
-        OpenPGP signature, when the enclave sent one); return the files written."""
+        """Tiles for the copy's latest checkpoint, then the checkpoint itself with the
+        cosignatures gathered on it (and the enclave's OpenPGP signature over the note as it
+        signed it, when it sent one); return the files written."""
         with self._open() as log:
             latest = log.latest_checkpoint()
             if latest is None:
@@ -163,7 +191,7 @@ class LogCopy:
             sig = self.folder / "sigs" / hashlib.sha256(note).hexdigest()
             written = self._export_files(out)
             return written + export_tiles(
-                log, out, note, size, sig.read_bytes() if sig.exists() else None
+                log, out, self.cosigned(note), size, sig.read_bytes() if sig.exists() else None
             )
 
     def _export_files(self, out: Path) -> int:
