@@ -140,6 +140,23 @@ def test_checkpoints_are_witnessed_before_publication_and_clients_require_it(
     assert frozen.returncode == 5 and "frozen" in frozen.stderr, frozen.stderr
     assert verify(mirror, tmp_path, "--max-checkpoint-age", "1d").returncode == 0
 
+    # a restore from the stale mirror would make an enclave sign on from an old state: the
+    # witnesses' newest checkpoints are the least it accepts
+    def restore(source: Path, into: str) -> subprocess.CompletedProcess[str]:
+        key = tmp_path / "repo.key"
+        return subprocess.run(
+            [sys.executable, "-m", "reposeal.cli", "enclave", "restore", "--home",
+             str(tmp_path / into), "--from", f"file://{source / 'log'}", "--signer",
+             f"soft:{key}", "--note-key", str(home / "note.key")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    stale = restore(first, "restored-stale")
+    assert stale.returncode != 0 and "stale" in stale.stderr, stale.stderr
+    assert not (tmp_path / "restored-stale").exists(), "nothing usable is left behind"
+    current = restore(mirror, "restored")
+    assert current.returncode == 0, current.stderr
+
     # a fork signed with the log's own key and the repository key (as if both were stolen):
     # no witness cosigns it, so no client takes it
     forked = fork(tmp_path, home, world, mirror)

@@ -6,6 +6,9 @@ the signing key (an HSM token, or the key file from the offline backup) and the 
 from the backup, the home is rebuilt and checked before it can sign anything: the
 checkpoint must be signed by this very key, the entries must make its tree, each file must
 match the hash its entry names, and the rebuilt log is then verified and replayed in full.
+When the policy names witnesses, the mirror's checkpoint must carry their quorum, and the
+newest checkpoint each witness cosigned (asked directly) is the least the mirror's log may
+hold: a stale or forked mirror does not make an enclave that signs from an old state.
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 from reposeal.client.verify import MAX_DB, Fetch, Log, fetch_url, load_log
 from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.records import named_files
-from reposeal.errors import InputError, VerificationError
+from reposeal.errors import InputError, ReposealError, VerificationError
 from reposeal.fsio import atomic_write
 from reposeal.openpgp.spec import signer_from_spec
 from reposeal.openpgp.verify import Keyring
+from reposeal.policy.document import Policy, parse_policy
 from reposeal.translog.checkpoint import NoteSigner
 from reposeal.translog.store import TransparencyLog
 
@@ -114,6 +119,48 @@ def latest_databases(dest: Path, log_url: str, log: Log, fetch: Fetch = fetch_ur
     return len(last)
 
 
+def check_current(log: Log, policy: Policy, fetch: Fetch = fetch_url) -> None:
+    """With witnesses in the policy: the log carries their quorum, and is not behind (nor
+    beside) the newest checkpoint of this log any witness cosigned."""
+    import math
+
+    from reposeal.client.verify import VerifyError, check_witnessed
+    from reposeal.translog.checkpoint import Checkpoint, open_note
+    from reposeal.translog.cosignature import cosignatures
+    from reposeal.translog.merkle import leaf_hash, root_of_leaves
+
+    if not policy.witnesses:
+        return
+    witnesses = policy.witness_policy()
+    try:
+        check_witnessed(log.note, witnesses, 0.0, math.inf)
+    except VerifyError as exc:
+        raise RestoreError(f"the mirror's log: {exc.message}") from None
+    origin = hashlib.sha256(log.checkpoint.origin.encode()).hexdigest()
+    answered = []
+    for w in witnesses.witnesses:
+        try:
+            note = fetch(f"{(w.url or '').rstrip('/')}/{origin}/checkpoint", 1 << 20)
+            cp = Checkpoint.parse(open_note(note, log.verifier))
+            if w.key.name not in cosignatures(note, [w.key]):
+                continue
+        except ReposealError:
+            continue  # down, or nothing of ours it can prove: it does not count
+        answered.append(w.name)
+        if cp.size > log.checkpoint.size:
+            raise RestoreError(
+                f"witness {w.name} cosigned a checkpoint of {cp.size} entries, the mirror's log "
+                f"has {log.checkpoint.size}: the mirror is stale; restore from a current one"
+            )
+        if root_of_leaves([leaf_hash(e) for e in log.entries[: cp.size]]) != cp.root:
+            raise RestoreError(f"the mirror's log is a fork of what witness {w.name} cosigned")
+    if not witnesses.satisfied(w.key.name for w in witnesses.witnesses if w.name in answered):
+        raise RestoreError(
+            f"only {', '.join(answered) or 'no witness'} answered: the quorum is needed to "
+            "know the mirror's log is the newest (are the witnesses reachable from here?)"
+        )
+
+
 def restore(
     home: Path,
     log_url: str,
@@ -135,6 +182,11 @@ def restore(
     if note.verifier.encode() != genesis.get("note_verifier"):
         raise RestoreError("the note key is not the one the log's genesis names")
     log, _ = fetch_copy(home, log_url, Keyring.from_bytes(cert), fetch, log)
+    try:
+        check_current(log, parse_policy((home / "policy.json").read_bytes()), fetch)
+    except RestoreError:
+        shutil.rmtree(home, ignore_errors=True)  # a folder we made: nothing usable stays
+        raise
     latest_databases(home, log_url, log, fetch)
     config = {"signer": signer_spec, "origin": log.checkpoint.origin}
     atomic_write(home / "config.json", json.dumps(config, indent=2).encode())
