@@ -95,6 +95,11 @@ def test_checkpoints_are_witnessed_before_publication_and_clients_require_it(
     assert note.count("— w".encode()) == 3, note
     ok = verify(mirror, tmp_path)
     assert ok.returncode == 0, ok.stderr
+    # offline: the tlog-proof beside the database, no tiles fetched
+    proof = mirror.joinpath(*POOL, "core.db.tlog-proof")
+    assert proof.read_bytes().startswith(b"c2sp.org/tlog-proof@v1\nextra ")
+    offline = verify(mirror, tmp_path, "--offline")
+    assert offline.returncode == 0, offline.stderr
     first = tmp_path / "mirror-v1"
     shutil.copytree(mirror, first, symlinks=True)
 

@@ -4,15 +4,16 @@ hostile bodies a client can send; cosignatures that verify, and ones that must n
 from __future__ import annotations
 
 import base64
+import contextlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reposeal.errors import VerificationError
+from reposeal.errors import InputError, VerificationError
 from reposeal.translog.checkpoint import Checkpoint, NoteSigner
 from reposeal.translog.cosignature import Cosigner, CosignerKey, add_cosignatures, cosignatures
-from reposeal.translog.merkle import consistency_proof, leaf_hash, root_of_leaves
+from reposeal.translog.merkle import consistency_proof, inclusion_proof, leaf_hash, root_of_leaves
 from reposeal.translog.witnesspolicy import WitnessEntry, WitnessPolicyError, k_of_n, parse
 from reposeal.witness.protocol import Accept, Refusal, Request, decide, parse_request
 
@@ -142,3 +143,32 @@ def test_witness_policies_in_the_c2sp_format() -> None:
     ):
         with pytest.raises(WitnessPolicyError):
             parse(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_tlog_proof_parses_or_is_refused_with_a_typed_error(raw: bytes) -> None:
+    from reposeal.translog.proof import ProofFileError, parse_proof
+
+    for data in (
+        raw,
+        b"c2sp.org/tlog-proof@v1\n" + raw,
+        b"c2sp.org/tlog-proof@v1\nindex 0\n" + raw,
+    ):
+        with contextlib.suppress(ProofFileError, InputError):
+            parse_proof(data).checkpoint()
+
+
+def test_a_tlog_proof_binds_its_entry_to_the_checkpoint() -> None:
+    from reposeal.translog.proof import ProofFileError, make_proof, parse_proof
+
+    entries = [f"entry {i}".encode() for i in range(7)]
+    hashes = [leaf_hash(e) for e in entries]
+    cp = Checkpoint(ORIGIN, 7, root_of_leaves(hashes))
+    signed = LOG.sign(cp.text()).encode()
+    path = inclusion_proof(lambda s, k: root_of_leaves(hashes[s : s + k]), 3, 7)
+    good = parse_proof(make_proof(entries[3], 3, path, signed))
+    assert good.checkpoint() == cp and good.extra == b"entry 3"
+    for bad in (make_proof(entries[4], 3, path, signed), make_proof(entries[3], 2, path, signed)):
+        with pytest.raises(ProofFileError, match="inclusion proof"):
+            parse_proof(bad).checkpoint()

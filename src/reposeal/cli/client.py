@@ -120,6 +120,12 @@ def _verify_conf(
 @_STATE
 @_WITNESSES
 @_MAX_AGE
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="With --witnesses and --repo-url: check the database with the tlog-proof beside it "
+    "(NAME.db.tlog-proof) instead of fetching the log.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def verify_cmd(
     repo_url: str | None,
@@ -132,6 +138,7 @@ def verify_cmd(
     state_dir: Path,
     witnesses_path: Path | None,
     max_age: str | None,
+    offline: bool,
     as_json: bool,
 ) -> None:
     """Check a repository database beyond pacman: its signature and expiry, that it is
@@ -145,8 +152,19 @@ def verify_cmd(
 
     out = _Out(False, as_json)
     extra = _witness_args(witnesses_path, max_age)
+    if offline and (not extra or not (repo_url and name)):
+        raise click.UsageError("--offline needs --witnesses, --repo-url and --name")
     try:
-        if pacman_conf is not None:
+        if offline:
+            from reposeal.client.verify import verify_offline
+
+            assert repo_url and name
+            found = verify_offline(
+                repo_url, name, Keyring.from_file(keyring), arch=arch or _arch_of(repo_url),
+                **extra,  # type: ignore[arg-type]
+            )  # fmt: skip
+            docs = [found.to_json()]
+        elif pacman_conf is not None:
             docs = _verify_conf(pacman_conf, keyring, state_dir, only, extra)
         elif repo_url and name:
             arch = arch or _arch_of(repo_url)

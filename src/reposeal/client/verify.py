@@ -324,3 +324,51 @@ def verify(
     state.keep(log.checkpoint)
     digest = hashlib.sha256(db).hexdigest()
     return Verified(name, at, digest, index, log.checkpoint.size, expires)
+
+
+def verify_offline(
+    repo_url: str,
+    name: str,
+    keyring: Keyring,
+    witnesses: WitnessPolicy,
+    *,
+    arch: str,
+    fetch: Fetch = fetch_url,
+    now: float | None = None,
+    max_age: float | None = None,
+) -> Verified:
+    """Check NAME.db at ``repo_url`` with the tlog-proof beside it, without the log's
+    tiles: the signature holds, the proof's checkpoint carries the witnesses' quorum of
+    fresh cosignatures (witnesses cosign only what the log's key signed), and its entry,
+    included in that checkpoint, logs this very database for NAME/ARCH. Whether it is the
+    latest is what the fresh cosignatures bound: a database replaced since is refused once
+    they age out (use the full check for "latest" now)."""
+    from reposeal.translog.proof import parse_proof
+
+    repo_url = repo_url.rstrip("/")
+    db = fetch(f"{repo_url}/{name}.db", MAX_DB)
+    signature = fetch(f"{repo_url}/{name}.db.sig", MAX_SMALL)
+    try:
+        verify_detached(db, signature, keyring)
+    except ReposealError as exc:
+        raise VerifyError(f"the {name} database signature does not verify: {exc}") from None
+    now = time.time() if now is None else now
+    expires = check_expiry(signature, now)
+    try:
+        proof = parse_proof(fetch(f"{repo_url}/{name}.db.tlog-proof", MAX_SMALL))
+        cp = proof.checkpoint()
+    except ReposealError as exc:
+        raise VerifyError(f"the {name} database's tlog-proof: {exc.message}") from None
+    age = max_age or signature_lifetime(signature) or DEFAULT_MAX_AGE
+    check_witnessed(proof.note, witnesses, now, age)
+    try:
+        entry = json.loads(proof.extra)
+    except ValueError:
+        raise VerifyError("the proof's entry is not a log entry") from None
+    digest = hashlib.sha256(db).hexdigest()
+    wanted = {"type": "db", "repo": name, "arch": arch, "db_sha256": digest}
+    if not isinstance(entry, dict) or any(entry.get(k) != v for k, v in wanted.items()):
+        raise VerifyError(
+            f"the proof's log entry is not this {name}/{arch} database ({digest[:16]}…)"
+        )
+    return Verified(name, arch, digest, proof.index, cp.size, expires)

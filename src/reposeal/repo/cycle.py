@@ -610,6 +610,10 @@ def step(m: Machine, cycle: Cycle) -> bool:
         staging = m.staging(cycle)
         if _published_sha(db) != cycle.detail["db_sha256"]:  # not already (crash after it)
             files_out = {n: (staging / n).read_bytes() for n in cycle.detail["staged"]}
+            index = cycle.detail.get("log_index")
+            proof = m.log.tlog_proof(int(index)) if index is not None else None
+            if proof is not None:  # logged and (with witnesses) cosigned: checkable offline
+                files_out[db.name + ".tlog-proof"] = proof
             publish_staged(db, files_out, wait=60)
             fault_point("published")
         _archive(m, pool, cycle.detail.get("superseded", []))

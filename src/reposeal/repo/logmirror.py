@@ -64,6 +64,19 @@ class LogCopy:
             latest = log.latest_checkpoint()
             return log.size, latest[2] if latest is not None else None
 
+    def tlog_proof(self, index: int) -> bytes | None:
+        """A C2SP tlog-proof of entry ``index`` in the newest checkpoint (with the
+        cosignatures kept for it), the entry as its extra data; None before that checkpoint."""
+        from reposeal.translog.proof import make_proof
+
+        with self._open() as log:
+            latest = log.latest_checkpoint()
+            if latest is None or latest[0] <= index:
+                return None
+            size, _, note = latest
+            hashes = log.inclusion_proof(index, size)
+            return make_proof(log.entry(index), index, hashes, self.cosigned(note))
+
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
         with self._open() as log:
             return log.consistency_proof(old, new)

@@ -21,6 +21,9 @@ from reposeal.repo.paths import RepoPaths
 
 KEEP_GENERATIONS = 2  # the current one and the one before (repo-add keeps .old likewise)
 _PARTS = ("db", "files")
+# what sits beside each archive: its signature, and the offline proof that it was logged
+# and witnessed (C2SP tlog-proof)
+SIDECARS = (".sig", ".tlog-proof")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -153,20 +156,22 @@ def publish(paths: RepoPaths, files: dict[str, bytes]) -> str:
     for part in _PARTS:
         archive = paths.archive_name(part)
         _replace_with_symlink(paths.directory / archive, f"{paths.current.name}/{archive}")
-        if archive + ".sig" in files:
-            sig = archive + ".sig"
-            _replace_with_symlink(paths.directory / sig, f"{paths.current.name}/{sig}")
+        for side in SIDECARS:
+            if archive + side in files:
+                name = archive + side
+                _replace_with_symlink(paths.directory / name, f"{paths.current.name}/{name}")
     _switch(paths, gen)
     for part in _PARTS:
         archive = paths.archive_name(part)
         _replace_with_symlink(paths.link(part), archive)
-        short_sig = paths.link(part).with_name(paths.link(part).name + ".sig")
-        if archive + ".sig" in files:
-            _replace_with_symlink(short_sig, archive + ".sig")
-        else:  # an unsigned generation: drop the (now dangling) signature links
-            for stale in (paths.directory / (archive + ".sig"), short_sig):
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
+        for side in SIDECARS:
+            short = paths.link(part).with_name(paths.link(part).name + side)
+            if archive + side in files:
+                _replace_with_symlink(short, archive + side)
+            else:  # e.g. an unsigned generation: drop the (now dangling) links
+                for stale in (paths.directory / (archive + side), short):
+                    with contextlib.suppress(FileNotFoundError):
+                        stale.unlink()
     _fsync_dir(paths.directory)
     _prune(paths, gen)
     return gen
