@@ -48,7 +48,7 @@ test: deps lint typecheck unit demo-check
 demo-check: deps
 	@echo "==> make demo (as a test; output in $(VENV)/demo.log)"
 	@$(PY) demo/demo.py > $(VENV)/demo.log 2>&1 || { tail -60 $(VENV)/demo.log; exit 1; }
-	@grep -A16 "refused, each as it must be" $(VENV)/demo.log
+	@grep -A30 "refused, each as it must be" $(VENV)/demo.log
 
 demo: deps
 	$(PY) demo/demo.py

@@ -3,9 +3,10 @@
 
 1-5. `reposeal db`, repo-add made safe: a key, two makepkg builds, a signed repository, a
      refused downgrade, pacman installing from it;
-6-15. the three machines of the design (demo/pipeline.py): source, two builders, repo
-     machine and enclave on 127.0.0.1; a change approved, built twice, signed, installed;
-     a rogue insider and a replaying mirror refused; the log audited.
+6-16. the three machines of the design (demo/pipeline.py): source, two builders, repo
+     machine, enclave and three witnesses on 127.0.0.1; a change approved, built twice,
+     signed, witnessed, installed; a rogue insider, a replaying mirror and a forked log
+     (the log's keys stolen) refused; the log audited.
 """
 
 from __future__ import annotations

@@ -74,10 +74,12 @@ class Demo:
     ) -> subprocess.CompletedProcess[str]:
         return self.run([*REPOSEAL, *args], check=check, quiet=quiet)
 
-    def background(self, name: str, *args: str) -> None:
+    def background(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.out / "logs" / f"{name}.log", "wb")  # noqa: SIM115  (the process keeps it)
-        self.procs.append(subprocess.Popen([*REPOSEAL, *args], stdout=log, stderr=log))
+        proc = subprocess.Popen([*REPOSEAL, *args], stdout=log, stderr=log)
+        self.procs.append(proc)
         print(f"started {name} (log: logs/{name}.log)")
+        return proc
 
     def refused(self, what: str, proc: subprocess.CompletedProcess[str], expect: str) -> None:
         text = proc.stdout + proc.stderr
@@ -103,10 +105,24 @@ class Demo:
     # -- setup -----------------------------------------------------------------------------
 
     def keys_and_policy(self) -> None:
-        self.step("6. Keys for each role; a policy the admins sign: 2 approvals, 2 builds")
+        self.step(
+            "6. Keys for each role; a policy the admins sign: 2 approvals, 2 builds, and 2 of "
+            "3 witnesses cosigning the log"
+        )
         keys = self.out / "keys"
         keys.mkdir()
         self.keys = keys
+        self.witnesses: list[tuple[str, Path, int]] = []  # (name, key file, port)
+        witness_args: list[str] = []
+        for i in range(3):
+            key = keys / f"witness{i}.key"
+            vkey = self.cli(
+                "witness", "keygen", "--name", f"w{i}.demo.example.org", "-o", str(key),
+                quiet=True,
+            ).stdout.strip()  # fmt: skip
+            port = free_port()
+            self.witnesses.append((f"w{i}", key, port))
+            witness_args += ["--witness", f"w{i},{vkey},http://127.0.0.1:{port}"]
         for role in ("admin", "maintainer", "builder"):
             specs = []
             for i in range(3 if role != "builder" else 2):
@@ -140,12 +156,18 @@ class Demo:
             "core:x86_64",
             "--db-validity",
             f"{VALIDITY}s",
+            *witness_args,
+            "--witness-quorum",
+            "2",
         )
         for i in range(2):
             self.cli(
                 "policy", "sign", "--signer", f"soft:{keys / f'admin{i}.key'}", str(self.policy)
             )
         self.cli("policy", "verify", str(self.policy))
+        self.witness_policy = self.out / "witnesses.policy"
+        self.witness_policy.write_text(self.cli("policy", "witnesses", str(self.policy)).stdout)
+        print("witnesses.policy (C2SP tlog-policy) is what clients get with the keyring")
 
     def machines(self) -> None:
         self.step("7. The enclave's key and log; certificates; the machines start on 127.0.0.1")
@@ -176,6 +198,27 @@ class Demo:
             "--origin",
             "demo.example.org/log",
         )
+        from reposeal.enclave.home import EnclaveHome
+
+        log_key = EnclaveHome(self.home).note_signer().verifier.encode()
+        self.witness_procs = []
+        for name, key, port in self.witnesses:
+            self.witness_procs.append(
+                self.background(
+                    f"witness-{name}",
+                    "witness",
+                    "serve",
+                    "--db",
+                    str(self.out / "witnesses" / f"{name}.sqlite"),
+                    "--key",
+                    str(key),
+                    "--log",
+                    f"demo.example.org/log={log_key}",
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                )
+            )
+            wait_port(port)
         pki = self.out / "pki"
         self.pki = pki
         self.cli(
@@ -206,6 +249,8 @@ class Demo:
             str(self.mirror),
             "--refresh-before",
             f"{VALIDITY - 15}s",
+            "--rewitness",
+            "10s",
         )
         wait_port(repo_port)
         self.background(
@@ -387,9 +432,14 @@ class Demo:
         greeting = scratch.root / "usr/share/greeter/greeting"
         print(f"{greeting.relative_to(self.out)}: {greeting.read_text().strip()}")
         self.verify(f"file://{self.pool}")
-        self.step("10. The next change, 1.1, goes the same way")
+        self.step("10. The next change, 1.1, goes the same way, with one witness stopped")
+        self.witness_procs[0].terminate()
+        self.witness_procs[0].wait(10)
+        print("witness w0 stopped: w1 and w2 are the quorum")
         self.release("1.1", "hello again, still from a quorum")
         self.verify(f"file://{self.pool}")
+        cosigned = (self.mirror / "log" / "checkpoint").read_text().count("\u2014 w")
+        print(f"the published checkpoint carries {cosigned} witness cosignatures")
         return scratch
 
     @property
@@ -407,6 +457,8 @@ class Demo:
             str(self.trusted),
             "--state-dir",
             str(self.out / "client-state"),
+            "--witnesses",
+            str(self.witness_policy),
             check=check,
         )
 
@@ -518,8 +570,10 @@ class Demo:
             "",
         )
 
+        self.stolen_keys()
+
         self.step(
-            f"14. Once its signature expires ({VALIDITY} s after signing), pacman itself "
+            f"15. Once its signature expires ({VALIDITY} s after signing), pacman itself "
             "refuses the replayed database"
         )
         newer = time.monotonic() + VALIDITY  # the mirror's signature is one made after db1's
@@ -538,6 +592,76 @@ class Demo:
         print("database signature before it expires (a complaint above, if any, is pacman about")
         print("its own cached copy from step 9)")
         self.verify(f"file://{self.pool}")
+
+    def stolen_keys(self) -> None:
+        self.step(
+            "14. With the log's own keys stolen, a mirror serves a fork of the log in which the "
+            "old 1.0 database is the latest (a split view, shown to some users only)"
+        )
+        import io
+
+        from reposeal.enclave.home import EnclaveHome
+        from reposeal.openpgp.spec import signer_from_spec
+        from reposeal.repo.witnessing import post_http, request_body
+        from reposeal.translog.checkpoint import Checkpoint
+        from reposeal.translog.store import TransparencyLog
+        from reposeal.translog.tiles import export
+
+        forked = self.out / "forked-mirror"
+        pool = forked / "core" / "os" / "x86_64"
+        pool.mkdir(parents=True)
+        (pool / "core.db").write_bytes(self.db1[0])
+        (pool / "core.db.sig").write_bytes(self.db1[1])
+        old = hashlib.sha256(self.db1[0]).hexdigest()
+        with TransparencyLog(self.home / "log.sqlite") as real:
+            entries = real.entries(0, real.size)
+        at = next(i for i, e in enumerate(entries) if json.loads(e).get("db_sha256") == old)
+        entries = [*entries[: at + 1], b'{"type":"note","text":"the fork"}']
+        with TransparencyLog(self.out / "forked-log.sqlite") as log:
+            log.append(entries)
+            note = (
+                EnclaveHome(self.home)
+                .note_signer()
+                .sign(Checkpoint("demo.example.org/log", log.size, log.root()).text())
+            )
+            signature = signer_from_spec(self.enclave_key, None).sign_detached(
+                io.BytesIO(note.encode())
+            )
+            export(log, forked / "log", note.encode(), log.size, signature)
+            for name, _, port in self.witnesses[1:]:  # w0 is stopped
+                status, held = post_http(
+                    f"http://127.0.0.1:{port}", request_body(0, [], note.encode())
+                )
+                size = int(held.decode()) if status == 409 else 0
+                proof = log.consistency_proof(size, log.size) if 0 < size <= log.size else []
+                again, why = post_http(
+                    f"http://127.0.0.1:{port}", request_body(size, proof, note.encode())
+                )
+                if again == 200:
+                    sys.exit(f"demo failed: witness {name} cosigned the fork")
+                self.refusals.append(f"witness {name} cosigning the forked checkpoint")
+                print(
+                    f"\033[1;32mREFUSED by witness {name}:\033[0m it holds {size} entries of "
+                    f"the real log; HTTP {again}: {why.decode().strip()[:100]}"
+                )
+        self.refused(
+            "reposeal verify of the forked log (a first-time client, no state)",
+            self.cli(
+                "verify",
+                "--repo-url",
+                f"file://{pool}",
+                "--name",
+                "core",
+                "--keyring",
+                str(self.trusted),
+                "--state-dir",
+                str(self.out / "fresh-client"),
+                "--witnesses",
+                str(self.witness_policy),
+                check=False,
+            ),
+            "lacks the witnesses' quorum",
+        )
 
     def insider_database(self, parent: str) -> None:
         """The insider writes a database of their own: an entry that claims to replace
@@ -625,7 +749,7 @@ class Demo:
         sys.exit(f"demo failed: no answer to {job}")
 
     def audit(self) -> None:
-        self.step("15. Anyone can replay the log and re-check every decision")
+        self.step("16. Anyone can replay the log and re-check every decision")
         self.cli("enclave", "audit", str(self.home))
         print(f"refused, each as it must be: {len(self.refusals)}")
         for r in self.refusals:

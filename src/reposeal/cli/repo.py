@@ -34,6 +34,15 @@ _REFRESH = click.option(
 )
 
 
+_REWITNESS = click.option(
+    "--rewitness",
+    default="1h",
+    show_default=True,
+    help="With witnesses in the policy: renew their cosignatures on the log's checkpoint "
+    "this often, so clients can demand fresh ones (keep it well under their max age).",
+)
+
+
 _machine_options = options(  # what `repo cycle/move/remove` work on
     click.option(
         "--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path)
@@ -66,6 +75,7 @@ def repo() -> None:
     help="Run the update cycle and publish here (MIRROR/REPO/os/ARCH/).",
 )
 @_REFRESH
+@_REWITNESS
 def repo_serve(
     folder: Path,
     listen: str,
@@ -75,6 +85,7 @@ def repo_serve(
     policy_path: Path,
     mirror: Path | None,
     refresh_before: str,
+    rewitness: str,
 ) -> None:
     """Serve builders (POST /builds), the source machine (POST /statements), status, and
     the enclave's job queue, over HTTPS with mutual TLS; with --mirror, also run the update
@@ -84,7 +95,9 @@ def repo_serve(
     out = _Out(False, False)
     try:
         before = parse_duration(refresh_before)
-        app = make_service(folder, PolicyFile(policy_path), mirror, before)
+        app = make_service(
+            folder, PolicyFile(policy_path), mirror, before, float(parse_duration(rewitness))
+        )
     except ReposealError as exc:
         out.fail(exc)
     serve_https(app, listen, cert, key, client_ca)

@@ -78,6 +78,7 @@ def make_service(
     policy: PolicyFile,
     mirror: Path | None = None,
     refresh_before: float = 3 * 86400,
+    rewitness: float = 3600.0,
 ) -> web.Application:
     """The service; with ``mirror``, it also runs the update cycle (after every upload and
     enclave answer, and every few seconds) and publishes there."""
@@ -94,6 +95,7 @@ def make_service(
 
         async def cycler(app: web.Application) -> Any:
             m = machine(folder, mirror, policy.get())  # its own connections (a thread)
+            m.rewitness = rewitness
 
             async def loop() -> None:
                 while True:
