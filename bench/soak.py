@@ -233,7 +233,8 @@ def main() -> None:
                     break
                 event -= p
         expected = {b: max(vs, key=functools.cmp_to_key(vercmp)) for b, vs in approved.items()}
-        seen = settle(m, expected, started)
+        wanted = {(b, commits[b, v]) for b, vs in approved.items() for v in vs}
+        seen = settle(m, expected, wanted, started)
     finally:
         m.stop()
     ok = report(work, approved, commits, expected, seen, events)
@@ -244,9 +245,14 @@ def main() -> None:
     sys.exit(0 if ok else 1)
 
 
-def settle(m: Machines, expected: dict[str, str], started: float) -> dict[str, str]:
-    """Wait until the mirror holds every expected version and nothing is ready or under way
-    any more (or time is up)."""
+def settle(
+    m: Machines, expected: dict[str, str], approved: set[tuple[str, str]], started: float
+) -> dict[str, str]:
+    """Wait until the mirror holds every expected version, every approved commit is
+    published or parked (builds still under way at the builders count as not yet), and
+    nothing is ready or under way at the repo machine (or time is up)."""
+    import sqlite3
+
     from reposeal.alpm.syncdb import read_entries
 
     db = m.work / "mirror" / "core" / "os" / "x86_64" / "core.db"
@@ -255,11 +261,15 @@ def settle(m: Machines, expected: dict[str, str], started: float) -> dict[str, s
         try:
             seen = {n: e.version for n, e in read_entries(db, None).items()}
             status = m.client("repo").status()
+            with sqlite3.connect(m.work / "srv" / "cycles" / "cycles.sqlite") as c:
+                done = set(c.execute("SELECT pkgbase, commit_id FROM published"))
+                done |= set(c.execute("SELECT pkgbase, commit_id FROM parked"))
         except Exception:
             time.sleep(0.5)
             continue
         busy = [c for c in status["cycles"] if c["step"] not in ("done", "failed")]
-        if all(seen.get(b) == v for b, v in expected.items()) and not status["ready"] and not busy:
+        if (all(seen.get(b) == v for b, v in expected.items()) and approved <= done
+                and not status["ready"] and not busy):  # fmt: skip
             return seen
         time.sleep(0.5)
     return seen

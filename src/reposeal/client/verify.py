@@ -38,7 +38,7 @@ from reposeal.errors import InputError, ReposealError, VerificationError
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note, signed_by_only
 from reposeal.translog.cosignature import cosignatures
-from reposeal.translog.merkle import leaf_hash, root_of_leaves
+from reposeal.translog.merkle import leaf_hashes, root_of_leaves
 from reposeal.translog.tiles import TILE_WIDTH, tile_path
 
 if TYPE_CHECKING:
@@ -84,14 +84,15 @@ class Log:
 
 def _bundle(data: bytes) -> list[bytes]:
     out = []
-    while data:
-        if len(data) < 2:
+    at = 0
+    while at < len(data):
+        if len(data) < at + 2:
             raise VerifyError("an entries tile is truncated")
-        (n,) = struct.unpack(">H", data[:2])
-        if len(data) < 2 + n:
+        (n,) = struct.unpack_from(">H", data, at)
+        if len(data) < at + 2 + n:
             raise VerifyError("an entries tile is truncated")
-        out.append(data[2 : 2 + n])
-        data = data[2 + n :]
+        out.append(data[at + 2 : at + 2 + n])
+        at += 2 + n
     return out
 
 
@@ -119,14 +120,13 @@ def load_log(base: str, keyring: Keyring, fetch: Fetch = fetch_url) -> Log:
 def check_log(cp: Checkpoint, note: bytes, entries: Sequence[bytes]) -> Log:
     """The entries make the checkpoint's tree, and the note is signed by the note key the
     log's genesis entry names. Pure."""
-    if not entries or root_of_leaves([leaf_hash(e) for e in entries]) != cp.root:
+    if not entries or root_of_leaves(leaf_hashes(entries)) != cp.root:
         raise VerifyError("the published log entries do not make the checkpoint's tree")
-    docs = []
-    for e in entries:
-        try:
-            docs.append(json.loads(e))
-        except ValueError:
-            raise VerifyError("a log entry is not JSON") from None
+    decode = json.JSONDecoder().decode  # entries are UTF-8 JSON; str input skips detection
+    try:
+        docs = [decode(e.decode("utf-8")) for e in entries]
+    except ValueError:  # UnicodeDecodeError included
+        raise VerifyError("a log entry is not UTF-8 JSON") from None
     try:
         verifier = NoteVerifier.decode(str(docs[0]["note_verifier"]))
         open_note(note, verifier)
@@ -183,7 +183,7 @@ def check_consistent(log: Log, seen: tuple[int, bytes] | None) -> None:
             f"the log has {log.checkpoint.size} entries, fewer than the {size} seen before: "
             "rolled back, or another view of it"
         )
-    if root_of_leaves([leaf_hash(e) for e in log.entries[:size]]) != root:
+    if root_of_leaves(leaf_hashes(log.entries[:size])) != root:
         raise VerifyError(
             "the log is not the one seen before (its first entries differ): a fork, shown "
             "to this machine and not to others (split view)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -28,6 +29,18 @@ MAX_NOTE_BYTES = 1 << 20
 
 class CheckpointError(InputError):
     """A checkpoint or note that is malformed."""
+
+
+@functools.lru_cache(maxsize=64)
+def private_key(seed: bytes) -> Ed25519PrivateKey:
+    """The key object for a seed, made once (a witness or log signs with the same key every
+    time)."""
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+@functools.lru_cache(maxsize=256)
+def public_key(public: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public)
 
 
 def _key_hash(name: str, public: bytes) -> bytes:
@@ -90,7 +103,7 @@ class NoteSigner:
         from cryptography.hazmat.primitives import serialization
 
         public = (
-            Ed25519PrivateKey.from_private_bytes(self.seed)
+            private_key(self.seed)
             .public_key()
             .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         )
@@ -120,7 +133,7 @@ class NoteSigner:
     def sign(self, text: str) -> str:
         """The signed note: ``text`` (ending in a newline), a blank line, the signature."""
         _check_text(text)
-        sig = Ed25519PrivateKey.from_private_bytes(self.seed).sign(text.encode())
+        sig = private_key(self.seed).sign(text.encode())
         blob = base64.b64encode(self.verifier.key_hash + sig).decode()
         return f"{text}\n{_DASH}{self.name} {blob}\n"
 
@@ -137,6 +150,12 @@ def _check_text(text: str, *, blank_lines: bool = False) -> None:
 def split_note(note: bytes) -> tuple[str, list[tuple[str, bytes]]]:
     """A signed note's text and its signature lines, (key name, decoded signature) each,
     checked for form only (C2SP signed-note)."""
+    text, signatures = _split(note)
+    return text, list(signatures)
+
+
+@functools.lru_cache(maxsize=16)  # a witness or client looks at the same note several times
+def _split(note: bytes) -> tuple[str, tuple[tuple[str, bytes], ...]]:
     if len(note) > MAX_NOTE_BYTES:
         raise CheckpointError("note is too large")
     try:
@@ -164,7 +183,7 @@ def split_note(note: bytes) -> tuple[str, list[tuple[str, bytes]]]:
         if len(raw) < 5:
             raise CheckpointError("malformed note: a signature is too short")
         signatures.append((name, raw))
-    return text, signatures
+    return text, tuple(signatures)
 
 
 def signature_line(name: str, raw: bytes) -> str:
@@ -178,7 +197,7 @@ def open_note(note: bytes, verifier: NoteVerifier) -> str:
         if name != verifier.name or raw[:4] != verifier.key_hash:
             continue  # someone else's signature (a witness, say)
         try:
-            Ed25519PublicKey.from_public_bytes(verifier.public).verify(raw[4:], text.encode())
+            public_key(verifier.public).verify(raw[4:], text.encode())
         except InvalidSignature:
             raise VerificationError(f"note signature by {name} is invalid") from None
         return text

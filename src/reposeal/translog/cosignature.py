@@ -22,12 +22,14 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from reposeal.errors import VerificationError
 from reposeal.translog.checkpoint import (
     CheckpointError,
     _check_name,
+    private_key,
+    public_key,
     signature_line,
     split_note,
 )
@@ -83,9 +85,7 @@ class CosignerKey:
         if timestamp == 0 or timestamp > MAX_TIMESTAMP:
             raise VerificationError(f"a cosignature by {self.name} has no valid timestamp")
         try:
-            Ed25519PublicKey.from_public_bytes(self.public).verify(
-                raw[12:], signed_message(text, timestamp)
-            )
+            public_key(self.public).verify(raw[12:], signed_message(text, timestamp))
         except InvalidSignature:
             raise VerificationError(f"the cosignature by {self.name} is invalid") from None
         return int(timestamp)
@@ -110,7 +110,7 @@ class Cosigner:
     @property
     def key(self) -> CosignerKey:
         public = (
-            Ed25519PrivateKey.from_private_bytes(self.seed)
+            private_key(self.seed)
             .public_key()
             .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         )
@@ -141,7 +141,7 @@ class Cosigner:
         """The signature line of a cosignature on checkpoint ``text`` at ``timestamp``."""
         if not 0 < timestamp <= MAX_TIMESTAMP:
             raise ValueError("a cosignature needs a positive timestamp")
-        sig = Ed25519PrivateKey.from_private_bytes(self.seed).sign(signed_message(text, timestamp))
+        sig = private_key(self.seed).sign(signed_message(text, timestamp))
         return signature_line(self.name, self.key.key_id + struct.pack(">Q", timestamp) + sig)
 
 

@@ -50,15 +50,26 @@ def subtree_root(perfect: PerfectSubtree, start: int, size: int) -> bytes:
     return node_hash(subtree_root(perfect, start, k), subtree_root(perfect, start + k, size - k))
 
 
+def leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
+    sha = hashlib.sha256
+    return [sha(b"\x00" + e).digest() for e in entries]
+
+
 def root_of_leaves(leaf_hashes: Sequence[bytes]) -> bytes:
-    """MTH over a list of leaf hashes (for tests and small trees)."""
-    n = len(leaf_hashes)
-    if n == 0:
+    """MTH over a list of leaf hashes, level by level: pairs hashed left to right, an odd
+    last node carried up unchanged, which is RFC 6962's split at the largest power of two."""
+    level = list(leaf_hashes)
+    if not level:
         return EMPTY_ROOT
-    if n == 1:
-        return leaf_hashes[0]
-    k = _largest_power_of_two_below(n)
-    return node_hash(root_of_leaves(leaf_hashes[:k]), root_of_leaves(leaf_hashes[k:]))
+    sha = hashlib.sha256  # inlined node_hash: this runs over whole logs in clients
+    while len(level) > 1:
+        paired = [
+            sha(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
 
 
 def inclusion_proof(perfect: PerfectSubtree, index: int, size: int) -> list[bytes]:
