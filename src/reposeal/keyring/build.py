@@ -5,7 +5,9 @@
 NAME`` from the package's install script.
 
 It is built from the signed policy: its current and next repository keys are trusted (both
-during a rotation's overlap), its revoked ones revoked. The source folder this writes (a
+during a rotation's overlap), its revoked ones revoked. When the policy names witnesses, the
+package also carries ``/usr/share/reposeal/NAME-witnesses.policy`` (C2SP tlog-policy) for
+`reposeal verify --witnesses`. The source folder this writes (a
 PKGBUILD and the three files) goes into the PKGBUILD repositories like any package, so the
 keyring is approved, built, signed and logged through the normal pipeline.
 """
@@ -49,15 +51,25 @@ def keyring_files(name: str, policy: Policy) -> dict[str, bytes]:
             "--repository-key` (and have the admins sign the new version)"
         )
     revoked = policy.repo_keys("revoked").fingerprints()
-    return {
+    files = {
         f"{name}.gpg": b"".join(bytes(c) for c in trusted),
         f"{name}-trusted": "".join(f"{c.fingerprint.upper()}:4:\n" for c in trusted).encode(),
         f"{name}-revoked": "".join(f"{f}\n" for f in revoked).encode(),
     }
+    if policy.witnesses:
+        files[f"{name}-witnesses.policy"] = policy.witness_policy().render().encode()
+    return files
 
 
 def pkgbuild(name: str, version: int, files: dict[str, bytes], pkgrel: int = 1) -> str:
     sources = sorted(files)
+    keyrings = [f for f in sources if not f.endswith(".policy")]
+    policies = [f for f in sources if f.endswith(".policy")]
+    witnesses = (
+        f'\n          install -Dm644 -t "$pkgdir/usr/share/reposeal/" {" ".join(policies)}'
+        if policies
+        else ""
+    )
     sums = " ".join(f"'{hashlib.sha256(files[f]).hexdigest()}'" for f in sources)
     return textwrap.dedent(
         f"""\
@@ -73,7 +85,7 @@ def pkgbuild(name: str, version: int, files: dict[str, bytes], pkgrel: int = 1) 
         sha256sums=({sums})
 
         package() {{
-          install -Dm644 -t "$pkgdir/usr/share/pacman/keyrings/" {" ".join(sources)}
+          install -Dm644 -t "$pkgdir/usr/share/pacman/keyrings/" {" ".join(keyrings)}{witnesses}
         }}
         """
     )
