@@ -91,7 +91,18 @@ def vercmp_cmd(a: str, b: str) -> None:
 def run() -> None:
     """Console entry point: register every command group, then run. Exit codes scripts can
     use: a usage error is 2, Ctrl-C (SIGINT) is 130, as shells report it."""
-    from reposeal.cli import bridge, client, db, enclave, key, repo, source, trust, witness  # noqa: F401
+    from reposeal.cli import (  # noqa: F401
+        adopt,
+        bridge,
+        client,
+        db,
+        enclave,
+        key,
+        repo,
+        source,
+        trust,
+        witness,
+    )
 
     try:
         main(standalone_mode=False)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from reposeal.cli import EXIT_CODES, _Out, main
-from reposeal.errors import ReposealError
+from reposeal.errors import InputError, ReposealError
 
 if TYPE_CHECKING:
     from reposeal.enclave.home import EnclaveHome
@@ -271,6 +271,85 @@ def _links(folder: Path, repo: str, ext: str) -> None:
             tmp.unlink(missing_ok=True)
             os.symlink(f"{repo}.{part}.tar{ext}{suffix}", tmp)
             os.replace(tmp, link)
+
+
+@enclave.command("adopt", epilog=EXIT_CODES)
+@_HOME
+@click.option(
+    "--job-id", required=True, help="Unique per request; a retry returns the same answer."
+)
+@click.option("--repo", required=True)
+@click.option("--arch", required=True)
+@click.option(
+    "--statement",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The adoption statement (`adopt plan`), with STATEMENT.sig by the admins.",
+)
+@click.option(
+    "--packages",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The folder of the package files it names (and their .sig).",
+)
+@click.option("--keyring", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The packagers' keyring the statement names (by sha256).")  # fmt: skip
+@click.option("--compression", type=click.Choice([".gz", ".zst"]), default=".gz", show_default=True)
+@click.option("--insecure-no-sandbox", is_flag=True, help="Tests only: no bubblewrap.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the first databases and their signatures.")  # fmt: skip
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+def enclave_adopt(
+    home: Path,
+    job_id: str,
+    repo: str,
+    arch: str,
+    statement: Path,
+    packages: Path,
+    keyring: Path | None,
+    compression: str,
+    insecure_no_sandbox: bool,
+    output: Path,
+    gnupghome: Path | None,
+) -> None:
+    """Adopt an existing repository as REPO/ARCH's starting point: the enclave reads every
+    package file the admin-signed adoption statement names, checks its sha256 (and, with
+    the keyring it names, its packager signature), writes and signs the first sync and files
+    databases, and logs the adoption. A repository the enclave ever signed is refused.
+    Exit 0 signed, 3 refused."""
+    import shutil
+    import tempfile
+
+    from reposeal.enclave.home import EnclaveHome
+    from reposeal.enclave.jobs import Proposal, propose
+    from reposeal.evidence.statements import Adoption, from_bytes
+
+    out = _Out(False, True)
+    try:
+        raw = statement.read_bytes()
+        stmt = from_bytes(raw)
+        if not isinstance(stmt, Adoption):
+            raise InputError(f"{statement} is a {stmt.kind} statement, not an adoption")
+        with tempfile.TemporaryDirectory(prefix="reposeal-adopt-") as tmp:
+            evidence = Path(tmp)
+            shutil.copy(statement, evidence / "adoption.json")
+            sig = statement.with_name(statement.name + ".sig")
+            if sig.exists():
+                shutil.copy(sig, evidence / "adoption.json.sig")
+            proposal = Proposal(repo, arch, add=tuple(f for f, _ in stmt.files), parent=None,
+                                compression=compression, adopt=True)  # fmt: skip
+            h = EnclaveHome(home)
+            result = propose(
+                h, job_id, proposal, packages, evidence=evidence,
+                insecure_no_sandbox=insecure_no_sandbox, gnupghome=gnupghome,
+                keyring=keyring.read_bytes() if keyring else None,
+            )  # fmt: skip
+        _write_databases(h, result, repo, output)
+    except ReposealError as exc:
+        out.fail(exc)
+    except OSError as exc:
+        out.fail(InputError(f"{exc.strerror or exc}: {exc.filename}"))
+    _answer(result)
 
 
 @enclave.command("sign-packages", epilog=EXIT_CODES)

@@ -22,7 +22,14 @@ from reposeal.evidence.files import read_document
 from reposeal.evidence.quorum import Signed, load_signed
 from reposeal.evidence.statements import ROLE_OF, from_bytes
 from reposeal.openpgp.verify import Keyring, verify_as_made
-from reposeal.policy.decide import Addition, Evidence, Transition, decide, decide_packages
+from reposeal.policy.decide import (
+    Addition,
+    Evidence,
+    Transition,
+    decide,
+    decide_adoption,
+    decide_packages,
+)
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.policy.entries import apply, check_version, parse
 from reposeal.policy.state import PackageRecord, SigningState
@@ -59,7 +66,9 @@ def _evidence(
                 kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE_OF[kind]]))
         except ReposealError as exc:
             report.violations.append(f"{where}: evidence {digest[:16]}… unusable: {exc.message}")
-    return Evidence(kinds["approval"], kinds["build"], kinds["removal"], kinds["override"])
+    return Evidence(
+        kinds["approval"], kinds["build"], kinds["removal"], kinds["override"], kinds["adoption"]
+    )
 
 
 def _records(
@@ -294,7 +303,15 @@ def audit(home: Path, packages: Path | None = None) -> AuditReport:
             report.violations.append(f"{where}: its package records are unusable: {exc}")
             continue
         evidence = _evidence(home / "evidence", doc["evidence"], policy, where, report)
-        decision = decide(state, _transition(doc, records), evidence, policy)
+        adopted = doc.get("package_signatures") or {}
+        if doc.get("adoption"):  # the packager signatures were checked when it was signed
+            named = [s.statement for s in evidence.adoptions]
+            keyring = getattr(named[0], "keyring_sha256", None) if len(named) == 1 else None
+            decision = decide_adoption(
+                state, _transition(doc, records), evidence, policy, frozenset(adopted), keyring
+            )
+        else:
+            decision = decide(state, _transition(doc, records), evidence, policy)
         if not decision.accepted:
             report.violations.append(
                 f"{where}: the policy would have refused it: " + "; ".join(decision.reasons)
@@ -328,7 +345,9 @@ def audit(home: Path, packages: Path | None = None) -> AuditReport:
                 except ReposealError as exc:
                     report.violations.append(f"{where}: signature does not verify: {exc.message}")
         if packages is not None:
-            found = _rederive(packages, doc, records, hashes, files, state.signatures)
+            found = _rederive(
+                packages, doc, records, hashes, files, {**state.signatures, **adopted}
+            )
             report.violations += [f"{where}: {p}" for p in found]
         entry = parse(doc, _given(records))
         if entry is not None:

@@ -205,10 +205,11 @@ class Proposal:
     remove: tuple[str, ...] = ()
     parent: Any = UNSET
     compression: str = ".gz"
+    adopt: bool = False  # the first databases, from an existing repository's files
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": "transition",
+            "kind": "adopt" if self.adopt else "transition",
             "repo": self.repo,
             "arch": self.arch,
             "add": sorted(self.add),
@@ -230,10 +231,12 @@ def propose(
     gnupghome: Path | None = None,
     pool: WorkerPool | None = None,
     request: str | None = None,
+    keyring: bytes | None = None,
 ) -> JobResult:
     """Write, check and sign the next databases of a repository if the policy allows the
     proposed transition. The enclave starts from the databases it signed last (its own
-    bytes), never from anything the requester sends but package files and evidence."""
+    bytes), never from anything the requester sends but package files and evidence. An
+    adoption (``proposal.adopt``) also takes the packagers' ``keyring`` its statement names."""
     refuse_without_sandbox(insecure_no_sandbox)
     _check_job_id(job_id)
     request = request or request_digest(proposal.to_json())
@@ -251,7 +254,7 @@ def propose(
         if refusal is not None:
             result: dict[str, Any] = {"decision": "refuse", "reasons": [refusal]}
         else:
-            job = transition_job(home, state, p, last, packages, evidence)
+            job = transition_job(home, state, p, last, packages, evidence, keyring)
             with _pool(pool, insecure_no_sandbox) as workers:
                 worker = job.run(home, workers, lambda: staged.append(_stage(home, evidence)))
             result, blobs = worker.decision, worker.blobs
@@ -292,6 +295,9 @@ def propose(
                     signature=base64.b64encode(signature).decode(),
                     files_signature=base64.b64encode(files_signature).decode(),
                 )
+                if result.get("adoption"):
+                    doc["adoption"] = True
+                    doc["package_signatures"] = dict(result.get("package_signatures") or {})
             else:
                 doc["reasons"] = result.get("reasons", [])
                 if any(staged):
@@ -346,6 +352,11 @@ def _prune(home: EnclaveHome, parent: SignedDatabases) -> None:
 
 def _stale(p: Proposal, last: SignedDatabases | None) -> str | None:
     """Why the proposal does not start from the last databases signed (None: it does)."""
+    if p.adopt and last is not None:
+        return (
+            f"{p.repo}/{p.arch} has a signed database already: only a repository the enclave "
+            "never signed can be adopted"
+        )
     if p.parent is not UNSET and p.parent != (last.db if last else None):
         return (
             f"parent {p.parent or 'none'} is not the last database signed for "

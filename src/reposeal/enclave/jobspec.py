@@ -64,12 +64,14 @@ def transition_job(
     last: SignedDatabases | None,
     packages: Path,
     evidence: Path | None,
+    keyring: bytes | None = None,
 ) -> WorkerJob:
     """A transition for the worker: the proposal, and the databases the enclave signed last
-    for that repository (its own bytes, by the hashes its log names)."""
+    for that repository (its own bytes, by the hashes its log names); an adoption starts
+    from none, with the packagers' keyring if it has one."""
     spec = proposal.to_json() | {"parent": None}
-    blobs: dict[str, bytes] = {}
-    if last is not None:
+    blobs: dict[str, bytes] = {"keyring": keyring} if keyring else {}
+    if last is not None and not proposal.adopt:
         spec |= {"parent": last.db, "parent_files": last.files, "parent_index": last.index}
         blobs = {
             "parent.db": home.read_db(last.db),

@@ -24,6 +24,7 @@ end-of-archive block and no global header, so the whole archive reads as its chu
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass, replace
@@ -138,14 +139,17 @@ def _proposed(spec: dict[str, Any]) -> tuple[list[tuple[str, str | None]], list[
     return files, [name_field(n) for n in removes]
 
 
-def run_transition(job: JobInput) -> WorkerOutput:
-    spec, policy = job.spec, job.policy
-    repo, arch = str(spec["repo"]), str(spec["arch"])
+def _compression(spec: dict[str, Any]) -> str:
     kind = COMPRESSIONS.get(str(spec.get("compression")))
     if kind is None:
         raise ReposealError(f"databases are written as {' or '.join(COMPRESSIONS)}")
-    files, removes = _proposed(spec)
-    reasons: list[str] = []
+    return kind
+
+
+def _read_all(
+    job: JobInput, files: list[tuple[str, str | None]], reasons: list[str]
+) -> tuple[dict[str, Package], dict[str, Addition]]:
+    """Every proposed file read (twice, see ``_read``), as packages and additions by name."""
     packages: dict[str, Package] = {}
     adds: dict[str, Addition] = {}
     for name, moved_from in files:
@@ -157,6 +161,16 @@ def run_transition(job: JobInput) -> WorkerOutput:
             reasons.append(f"{rec.name}: two files in one transition")
             continue
         packages[rec.name], adds[rec.name] = pkg, Addition(rec, moved_from)
+    return packages, adds
+
+
+def run_transition(job: JobInput) -> WorkerOutput:
+    spec, policy = job.spec, job.policy
+    repo, arch = str(spec["repo"]), str(spec["arch"])
+    kind = _compression(spec)
+    files, removes = _proposed(spec)
+    reasons: list[str] = []
+    packages, adds = _read_all(job, files, reasons)
     names = set(adds) | set(removes)
     bases = {a.record.pkgbase for a in adds.values()}
     state = job.state(names, bases, {a.record.sha256 for a in adds.values()})
@@ -186,10 +200,93 @@ def run_transition(job: JobInput) -> WorkerOutput:
     }
     if reasons:
         return WorkerOutput({"decision": "refuse", "reasons": reasons, **summary}, {})
+    sigs = {n: state.signatures[a.record.sha256] for n, a in adds.items()}
+    return _written(job, kind, packages, adds, sigs, removes, summary)
+
+
+MAX_PACKAGER_SIG = 16 << 10
+
+
+def run_adoption(job: JobInput) -> WorkerOutput:
+    """The first databases of a repository the enclave never signed, from an existing
+    repository's files named by an admin-signed adoption statement. With a packagers'
+    keyring (the job's "keyring" blob, the one the statement names by sha256), each file's
+    packager signature (``FILE.sig``) must verify with it and becomes its ``%PGPSIG%``;
+    without one, the entries carry none (pacman checks the packager's ``.sig`` beside the
+    file against its own keyring)."""
+    from reposeal.openpgp.verify import Keyring, verify_detached
+    from reposeal.policy.decide import decide_adoption
+
+    spec, policy = job.spec, job.policy
+    repo, arch = str(spec["repo"]), str(spec["arch"])
+    kind = _compression(spec)
+    files, removes = _proposed(spec)
+    if removes or any(m is not None for _, m in files):
+        raise ReposealError("an adoption only adds files")
+    reasons: list[str] = []
+    packages, adds = _read_all(job, files, reasons)
+    state = job.state(set(adds), set(), {a.record.sha256 for a in adds.values()})
+    evidence, ignored, used = evidence_of(job)
+    keyring_raw = job.read("job", "keyring", 64 << 20)
+    keyring_sha = hashlib.sha256(keyring_raw).hexdigest() if keyring_raw else None
+    sigs: dict[str, str] = {}
+    verified: set[str] = set()
+    if keyring_raw:
+        keyring = Keyring.from_bytes(keyring_raw)
+        for name, add in adds.items():
+            rec = add.record
+            sig = job.read("packages", rec.filename + ".sig", MAX_PACKAGER_SIG)
+            opened = job.open("packages", rec.filename)
+            if sig is None or opened is None:
+                continue  # decide says which file lacks it
+            with opened:  # read whole already (``_read``), within the package limits
+                data = opened.read()
+            try:
+                verify_detached(data, sig, keyring)
+            except ReposealError as exc:
+                reasons.append(f"{rec.filename}: the packager signature does not verify: {exc}")
+                continue
+            verified.add(rec.sha256)
+            sigs[name] = base64.b64encode(sig).decode()
+    t = Transition(repo, arch, None, adds, ())
+    decision = decide_adoption(state, t, evidence, policy, frozenset(verified), keyring_sha)
+    reasons += decision.reasons
+    summary: dict[str, Any] = {
+        "repo": repo,
+        "arch": arch,
+        "parent": None,
+        "policy_version": policy.version,
+        "ignored_evidence": ignored,
+        "evidence": sorted(used),
+        "used_overrides": decision.used_overrides,
+        "used_removals": [],
+        "admitted": {},
+        "moved_from": {},
+        "removes": [],
+        "replaced": [],
+        "adoption": True,
+        "package_signatures": {adds[n].record.sha256: s for n, s in sorted(sigs.items())},
+    }
+    if reasons:
+        return WorkerOutput({"decision": "refuse", "reasons": reasons, **summary}, {})
+    return _written(job, kind, packages, adds, sigs, [], summary)
+
+
+def _written(
+    job: JobInput,
+    kind: str,
+    packages: dict[str, Package],
+    adds: dict[str, Addition],
+    sigs: dict[str, str],
+    removes: list[str],
+    summary: dict[str, Any],
+) -> WorkerOutput:
+    """Render the new entries (``sigs``: name -> %PGPSIG%), write the databases, read them
+    back with pacman's libraries, and answer."""
     entries = {}
     meant_new = {}
     for name, pkg in packages.items():
-        facts = replace(pkg.facts, pgpsig=state.signatures[adds[name].record.sha256])
+        facts = replace(pkg.facts, pgpsig=sigs.get(name, ""))
         entry = Entry.from_package(facts, pkg.files)
         entries[name] = entry
         meant_new[entry.dirname] = Meant(

@@ -14,7 +14,13 @@ from pathlib import Path
 from reposeal import canonical
 from reposeal.alpm.crosscheck import disagreements
 from reposeal.alpm.package import read_package
-from reposeal.enclave.transition import WorkerOutput, record_of, record_to_json, run_transition
+from reposeal.enclave.transition import (
+    WorkerOutput,
+    record_of,
+    record_to_json,
+    run_adoption,
+    run_transition,
+)
 from reposeal.enclave.worker_io import JobInput, evidence_of
 from reposeal.errors import ReposealError
 from reposeal.policy.decide import decide_packages
@@ -74,6 +80,8 @@ def run(job: JobInput) -> WorkerOutput:
         return run_packages(job)
     if kind == "transition":
         return run_transition(job)
+    if kind == "adopt":
+        return run_adoption(job)
     raise ReposealError(f"unknown job kind {kind!r}")
 
 

@@ -19,7 +19,7 @@ from reposeal.policy.decide import Evidence
 from reposeal.policy.document import Policy
 from reposeal.policy.state import SigningState
 
-EVIDENCE_KINDS = ("approval", "build", "removal", "override")  # what the enclave decides on
+EVIDENCE_KINDS = ("approval", "build", "removal", "override", "adoption")  # what it decides on
 
 
 class JobInput(Protocol):
@@ -86,5 +86,7 @@ def evidence_of(job: JobInput) -> tuple[Evidence, list[str], list[str]]:
             used.append(hashlib.sha256(raw).hexdigest())
         except ReposealError as exc:
             ignored.append(f"{name}: {exc.message}")
-    evidence = Evidence(kinds["approval"], kinds["build"], kinds["removal"], kinds["override"])
+    evidence = Evidence(
+        kinds["approval"], kinds["build"], kinds["removal"], kinds["override"], kinds["adoption"]
+    )
     return evidence, ignored, used

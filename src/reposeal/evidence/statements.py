@@ -258,7 +258,57 @@ class Withdrawal:
         return cls(_name(p, "repo"), _name(p, "pkgbase"), _str(p, "commit", _COMMIT))
 
 
-Statement = Approval | Build | Removal | Override | Withdrawal
+@dataclass(frozen=True)
+class Adoption:
+    """Admins take an existing repository's packages as the enclave's starting point for
+    ``repo``/``arch``: every file by name and sha256 (the in-toto subjects), and optionally
+    the sha256 of a keyring (OpenPGP certificates) whose packager signature each file must
+    carry. Signed by the policy's admin threshold; usable once, on a repository the enclave
+    has never signed."""
+
+    repo: str
+    arch: str
+    files: tuple[tuple[str, str], ...]  # (package file name, sha256), sorted by name
+    keyring_sha256: str | None = None
+
+    kind = "adoption"
+
+    def subject(self) -> list[dict[str, Any]]:
+        return [{"name": f, "digest": {"sha256": d}} for f, d in self.files]
+
+    def predicate(self) -> dict[str, Any]:
+        return {"repo": self.repo, "arch": self.arch, "keyring_sha256": self.keyring_sha256}
+
+    @classmethod
+    def from_parts(cls, subject: list[dict[str, Any]], p: dict[str, Any]) -> Adoption:
+        from reposeal.alpm.names import check_arch, check_package_filename
+
+        _exact_keys(p, {"repo", "arch", "keyring_sha256"}, "adoption")
+        files = []
+        for s in subject:
+            _exact_keys(s, {"name", "digest"}, "an adopted file")
+            digest = s["digest"]
+            if not isinstance(digest, dict) or set(digest) != {"sha256"}:
+                raise StatementError("an adopted file's digest is exactly {sha256}")
+            try:
+                files.append(
+                    (check_package_filename(_str(s, "name")), _str(digest, "sha256", _HEX64))
+                )
+            except ReposealError as exc:
+                raise StatementError(exc.message) from None
+        if [f for f, _ in files] != sorted({f for f, _ in files}):
+            raise StatementError("an adoption lists each file once, sorted by name")
+        keyring = p["keyring_sha256"]
+        if keyring is not None:
+            keyring = _str(p, "keyring_sha256", _HEX64)
+        try:
+            arch = check_arch(_str(p, "arch"))
+        except ReposealError as exc:
+            raise StatementError(f"field 'arch': {exc.message}") from None
+        return cls(_name(p, "repo"), arch, tuple(files), keyring)
+
+
+Statement = Approval | Build | Removal | Override | Withdrawal | Adoption
 
 # whose keys sign each kind of statement (the policy's keyring of that role)
 ROLE_OF = {
@@ -267,6 +317,7 @@ ROLE_OF = {
     "withdrawal": "maintainers",
     "build": "builders",
     "override": "admins",
+    "adoption": "admins",
 }
 
 
@@ -339,6 +390,8 @@ def from_bytes(raw: bytes) -> Statement:
         stmt = Override.from_parts(subject, predicate)
     elif ptype == f"{PREFIX}withdrawal/v1":
         stmt = Withdrawal.from_predicate(predicate)
+    elif ptype == f"{PREFIX}adoption/v1":
+        stmt = Adoption.from_parts(subject, predicate)
     else:
         raise StatementError(f"unknown or unsupported predicateType {ptype!r}")
     if to_bytes(stmt) != raw:

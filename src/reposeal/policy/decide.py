@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from reposeal.alpm.vercmp import vercmp
 from reposeal.evidence.quorum import Signed, count
-from reposeal.evidence.statements import Approval, Build, Override, Removal
+from reposeal.evidence.statements import Adoption, Approval, Build, Override, Removal
 from reposeal.policy.document import Policy
 from reposeal.policy.state import PackageRecord, SigningState
 
@@ -32,6 +32,7 @@ __all__ = [
     "SigningState",
     "Transition",
     "decide",
+    "decide_adoption",
     "decide_packages",
     "statement_id",
 ]
@@ -63,6 +64,7 @@ class Evidence:
     builds: Sequence[Signed] = ()
     removals: Sequence[Signed] = ()
     overrides: Sequence[Signed] = ()
+    adoptions: Sequence[Signed] = ()
 
 
 @dataclass
@@ -365,4 +367,70 @@ def decide_packages(
         used = _check_evidence(d, policy, f"{name} {new.version}", new, index)
         if used is not None:
             d.admitted[name] = used
+    return d
+
+
+def decide_adoption(
+    state: SigningState,
+    t: Transition,
+    evidence: Evidence,
+    policy: Policy,
+    packager_signed: frozenset[str] = frozenset(),
+    keyring_sha256: str | None = None,
+) -> Decision:
+    """May the enclave sign the first databases of ``t.repo``/``t.arch`` from an existing
+    repository's files? Only with an adoption statement signed by the admin threshold that
+    names exactly these files (by sha256), on a repository the enclave never signed, and,
+    when the statement names a packagers' keyring (``keyring_sha256``, the one the job
+    carries), a valid packager signature on every file (``packager_signed``: their sha256).
+    From then on the adopted versions are bound like any signed ones."""
+    d = Decision()
+    repo, arch = t.repo, t.arch
+    rule = policy.rule(repo)
+    if rule is None or arch not in rule.arches:
+        d.reasons.append(f"{repo}/{arch} is not a repository of policy v{policy.version}")
+    if state.last_db.get((repo, arch)) is not None or t.parent is not None:
+        d.reasons.append(
+            f"{repo}/{arch} has a signed database already: only a repository the enclave "
+            "never signed can be adopted"
+        )
+    if t.removes:
+        d.reasons.append("an adoption removes nothing")
+    statements = [(s, a) for s in evidence.adoptions if isinstance(a := s.statement, Adoption)
+                  and a.repo == repo and a.arch == arch]  # fmt: skip
+    if len(statements) != 1:
+        d.reasons.append(f"an adoption needs exactly one adoption statement for {repo}/{arch}")
+        return d
+    signed, stmt = statements[0]
+    if len(signed.signers) < policy.admin_threshold:
+        d.reasons.append(
+            f"the adoption is signed by {len(signed.signers)} admins; policy "
+            f"v{policy.version} needs {policy.admin_threshold}"
+        )
+    if stmt.keyring_sha256 != keyring_sha256:
+        d.reasons.append("the packagers' keyring is not the one the adoption statement names")
+    named = dict(stmt.files)
+    given = {a.record.filename: a.record.sha256 for a in t.adds.values()}
+    for filename in sorted(set(named) - set(given)):
+        d.reasons.append(f"{filename}: named by the adoption, but not in the job")
+    for filename, sha in sorted(given.items()):
+        if filename not in named:
+            d.reasons.append(f"{filename}: not named by the adoption statement")
+        elif named[filename] != sha:
+            d.reasons.append(
+                f"{filename}: sha256 {sha[:16]}… is not the {named[filename][:16]}… the "
+                "adoption names"
+            )
+    overrides = _Overrides(evidence, repo, state, d)
+    for name, add in sorted(t.adds.items()):
+        new = add.record
+        where = f"{name} {new.version}"
+        if new.name != name:
+            d.reasons.append(f"{where}: listed under another name ({new.name})")
+        if new.arch not in (arch, "any"):
+            d.reasons.append(f"{where}: architecture {new.arch} does not belong in {repo}/{arch}")
+        _file_name_rule(d, new)
+        _version_rules(d, state, repo, new, overrides, policy)
+        if keyring_sha256 is not None and new.sha256 not in packager_signed:
+            d.reasons.append(f"{new.filename}: no valid packager signature with the keyring")
     return d

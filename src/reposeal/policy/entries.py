@@ -48,6 +48,8 @@ class TransitionEntry:
     used_overrides: tuple[str, ...] = ()
     used_removals: tuple[str, ...] = ()
     admitted: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # an adoption's: the packagers' signatures it lists as %PGPSIG% (sha256 -> base64)
+    signatures: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def parse(doc: Mapping[str, Any], records_of: RecordsOf) -> StateEntry | None:
             )
         moved = doc.get("moved_from", {})
         admitted = doc.get("admitted", {})
-        if not isinstance(moved, dict) or not isinstance(admitted, dict):
+        adopted = doc.get("package_signatures", {})
+        if not all(isinstance(x, dict) for x in (moved, admitted, adopted)):
             raise EntryError("a transition entry is malformed")
         parent = doc.get("parent")
         return TransitionEntry(
@@ -101,6 +104,7 @@ def parse(doc: Mapping[str, Any], records_of: RecordsOf) -> StateEntry | None:
             used_overrides=_strings(doc.get("used_overrides", []), "used overrides"),
             used_removals=_strings(doc.get("used_removals", []), "used removals"),
             admitted={str(k): _strings(v, "approvals") for k, v in admitted.items()},
+            signatures={str(k): str(v) for k, v in adopted.items()},
         )
     except KeyError as exc:
         raise EntryError(f"a {kind} entry lacks {exc}") from None
@@ -145,8 +149,12 @@ def apply(state: SigningState, entry: StateEntry) -> SigningState:
     last[key] = entry.db_sha256
     current = dict(state.current)
     current[key] = held
+    signatures = dict(state.signatures)
+    for sha, sig in entry.signatures.items():
+        signatures.setdefault(sha, sig)
     return replace(
         state,
+        signatures=signatures if entry.signatures else state.signatures,
         last_db=last,
         highest=highest,
         bindings=bindings,

@@ -1,0 +1,1 @@
+"""Adopting an existing repository: its packages become the enclave's starting point."""
