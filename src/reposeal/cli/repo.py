@@ -12,7 +12,7 @@ import click
 from reposeal.cli import EXIT_CODES, _Out, main, options
 from reposeal.cli.bridge import _client, _tls, client_ca_option, serve_https
 from reposeal.durations import parse_duration
-from reposeal.errors import ReposealError
+from reposeal.errors import InputError, ReposealError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -217,6 +217,60 @@ def repo_move(
         click.echo(f"moving {mv['pkgbase']}: {mv['from']} -> {mv['to']} ({mv['id']})")
     for c in doc["cycles"]:
         click.echo(f"{c['id']}: {c['step']}")
+
+
+@repo.command("adopt", epilog=EXIT_CODES)
+@click.option(
+    "--statement",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The adoption statement (`adopt plan`), with STATEMENT.sig by the admins.",
+)
+@click.option(
+    "--packages",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The existing repository's folder: the files it names, with their .sig.",
+)
+@click.option("--keyring", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The packagers' keyring the statement names.")  # fmt: skip
+@_machine_options
+@click.option("--json", "as_json", is_flag=True)
+def repo_adopt(
+    statement: Path,
+    packages: Path,
+    keyring: Path | None,
+    folder: Path,
+    mirror: Path,
+    policy_path: Path,
+    as_json: bool,
+) -> None:
+    """Bring an existing repository under the enclave: the files an admin-signed adoption
+    statement names (checked here against it) go to the enclave as an adopt job of an
+    update cycle of its own, which publishes the first signed databases like any other
+    (with `repo serve --mirror` running, it goes on by itself). Only a repository with no
+    published database can be adopted."""
+    from reposeal.repo.adoption import request_adoption
+    from reposeal.repo.cycle import advance, machine
+    from reposeal.repo.lock import database_lock
+    from reposeal.repo.service import PolicyFile
+
+    out = _Out(False, as_json)
+    try:
+        m = machine(folder, mirror, PolicyFile(policy_path).get())
+        with database_lock(m.cycles.folder / "cycles.lck", wait=60):
+            made = request_adoption(m, statement, packages, keyring, m.compression)
+        moved = advance(m)
+    except ReposealError as exc:
+        out.fail(exc)
+    except OSError as exc:
+        out.fail(InputError(f"{exc.strerror or exc}: {exc.filename}"))
+    doc = {"cycle": made.id, "files": len(made.plan["packages"]),
+           "cycles": [c.to_json() for c in moved]}  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"{made.id}: adopting {doc['files']} files of {made.repo}/{made.arch}")
 
 
 @repo.command("remove", epilog=EXIT_CODES)

@@ -43,7 +43,7 @@ from reposeal.translog.store import TransparencyLog
 
 PUSH_EVERY = 2.0  # seconds: the log goes to the bridge at most this often while jobs come
 INLINE_BYTES = 1 << 20  # small files come with the job: no request per file
-KINDS = ("transition", "packages", "refresh", "policy")
+KINDS = ("transition", "packages", "refresh", "policy", "adopt")
 
 
 def malformed(job: dict[str, object]) -> dict[str, object] | None:
@@ -98,6 +98,7 @@ def proposal_of(job: dict[str, object]) -> Proposal:
         remove=names("remove"),
         parent=parent,
         compression=str(job.get("compression", ".gz")),
+        adopt=job.get("kind") == "adopt",
     )
 
 
@@ -202,6 +203,7 @@ def process(
                 expect=str(expect) if expect is not None else None,
                 request=request,
             ).to_json()
+        keyring = folder / "keyring.pgp"  # an adoption's packagers' keys, if it names any
         result = propose(
             home,
             job_id,
@@ -212,6 +214,9 @@ def process(
             gnupghome=gnupghome,
             pool=pool,
             request=request,
+            keyring=keyring.read_bytes()
+            if job.get("kind") == "adopt" and keyring.exists()
+            else None,
         )
         return result.to_json()
     except ReposealError as exc:  # the job is answered, the enclave keeps serving

@@ -40,6 +40,9 @@ from reposeal.tls import role_of
 
 MAX_BLOB = 4 << 30
 MAX_JSON = 1 << 20
+# an answer carries the database chunks the enclave wrote: a repository's first database
+# (an adoption of 14,000 packages) is tens of MiB
+MAX_RESULT = 256 << 20
 MAX_INLINE = 4 << 20  # small files handed out with the job, in all
 LEASE_SECONDS = float(os.environ.get("REPOSEAL_BRIDGE_LEASE", "300"))  # then handed out again
 
@@ -274,8 +277,17 @@ def make_app(
 
     async def post_result(request: web.Request) -> web.Response:
         require_role(request, "enclave")
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(1 << 20):
+            body += chunk
+            if len(body) > MAX_RESULT:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_RESULT, actual_size=len(body))
         try:
-            stored = queue.finish(request.match_info["id"], await request.json())
+            answer = json.loads(body)
+        except ValueError:
+            raise web.HTTPBadRequest(text="an answer is JSON") from None
+        try:
+            stored = queue.finish(request.match_info["id"], answer)
         except KeyError:
             raise web.HTTPNotFound() from None
         except ValueError as exc:

@@ -38,6 +38,7 @@ from reposeal.evidence.statements import Approval, Build, from_bytes
 from reposeal.faults import fault_point
 from reposeal.fsio import atomic_write, write_all
 from reposeal.policy.document import Policy
+from reposeal.repo.adoption import ADOPTION
 from reposeal.repo.bridge import JobQueue
 from reposeal.repo.dbupdate import publish_staged
 from reposeal.repo.intake import Intake, Waiting
@@ -431,7 +432,7 @@ def _version(w: Waiting) -> str:
 
 def _park(m: Machine, cycle: Cycle) -> None:
     """Park the sources of a refused cycle (see ``Cycles.park``)."""
-    sources = [(b, c) for b, c in cycle.plan["sources"] if b not in (REMOVAL, MOVE)]
+    sources = [(b, c) for b, c in cycle.plan["sources"] if b not in (REMOVAL, MOVE, ADOPTION)]
     m.cycles.park(cycle, {(b, c): sorted(_evidence(m, b, c)) for b, c in sources})
 
 
@@ -447,12 +448,13 @@ def _transition_job(m: Machine, cycle: Cycle, db: Path) -> dict[str, Any]:
     from the lower layer) and the names to remove."""
     names = sorted(cycle.plan["packages"])
     frm = cycle.plan.get("moved_from")
+    adopt = bool(cycle.plan.get("adopt"))
     return {
         "id": f"{cycle.id}-db",
-        "kind": "transition",
+        "kind": "adopt" if adopt else "transition",
         "repo": cycle.repo,
         "arch": cycle.arch,
-        "parent": _published_sha(db),
+        "parent": None if adopt else _published_sha(db),
         "add": [] if frm else names,
         "moves": [{"file": n, "from": frm} for n in names] if frm else [],
         "remove": sorted(cycle.plan.get("remove", [])),
@@ -545,6 +547,9 @@ def step(m: Machine, cycle: Cycle) -> bool:
     pool = db.parent
     if cycle.step == "sign-packages" and not cycle.plan["packages"]:
         cycle.step = "propose"  # a removal only: nothing to sign or to pool
+    elif cycle.step == "sign-packages" and cycle.plan.get("adopt"):
+        cycle.detail["package_signatures"] = cycle.plan["package_signatures"]  # packagers'
+        cycle.step = "pool"
     elif cycle.step == "sign-packages" and cycle.plan.get("moved_from"):
         cycle.detail["package_signatures"] = cycle.plan["package_signatures"]  # signed already
         cycle.step = "pool"
@@ -572,9 +577,9 @@ def step(m: Machine, cycle: Cycle) -> bool:
         for name, sha in cycle.plan["packages"].items():
             if not (pool / name).exists():
                 files[pool / name] = (m.queue.blobs / sha).read_bytes()
-            files[pool / (name + ".sig")] = base64.b64decode(
-                cycle.detail["package_signatures"][name]
-            )
+            sig = cycle.detail["package_signatures"].get(name)
+            if sig is not None:  # (an adopted file may have none: pacman then asks for none)
+                files[pool / (name + ".sig")] = base64.b64decode(sig)
         write_all(files)
         fault_point("pool-written")
         cycle.step = "propose"

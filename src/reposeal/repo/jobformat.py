@@ -12,10 +12,10 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 JOB_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # where a job's file goes in the job folder; no traversal, no hidden names
 JOB_PATH = re.compile(
-    r"(policy\.json(\.sig)?|packages/[A-Za-z0-9@_+-][A-Za-z0-9@._+-]*"
+    r"(policy\.json(\.sig)?|keyring\.pgp|packages/[A-Za-z0-9@_+-][A-Za-z0-9@._+-]*"
     r"|evidence/[A-Za-z0-9_-][A-Za-z0-9._-]*\.json(\.sig)?)"
 )
-KINDS = ("transition", "refresh", "packages", "policy")
+KINDS = ("transition", "refresh", "packages", "policy", "adopt")
 # the fields a job may carry besides its files (the enclave checks each again)
 FIELDS = ("id", "kind", "repo", "arch", "files", "parent", "add", "moves", "remove",
           "compression", "expect")  # fmt: skip

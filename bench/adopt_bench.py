@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Adopting an existing repository (issue 19): `enclave adopt` of N distribution-shaped
+packages (default 14,000, about 1.5 million file paths) with a packager signature on each,
+in the sandbox: every file read twice (reposeal and libarchive), every packager signature
+verified, the first databases written, read back with libarchive and libalpm, signed and
+logged. Beside it, the real repo-add making the database of the same files, for scale.
+
+Target: <= 60 s for 14,000 packages on this 2-CPU machine, packager signatures included.
+Run by hand: `.venv/bin/python bench/adopt_bench.py [--packages 14000] [--no-repo-add]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import CACHE, distro_packages
+from reposeal.enclave.home import init_home
+from reposeal.enclave.jobs import Proposal, propose
+from reposeal.enclave.sandbox import WorkerPool
+from reposeal.evidence.statements import Adoption, to_bytes
+from tests.policy.world import make_world
+
+
+def packager_signed(packages: list[Path], folder: Path) -> Path:
+    """The packages with a packager's signature each (FILE.sig), in ``folder`` (hard links to
+    the cached files; signatures made once with a packager key kept in the cache)."""
+    from reposeal.openpgp.soft import SoftSigner
+
+    key = CACHE / "packager.key"
+    if not key.exists():
+        subprocess.run([sys.executable, "-m", "reposeal.cli", "key", "generate", "--signer",
+                        f"soft:{key}", "--uid", "Packager <packager@example.org>"], check=True,
+                       capture_output=True)  # fmt: skip
+    signer = SoftSigner(key)
+    folder.mkdir(parents=True, exist_ok=True)
+    for pkg in packages:
+        sig = pkg.with_name(pkg.name + ".sig")
+        if not sig.exists():
+            sig.write_bytes(signer.sign_detached(io.BytesIO(pkg.read_bytes())))
+        os.link(pkg, folder / pkg.name)  # the sandbox opens no symbolic link
+        os.link(sig, folder / sig.name)
+    (folder.parent / "packager.asc").write_bytes(signer.certificate())
+    return folder.parent / "packager.asc"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--packages", type=int, default=14_000)
+    parser.add_argument("--no-repo-add", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="reposeal-adoptbench-"))
+    try:
+        (work / "keys").mkdir()
+        world = make_world(work / "keys")
+        policy = work / "policy.json"
+        raw = world.policy().to_bytes()
+        policy.write_bytes(raw)
+        policy.with_name("policy.json.sig").write_bytes(
+            b"".join(p.sign(raw) for p in world.admins[:2])
+        )
+        home = init_home(work / "enclave", f"soft:{world.admins[2].signer.path}", policy, "b/log")
+        print(f"{args.packages:,} distribution-shaped packages ...", file=sys.stderr)
+        packages = distro_packages(args.packages)
+        print("packager signatures ...", file=sys.stderr)
+        folder = work / "old-repo" / "pool"
+        keyring = packager_signed(packages, folder).read_bytes()
+        files = tuple(
+            sorted((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in packages)
+        )
+        statement = to_bytes(Adoption("core", "x86_64", files, hashlib.sha256(keyring).hexdigest()))
+        evidence = work / "evidence"
+        evidence.mkdir()
+        (evidence / "adoption.json").write_bytes(statement)
+        (evidence / "adoption.json.sig").write_bytes(
+            b"".join(p.sign(statement) for p in world.admins[:2])
+        )
+        pool = WorkerPool()
+        pool.start()
+        print("adopting ...", file=sys.stderr)
+        t = time.perf_counter()
+        result = propose(
+            home,
+            "adopt-bench",
+            Proposal("core", "x86_64", add=tuple(f for f, _ in files), parent=None, adopt=True),
+            folder,
+            evidence=evidence,
+            pool=pool,
+            keyring=keyring,
+        )
+        adopt_time = time.perf_counter() - t
+        pool.close()
+        if result.decision != "accept":
+            raise SystemExit(f"refused: {result.reasons[:5]}")
+        repo_add = None
+        if not args.no_repo_add:
+            print("the real repo-add of the same files ...", file=sys.stderr)
+            out = work / "repo-add"
+            out.mkdir()
+            t = time.perf_counter()
+            made = subprocess.run(["repo-add", "-q", str(out / "core.db.tar.gz"),
+                                   *map(str, sorted(folder.glob("*.pkg.tar.zst")))],
+                                  capture_output=True, text=True)  # fmt: skip
+            if made.returncode != 0:
+                raise SystemExit(f"repo-add failed: {made.stderr[-500:]}")
+            repo_add = time.perf_counter() - t
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nadoption ({os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')})\n")
+    print("| what | time | target |")
+    print("|---|---:|---:|")
+    print(f"| enclave adopt, {args.packages:,} packages with packager signatures (sandbox) | "
+          f"{adopt_time:.1f} s | <= 60 s |")  # fmt: skip
+    if repo_add is not None:
+        print(f"| repo-add of the same files (no signature checks) | {repo_add:.1f} s | |")
+        print(f"| ratio repo-add / reposeal | {repo_add / adopt_time:.1f}x | |")
+
+
+if __name__ == "__main__":
+    main()
