@@ -35,18 +35,12 @@ from reposeal.repo.bridge_client import BridgeClient, BridgeError
 from reposeal.source.client import SourceClient
 from reposeal.tls import client_context, issue, make_ca
 from tests.policy.world import make_world
-from tests.tools import pkgbuild
+from tests.tools import free_port, pkgbuild
 
 PROPOSALS = 50
 DEADLINE = 600.0  # seconds for the whole soak
 KEEPALIVE = "1"
 CLI = [sys.executable, "-m", "reposeal.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Machines:

@@ -11,6 +11,24 @@ import click
 from reposeal.cli import EXIT_CODES, _Out, main
 from reposeal.errors import InputError, ReposealError
 
+ADOPTION_STATEMENT = click.option(
+    "--statement",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The adoption statement (`adopt plan`), with STATEMENT.sig by the admins.",
+)
+ADOPTED_PACKAGES = click.option(
+    "--packages",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The existing repository's folder: the files it names, with their .sig.",
+)
+PACKAGERS_KEYRING = click.option(
+    "--keyring",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The packagers' keyring the statement names (by sha256).",
+)
+
 
 @main.group()
 def adopt() -> None:

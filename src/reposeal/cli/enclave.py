@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from reposeal.cli import EXIT_CODES, _Out, main
+from reposeal.cli.adopt import ADOPTED_PACKAGES, ADOPTION_STATEMENT, PACKAGERS_KEYRING
 from reposeal.errors import InputError, ReposealError
 
 if TYPE_CHECKING:
@@ -280,20 +281,9 @@ def _links(folder: Path, repo: str, ext: str) -> None:
 )
 @click.option("--repo", required=True)
 @click.option("--arch", required=True)
-@click.option(
-    "--statement",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The adoption statement (`adopt plan`), with STATEMENT.sig by the admins.",
-)
-@click.option(
-    "--packages",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="The folder of the package files it names (and their .sig).",
-)
-@click.option("--keyring", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The packagers' keyring the statement names (by sha256).")  # fmt: skip
+@ADOPTION_STATEMENT
+@ADOPTED_PACKAGES
+@PACKAGERS_KEYRING
 @click.option("--compression", type=click.Choice([".gz", ".zst"]), default=".gz", show_default=True)
 @click.option("--insecure-no-sandbox", is_flag=True, help="Tests only: no bubblewrap.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from reposeal.cli import EXIT_CODES, _Out, main, options
+from reposeal.cli.adopt import ADOPTED_PACKAGES, ADOPTION_STATEMENT, PACKAGERS_KEYRING
 from reposeal.cli.bridge import _client, _tls, client_ca_option, serve_https
 from reposeal.durations import parse_duration
 from reposeal.errors import InputError, ReposealError
@@ -220,20 +221,9 @@ def repo_move(
 
 
 @repo.command("adopt", epilog=EXIT_CODES)
-@click.option(
-    "--statement",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The adoption statement (`adopt plan`), with STATEMENT.sig by the admins.",
-)
-@click.option(
-    "--packages",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="The existing repository's folder: the files it names, with their .sig.",
-)
-@click.option("--keyring", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The packagers' keyring the statement names.")  # fmt: skip
+@ADOPTION_STATEMENT
+@ADOPTED_PACKAGES
+@PACKAGERS_KEYRING
 @_machine_options
 @click.option("--json", "as_json", is_flag=True)
 def repo_adopt(

@@ -288,6 +288,20 @@ class State:
         atomic_write(self._path(cp.origin), json.dumps(doc).encode())
 
 
+def _signed_database(
+    repo_url: str, name: str, keyring: Keyring, fetch: Fetch, now: float
+) -> tuple[bytes, bytes, float | None]:
+    """NAME.db and its signature from ``repo_url``, the signature checked and not expired;
+    with when it expires."""
+    db = fetch(f"{repo_url}/{name}.db", MAX_DB)
+    signature = fetch(f"{repo_url}/{name}.db.sig", MAX_SMALL)
+    try:
+        verify_detached(db, signature, keyring)
+    except ReposealError as exc:
+        raise VerifyError(f"the {name} database signature does not verify: {exc}") from None
+    return db, signature, check_expiry(signature, now)
+
+
 def verify(
     repo_url: str,
     name: str,
@@ -307,14 +321,8 @@ def verify(
     checkpoint only if everything holds."""
     repo_url = repo_url.rstrip("/")
     log_url = (log_url or repo_url.rsplit("/", 3)[0] + "/log").rstrip("/")
-    db = fetch(f"{repo_url}/{name}.db", MAX_DB)
-    signature = fetch(f"{repo_url}/{name}.db.sig", MAX_SMALL)
-    try:
-        verify_detached(db, signature, keyring)
-    except ReposealError as exc:
-        raise VerifyError(f"the {name} database signature does not verify: {exc}") from None
     now = time.time() if now is None else now
-    expires = check_expiry(signature, now)
+    db, signature, expires = _signed_database(repo_url, name, keyring, fetch, now)
     log = load_log(log_url, keyring, fetch)
     if witnesses is not None:
         age = max_age or signature_lifetime(signature) or DEFAULT_MAX_AGE
@@ -346,14 +354,8 @@ def verify_offline(
     from reposeal.translog.proof import parse_proof
 
     repo_url = repo_url.rstrip("/")
-    db = fetch(f"{repo_url}/{name}.db", MAX_DB)
-    signature = fetch(f"{repo_url}/{name}.db.sig", MAX_SMALL)
-    try:
-        verify_detached(db, signature, keyring)
-    except ReposealError as exc:
-        raise VerifyError(f"the {name} database signature does not verify: {exc}") from None
     now = time.time() if now is None else now
-    expires = check_expiry(signature, now)
+    db, signature, expires = _signed_database(repo_url, name, keyring, fetch, now)
     try:
         proof = parse_proof(fetch(f"{repo_url}/{name}.db.tlog-proof", MAX_SMALL))
         cp = proof.checkpoint()

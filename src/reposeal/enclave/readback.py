@@ -166,8 +166,15 @@ def _alpm_dir() -> Path:
 
 
 def _on_fd(fd: int, data: bytes) -> None:
+    import resource
+
     memfd = os.memfd_create("readback")
+    # writes to a memfd count against the file size limit, which the sandbox keeps small
+    # (its stderr is a file): up to the hard limit, the largest database, for this only
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     try:
+        if soft != resource.RLIM_INFINITY and len(data) > soft:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
         view, done = memoryview(data), 0
         while done < len(data):
             done += os.write(memfd, view[done:])
@@ -175,6 +182,8 @@ def _on_fd(fd: int, data: bytes) -> None:
         os.dup2(memfd, fd, inheritable=False)
     finally:
         os.close(memfd)
+        if resource.getrlimit(resource.RLIMIT_FSIZE) != (soft, hard):
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 def alpm_problems(db: bytes, files: bytes, meant: Sequence[Meant]) -> list[str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import reposeal
+from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.enclave import channel
 from reposeal.enclave.readback import ALPM_DIR
 from reposeal.enclave.readback import NAMES as READBACK_NAMES
@@ -55,7 +56,8 @@ class SandboxError(ReposealError):
 
 def _limits() -> None:  # runs in the sandbox's first process before exec
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (STDERR_LIMIT, STDERR_LIMIT))  # its stderr file
+    # its stderr file; the hard limit lets the read-back hand libalpm a whole database
+    resource.setrlimit(resource.RLIMIT_FSIZE, (STDERR_LIMIT, DEFAULT_LIMITS.max_db_bytes))
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.package import read_package
 from reposeal.alpm.synthetic import package_bytes
 from reposeal.enclave import channel
@@ -48,6 +49,7 @@ Child = Callable[[int, "Policy | str", int], None]
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 MEMORY_LIMIT = 8 << 30  # address space; Rust and OpenSSL reserve more than they use
+FILE_LIMIT = DEFAULT_LIMITS.max_db_bytes  # the largest file a worker may write
 MAX_REPLY = 1 << 20
 MAX_START = 64 << 20  # the names in a large job's folders
 POLICY_LIMIT = 4 << 20
@@ -171,7 +173,9 @@ def _child(job_fd: int, policy: Policy | str, timeout: int) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
         resource.setrlimit(resource.RLIMIT_CPU, (timeout, timeout))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # stderr only
+        # its files: stderr (1 MiB), and the memfds the read-back hands libalpm, which may
+        # go up to the hard limit for that (a repository's first databases, adopted)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, FILE_LIMIT))
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
         sock = socket.socket(fileno=job_fd)
         start, fds = channel.receive(sock, MAX_START)

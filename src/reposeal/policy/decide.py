@@ -138,6 +138,17 @@ def _version_rules(
         )
 
 
+def _record_rules(d: Decision, name: str, new: PackageRecord, repo: str, arch: str) -> None:
+    """What a listed record must be, whatever brings it: its own name, an architecture of
+    the repository, a file name that says both."""
+    where = f"{name} {new.version}"
+    if new.name != name:
+        d.reasons.append(f"{where}: listed under another name ({new.name})")
+    if new.arch not in (arch, "any"):
+        d.reasons.append(f"{where}: architecture {new.arch} does not belong in {repo}/{arch}")
+    _file_name_rule(d, new)
+
+
 def _file_name_rule(d: Decision, new: PackageRecord) -> None:
     if not new.filename.startswith(f"{new.name}-{new.version}-{new.arch}.pkg.tar"):
         d.reasons.append(
@@ -168,11 +179,7 @@ def decide(state: SigningState, t: Transition, evidence: Evidence, policy: Polic
     for name, add in sorted(t.adds.items()):
         new = add.record
         where = f"{name} {new.version}"
-        if new.name != name:
-            d.reasons.append(f"{where}: listed under another name ({new.name})")
-        if new.arch not in (arch, "any"):
-            d.reasons.append(f"{where}: architecture {new.arch} does not belong in {repo}/{arch}")
-        _file_name_rule(d, new)
+        _record_rules(d, name, new, repo, arch)
         if new.sha256 not in state.signatures:
             d.reasons.append(
                 f"{where}: the enclave has not signed this package file; a database lists "
@@ -424,12 +431,7 @@ def decide_adoption(
     overrides = _Overrides(evidence, repo, state, d)
     for name, add in sorted(t.adds.items()):
         new = add.record
-        where = f"{name} {new.version}"
-        if new.name != name:
-            d.reasons.append(f"{where}: listed under another name ({new.name})")
-        if new.arch not in (arch, "any"):
-            d.reasons.append(f"{where}: architecture {new.arch} does not belong in {repo}/{arch}")
-        _file_name_rule(d, new)
+        _record_rules(d, name, new, repo, arch)
         _version_rules(d, state, repo, new, overrides, policy)
         if keyring_sha256 is not None and new.sha256 not in packager_signed:
             d.reasons.append(f"{new.filename}: no valid packager signature with the keyring")

@@ -187,20 +187,7 @@ class Source:
         """Keep a maintainer's approval if it is one, for a proposal, as the proposal is; when
         its commit reaches the quorum, make the build job."""
         policy = self.policy()
-        try:
-            signed = checked_statement(
-                raw,
-                sigs,
-                policy.keyrings["maintainers"],
-                (Approval,),
-                "approval",
-                max_statement=MAX_STATEMENT_BYTES,
-                max_signatures=MAX_BODY,
-                unsigned="no signature on this approval is by a maintainer key of the policy "
-                f"(version {policy.version}): ask an admin to add your key, or sign with it",
-            )
-        except StatementError as exc:
-            raise _refused(exc.message) from None
+        signed = _maintainers_statement(raw, sigs, policy, Approval)
         stmt = signed.statement
         assert isinstance(stmt, Approval)
         doc = self.store.proposal(stmt.pkgbase, stmt.commit)
@@ -233,20 +220,7 @@ class Source:
         any more, and the repo machine is told (one maintainer is enough: dropping is the
         safe side)."""
         policy = self.policy()
-        try:
-            signed = checked_statement(
-                raw,
-                sigs,
-                policy.keyrings["maintainers"],
-                (Withdrawal,),
-                "withdrawal",
-                max_statement=MAX_STATEMENT_BYTES,
-                max_signatures=MAX_BODY,
-                unsigned="no signature on this withdrawal is by a maintainer key of the policy "
-                f"(version {policy.version})",
-            )
-        except StatementError as exc:
-            raise _refused(exc.message) from None
+        signed = _maintainers_statement(raw, sigs, policy, Withdrawal)
         stmt = signed.statement
         assert isinstance(stmt, Withdrawal)
         if self.store.proposal(stmt.pkgbase, stmt.commit) is None:
@@ -286,6 +260,28 @@ class Source:
 
 def _say(message: str) -> None:
     print(f"source: {message}", file=sys.stderr, flush=True)
+
+
+def _maintainers_statement(
+    raw: bytes, sigs: bytes, policy: Policy, kind: type[Approval] | type[Withdrawal]
+) -> Signed:
+    """A statement of ``kind`` signed by at least one maintainer key of ``policy``; else a
+    422 that says why."""
+    what = str(kind.kind)
+    try:
+        return checked_statement(
+            raw,
+            sigs,
+            policy.keyrings["maintainers"],
+            (kind,),
+            what,
+            max_statement=MAX_STATEMENT_BYTES,
+            max_signatures=MAX_BODY,
+            unsigned=f"no signature on this {what} is by a maintainer key of the policy "
+            f"(version {policy.version}): ask an admin to add your key, or sign with it",
+        )
+    except StatementError as exc:
+        raise _refused(exc.message) from None
 
 
 def _refused(message: str) -> web.HTTPException:
