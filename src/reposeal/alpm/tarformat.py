@@ -395,7 +395,7 @@ def plain_members(
 def _verify_checksum(header: bytes) -> None:
     stored = _number(header[148:156], "checksum")
     # the checksum counts its own field as eight spaces
-    actual = sum(header) - sum(header[148:156]) + 256
+    actual = _header_sum(header) - sum(header[148:156]) + 256
     if stored != actual:
         raise CorruptArchiveError("tar header checksum mismatch (corrupt archive)")
 
