@@ -126,6 +126,9 @@ def test_a_repo_add_repository_is_adopted_updated_and_installed(
     tools.gpg_kill(scratch.gpgdir)
     audit = json.loads(cli("enclave", "audit", "--json", str(home)).stdout)
     assert audit["ok"], audit
+    (adopted,) = audit["adoptions"]  # who adopted what, for the provenance pages
+    assert adopted["packages"] == ["hello 1.0-1", "world 2.0-1"], adopted
+    assert adopted["admins"] == sorted(p.fpr for p in world.admins[:2]), adopted
 
 
 def test_adopt_plan_lists_every_problem_and_writes_nothing(

@@ -492,6 +492,7 @@ def enclave_audit(log_dir: Path, as_json: bool, mirror: Path | None) -> None:
         "policy_rotations": report.rotations,
         "key_rotations": report.key_rotations,
         "violations": report.violations,
+        "adoptions": report.adoptions,
     }
     if as_json:
         click.echo(json.dumps(doc, indent=2))
@@ -502,6 +503,11 @@ def enclave_audit(log_dir: Path, as_json: bool, mirror: Path | None) -> None:
             f"{report.key_rotations} key rotations, "
             f"{len(report.violations)} violations"
         )
+        for a in report.adoptions:
+            click.echo(
+                f"entry {a['entry']}: {a['repo']}/{a['arch']} adopted {len(a['packages'])} "
+                f"packages, signed by admins {', '.join(k[-16:] for k in a['admins'])}"
+            )
         for v in report.violations:
             click.echo(f"VIOLATION {v}")
     sys.exit(0 if report.ok else 3)

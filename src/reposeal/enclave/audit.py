@@ -45,6 +45,8 @@ class AuditReport:
     rotations: int = 0
     key_rotations: int = 0
     violations: list[str] = field(default_factory=list)
+    # who adopted what: {entry, repo, arch, packages, admins (fingerprints), keyring_sha256}
+    adoptions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -307,6 +309,12 @@ def audit(home: Path, packages: Path | None = None) -> AuditReport:
         if doc.get("adoption"):  # the packager signatures were checked when it was signed
             named = [s.statement for s in evidence.adoptions]
             keyring = getattr(named[0], "keyring_sha256", None) if len(named) == 1 else None
+            report.adoptions.append({
+                "entry": index, "repo": doc["repo"], "arch": doc["arch"],
+                "packages": sorted(f"{r.name} {r.version}" for r in records.values()),
+                "admins": sorted({f for s in evidence.adoptions for f in s.signers}),
+                "keyring_sha256": keyring,
+            })  # fmt: skip
             decision = decide_adoption(
                 state, _transition(doc, records), evidence, policy, frozenset(adopted), keyring
             )
