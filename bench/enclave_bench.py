@@ -92,7 +92,7 @@ def bench_bridge(
     import socket
 
     from reposeal.enclave.runner import run
-    from reposeal.repo.bridge_client import BridgeClient
+    from reposeal.protocol.bridge_client import BridgeClient
     from reposeal.tls import client_context, issue, make_ca
 
     ca = make_ca(work / "pki")

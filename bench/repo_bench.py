@@ -30,7 +30,7 @@ from bench.common import N, distro_packages, take_as_signed
 from reposeal.alpm.synthetic import write_package
 from reposeal.enclave.home import init_home
 from reposeal.evidence.statements import Approval, Build, to_bytes
-from reposeal.repo.bridge_client import BridgeClient
+from reposeal.protocol.bridge_client import BridgeClient
 from reposeal.repo.dbupdate import publish_staged
 from reposeal.tls import client_context
 from tests.e2e.test_repo_cycle_e2e import enclave_run

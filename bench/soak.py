@@ -31,8 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from reposeal.errors import ReposealError
 from reposeal.evidence.statements import Approval, to_bytes
-from reposeal.repo.bridge_client import BridgeClient, BridgeError
-from reposeal.source.client import SourceClient
+from reposeal.protocol.bridge_client import BridgeClient, BridgeError
+from reposeal.protocol.source_client import SourceClient
 from reposeal.tls import client_context, issue, make_ca
 from tests.policy.world import make_world
 from tests.tools import free_port, pkgbuild

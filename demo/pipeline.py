@@ -672,7 +672,7 @@ class Demo:
 
         from reposeal.cli.bridge import connect
         from reposeal.errors import ReposealError
-        from reposeal.repo.bridge_client import BridgeClient
+        from reposeal.protocol.bridge_client import BridgeClient
 
         lying = b"%FILENAME%\ngreeter-9-1-any.pkg.tar.zst\n\n%NAME%\ngreeter\n\n" + (
             b"%VERSION%\n9-1\n\n%REPLACES%\nopenssh\n\n"

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reposeal.client.verify import VerifyError, _bundle, check_consistent, check_database, check_log
+from reposeal.client.verify import VerifyError, check_consistent, check_database
 from reposeal.translog.checkpoint import Checkpoint, NoteSigner
 from reposeal.translog.merkle import leaf_hash, root_of_leaves
+from reposeal.translog.published import _bundle, check_log
 
 KEY = NoteSigner.generate("example/log")
 

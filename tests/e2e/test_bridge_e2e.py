@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reposeal.repo.bridge_client import BridgeClient, BridgeError
+from reposeal.protocol.bridge_client import BridgeClient, BridgeError
 from reposeal.tls import Issued, client_context, issue, make_ca
 from tests.e2e.test_enclave_e2e import (  # noqa: F401  (fixture)
     cli,

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from reposeal.repo.bridge_client import BridgeClient, BridgeError
-from reposeal.source.client import SourceClient, SourceError
+from reposeal.protocol.bridge_client import BridgeClient, BridgeError
+from reposeal.protocol.source_client import SourceClient, SourceError
 from reposeal.tls import Issued, client_context, issue
 from tests import tools
 from tests.e2e.test_repo_cycle_e2e import enclave_run, init_enclave, pacman_trusting_the_enclave

@@ -15,7 +15,7 @@ import pytest
 
 from reposeal.client.scratch import ScratchPacman
 from reposeal.evidence.statements import Approval, Build, to_bytes
-from reposeal.repo.bridge_client import BridgeClient
+from reposeal.protocol.bridge_client import BridgeClient
 from reposeal.tls import Issued, client_context
 from tests import tools
 from tests.e2e.test_repo_intake_e2e import service, start_service, world  # noqa: F401

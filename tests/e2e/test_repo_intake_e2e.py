@@ -17,7 +17,7 @@ import pytest
 
 from reposeal.alpm.synthetic import write_package
 from reposeal.evidence.statements import Approval, Build, to_bytes
-from reposeal.repo.bridge_client import BridgeClient, BridgeError
+from reposeal.protocol.bridge_client import BridgeClient, BridgeError
 from reposeal.tls import Issued, client_context, issue, make_ca
 from tests.alpm.hostile import file
 from tests.alpm.hostile import package as hostile_package

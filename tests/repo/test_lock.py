@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from reposeal.errors import LockedError
-from reposeal.repo.lock import database_lock
+from reposeal.protocol.lock import database_lock
 
 HOLD = (
-    "import sys, time; from pathlib import Path; from reposeal.repo.lock import database_lock\n"
+    "import sys, time; from pathlib import Path; from reposeal.protocol.lock import database_lock\n"
     "with database_lock(Path(sys.argv[1])):\n"
     "    print('locked', flush=True); time.sleep(60)\n"
 )

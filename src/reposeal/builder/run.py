@@ -34,8 +34,8 @@ from reposeal.builder.makepkg import DEFAULT_BUILD_USER, BuildError, ensure_buil
 from reposeal.errors import ReposealError, ToolMissingError
 from reposeal.evidence.statements import Build, to_bytes
 from reposeal.openpgp.signer import Signer
-from reposeal.repo.bridge_client import BridgeClient, BridgeError
-from reposeal.source.client import SourceClient
+from reposeal.protocol.bridge_client import BridgeClient, BridgeError
+from reposeal.protocol.source_client import SourceClient
 
 DEFAULT_COMMAND = "makepkg --nodeps --force --noconfirm --noprogressbar"
 FETCH_COMMAND = "makepkg --verifysource --nodeps --noconfirm"
@@ -152,8 +152,7 @@ def check_job(job: dict[str, Any]) -> dict[str, Any]:
     """A job from the source machine, its fields checked before any is used (a pkgbase
     names a folder, a commit goes to a statement)."""
     from reposeal.alpm.names import name_field
-    from reposeal.repo.jobformat import JOB_ID
-    from reposeal.source.gitrepo import COMMIT
+    from reposeal.protocol.jobformat import COMMIT, JOB_ID
 
     try:
         job_id, commit = str(job["id"]), str(job["commit"])

@@ -10,7 +10,7 @@ import click
 from reposeal.cli import EXIT_CODES, main, options
 
 if TYPE_CHECKING:
-    from reposeal.repo.bridge_client import BridgeClient
+    from reposeal.protocol.bridge_client import BridgeClient
 
 
 client_ca_option = click.option(
@@ -162,7 +162,7 @@ def connect(kind: type[C], url: str, cert: Path, key: Path, ca: Path) -> C:
 
 
 def _client(url: str, cert: Path, key: Path, ca: Path) -> BridgeClient:
-    from reposeal.repo.bridge_client import BridgeClient
+    from reposeal.protocol.bridge_client import BridgeClient
 
     return connect(BridgeClient, url, cert, key, ca)
 

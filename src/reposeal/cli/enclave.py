@@ -548,7 +548,7 @@ def enclave_run(
     allows, logged either way. Opens no port."""
     from reposeal.enclave.home import EnclaveHome
     from reposeal.enclave.runner import run
-    from reposeal.repo.bridge_client import BridgeClient
+    from reposeal.protocol.bridge_client import BridgeClient
     from reposeal.tls import Issued, client_context
 
     out = _Out(False, False)

@@ -197,8 +197,8 @@ def repo_move(
     holding PKGBASE, or leave TO newer than a layer below it, is refused (exit 3) and nothing
     is recorded. Otherwise the update cycle adds the very same signed files to TO and, once
     TO is published, removes them from FROM: each an enclave-signed transition."""
+    from reposeal.protocol.lock import database_lock
     from reposeal.repo.cycle import advance, machine
-    from reposeal.repo.lock import database_lock
     from reposeal.repo.move import request_move
     from reposeal.repo.service import PolicyFile
 
@@ -240,9 +240,9 @@ def repo_adopt(
     update cycle of its own, which publishes the first signed databases like any other
     (with `repo serve --mirror` running, it goes on by itself). Only a repository with no
     published database can be adopted."""
+    from reposeal.protocol.lock import database_lock
     from reposeal.repo.adoption import request_adoption
     from reposeal.repo.cycle import advance, machine
-    from reposeal.repo.lock import database_lock
     from reposeal.repo.service import PolicyFile
 
     out = _Out(False, as_json)

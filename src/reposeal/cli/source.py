@@ -14,11 +14,11 @@ from reposeal.cli.bridge import client_ca_option, client_tls, connect, serve_htt
 from reposeal.errors import ReposealError
 
 if TYPE_CHECKING:
-    from reposeal.source.client import SourceClient
+    from reposeal.protocol.source_client import SourceClient
 
 
 def _source(url: str, cert: Path, key: Path, ca: Path) -> SourceClient:
-    from reposeal.source.client import SourceClient
+    from reposeal.protocol.source_client import SourceClient
 
     return connect(SourceClient, url, cert, key, ca)
 

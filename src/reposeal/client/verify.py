@@ -25,139 +25,33 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import struct
 import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reposeal.errors import InputError, ReposealError, VerificationError
+from reposeal.errors import ReposealError
 from reposeal.openpgp.verify import Keyring, verify_detached
-from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note, signed_by_only
-from reposeal.translog.cosignature import cosignatures
+from reposeal.translog.checkpoint import Checkpoint
 from reposeal.translog.merkle import leaf_hashes, root_of_leaves
-from reposeal.translog.tiles import TILE_WIDTH, tile_path
+from reposeal.translog.published import (
+    MAX_DB,
+    MAX_SMALL,
+    Fetch,
+    Log,
+    VerifyError,
+    check_witnessed,
+    fetch_url,
+    load_log,
+)
 
 if TYPE_CHECKING:
     from reposeal.translog.witnesspolicy import WitnessPolicy
 
-MAX_DB = 256 << 20
+__all__ = ["Log", "State", "Verified", "VerifyError", "check_consistent", "check_database",
+           "check_expiry", "check_witnessed", "verify", "verify_offline"]  # fmt: skip
+
 DEFAULT_MAX_AGE = 7 * 86400.0  # cosignature age accepted when the signature never expires
-MAX_SMALL = 1 << 20
-MAX_TILE = TILE_WIDTH * (2 + (64 << 10))
-
-Fetch = Callable[[str, int], bytes]
-
-
-class VerifyError(VerificationError):
-    """The database, its signature or the log does not hold; the message says which."""
-
-
-def fetch_url(url: str, limit: int) -> bytes:
-    """GET ``url`` (https, http or file), at most ``limit`` bytes."""
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("https", "http", "file"):
-        raise InputError(f"unsupported URL scheme in {url!r}")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310  (scheme checked)
-            data: bytes = resp.read(limit + 1)
-    except OSError as exc:
-        raise VerifyError(f"cannot fetch {url}: {exc}") from None
-    if len(data) > limit:
-        raise VerifyError(f"{url} is larger than {limit} bytes")
-    return data
-
-
-@dataclass(frozen=True)
-class Log:
-    """A log as published, checked: its entries (parsed), its checkpoint."""
-
-    checkpoint: Checkpoint
-    note: bytes
-    entries: list[bytes]
-    docs: list[dict[str, Any]]
-    verifier: NoteVerifier
-
-
-def _bundle(data: bytes) -> list[bytes]:
-    out = []
-    at = 0
-    while at < len(data):
-        if len(data) < at + 2:
-            raise VerifyError("an entries tile is truncated")
-        (n,) = struct.unpack_from(">H", data, at)
-        if len(data) < at + 2 + n:
-            raise VerifyError("an entries tile is truncated")
-        out.append(data[at + 2 : at + 2 + n])
-        at += 2 + n
-    return out
-
-
-def load_log(base: str, keyring: Keyring, fetch: Fetch = fetch_url) -> Log:
-    """The log at ``base`` (its C2SP tiles), checked against the trusted keys."""
-    note = fetch(f"{base}/checkpoint", MAX_SMALL)
-    signature = fetch(f"{base}/checkpoint.sig", MAX_SMALL)
-    text = note.decode(errors="replace").split("\n\n", 1)[0] + "\n"
-    cp = Checkpoint.parse(text)
-    entries: list[bytes] = []
-    for n in range((cp.size + TILE_WIDTH - 1) // TILE_WIDTH):
-        width = min(TILE_WIDTH, cp.size - n * TILE_WIDTH)
-        tile = _bundle(fetch(f"{base}/{tile_path('entries', n, width)}", MAX_TILE))
-        if len(tile) != width:
-            raise VerifyError(f"entries tile {n} holds {len(tile)} entries, not {width}")
-        entries += tile
-    log = check_log(cp, note, entries)
-    try:  # over the note as the log signed it (witnesses add their lines after)
-        verify_detached(signed_by_only(note, log.verifier), signature, keyring)
-    except ReposealError as exc:
-        raise VerifyError(f"the log's checkpoint is not signed by a trusted key: {exc}") from None
-    return log
-
-
-def check_log(cp: Checkpoint, note: bytes, entries: Sequence[bytes]) -> Log:
-    """The entries make the checkpoint's tree, and the note is signed by the note key the
-    log's genesis entry names. Pure."""
-    if not entries or root_of_leaves(leaf_hashes(entries)) != cp.root:
-        raise VerifyError("the published log entries do not make the checkpoint's tree")
-    decode = json.JSONDecoder().decode  # entries are UTF-8 JSON; str input skips detection
-    try:
-        docs = [decode(e.decode("utf-8")) for e in entries]
-    except ValueError:  # UnicodeDecodeError included
-        raise VerifyError("a log entry is not UTF-8 JSON") from None
-    try:
-        verifier = NoteVerifier.decode(str(docs[0]["note_verifier"]))
-        open_note(note, verifier)
-    except (KeyError, ReposealError) as exc:
-        raise VerifyError(f"the checkpoint is not signed by the log's own key: {exc}") from None
-    return Log(cp, note, list(entries), docs, verifier)
-
-
-def check_witnessed(
-    note: bytes, policy: WitnessPolicy, now: float, max_age: float
-) -> dict[str, int]:
-    """The checkpoint carries the policy's quorum of valid cosignatures, counting only those
-    made within ``max_age`` seconds of ``now``; the cosignatures counted. Pure."""
-    try:
-        found = cosignatures(note, policy.keys)
-    except ReposealError as exc:
-        raise VerifyError(f"the log's checkpoint carries a bad cosignature: {exc}") from None
-    fresh = {name: t for name, t in found.items() if t >= now - max_age}
-    if policy.satisfied(fresh):
-        return fresh
-    if policy.satisfied(found):
-        newest = time.strftime("%Y-%m-%d %H:%M", time.gmtime(max(found.values())))
-        raise VerifyError(
-            f"the log's checkpoint was last witnessed by the quorum at {newest} UTC, longer "
-            f"ago than {max_age / 3600:.0f} h: the mirror is frozen or replays an old log"
-        )
-    have = ", ".join(sorted(found)) or "none"
-    raise VerifyError(
-        f"the log's checkpoint lacks the witnesses' quorum (valid cosignatures: {have}): an "
-        "unwitnessed log, a fork shown to this machine only (split view), or an old one"
-    )
 
 
 def signature_lifetime(signature: bytes) -> float | None:

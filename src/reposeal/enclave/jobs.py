@@ -35,7 +35,7 @@ from reposeal.policy.document import Policy, verify_policy
 from reposeal.policy.entries import ENTRY_VERSION
 from reposeal.policy.keys import rotation_problems
 from reposeal.policy.state import PackageRecord
-from reposeal.repo.lock import database_lock
+from reposeal.protocol.lock import database_lock
 
 NOTATION_POLICY = "policy@reposeal.dev"
 NOTATION_LOG_INDEX = "log-index@reposeal.dev"

@@ -19,7 +19,6 @@ import os
 import shutil
 from pathlib import Path
 
-from reposeal.client.verify import MAX_DB, Fetch, Log, fetch_url, load_log
 from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.records import named_files
 from reposeal.errors import InputError, ReposealError, VerificationError
@@ -28,6 +27,7 @@ from reposeal.openpgp.spec import signer_from_spec
 from reposeal.openpgp.verify import Keyring
 from reposeal.policy.document import Policy, parse_policy
 from reposeal.translog.checkpoint import NoteSigner
+from reposeal.translog.published import MAX_DB, Fetch, Log, fetch_url, load_log
 from reposeal.translog.store import TransparencyLog
 
 
@@ -124,10 +124,10 @@ def check_current(log: Log, policy: Policy, fetch: Fetch = fetch_url) -> None:
     beside) the newest checkpoint of this log any witness cosigned."""
     import math
 
-    from reposeal.client.verify import VerifyError, check_witnessed
     from reposeal.translog.checkpoint import Checkpoint, open_note
     from reposeal.translog.cosignature import cosignatures
     from reposeal.translog.merkle import leaf_hash, root_of_leaves
+    from reposeal.translog.published import VerifyError, check_witnessed
 
     if not policy.witnesses:
         return

@@ -36,9 +36,8 @@ from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import ReposealError
 from reposeal.faults import fault_point
 from reposeal.openpgp.verify import Keyring, verify_detached
-from reposeal.repo.bridge_client import BridgeClient, BridgeError
-from reposeal.repo.jobformat import JOB_ID, JOB_PATH, SHA256
-from reposeal.repo.logmirror import MAX_PUSH_BYTES
+from reposeal.protocol.bridge_client import BridgeClient, BridgeError
+from reposeal.protocol.jobformat import JOB_ID, JOB_PATH, MAX_PUSH_BYTES, SHA256
 from reposeal.translog.store import TransparencyLog
 
 PUSH_EVERY = 2.0  # seconds: the log goes to the bridge at most this often while jobs come

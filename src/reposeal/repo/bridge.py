@@ -33,10 +33,11 @@ from typing import Any
 
 from aiohttp import web
 
-from reposeal.repo.jobformat import FIELDS, JOB_ID, JOB_PATH, KINDS, SHA256
+from reposeal.fsio import atomic_write
+from reposeal.protocol.jobformat import FIELDS, JOB_ID, JOB_PATH, KINDS, SHA256
+from reposeal.protocol.roles import require_role
 from reposeal.repo.logmirror import MAX_FILES_BYTES, LogCopy, LogPushError
 from reposeal.sqldb import open_db, transaction
-from reposeal.tls import role_of
 
 MAX_BLOB = 4 << 30
 MAX_JSON = 1 << 20
@@ -60,6 +61,13 @@ class JobQueue:
         )
         # the next job is found without reading the history of every finished one
         self.db.execute("CREATE INDEX IF NOT EXISTS job_waiting ON job (state, created)")
+
+    def keep_blob(self, data: bytes) -> str:
+        """Keep ``data`` where jobs' files are served from; return its sha256."""
+        digest = hashlib.sha256(data).hexdigest()
+        if not (self.blobs / digest).exists():
+            atomic_write(self.blobs / digest, data)
+        return digest
 
     def submit(self, spec: dict[str, Any]) -> bool:
         """Queue a job; True if new. The same id with another spec is refused."""
@@ -116,12 +124,6 @@ class JobQueue:
         if row is None:
             return None
         return {"id": job_id, "state": row[0], "result": json.loads(row[1]) if row[1] else None}
-
-
-def require_role(request: web.Request, *allowed: str) -> None:
-    role = role_of(request.transport.get_extra_info("peercert") if request.transport else None)
-    if role not in allowed:
-        raise web.HTTPForbidden(text=f"role {role!r} may not call {request.path}")
 
 
 class Signals:

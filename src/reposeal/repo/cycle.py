@@ -38,11 +38,11 @@ from reposeal.evidence.statements import Approval, Build, from_bytes
 from reposeal.faults import fault_point
 from reposeal.fsio import atomic_write, write_all
 from reposeal.policy.document import Policy
+from reposeal.protocol.lock import database_lock
 from reposeal.repo.adoption import ADOPTION
 from reposeal.repo.bridge import JobQueue
 from reposeal.repo.dbupdate import publish_staged
 from reposeal.repo.intake import Intake, Waiting
-from reposeal.repo.lock import database_lock
 from reposeal.repo.logmirror import LogCopy
 from reposeal.repo.move import MOVE, plan_moves
 from reposeal.repo.witnessing import Witnessed, WitnessState, witness
@@ -500,14 +500,6 @@ def _assembled(m: Machine, cycle: Cycle, db: Path, result: dict[str, Any]) -> di
     out[files_db.name + ".sig"] = base64.b64decode(result["files_signature"])
     out[paths.index_name] = index
     return out
-
-
-def _as_blob(m: Machine, data: bytes) -> str:
-    """Keep ``data`` where the bridge serves job files from; return its sha256."""
-    digest = hashlib.sha256(data).hexdigest()
-    if not (m.queue.blobs / digest).exists():
-        atomic_write(m.queue.blobs / digest, data)
-    return digest
 
 
 def _answer(m: Machine, job: dict[str, Any]) -> dict[str, Any] | None:

@@ -32,8 +32,8 @@ from reposeal.alpm.syncdb import (
 from reposeal.errors import InvalidDatabaseError, RefusedError, ReposealError, SigningError
 from reposeal.openpgp.gpg import gpg_verify
 from reposeal.openpgp.signer import NO_OPTIONS, Signer, SignOptions
+from reposeal.protocol.lock import database_lock
 from reposeal.repo.changes import AddRules, Plan, filename_of, plan_add, plan_remove
-from reposeal.repo.lock import database_lock
 from reposeal.repo.paths import RepoPaths
 from reposeal.repo.publish import publish
 

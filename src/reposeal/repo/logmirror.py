@@ -23,7 +23,6 @@ from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note
 from reposeal.translog.store import MAX_ENTRY_BYTES, TransparencyLog
 from reposeal.translog.tiles import export as export_tiles
 
-MAX_PUSH_BYTES = 512 << 10  # entries per push (the bridge's JSON limit is 1 MiB)
 MAX_FILES_BYTES = 512 << 20  # the files one push of entries names (records of big databases)
 MAX_SIG_FILE = 64 << 10
 # what an entry names, by its path in an enclave home (and below MIRROR/log/)

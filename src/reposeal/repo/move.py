@@ -142,8 +142,6 @@ def request_move(
 def plan_moves(m: Machine) -> list[tuple[str, str, dict[str, Any]]]:
     """The cycles pending moves need now, as (repo, arch, plan): TO gains the files, and
     after TO is published, FROM loses them."""
-    from reposeal.repo.cycle import _as_blob
-
     out = []
     for move in m.cycles.moves():
         frm, to, base, mid = move["from"], move["to"], move["pkgbase"], move["id"]
@@ -161,7 +159,7 @@ def plan_moves(m: Machine) -> list[tuple[str, str, dict[str, Any]]]:
                 pool = m.db_path(frm, arch).parent
                 packages, signatures = {}, {}
                 for filename, sha in held.files.values():
-                    _as_blob(m, (pool / filename).read_bytes())
+                    m.queue.keep_blob((pool / filename).read_bytes())
                     packages[filename] = sha
                     sig = (pool / (filename + ".sig")).read_bytes()
                     signatures[filename] = base64.b64encode(sig).decode()

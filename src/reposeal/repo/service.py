@@ -31,7 +31,8 @@ from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.policy.document import Policy, verify_policy
-from reposeal.repo.bridge import JobQueue, Signals, make_app, require_role
+from reposeal.protocol.roles import require_role
+from reposeal.repo.bridge import JobQueue, Signals, make_app
 from reposeal.repo.cycle import DAY, REMOVAL, Cycles, expiries
 from reposeal.repo.intake import Intake, UploadRefusedError
 

@@ -4,7 +4,6 @@ reads bytes, which the approvals and the enclave then bind by hash."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -12,11 +11,11 @@ from pathlib import Path
 
 from reposeal.alpm.names import check_name
 from reposeal.errors import InputError, ReposealError, ToolMissingError
+from reposeal.protocol.jobformat import COMMIT, MAX_ARCHIVE
 
-COMMIT = re.compile(r"[0-9a-f]{40}")
 MAX_PKGBUILD = 1 << 20
 MAX_DIFF = 4 << 20
-MAX_ARCHIVE = 256 << 20
+__all__ = ["COMMIT", "MAX_ARCHIVE"]  # shared with the builders, through protocol
 
 
 class GitError(InputError):

@@ -43,8 +43,8 @@ from reposeal.evidence.statements import (
     Withdrawal,
 )
 from reposeal.policy.document import Policy
-from reposeal.repo.bridge import require_role
-from reposeal.repo.bridge_client import BridgeClient
+from reposeal.protocol.bridge_client import BridgeClient
+from reposeal.protocol.roles import require_role
 from reposeal.source import gitrepo
 from reposeal.source.rules import author_key, differences, tally
 from reposeal.source.store import Proposal, SourceStore
