@@ -25,12 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import CACHE, distro_packages
-from reposeal.enclave.home import init_home
+from bench.common import CACHE, distro_packages, enclave_under_policy
 from reposeal.enclave.jobs import Proposal, propose
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.evidence.statements import Adoption, to_bytes
-from tests.policy.world import make_world
 
 
 def packager_signed(packages: list[Path], folder: Path) -> Path:
@@ -119,15 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="reposeal-adoptbench-"))
     try:
-        (work / "keys").mkdir()
-        world = make_world(work / "keys")
-        policy = work / "policy.json"
-        raw = world.policy().to_bytes()
-        policy.write_bytes(raw)
-        policy.with_name("policy.json.sig").write_bytes(
-            b"".join(p.sign(raw) for p in world.admins[:2])
-        )
-        home = init_home(work / "enclave", f"soft:{world.admins[2].signer.path}", policy, "b/log")
+        world, home = enclave_under_policy(work, "b/log")
         print(f"{args.packages:,} distribution-shaped packages ...", file=sys.stderr)
         packages = distro_packages(args.packages)
         print("packager signatures ...", file=sys.stderr)

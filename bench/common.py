@@ -31,6 +31,7 @@ from reposeal.alpm.synthetic import pkginfo_text, write_package
 from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.transition import record_of, record_to_json
 from reposeal.policy.entries import ENTRY_VERSION
+from tests.policy.world import World
 
 N = 14_000
 PKGBUILD = hashlib.sha256(b"PKGBUILD").hexdigest()
@@ -142,3 +143,19 @@ def take_as_signed(
         f"{repo}.files.tar.gz.sig": key.sign_detached(io.BytesIO(files)),
         f"{repo}.index.json": index,
     }
+
+
+def enclave_under_policy(work: Path, origin: str) -> tuple[World, EnclaveHome]:
+    """A world of real keys, its policy signed by two admins, and an enclave home under it
+    (the world's third admin holds the repository key)."""
+    from reposeal.enclave.home import init_home
+    from tests.policy.world import make_world
+
+    (work / "keys").mkdir()
+    world = make_world(work / "keys")
+    policy = work / "policy.json"
+    raw = world.policy().to_bytes()
+    policy.write_bytes(raw)
+    policy.with_name("policy.json.sig").write_bytes(b"".join(p.sign(raw) for p in world.admins[:2]))
+    home = init_home(work / "enclave", f"soft:{world.admins[2].signer.path}", policy, origin)
+    return world, home

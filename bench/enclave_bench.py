@@ -27,10 +27,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import take_as_signed
 from reposeal.alpm.synthetic import write_package
-from reposeal.enclave.home import EnclaveHome, init_home
+from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.evidence.statements import Approval, Build, to_bytes
-from tests.policy.world import make_world
 
 PKGBUILD = hashlib.sha256(b"PKGBUILD").hexdigest()
 
@@ -185,21 +184,11 @@ def _repo_add(work: Path, home: EnclaveHome, pkg: Path) -> float:
 
 
 def main() -> None:
-    from bench.common import N, distro_packages
+    from bench.common import N, distro_packages, enclave_under_policy
 
     work = Path(tempfile.mkdtemp(prefix="reposeal-enclavebench-"))
     try:
-        (work / "keys").mkdir()
-        world = make_world(work / "keys")
-        policy = work / "policy.json"
-        raw = world.policy().to_bytes()
-        policy.write_bytes(raw)
-        policy.with_name("policy.json.sig").write_bytes(
-            b"".join(p.sign(raw) for p in world.admins[:2])
-        )
-        home = init_home(
-            work / "enclave", f"soft:{world.admins[2].signer.path}", policy, "bench/log"
-        )
+        world, home = enclave_under_policy(work, "bench/log")
         print(f"{N:,} distribution-shaped packages ...", file=sys.stderr)
         packages = distro_packages()
         t = time.perf_counter()
