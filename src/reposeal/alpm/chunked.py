@@ -90,6 +90,13 @@ def index_document(
     return doc
 
 
+def _require(holds: bool) -> None:
+    """A check on an index that came from outside: not an assert (``python -O`` drops those),
+    a ValueError its callers turn into "this index describes nothing"."""
+    if not holds:
+        raise ValueError("the index does not hold")
+
+
 def chunks_from_index(doc: object, kind: str, archives: dict[str, bytes]) -> list[Chunk] | None:
     """Rebuild the chunk list from an index and the archive bytes; None if anything is off.
 
@@ -97,11 +104,12 @@ def chunks_from_index(doc: object, kind: str, archives: dict[str, bytes]) -> lis
     covering them completely; the entries inside chunks are re-read by whoever uses them.
     """
     try:
-        assert isinstance(doc, dict)
+        if not isinstance(doc, dict):
+            return None
         if doc.get("version") != INDEX_VERSION or doc.get("compression") != kind:
             return None
         meta = doc["chunks"]
-        assert isinstance(meta, list)
+        _require(isinstance(meta, list))
         split: dict[str, list[bytes]] = {}
         for part in _PARTS:
             blob = archives[part]
@@ -109,10 +117,10 @@ def chunks_from_index(doc: object, kind: str, archives: dict[str, bytes]) -> lis
             if hashlib.sha256(blob).hexdigest() != info["sha256"]:
                 return None
             lengths = info["lengths"]
-            assert len(lengths) == len(meta)
+            _require(len(lengths) == len(meta))
             pieces, pos = [], 0
             for n in lengths:
-                assert isinstance(n, int) and n > 0
+                _require(isinstance(n, int) and n > 0)
                 pieces.append(blob[pos : pos + n])
                 pos += n
             if blob[pos:] != end_member(kind):
@@ -122,12 +130,12 @@ def chunks_from_index(doc: object, kind: str, archives: dict[str, bytes]) -> lis
         previous = b""
         for i, m in enumerate(meta):
             first, last, count = m["first"], m["last"], m["count"]
-            assert isinstance(first, str) and isinstance(last, str) and isinstance(count, int)
-            assert count > 0 and previous < first.encode() <= last.encode()
+            _require(isinstance(first, str) and isinstance(last, str) and isinstance(count, int))
+            _require(count > 0 and previous < first.encode() <= last.encode())
             previous = last.encode()
             chunks.append(Chunk(first, last, count, split["db"][i], split["files"][i]))
         return chunks
-    except (AssertionError, KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
@@ -223,7 +231,8 @@ def pieces(doc: object, archives: dict[str, bytes]) -> dict[str, bytes]:
     to rebuild the next archives from the chunks that changed."""
     out: dict[str, bytes] = {}
     try:
-        assert isinstance(doc, dict)
+        if not isinstance(doc, dict):
+            return {}
         for part in _PARTS:
             blob, info = archives[part], doc[part]
             if hashlib.sha256(blob).hexdigest() != info["sha256"]:
@@ -235,7 +244,7 @@ def pieces(doc: object, archives: dict[str, bytes]) -> dict[str, bytes]:
                     return {}
                 out[digest] = piece
                 pos += n
-    except (AssertionError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         return {}
     return out
 
