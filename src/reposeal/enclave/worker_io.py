@@ -12,9 +12,13 @@ from typing import Any, BinaryIO, Protocol
 
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.errors import ReposealError
-from reposeal.evidence.files import MAX_SIG_FILE_BYTES
 from reposeal.evidence.quorum import Signed, load_signed
-from reposeal.evidence.statements import MAX_STATEMENT_BYTES, ROLE_OF, from_bytes
+from reposeal.evidence.statements import (
+    MAX_SIG_FILE_BYTES,
+    MAX_STATEMENT_BYTES,
+    ROLE_OF,
+    from_bytes,
+)
 from reposeal.policy.decide import Evidence
 from reposeal.policy.document import Policy
 from reposeal.policy.state import SigningState

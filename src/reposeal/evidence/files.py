@@ -11,11 +11,9 @@ from pathlib import Path
 
 from reposeal.alpm.safeio import read_limited
 from reposeal.errors import InputError
-from reposeal.evidence.statements import MAX_STATEMENT_BYTES
+from reposeal.evidence.statements import MAX_SIG_FILE_BYTES, MAX_STATEMENT_BYTES
 from reposeal.fsio import atomic_write
 from reposeal.openpgp.signer import Signer
-
-MAX_SIG_FILE_BYTES = 1 << 20
 
 
 def sig_path(path: Path) -> Path:

@@ -18,11 +18,7 @@ from pysequoia.packet import PacketPile, Tag
 from reposeal.errors import SigningError, ToolMissingError
 from reposeal.openpgp import packets
 from reposeal.openpgp.signer import NO_OPTIONS, SignOptions
-
-
-def sequoia_message(exc: Exception) -> str:
-    """pysequoia raises bare RuntimeErrors, sometimes with a Rust backtrace: keep line one."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+from reposeal.openpgp.verify import sequoia_message
 
 
 def generate_key_file(path: Path, user_id: str, algo: str) -> str:

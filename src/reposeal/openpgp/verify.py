@@ -14,7 +14,12 @@ import pysequoia
 
 from reposeal.errors import InvalidSignatureFileError, ToolMissingError, VerificationError
 from reposeal.openpgp.packets import key_fingerprints, revoked_keys
-from reposeal.openpgp.soft import sequoia_message
+
+
+def sequoia_message(exc: Exception) -> str:
+    """pysequoia raises bare RuntimeErrors, sometimes with a Rust backtrace: keep line one."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
 
 MAX_SIGNATURE_BYTES = 16384
 MAX_KEYRING_BYTES = 64 << 20
