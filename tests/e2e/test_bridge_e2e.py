@@ -351,6 +351,14 @@ def test_an_enclave_whose_disk_was_rolled_back_signs_nothing(
     assert "result" not in repo_side.job("t2") or not repo_side.job("t2")["result"]
     status = json.loads(cli("enclave", "status", "--json", "--home", str(home)).stdout)
     assert status["log_size"] == 1  # nothing was signed or logged
+    # the same check runs before every job, against the head the bridge hands out with it
+    from reposeal.enclave.home import EnclaveHome, EnclaveStateError
+    from reposeal.enclave.runner import _check_head
+
+    size, note = repo_side.log_head()
+    assert note is not None
+    with pytest.raises(EnclaveStateError, match="rolled back"):
+        _check_head(EnclaveHome(home), {"size": size, "checkpoint": note.decode()})
 
 
 def test_a_port_in_use_is_a_message_not_a_traceback(tmp_path: Path, pki: dict[str, Issued]) -> None:

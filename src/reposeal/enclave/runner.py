@@ -108,6 +108,7 @@ class Fetched:
     job: dict[str, object]
     refusal: dict[str, object] | None = None
     tmp: tempfile.TemporaryDirectory[str] | None = None
+    head: object = None  # the bridge's newest checkpoint when it handed out the job
 
     @property
     def folder(self) -> Path:
@@ -141,10 +142,11 @@ def fetch(client: BridgeClient, wait: float) -> Fetched | None:
     if job is None:
         return None
     inline = job.pop("inline", None)
+    head = job.pop("log_head", None)  # not part of the request: what the bridge shows now
     refusal = malformed(job)
     if refusal is not None:
         return Fetched(job, refusal)
-    got = Fetched(job, tmp=tempfile.TemporaryDirectory(prefix="reposeal-run-"))
+    got = Fetched(job, tmp=tempfile.TemporaryDirectory(prefix="reposeal-run-"), head=head)
     try:
         files = job["files"]
         assert isinstance(files, dict)
@@ -432,6 +434,14 @@ def _anchor(home: EnclaveHome, client: BridgeClient, once: bool) -> None:
             time.sleep(5)
 
 
+def _check_head(home: EnclaveHome, head: object) -> None:
+    """Refuse to sign on when the checkpoint the bridge shows with a job (the newest this
+    enclave signed, with its witnesses' cosignatures) is ahead of this home's log."""
+    if not isinstance(head, dict) or not isinstance(head.get("checkpoint"), str):
+        return
+    home.check_anchor(int(head.get("size") or 0), str(head["checkpoint"]).encode())
+
+
 def _serve(
     home: EnclaveHome,
     ahead: _Ahead,
@@ -458,6 +468,7 @@ def _serve(
             ahead.start()
             continue
         ahead.start()  # the next job downloads while this one is checked and signed
+        _check_head(home, got.head)  # a log behind what it published: stop, sign nothing
         try:
             result = process(
                 home,

@@ -267,8 +267,10 @@ def make_app(
                 raise web.HTTPGone()  # the enclave went away: take nothing in its name
             signals.jobs.clear()  # before looking: a job queued after this wakes us
             job = queue.take()
-            if job is not None:
-                return web.json_response(_with_inline(job, inline))
+            if job is not None:  # with the newest (cosigned) checkpoint the enclave signed
+                size, note = await asyncio.to_thread(log.head)
+                head = {"size": size, "checkpoint": note.decode() if note else None}
+                return web.json_response(_with_inline(job, inline) | {"log_head": head})
             if time.monotonic() >= deadline:
                 return web.Response(status=204)
             await signals.wait_jobs(min(0.5, max(0.0, deadline - time.monotonic())))
