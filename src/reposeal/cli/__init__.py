@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -88,6 +89,9 @@ def vercmp_cmd(a: str, b: str) -> None:
     click.echo(str(_vercmp(a, b)))
 
 
+ALIASES = ("repo-add", "repo-remove")
+
+
 def run() -> None:
     """Console entry point: register every command group, then run. Exit codes scripts can
     use: a usage error is 2, Ctrl-C (SIGINT) is 130, as shells report it."""
@@ -99,11 +103,15 @@ def run() -> None:
         enclave,
         key,
         repo,
+        repoadd,
         source,
         trust,
         witness,
     )
 
+    alias = Path(sys.argv[0]).name  # installed as repo-add / repo-remove (db install-links)
+    if alias in ALIASES:
+        sys.argv[1:1] = [alias]
     try:
         main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -119,7 +127,7 @@ def run() -> None:
             doc = {"ok": False, "error": exc.format_message(), "kind": "UsageError"}
             click.echo(json.dumps(doc, indent=2))
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(1 if alias in ALIASES else exc.exit_code)  # repo-add exits 1 on bad usage
     except OSError as exc:  # a full disk, a folder without permission: say which, no trace
         where = f" ({exc.filename})" if exc.filename else ""
         message = f"{exc.strerror or exc}{where}"

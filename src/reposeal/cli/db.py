@@ -13,7 +13,7 @@ import click
 from reposeal.alpm.syncdb import read_entries
 from reposeal.cli import EXIT_CODES, UsageError, _Out, main
 from reposeal.durations import parse_duration
-from reposeal.errors import ReposealError
+from reposeal.errors import InputError, ReposealError
 from reposeal.openpgp.signer import NO_OPTIONS, SignOptions
 from reposeal.repo import dbupdate
 from reposeal.repo.changes import AddRules
@@ -235,6 +235,36 @@ def db_remove(
             sig_expires=sig_expires,
         )
         _report(out, dbupdate.remove(database, names, opts, out.progress))
+    except ReposealError as exc:
+        out.fail(exc)
+
+
+@db.command("install-links", epilog=EXIT_CODES)
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def db_install_links(folder: Path) -> None:
+    """Make FOLDER/repo-add and FOLDER/repo-remove run reposeal's (the program name picks
+    the command): put FOLDER first in PATH, or point AUR_REPO_ADD-style settings at them."""
+    import os
+    import shutil
+
+    out = _Out(False, False)
+    beside = Path(sys.executable).with_name("reposeal")  # the console script of this install
+    target = str(beside) if beside.exists() else shutil.which("reposeal")
+    if target is None:
+        out.fail(InputError("the `reposeal` program is not installed (pip install reposeal)"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("repo-add", "repo-remove"):
+            link = folder / name
+            if link.exists() and not link.is_symlink():
+                raise InputError(f"{link} exists and is not a link: remove it first")
+            tmp = folder / f".{name}.tmp"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(target)
+            os.replace(tmp, link)
+            click.echo(f"{link} -> {target}")
+    except OSError as exc:
+        out.fail(InputError(f"cannot write in {folder}: {exc.strerror or exc}"))
     except ReposealError as exc:
         out.fail(exc)
 

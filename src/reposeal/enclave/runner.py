@@ -480,6 +480,6 @@ def _serve(
         finally:
             got.cleanup()
         fault_point("before-post")
-        urgent = got.job.get("kind") in ("transition", "refresh")
+        urgent = got.job.get("kind") in ("transition", "refresh", "adopt")
         poster.post(str(got.job["id"]), result, urgent=urgent)
         served += 1

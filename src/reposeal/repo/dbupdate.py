@@ -29,7 +29,13 @@ from reposeal.alpm.syncdb import (
     render_archive,
     validate_entries,
 )
-from reposeal.errors import InvalidDatabaseError, RefusedError, ReposealError, SigningError
+from reposeal.errors import (
+    InputError,
+    InvalidDatabaseError,
+    RefusedError,
+    ReposealError,
+    SigningError,
+)
 from reposeal.openpgp.gpg import gpg_verify
 from reposeal.openpgp.signer import NO_OPTIONS, Signer, SignOptions
 from reposeal.protocol.lock import database_lock
@@ -284,6 +290,31 @@ def _sign_all(
             files[name + ".sig"] = sig
 
 
+def _keep_signed(paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> None:
+    """A signed repository stays signed: an update without a signer would publish it
+    unsigned (pacman then refuses it: "missing required signature"), so it is refused; a
+    signer other than the current signature's is said out loud."""
+    sig = paths.directory / (paths.archive_name("db") + ".sig")
+    if not sig.exists():
+        return
+    if opts.signer is None:
+        raise InputError(
+            f"{paths.archive_name('db')} is signed: give -s (and -k KEY, or --signer SPEC) to "
+            f"keep it signed; to publish it unsigned, remove {sig.name} first"
+        )
+    import pysequoia
+
+    try:
+        issuer = (pysequoia.Sig.from_bytes(sig.read_bytes()).issuer_fpr or "").upper()
+    except (RuntimeError, ValueError, OSError):
+        return
+    if issuer and issuer != opts.signer.fingerprint.upper():
+        progress(
+            f"WARNING: the database was signed by {issuer}; it is now signed by "
+            f"{opts.signer.fingerprint.upper()} instead: pacman users must trust that key"
+        )
+
+
 def _update(
     db_path: Path,
     names: Sequence[str],
@@ -317,6 +348,7 @@ def _update(
             files_missing=current.files_missing,
         )
         if plan.changed or not paths.archive("db").exists():
+            _keep_signed(paths, opts, progress)
             chunks = build_chunks()
             report.generation = _write(paths, plan, chunks, opts, progress, staged) or None
             report.packages = (

@@ -20,6 +20,17 @@ from reposeal.alpm.names import check_name
 from reposeal.errors import InputError
 
 
+def _repository_folder(folder: Path, name: str) -> Path:
+    """The repository's folder for a database path anywhere inside it: tools that resolve
+    links (aurutils uses ``realpath``) hand over ``NAME.generations/000042/`` or
+    ``NAME.current/``; writing there would nest generations and rewrite an immutable one."""
+    if folder.parent.name == f"{name}.generations" and folder.name.isdigit():
+        return folder.parent.parent
+    if folder.name in (f"{name}.current", f"{name}.generations"):
+        return folder.parent
+    return folder
+
+
 @dataclass(frozen=True, slots=True)
 class RepoPaths:
     directory: Path
@@ -43,7 +54,7 @@ class RepoPaths:
             check_name(name)
         except InputError:
             raise InputError(f"invalid repository name {name!r}", path=db_path) from None
-        directory = db_path.parent.resolve()
+        directory = _repository_folder(db_path.parent.resolve(), name)
         if not directory.is_dir():
             raise InputError("does not exist or is not a directory", path=directory)
         return cls(directory, name, rest)

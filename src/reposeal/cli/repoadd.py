@@ -1,0 +1,163 @@
+"""`reposeal repo-add` and `reposeal repo-remove`: repo-add 6.x's own command lines, for
+aurutils, repoctl and CI scripts that call repo-add (point them at these, or install
+`repo-add`/`repo-remove` links with `reposeal db install-links DIR`: the program name picks
+the command). Messages as repo-add prints them (`==>` lines, errors on stderr), exit 0
+when the database changed and 1 otherwise, as repo-add. Where reposeal is stricter (a
+downgrade, a changed file under a published version, a signed repository updated without
+-s) the refusal says which option or step lifts it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from reposeal.cli import main
+from reposeal.errors import ReposealError
+
+if TYPE_CHECKING:
+    from reposeal.openpgp.signer import Signer
+    from reposeal.repo.dbupdate import Report
+
+WAIT_FOREVER = 365 * 86400.0
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _say(quiet: bool) -> Callable[[str], None]:
+    def progress(message: str) -> None:
+        if not quiet:
+            click.echo(f"==> {message}")
+
+    return progress
+
+
+def _fail(exc: ReposealError) -> NoReturn:
+    click.echo(f"==> ERROR: {exc}", err=True)
+    sys.exit(1)
+
+
+def _signer(sign: bool, key: str | None) -> Signer | None:
+    from reposeal.openpgp.spec import signer_from_spec
+
+    if not sign:
+        if key:
+            click.echo("==> WARNING: -k without -s: the database is not signed", err=True)
+        return None
+    return signer_from_spec(f"gpg:{key or ''}", None)
+
+
+_OPTIONS = [
+    click.option("-q", "--quiet", is_flag=True, help="minimize output"),
+    click.option("-s", "--sign", is_flag=True, help="sign database with GnuPG after update"),
+    click.option("-k", "--key", metavar="<key>", help="use the specified key to sign the database"),
+    click.option("-v", "--verify", is_flag=True, help="verify database's signature before update"),
+    click.option("--nocolor", is_flag=True, help="turn off color in output"),
+    click.option("--wait-for-lock", is_flag=True, help="wait for the lock instead of failing"),
+]
+
+
+def _common(f: F) -> F:
+    for opt in reversed(_OPTIONS):
+        f = opt(f)
+    return f
+
+
+@main.command("repo-add", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-n", "--new", "only_new", is_flag=True,
+              help="only add packages that are not already in the database")  # fmt: skip
+@click.option("-R", "--remove", "remove_old", is_flag=True,
+              help="remove old package file from disk after updating database")  # fmt: skip
+@click.option(
+    "-p",
+    "--prevent-downgrade",
+    is_flag=True,
+    help="do not add package to database if a newer version is already present",
+)
+@click.option("--include-sigs", is_flag=True, help="include package signatures in the database")
+@_common
+@click.argument("database", metavar="<path-to-db>", type=click.Path(path_type=Path))
+@click.argument("packages", metavar="<package> ...", nargs=-1, required=True,
+                type=click.Path(path_type=Path))  # fmt: skip
+def repo_add(
+    database: Path,
+    packages: tuple[Path, ...],
+    only_new: bool,
+    remove_old: bool,
+    prevent_downgrade: bool,
+    include_sigs: bool,
+    quiet: bool,
+    sign: bool,
+    key: str | None,
+    verify: bool,
+    nocolor: bool,
+    wait_for_lock: bool,
+) -> None:
+    """repo-add will update a package database by reading a package file. Multiple packages
+    to add can be specified on the command line (repo-add 6.x's options; the database is
+    written atomically, every package read strictly, a downgrade refused)."""
+    from reposeal.repo import dbupdate
+    from reposeal.repo.changes import AddRules
+
+    try:
+        opts = dbupdate.UpdateOptions(
+            signer=_signer(sign, key),
+            verify_existing=verify,
+            include_sigs=include_sigs,
+            remove_old_files=remove_old,
+            rules=AddRules(only_new=only_new, skip_downgrades=prevent_downgrade),
+            wait=WAIT_FOREVER if wait_for_lock else 0.0,
+        )
+        for p in packages:
+            if not quiet:
+                click.echo(f"==> Adding package '{p}'")
+        report = dbupdate.add(database, packages, opts, _say(quiet))
+    except ReposealError as exc:
+        _fail(exc)
+    _finish(report, database, quiet)
+
+
+@main.command("repo-remove", context_settings={"help_option_names": ["-h", "--help"]})
+@_common
+@click.argument("database", metavar="<path-to-db>", type=click.Path(path_type=Path))
+@click.argument("names", metavar="<packagename> ...", nargs=-1, required=True)
+def repo_remove(
+    database: Path,
+    names: tuple[str, ...],
+    quiet: bool,
+    sign: bool,
+    key: str | None,
+    verify: bool,
+    nocolor: bool,
+    wait_for_lock: bool,
+) -> None:
+    """repo-remove will update a package database by removing the package name specified
+    on the command line from the given repo database (repo-remove 6.x's options)."""
+    from reposeal.repo import dbupdate
+
+    try:
+        opts = dbupdate.UpdateOptions(
+            signer=_signer(sign, key),
+            verify_existing=verify,
+            wait=WAIT_FOREVER if wait_for_lock else 0.0,
+        )
+        for n in names:
+            if not quiet:
+                click.echo(f"==> Searching for package '{n}'...")
+        report = dbupdate.remove(database, names, opts, _say(quiet))
+    except ReposealError as exc:
+        _fail(exc)
+    _finish(report, database, quiet)
+
+
+def _finish(report: Report, database: Path, quiet: bool) -> None:
+    """repo-add's ending: exit 0 if the database was written, 1 if nothing changed."""
+    if report.generation:
+        if not quiet:
+            click.echo(f"==> Creating updated database file '{database}'")
+        sys.exit(0)
+    click.echo("==> No packages modified, nothing to do.")
+    sys.exit(1)

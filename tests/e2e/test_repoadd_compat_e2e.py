@@ -1,0 +1,73 @@
+"""Issue 17: `repo-add`/`repo-remove` as aurutils, repoctl and CI scripts call them: links
+named repo-add and repo-remove run reposeal's, with repo-add 6.x's options and exit codes;
+a database path given through realpath (inside the generations) is the repository's; a
+signed repository updated without -s is refused instead of published unsigned."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import tools
+from tests.conftest import GpgKey
+
+pytestmark = pytest.mark.e2e
+
+
+def run(cmd: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"GNUPGHOME": str(home)}
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+
+
+def test_repo_add_links_work_as_aurutils_calls_them(
+    tmp_path: Path, built_packages: dict[str, Path], gpg_key: GpgKey
+) -> None:
+    bindir = tmp_path / "bin"
+    made = tools.run_text([str(Path(sys.executable).with_name("reposeal")), "db",
+                           "install-links", str(bindir)])  # fmt: skip
+    assert (bindir / "repo-add").is_symlink(), made.stdout
+    repo = tmp_path / "custom"
+    repo.mkdir()
+    for key in ("hello-1.0", "world-2.0"):
+        shutil.copy2(built_packages[key], repo / built_packages[key].name)
+    hello, world = (repo / built_packages[k].name for k in ("hello-1.0", "world-2.0"))
+    add, remove = str(bindir / "repo-add"), str(bindir / "repo-remove")
+    db = repo / "custom.db.tar.gz"
+
+    first = run([add, "-s", "-k", gpg_key.fingerprint, "--wait-for-lock", str(db), str(hello)],
+                gpg_key.home)  # fmt: skip
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "==> Adding package" in first.stdout and "Creating updated database" in first.stdout
+
+    # aurutils hands over the path as realpath gives it: inside a generation
+    real = os.path.realpath(db)
+    assert ".generations" in real
+    second = run([add, "-s", "-k", gpg_key.fingerprint, real, str(world)], gpg_key.home)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert not list(repo.glob("custom.generations/*/custom.generations")), "no nesting"
+    listed = tools.run_text(["bsdtar", "-tf", str(db)]).stdout
+    assert "hello-1.0-1/desc" in listed and "world-2.0-1/desc" in listed
+
+    # nothing to do is exit 1, as repo-add
+    again = run([add, "-n", "-s", "-k", gpg_key.fingerprint, str(db), str(hello)], gpg_key.home)
+    assert again.returncode == 1 and "No packages modified" in again.stdout, again.stdout
+
+    # a signed repository updated without -s: refused, not published unsigned
+    unsigned = run([remove, str(db), "world"], gpg_key.home)
+    assert unsigned.returncode == 1 and "is signed" in unsigned.stderr, unsigned.stderr
+    assert "world-2.0-1/desc" in tools.run_text(["bsdtar", "-tf", str(db)]).stdout
+
+    removed = run([remove, "-s", "-k", gpg_key.fingerprint, str(db), "world"], gpg_key.home)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert "world-2.0-1/desc" not in tools.run_text(["bsdtar", "-tf", str(db)]).stdout
+    verified = tools.run_text(["gpg", "--homedir", str(gpg_key.home), "--verify",
+                               str(db) + ".sig", str(db)], check=False)  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+
+    usage = run([add], gpg_key.home)
+    assert usage.returncode == 1, "repo-add exits 1 on a usage error"
