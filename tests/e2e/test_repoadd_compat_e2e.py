@@ -69,5 +69,17 @@ def test_repo_add_links_work_as_aurutils_calls_them(
                                str(db) + ".sig", str(db)], check=False)  # fmt: skip
     assert verified.returncode == 0, verified.stderr
 
+    # `aur build -f`: a rebuild of a listed version; refused by default, naming the option
+    from reposeal.alpm.synthetic import write_package
+
+    rebuilt_dir = tmp_path / "rebuild"
+    rebuilt_dir.mkdir()
+    rebuilt = write_package(rebuilt_dir, "hello", "1.0-1", "any", files={"usr/share/x": b"y"})
+    signing = ["-s", "-k", gpg_key.fingerprint]
+    refused = run([add, *signing, str(db), str(rebuilt)], gpg_key.home)
+    assert refused.returncode == 1 and "--replace-same-version" in refused.stderr, refused.stderr
+    replaced = run([add, *signing, "--replace-same-version", str(db), str(rebuilt)], gpg_key.home)
+    assert replaced.returncode == 0 and "REPLACED" in replaced.stderr, replaced.stderr
+
     usage = run([add], gpg_key.home)
     assert usage.returncode == 1, "repo-add exits 1 on a usage error"

@@ -117,7 +117,7 @@ def _report(out: _Out, report: Any) -> None:
         return
     if out.quiet:
         return
-    for key in ("added", "upgraded", "downgraded", "removed", "refreshed", "skipped"):
+    for key in ("added", "upgraded", "downgraded", "removed", "refreshed", "rebuilt", "skipped"):
         for item in doc[key]:
             click.echo(f"{key:>10}  {item}", err=True)
     if report.signed_by:
@@ -148,6 +148,12 @@ def _report(out: _Out, report: Any) -> None:
 )
 @click.option("--allow-downgrade", is_flag=True, help="Accept packages older than the database's.")
 @click.option(
+    "--replace-same-version",
+    is_flag=True,
+    help="A personal repository's rebuild (aur build -f): a new file of a version already "
+    "listed replaces the old one, loudly (refused without this).",
+)
+@click.option(
     "--include-sigs", is_flag=True, help="Embed each package's .sig in the database (%PGPSIG%)."
 )
 @click.option("-j", "--jobs", type=click.IntRange(0), default=0, help="Package readers (0: CPUs).")
@@ -170,6 +176,7 @@ def db_add(
     remove_old: bool,
     prevent_downgrade: bool,
     allow_downgrade: bool,
+    replace_same_version: bool,
     include_sigs: bool,
     jobs: int,
 ) -> None:
@@ -195,6 +202,7 @@ def db_add(
                 only_new=only_new,
                 skip_downgrades=prevent_downgrade,
                 allow_downgrade=allow_downgrade,
+                replace_same_version=replace_same_version,
             ),
             jobs=jobs,
         )

@@ -78,6 +78,11 @@ def _common(f: F) -> F:
     help="do not add package to database if a newer version is already present",
 )
 @click.option("--include-sigs", is_flag=True, help="include package signatures in the database")
+@click.option(
+    "--replace-same-version",
+    is_flag=True,
+    help="(reposeal) let a rebuild of a listed version replace its file, loudly",
+)
 @_common
 @click.argument("database", metavar="<path-to-db>", type=click.Path(path_type=Path))
 @click.argument("packages", metavar="<package> ...", nargs=-1, required=True,
@@ -89,6 +94,7 @@ def repo_add(
     remove_old: bool,
     prevent_downgrade: bool,
     include_sigs: bool,
+    replace_same_version: bool,
     quiet: bool,
     sign: bool,
     key: str | None,
@@ -108,13 +114,19 @@ def repo_add(
             verify_existing=verify,
             include_sigs=include_sigs,
             remove_old_files=remove_old,
-            rules=AddRules(only_new=only_new, skip_downgrades=prevent_downgrade),
+            rules=AddRules(
+                only_new=only_new,
+                skip_downgrades=prevent_downgrade,
+                replace_same_version=replace_same_version,
+            ),
             wait=WAIT_FOREVER if wait_for_lock else 0.0,
         )
         for p in packages:
             if not quiet:
                 click.echo(f"==> Adding package '{p}'")
         report = dbupdate.add(database, packages, opts, _say(quiet))
+        for line in report.rebuilt:
+            click.echo(f"==> WARNING: {line}", err=True)
     except ReposealError as exc:
         _fail(exc)
     _finish(report, database, quiet)

@@ -17,6 +17,9 @@ class AddRules:
     only_new: bool = False  # repo-add -n: leave entries of the same version alone
     skip_downgrades: bool = False  # repo-add -p: skip older packages instead of refusing
     allow_downgrade: bool = False  # force a lower version in (needs an explicit flag)
+    # a personal repository's rebuild of the same version (`aur build -f`): the new file
+    # replaces the old one, said out loud (a published version never changes otherwise)
+    replace_same_version: bool = False
 
 
 @dataclass(slots=True)
@@ -29,6 +32,7 @@ class Plan:
     downgraded: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     refreshed: list[str] = field(default_factory=list)  # same file, new metadata (PGPSIG)
+    rebuilt: list[str] = field(default_factory=list)  # same version, another file (allowed)
     skipped: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
     replaced_files: list[str] = field(default_factory=list)  # old package files (for -R)
@@ -36,7 +40,12 @@ class Plan:
     @property
     def changed(self) -> bool:
         return bool(
-            self.added or self.upgraded or self.downgraded or self.removed or self.refreshed
+            self.added
+            or self.upgraded
+            or self.downgraded
+            or self.removed
+            or self.refreshed
+            or self.rebuilt
         )
 
 
@@ -71,11 +80,21 @@ def plan_add(current: Mapping[str, Entry], new: Sequence[Entry], rules: AddRules
                     plan.entries[e.name] = e
             elif rules.only_new:
                 plan.skipped.append(f"{label}: an entry for this version exists (--new)")
+            elif rules.replace_same_version:
+                plan.rebuilt.append(
+                    f"{label}: REPLACED by a rebuild of the same version (sha256 "
+                    f"{old.sha256[:16]}… -> {e.sha256[:16]}…); clients holding the old file "
+                    "see a checksum mismatch until they sync"
+                )
+                if filename_of(old) != filename_of(e):
+                    plan.replaced_files.append(filename_of(old))
+                plan.entries[e.name] = e
             else:
                 plan.refusals.append(
                     f"{e.name} {e.version}: the database already has {old.version} with "
                     f"different content (sha256 {old.sha256[:16]}… vs {e.sha256[:16]}…); "
-                    "a published version never changes: bump pkgrel and rebuild"
+                    "a published version never changes: bump pkgrel and rebuild (in a "
+                    "personal repository, --replace-same-version replaces it)"
                 )
             continue
         if order < 0:

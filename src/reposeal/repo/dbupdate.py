@@ -71,6 +71,7 @@ class Report:
     downgraded: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     refreshed: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)  # same version, another file (loudly)
     skipped: list[str] = field(default_factory=list)
     deleted_files: list[str] = field(default_factory=list)
     superseded: list[str] = field(default_factory=list)  # package files no entry names now
@@ -342,6 +343,7 @@ def _update(
             downgraded=plan.downgraded,
             removed=plan.removed,
             refreshed=plan.refreshed,
+            rebuilt=plan.rebuilt,
             skipped=plan.skipped,
             signed_by=signer_fpr,
             files_filled=current.files_filled,
