@@ -83,3 +83,25 @@ def test_repo_add_links_work_as_aurutils_calls_them(
 
     usage = run([add], gpg_key.home)
     assert usage.returncode == 1, "repo-add exits 1 on a usage error"
+
+
+def test_the_real_repo_add_on_a_reposeal_repository_keeps_a_true_old_copy(
+    tmp_path: Path, built_packages: dict[str, Path]
+) -> None:
+    """repo-add renames NAME.db.tar.gz (a link into NAME.current) to .old; reposeal's next
+    write must not turn that .old into the new database."""
+    repo = tmp_path / "mixed"
+    repo.mkdir()
+    pkgs = {k: repo / built_packages[k].name for k in ("hello-1.0", "world-2.0", "hello-1.1")}
+    for k, p in pkgs.items():
+        shutil.copy2(built_packages[k], p)
+    db = repo / "mixed.db.tar.gz"
+    reposeal = [sys.executable, "-m", "reposeal.cli", "db", "add", "-q", str(db)]
+    tools.run_text([*reposeal, str(pkgs["hello-1.0"])])
+    first = db.read_bytes()
+    tools.run(["repo-add", "-q", str(db), str(pkgs["world-2.0"])])  # the real one
+    assert (repo / "mixed.db.tar.gz.old").read_bytes() == first
+    tools.run_text([*reposeal, str(pkgs["hello-1.1"])])
+    assert (repo / "mixed.db.tar.gz.old").read_bytes() == first, ".old is still the old one"
+    listed = tools.run_text(["bsdtar", "-tf", str(db)]).stdout
+    assert "hello-1.1-1/desc" in listed and "world-2.0-1/desc" in listed

@@ -140,6 +140,7 @@ def publish(paths: RepoPaths, files: dict[str, bytes]) -> str:
 
     Returns the generation's name. Callers hold the database lock.
     """
+    _freeze_old_links(paths)  # before anything moves NAME.current
     _adopt_plain_files(paths)
 
     # pacman (and curl) skip a download whose mtime is not newer than the copy they hold, at
@@ -175,6 +176,26 @@ def publish(paths: RepoPaths, files: dict[str, bytes]) -> str:
     _fsync_dir(paths.directory)
     _prune(paths, gen)
     return gen
+
+
+def _freeze_old_links(paths: RepoPaths) -> None:
+    """The real repo-add, run on this repository, renames NAME.db.tar.gz to .old: a link
+    into NAME.current, which the next switch would turn into the new database. Keep the
+    bytes it shows now as a file of its own instead."""
+    for part in _PARTS:
+        archive = paths.archive_name(part)
+        for name in (f"{archive}.old", f"{archive}.old.sig", f"{archive}.sig.old"):
+            link = paths.directory / name
+            if not link.is_symlink() or not os.readlink(link).startswith(paths.current.name):
+                continue
+            try:
+                data = link.read_bytes()
+            except OSError:
+                link.unlink(missing_ok=True)  # dangling: nothing to keep
+                continue
+            link.with_name(f".{name}.frozen").unlink(missing_ok=True)
+            _write_file(link.with_name(f".{name}.frozen"), data)
+            os.replace(link.with_name(f".{name}.frozen"), link)
 
 
 def _prune(paths: RepoPaths, current: str) -> None:
