@@ -105,3 +105,32 @@ def test_the_real_repo_add_on_a_reposeal_repository_keeps_a_true_old_copy(
     assert (repo / "mixed.db.tar.gz.old").read_bytes() == first, ".old is still the old one"
     listed = tools.run_text(["bsdtar", "-tf", str(db)]).stdout
     assert "hello-1.1-1/desc" in listed and "world-2.0-1/desc" in listed
+
+
+def test_an_expiring_signature_keeps_expiring_through_updates_and_refreshes(
+    tmp_path: Path, built_packages: dict[str, Path]
+) -> None:
+    """`db refresh` and `db add` without --sig-expires keep the lifetime the current
+    signature has: an expiring repository never quietly gets an eternal signature."""
+    import pysequoia
+
+    key = tmp_path / "repo.key"
+    cli = [sys.executable, "-m", "reposeal.cli"]
+    tools.run_text([*cli, "key", "generate", "--signer", f"soft:{key}", "--uid", "R <r@x>"])
+    repo = tmp_path / "exp"
+    repo.mkdir()
+    db = repo / "exp.db.tar.gz"
+    signer = ["--signer", f"soft:{key}"]
+
+    def lifetime() -> float:
+        sig = pysequoia.Sig.from_bytes((repo / "exp.db.tar.gz.sig").read_bytes())
+        assert sig.expiration is not None and sig.created is not None
+        return (sig.expiration - sig.created).total_seconds()
+
+    tools.run_text([*cli, "db", "add", *signer, "--sig-expires", "2h", str(db),
+                    str(built_packages["hello-1.0"])])  # fmt: skip
+    assert lifetime() == 7200
+    tools.run_text([*cli, "db", "refresh", *signer, str(db)])
+    assert lifetime() == 7200, "refresh kept it"
+    tools.run_text([*cli, "db", "add", *signer, str(db), str(built_packages["world-2.0"])])
+    assert lifetime() == 7200, "an update kept it"

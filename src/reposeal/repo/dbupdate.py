@@ -267,6 +267,28 @@ def _write(
     return publish(paths, files)
 
 
+def _kept_expiry(paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> SignOptions:
+    """The signature options to sign with: as given, or, when no expiry is given and the
+    current signature expires, the same lifetime again (an update or a refresh must not
+    quietly make an expiring repository's signature eternal)."""
+    if opts.sign_options.expires_in is not None:
+        return opts.sign_options
+    import dataclasses
+
+    import pysequoia
+
+    sig = paths.directory / (paths.archive_name("db") + ".sig")
+    try:
+        current = pysequoia.Sig.from_bytes(sig.read_bytes())
+    except (OSError, RuntimeError, ValueError):
+        return opts.sign_options
+    if current.expiration is None or current.created is None:
+        return opts.sign_options
+    life = int((current.expiration - current.created).total_seconds())
+    progress(f"the signatures expire after {life} s, as the current ones (--sig-expires)")
+    return dataclasses.replace(opts.sign_options, expires_in=life)
+
+
 def _sign_all(
     paths: RepoPaths, files: dict[str, bytes], opts: UpdateOptions, progress: Progress
 ) -> None:
@@ -274,13 +296,14 @@ def _sign_all(
     if opts.signer is not None:
         from reposeal.openpgp.verify import Keyring, verify_detached
 
+        options = _kept_expiry(paths, opts, progress)
         keyring = Keyring.from_bytes(opts.signer.certificate())
         for part in ("db", "files"):
             name = paths.archive_name(part)
             if name not in files:
                 continue
             progress(f"Signing database '{name}'...")
-            sig = opts.signer.sign_detached(io.BytesIO(files[name]), opts.sign_options)
+            sig = opts.signer.sign_detached(io.BytesIO(files[name]), options)
             try:  # never publish a signature we cannot verify ourselves
                 verify_detached(files[name], sig, keyring)
             except ReposealError as exc:
