@@ -80,6 +80,14 @@ def test_repo_add_links_work_as_aurutils_calls_them(
     assert refused.returncode == 1 and "--replace-same-version" in refused.stderr, refused.stderr
     replaced = run([add, *signing, "--replace-same-version", str(db), str(rebuilt)], gpg_key.home)
     assert replaced.returncode == 0 and "REPLACED" in replaced.stderr, replaced.stderr
+    # or as a setting the repository keeps, for the tools that call plain repo-add
+    tools.run_text([sys.executable, "-m", "reposeal.cli", "db", "settings", str(db),
+                    "--replace-same-version", "on"])  # fmt: skip
+    again_dir = tmp_path / "rebuild2"
+    again_dir.mkdir()
+    again_pkg = write_package(again_dir, "hello", "1.0-1", "any", files={"usr/share/x": b"z"})
+    kept = run([add, *signing, str(db), str(again_pkg)], gpg_key.home)
+    assert kept.returncode == 0 and "REPLACED" in kept.stderr, kept.stderr
 
     usage = run([add], gpg_key.home)
     assert usage.returncode == 1, "repo-add exits 1 on a usage error"

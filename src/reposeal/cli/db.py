@@ -247,6 +247,33 @@ def db_remove(
         out.fail(exc)
 
 
+@db.command("settings", epilog=EXIT_CODES)
+@click.argument("database", type=click.Path(path_type=Path))
+@click.option(
+    "--replace-same-version",
+    type=click.Choice(["on", "off"]),
+    help="A personal repository: rebuilds of a listed version replace its file (aurutils' "
+    "`aur build -f`), as if every add were given --replace-same-version.",
+)
+def db_settings(database: Path, replace_same_version: str | None) -> None:
+    """Show or change the settings DATABASE's repository keeps (NAME.reposeal.json)."""
+    from reposeal.fsio import atomic_write
+    from reposeal.repo.dbupdate import SETTINGS, settings
+    from reposeal.repo.paths import RepoPaths
+
+    out = _Out(False, False)
+    try:
+        paths = RepoPaths.from_db_path(database)
+        doc = settings(paths)
+        if replace_same_version is not None:
+            doc["replace_same_version"] = replace_same_version == "on"
+            atomic_write(paths.directory / f"{paths.name}.{SETTINGS}",
+                         json.dumps(doc, indent=2, sort_keys=True).encode())  # fmt: skip
+    except ReposealError as exc:
+        out.fail(exc)
+    click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
 @db.command("install-links", epilog=EXIT_CODES)
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def db_install_links(folder: Path) -> None:

@@ -10,12 +10,14 @@ an update reads, checks and rewrites only the chunks holding the packages it tou
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reposeal.alpm import chunked
 from reposeal.alpm.package import read_package
@@ -273,8 +275,6 @@ def _kept_expiry(paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> S
     quietly make an expiring repository's signature eternal)."""
     if opts.sign_options.expires_in is not None:
         return opts.sign_options
-    import dataclasses
-
     import pysequoia
 
     sig = paths.directory / (paths.archive_name("db") + ".sig")
@@ -389,9 +389,30 @@ def _update(
         return report, plan
 
 
+SETTINGS = "reposeal.json"  # NAME.reposeal.json beside the database: the repository's settings
+
+
+def settings(paths: RepoPaths) -> dict[str, Any]:
+    """The repository's own settings (e.g. ``replace_same_version`` for a personal one)."""
+    path = paths.directory / f"{paths.name}.{SETTINGS}"
+    if not path.exists():
+        return {}
+    try:
+        doc = json.loads(read_limited(path, 64 << 10, "repository settings"))
+    except ValueError:
+        raise InputError("is not JSON: fix or remove it", path=path) from None
+    if not isinstance(doc, dict):
+        raise InputError("must be a JSON object", path=path)
+    return doc
+
+
 def add(db_path: Path, packages: Sequence[Path], opts: UpdateOptions, progress: Progress) -> Report:
     """Add (or update) packages; all or nothing."""
-    RepoPaths.from_db_path(db_path)  # a bad database path fails before packages are read
+    paths = RepoPaths.from_db_path(db_path)  # a bad path fails before packages are read
+    if settings(paths).get("replace_same_version") is True and not opts.rules.replace_same_version:
+        opts = dataclasses.replace(
+            opts, rules=dataclasses.replace(opts.rules, replace_same_version=True)
+        )
     new = read_package_entries(packages, opts.include_sigs, opts.jobs, progress)
     report, plan = _update(
         db_path,
