@@ -129,6 +129,13 @@ def test_a_repo_add_repository_is_adopted_updated_and_installed(
     (adopted,) = audit["adoptions"]  # who adopted what, for the provenance pages
     assert adopted["packages"] == ["hello 1.0-1", "world 2.0-1"], adopted
     assert adopted["admins"] == sorted(p.fpr for p in world.admins[:2]), adopted
+    pages = tmp_path / "pages"
+    made = cli("enclave", "provenance", str(home), "-o", str(pages))
+    assert made.returncode == 0, made.stderr
+    page = (pages / "index.html").read_text()
+    assert "adopted" in page and "admin0 &lt;admin0@example.org&gt;" in page, page[:2000]
+    assert "hello 1.1-1" in page and "maint0 &lt;maint0@example.org&gt;" in page
+    assert "builder1 &lt;builder1@example.org&gt;" in page
 
 
 def test_adopt_plan_lists_every_problem_and_writes_nothing(

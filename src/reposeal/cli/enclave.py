@@ -513,6 +513,42 @@ def enclave_audit(log_dir: Path, as_json: bool, mirror: Path | None) -> None:
     sys.exit(0 if report.ok else 3)
 
 
+@enclave.command("provenance", epilog=EXIT_CODES)
+@click.argument("log_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the pages (index.html).")  # fmt: skip
+def enclave_provenance(log_dir: Path, output: Path) -> None:
+    """Public provenance pages for a log (an enclave home or an auditor's copy from
+    `enclave restore --keyring`): every signed database, what it added and on whose word
+    (the maintainers who approved, the builders who attested), what it removed, and the
+    repositories adopted and by which admins. The log is audited first; violations are
+    shown at the top, and the exit code is 3 if there are any."""
+    from reposeal.enclave.audit import audit
+    from reposeal.enclave.provenance import names_of, render
+    from reposeal.fsio import write_all
+    from reposeal.policy.document import parse_policy
+
+    out = _Out(False, False)
+    try:
+        report = audit(log_dir)
+        names: dict[str, str] = {}
+        for doc in sorted((log_dir / "policies").glob("*.json")):
+            try:
+                policy = parse_policy(doc.read_bytes())
+            except ReposealError:
+                continue
+            for _, certs in policy.armored:
+                names |= names_of(list(certs))
+        pages = render(report.provenance, report.adoptions, names, report.violations)
+        output.mkdir(parents=True, exist_ok=True)
+        write_all({output / name: data for name, data in pages.items()})
+    except ReposealError as exc:
+        out.fail(exc)
+    click.echo(f"wrote {output / 'index.html'}: {len(report.provenance)} signed databases")
+    if report.violations:
+        sys.exit(3)
+
+
 @enclave.command("run", epilog=EXIT_CODES)
 @_HOME
 @click.option("--bridge", "url", required=True, help="https://HOST:PORT of the bridge.")

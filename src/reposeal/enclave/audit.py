@@ -47,6 +47,9 @@ class AuditReport:
     violations: list[str] = field(default_factory=list)
     # who adopted what: {entry, repo, arch, packages, admins (fingerprints), keyring_sha256}
     adoptions: list[dict[str, Any]] = field(default_factory=list)
+    # what each signed database added and on whose word: {entry, repo, arch, packages:
+    # [{name, version, sha256, approved_by, built_by, moved_from}], removed, adopted_by}
+    provenance: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -164,6 +167,43 @@ def _transition(doc: dict[str, Any], records: dict[str, PackageRecord]) -> Trans
         doc["repo"], doc["arch"], parent if isinstance(parent, str) else None, adds,
         list(doc.get("removes", [])),
     )  # fmt: skip
+
+
+def _provenance(
+    index: int, doc: dict[str, Any], records: dict[str, PackageRecord], evidence: Evidence
+) -> dict[str, Any]:
+    """Who vouched for what one signed database added: the maintainers whose approvals of
+    its PKGBUILD and the builders whose attestations of its file the enclave took."""
+    from reposeal.evidence.statements import Approval, Build
+
+    approved: dict[tuple[str, str], set[str]] = {}
+    for s in evidence.approvals:
+        if isinstance(s.statement, Approval):
+            key = (s.statement.pkgbase, s.statement.pkgbuild_sha256)
+            approved.setdefault(key, set()).update(s.signers)
+    built: dict[str, set[str]] = {}
+    for s in evidence.builds:
+        if isinstance(s.statement, Build):
+            built.setdefault(s.statement.sha256, set()).update(s.signers)
+    moved = doc.get("moved_from") or {}
+    return {
+        "entry": index,
+        "repo": doc["repo"],
+        "arch": doc["arch"],
+        "packages": [
+            {
+                "name": r.name,
+                "version": r.version,
+                "sha256": r.sha256,
+                "approved_by": sorted(approved.get((r.pkgbase, r.pkgbuild_sha256 or ""), ())),
+                "built_by": sorted(built.get(r.sha256, ())),
+                "moved_from": moved.get(n),
+            }
+            for n, r in sorted(records.items())
+        ],
+        "removed": list(doc.get("removes") or []),
+        "adopted_by": sorted({f for s in evidence.adoptions for f in s.signers}),
+    }
 
 
 def _package_file(mirror: Path, repo: str, arch: str, filename: str) -> Path | None:
@@ -352,6 +392,7 @@ def audit(home: Path, packages: Path | None = None) -> AuditReport:
                     )
                 except ReposealError as exc:
                     report.violations.append(f"{where}: signature does not verify: {exc.message}")
+        report.provenance.append(_provenance(index, doc, records, evidence))
         if packages is not None:
             found = _rederive(
                 packages, doc, records, hashes, files, {**state.signatures, **adopted}
