@@ -220,7 +220,8 @@ def certificate(
 
 
 def iter_packets(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(tag, body) of each packet in a binary OpenPGP stream (old and new formats)."""
+    """(tag, body) of each packet in a binary OpenPGP stream (old and new formats); any
+    malformed or truncated header or body is a ValueError."""
     pos = 0
     while pos < len(data):
         head = data[pos]
@@ -228,12 +229,18 @@ def iter_packets(data: bytes) -> Iterator[tuple[int, bytes]]:
             raise ValueError("not an OpenPGP packet")
         if head & 0x40:  # new format
             tag = head & 0x3F
+            if pos + 1 >= len(data):
+                raise ValueError("truncated packet header")
             first = data[pos + 1]
             if first < 192:
                 start, length = pos + 2, first
             elif first < 224:
+                if pos + 2 >= len(data):
+                    raise ValueError("truncated packet header")
                 start, length = pos + 3, ((first - 192) << 8) + data[pos + 2] + 192
             elif first == 255:
+                if pos + 6 > len(data):
+                    raise ValueError("truncated packet header")
                 start, length = pos + 6, struct.unpack(">I", data[pos + 2 : pos + 6])[0]
             else:
                 raise ValueError("partial body lengths are not used in keys")
@@ -243,6 +250,8 @@ def iter_packets(data: bytes) -> Iterator[tuple[int, bytes]]:
             if size is None:
                 raise ValueError("indeterminate packet length")
             start = pos + 1 + size
+            if start > len(data):
+                raise ValueError("truncated packet header")
             length = int.from_bytes(data[pos + 1 : start], "big")
         if start + length > len(data):
             raise ValueError("truncated packet")
