@@ -172,3 +172,21 @@ def test_a_tlog_proof_binds_its_entry_to_the_checkpoint() -> None:
     for bad in (make_proof(entries[4], 3, path, signed), make_proof(entries[3], 2, path, signed)):
         with pytest.raises(ProofFileError, match="inclusion proof"):
             parse_proof(bad).checkpoint()
+
+
+def test_only_fresh_cosignatures_from_the_past_count_towards_the_quorum() -> None:
+    from reposeal.translog.published import VerifyError, check_witnessed
+
+    ws = [Cosigner.generate(f"w{i}.example") for i in range(3)]
+    policy = k_of_n([WitnessEntry(f"W{i}", w.key) for i, w in enumerate(ws)], 2)
+    text = Checkpoint(ORIGIN, 4, root_of_leaves(leaves(4))).text()
+    now = 1_800_000_000
+    fresh, old, future = now - 60, now - 10 * 86400, now + 86400
+    good = add_cosignatures(note(4), [ws[0].cosign(text, fresh), ws[1].cosign(text, fresh)])
+    assert set(check_witnessed(good, policy, now, 86400)) == {"w0.example", "w1.example"}
+    stale = add_cosignatures(note(4), [ws[0].cosign(text, old), ws[1].cosign(text, old)])
+    with pytest.raises(VerifyError, match="frozen"):
+        check_witnessed(stale, policy, now, 86400)
+    ahead = add_cosignatures(note(4), [ws[0].cosign(text, fresh), ws[2].cosign(text, future)])
+    with pytest.raises(VerifyError):
+        check_witnessed(ahead, policy, now, 86400)

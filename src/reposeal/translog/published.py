@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 MAX_DB = 256 << 20
 MAX_SMALL = 1 << 20
+MAX_SKEW = 3600.0  # seconds a cosignature's time may be ahead of this machine's clock
 MAX_TILE = TILE_WIDTH * (2 + (64 << 10))
 
 Fetch = Callable[[str, int], bytes]
@@ -123,7 +124,9 @@ def check_witnessed(
         found = cosignatures(note, policy.keys)
     except ReposealError as exc:
         raise VerifyError(f"the log's checkpoint carries a bad cosignature: {exc}") from None
-    fresh = {name: t for name, t in found.items() if t >= now - max_age}
+    # a cosignature counts if made within max_age, and not from the future (beyond clock
+    # skew): a witness with a clock set ahead must not make a checkpoint fresh for ever
+    fresh = {name: t for name, t in found.items() if now - max_age <= t <= now + MAX_SKEW}
     if policy.satisfied(fresh):
         return fresh
     if policy.satisfied(found):
