@@ -28,7 +28,14 @@ from reposeal.errors import (
 )
 from tests.alpm.hostile import file, member, package
 
-KINDS = [compression.GZIP, compression.ZSTD, compression.XZ, compression.BZIP2, compression.PLAIN]
+KINDS = [
+    compression.GZIP,
+    compression.ZSTD,
+    compression.XZ,
+    compression.BZIP2,
+    compression.LZ4,
+    compression.PLAIN,
+]
 
 
 def put(tmp_path: Path, data: bytes, name: str = "evil-1.0-1-any.pkg.tar") -> Path:
@@ -239,7 +246,9 @@ def test_fuzzed_tar_never_escapes_as_an_untyped_error(
         read_package(path)
 
 
-@pytest.mark.parametrize("kind", [compression.GZIP, compression.ZSTD, compression.XZ])
+@pytest.mark.parametrize(
+    "kind", [compression.GZIP, compression.ZSTD, compression.XZ, compression.LZ4]
+)
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_fuzzed_compressed_streams(
@@ -269,7 +278,7 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", [compression.GZIP, compression.ZSTD, compression.XZ, compression.BZIP2]
+    "kind", [compression.GZIP, compression.ZSTD, compression.XZ, compression.BZIP2, compression.LZ4]
 )
 def test_decompression_bombs_stop_at_the_limit(kind: str) -> None:
     bomb = compression.compress([bytes(64 << 20)], kind)  # 64 MiB of zeros, tiny compressed

@@ -142,3 +142,29 @@ def test_an_expiring_signature_keeps_expiring_through_updates_and_refreshes(
     assert lifetime() == 7200, "refresh kept it"
     tools.run_text([*cli, "db", "add", *signer, str(db), str(built_packages["world-2.0"])])
     assert lifetime() == 7200, "an update kept it"
+
+
+def test_lz4_databases_as_repo_add_accepts_them(
+    tmp_path: Path, built_packages: dict[str, Path]
+) -> None:
+    """NAME.db.tar.lz4: written by reposeal, extended by the real repo-add and by reposeal
+    again, read by the real pacman."""
+    from reposeal.client.scratch import ScratchPacman
+
+    repo = tmp_path / "lz"
+    repo.mkdir()
+    pkgs = {k: repo / built_packages[k].name for k in ("hello-1.0", "world-2.0", "hello-1.1")}
+    for k, p in pkgs.items():
+        shutil.copy2(built_packages[k], p)
+    db = repo / "lz.db.tar.lz4"
+    reposeal = [sys.executable, "-m", "reposeal.cli", "db", "add", "-q", str(db)]
+    tools.run_text([*reposeal, str(pkgs["hello-1.0"])])
+    assert db.read_bytes()[:4] == b"\x04\x22\x4d\x18", "an lz4 frame"
+    tools.run(["repo-add", "-q", str(db), str(pkgs["world-2.0"])])
+    tools.run_text([*reposeal, str(pkgs["hello-1.1"])])
+    scratch = ScratchPacman(tmp_path / "pacman", {"lz": repo})
+    scratch.base.mkdir()
+    scratch.write_conf("Never")
+    tools.run_text(scratch.command("-Sy"))
+    listed = tools.run_text(scratch.command("-Sl", "lz")).stdout
+    assert "lz hello 1.1-1" in listed and "lz world 2.0-1" in listed, listed

@@ -8,6 +8,7 @@ import lzma
 import zlib
 from typing import BinaryIO
 
+import lz4.frame
 from backports.zstd import ZstdCompressor, ZstdDecompressor, ZstdError, ZstdFile
 
 from reposeal.alpm.tarformat import Readable
@@ -18,8 +19,8 @@ from reposeal.errors import (
     UnknownCompressionError,
 )
 
-GZIP, ZSTD, XZ, BZIP2, PLAIN = "gz", "zst", "xz", "bz2", "tar"
-SUFFIX_TO_KIND = {".gz": GZIP, ".zst": ZSTD, ".xz": XZ, ".bz2": BZIP2, "": PLAIN}
+GZIP, ZSTD, XZ, BZIP2, LZ4, PLAIN = "gz", "zst", "xz", "bz2", "lz4", "tar"
+SUFFIX_TO_KIND = {".gz": GZIP, ".zst": ZSTD, ".xz": XZ, ".bz2": BZIP2, ".lz4": LZ4, "": PLAIN}
 
 # The exceptions each decompressor raises on damaged input.
 DECOMPRESS_ERRORS: tuple[type[Exception], ...] = (
@@ -29,6 +30,7 @@ DECOMPRESS_ERRORS: tuple[type[Exception], ...] = (
     ZstdError,
     OSError,
     EOFError,
+    RuntimeError,  # lz4.frame's
 )
 
 
@@ -42,10 +44,13 @@ def detect(head: bytes) -> str:
         return XZ
     if head.startswith(b"BZh"):
         return BZIP2
+    if head.startswith(b"\x04\x22\x4d\x18"):
+        return LZ4
     if len(head) >= 263 and head[257:262] == b"ustar":
         return PLAIN
     raise UnknownCompressionError(
-        "not a tar archive compressed with zstd, gzip, xz or bzip2 (unknown or damaged header)"
+        "not a tar archive compressed with zstd, gzip, xz, bzip2 or lz4 (unknown or damaged "
+        "header)"
     )
 
 
@@ -117,6 +122,9 @@ def open_stream(raw: BinaryIO, kind: str) -> Readable:
         return lzma.LZMAFile(raw, "rb")
     if kind == BZIP2:
         return bz2.BZ2File(raw, "rb")
+    if kind == LZ4:
+        stream: Readable = lz4.frame.LZ4FrameFile(raw, "rb")
+        return stream
     return raw
 
 
@@ -216,6 +224,9 @@ def _decompressor(kind: str) -> _Decompressor:
         return lzma.LZMADecompressor()  # type: ignore[return-value]
     if kind == BZIP2:
         return bz2.BZ2Decompressor()  # type: ignore[return-value]
+    if kind == LZ4:
+        lz4d: _Decompressor = lz4.frame.LZ4FrameDecompressor()
+        return lz4d
     raise UnknownCompressionError(f"unknown compression {kind!r}")
 
 
@@ -233,6 +244,8 @@ def compress(chunks: list[bytes], kind: str) -> bytes:
     if kind == BZIP2:
         b = bz2.BZ2Compressor(9)
         return b"".join([*(b.compress(c) for c in chunks), b.flush()])
+    if kind == LZ4:
+        return bytes(lz4.frame.compress(b"".join(chunks)))
     if kind == PLAIN:
         return b"".join(chunks)
     raise UnknownCompressionError(f"unknown compression {kind!r}")

@@ -24,6 +24,7 @@ PACKAGE_SUFFIXES = (
     ".pkg.tar.zst",
     ".pkg.tar.xz",
     ".pkg.tar.bz2",
+    ".pkg.tar.lz4",
 )
 MAX_NAME = 255
 MAX_VERSION = 255

@@ -35,7 +35,7 @@ def _repository_folder(folder: Path, name: str) -> Path:
 class RepoPaths:
     directory: Path
     name: str
-    suffix: str  # "" or ".gz", ".zst", ".xz", ".bz2"
+    suffix: str  # "" or ".gz", ".zst", ".xz", ".bz2", ".lz4"
 
     @classmethod
     def from_db_path(cls, db_path: Path) -> RepoPaths:
