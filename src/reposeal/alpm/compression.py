@@ -49,8 +49,7 @@ def detect(head: bytes) -> str:
     if len(head) >= 263 and head[257:262] == b"ustar":
         return PLAIN
     raise UnknownCompressionError(
-        "not a tar archive compressed with zstd, gzip, xz, bzip2 or lz4 (unknown or damaged "
-        "header)"
+        "not a tar archive compressed with zstd, gzip, xz, bzip2 or lz4 (unknown or damaged header)"
     )
 
 
