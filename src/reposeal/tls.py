@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +62,17 @@ def make_ca(folder: Path, name: str = "reposeal CA") -> Issued:
 
 
 def issue(
-    ca: Issued, folder: Path, name: str, role: str, *, server_ip: str | None = None, days: int = 365
+    ca: Issued,
+    folder: Path,
+    name: str,
+    role: str,
+    *,
+    server_ip: str | None = None,
+    days: int = 365,
+    addresses: Sequence[str] = (),
 ) -> Issued:
-    """A certificate for ``name`` with ``role``; ``server_ip`` makes it a server certificate."""
+    """A certificate for ``name`` with ``role``; ``server_ip`` or ``addresses`` (IP addresses
+    and DNS names, all in the certificate) make it a server certificate as well."""
     if role not in ROLES and role != "bridge":
         raise ValueError(f"unknown role {role!r}")
     ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), None)
@@ -87,11 +96,14 @@ def issue(
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     )
-    if server_ip is not None:
+    names = [*([server_ip] if server_ip is not None else []), *addresses]
+    if names:
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+        if addresses:  # a host's one certificate: its service, and its client calls
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(server_ip))]),
-            critical=False,
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            x509.SubjectAlternativeName([_alt_name(n) for n in names]), critical=False
+        ).add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     else:
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
@@ -102,6 +114,39 @@ def issue(
     issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(key, issued.key)
     return issued
+
+
+def _alt_name(address: str) -> x509.GeneralName:
+    """An IP address, or else a DNS name (checked: letters, digits, '-' and '.')."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(address))
+    except ValueError:
+        pass
+    labels = address.split(".")
+    if (
+        not address
+        or len(address) > 253
+        or not all(
+            label and len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
+            for label in labels
+        )
+    ):
+        raise ValueError(f"{address!r} is neither an IP address nor a DNS name")
+    return x509.DNSName(address.lower())
+
+
+def described(cert: Path) -> tuple[str, str, list[str]]:
+    """The name, role and addresses a certificate was issued for (to renew it as it was)."""
+    parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+    name = parsed.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    role = parsed.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value
+    try:
+        san = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        addresses = [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+        addresses += list(san.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        addresses = []
+    return str(name), str(role), addresses
 
 
 def server_context(cert: Issued, client_ca: Path) -> ssl.SSLContext:

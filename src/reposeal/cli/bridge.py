@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from reposeal.cli import EXIT_CODES, main, options
+from reposeal.cli import EXIT_CODES, _Out, main, options
+from reposeal.errors import InputError
 
 if TYPE_CHECKING:
     from reposeal.protocol.bridge_client import BridgeClient
@@ -40,14 +41,32 @@ def bridge() -> None:
 
 @bridge.command("pki", epilog=EXIT_CODES)
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--ip", default="127.0.0.1", show_default=True, help="The bridge's address.")
+@click.option(
+    "--ip",
+    "ips",
+    multiple=True,
+    default=("127.0.0.1",),
+    show_default=True,
+    help="The bridge's (and source service's) addresses: each goes into both certificates.",
+)
 @click.option(
     "--also",
     multiple=True,
     metavar="NAME:ROLE",
     help="One more client certificate, e.g. builder2:builder (each builder needs its own).",
 )
-def bridge_pki(folder: Path, ip: str, also: tuple[str, ...]) -> None:
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="NAME=ROLE[,ADDR...]",
+    help="A certificate for one machine of an inventory: its role and its addresses (IPs "
+    "and DNS names, e.g. repo1=repo,10.0.0.5,repo1.example.org); with addresses it serves "
+    "as well as calls.",
+)
+def bridge_pki(
+    folder: Path, ips: tuple[str, ...], also: tuple[str, ...], hosts: tuple[str, ...]
+) -> None:
     """Create a private CA and certificates for the bridge (the repo service), the source
     machine's service, an enclave, a repo client, a builder, the source machine (as the
     repo machine's client) and a maintainer. More of a role: `reposeal` issues one per
@@ -56,16 +75,19 @@ def bridge_pki(folder: Path, ip: str, also: tuple[str, ...]) -> None:
 
     from reposeal.tls import issue, make_ca
 
-    try:
-        ipaddress.ip_address(ip)
-    except ValueError:
-        raise click.BadParameter(
-            f"{ip!r} is not an IP address (the certificates name the bridge by its address)",
-            param_hint="--ip",
-        ) from None
+    for ip in ips:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise click.BadParameter(
+                f"{ip!r} is not an IP address (the certificates name the bridge by its "
+                "address; a DNS name goes with --host)",
+                param_hint="--ip",
+            ) from None
+    planned = [_host_spec(h) for h in hosts]  # every --host checked before anything is written
     ca = make_ca(folder)
-    issue(ca, folder, "bridge", "bridge", server_ip=ip)
-    issue(ca, folder, "source-server", "source", server_ip=ip)
+    issue(ca, folder, "bridge", "bridge", addresses=list(ips))
+    issue(ca, folder, "source-server", "source", addresses=list(ips))
     issue(ca, folder, "enclave", "enclave")
     for role in ("repo", "builder", "source", "maintainer"):
         issue(ca, folder, role, role)
@@ -77,7 +99,58 @@ def bridge_pki(folder: Path, ip: str, also: tuple[str, ...]) -> None:
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--also") from None
         roles += f", {name}"
+    for name, role, addresses in planned:
+        issue(ca, folder, name, role, addresses=addresses)
+        roles += f", {name}"
     click.echo(f"wrote {ca.cert} and certificates for {roles} in {folder}")
+    click.echo(
+        f"KEEP {ca.key} OFFLINE: it makes certificates for every role, and no machine needs it "
+        "to run (only `bridge renew` does)",
+        err=True,
+    )
+
+
+def _host_spec(spec: str) -> tuple[str, str, list[str]]:
+    """``NAME=ROLE[,ADDR...]`` checked: a known role, addresses that are IPs or DNS names."""
+    from reposeal.tls import ROLES, _alt_name
+
+    name, sep, rest = spec.partition("=")
+    role, *addresses = rest.split(",") if sep else [""]
+    if not name or role not in (*ROLES, "bridge"):
+        raise click.BadParameter(
+            f"{spec!r}: give NAME=ROLE[,ADDR...] with a role of {', '.join((*ROLES, 'bridge'))}",
+            param_hint="--host",
+        )
+    for a in addresses:
+        try:
+            _alt_name(a)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--host") from None
+    return name, role, addresses
+
+
+@bridge.command("renew", epilog=EXIT_CODES)
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("names", nargs=-1, required=True)
+@click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
+def bridge_renew(folder: Path, names: tuple[str, ...], days: int) -> None:
+    """Renew the certificates NAMES in FOLDER (as `bridge pki` wrote them): the same name,
+    role and addresses, a new key, valid for DAYS. Needs FOLDER/ca.key (bring it back from
+    where it is kept offline, then put it away again)."""
+    from reposeal.tls import Issued, described, issue
+
+    out = _Out(False, False)
+    ca = Issued(folder / "ca.pem", folder / "ca.key")
+    if not ca.key.exists():
+        out.fail(InputError(f"{ca.key} is not here: renewing needs the CA key"))
+    for name in names:
+        cert = folder / f"{name}.pem"
+        try:
+            _, role, addresses = described(cert)
+        except (OSError, ValueError, IndexError) as exc:
+            out.fail(InputError(f"{cert} is not a certificate `bridge pki` made: {exc}"))
+        issue(ca, folder, name, role, addresses=addresses, days=days)
+        click.echo(f"renewed {cert} ({role}, {', '.join(addresses) or 'client only'})")
 
 
 @bridge.command("serve", epilog=EXIT_CODES)
