@@ -143,6 +143,19 @@ def test_an_expiring_signature_keeps_expiring_through_updates_and_refreshes(
     tools.run_text([*cli, "db", "add", *signer, str(db), str(built_packages["world-2.0"])])
     assert lifetime() == 7200, "an update kept it"
 
+    # another key only when asked; unsigned only when asked
+    other = tmp_path / "other.key"
+    tools.run_text([*cli, "key", "generate", "--signer", f"soft:{other}", "--uid", "O <o@x>"])
+    switch = [*cli, "db", "remove", "--signer", f"soft:{other}", str(db), "world"]
+    refused = subprocess.run(switch, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "--new-key" in refused.stderr, refused.stderr
+    tools.run_text([*switch, "--new-key"])
+    unsigned = [*cli, "db", "add", str(db), str(built_packages["world-2.0"])]
+    refused = subprocess.run(unsigned, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "--unsigned" in refused.stderr, refused.stderr
+    tools.run_text([*unsigned, "--unsigned"])
+    assert not (repo / "exp.db.tar.gz.sig").exists(), "published unsigned, as asked"
+
 
 def test_lz4_databases_as_repo_add_accepts_them(
     tmp_path: Path, built_packages: dict[str, Path]

@@ -57,6 +57,14 @@ def _common(f: Any) -> Any:
             "pacman then refuses a frozen or replayed copy. Renew with `db refresh`.",
         ),
         click.option("--nocolor", is_flag=True, hidden=True, help="Accepted for repo-add."),
+        click.option(
+            "--unsigned", is_flag=True, help="Publish a signed repository unsigned (said loudly)."
+        ),
+        click.option(
+            "--new-key",
+            is_flag=True,
+            help="Sign with another key than the current signature's (users must trust it).",
+        ),
     ]
     for opt in reversed(options):
         f = opt(f)
@@ -172,6 +180,8 @@ def db_add(
     wait: float,
     sig_expires: str | None,
     nocolor: bool,
+    unsigned: bool,
+    new_key: bool,
     only_new: bool,
     remove_old: bool,
     prevent_downgrade: bool,
@@ -196,6 +206,8 @@ def db_add(
             verify=verify,
             wait=wait,
             sig_expires=sig_expires,
+            unsigned=unsigned,
+            new_key=new_key,
             include_sigs=include_sigs,
             remove_old_files=remove_old,
             rules=AddRules(
@@ -228,6 +240,8 @@ def db_remove(
     wait: float,
     sig_expires: str | None,
     nocolor: bool,
+    unsigned: bool,
+    new_key: bool,
 ) -> None:
     """Remove packages (by name) from DATABASE, like repo-remove. All or nothing."""
     out = _Out(quiet, as_json)
@@ -241,6 +255,8 @@ def db_remove(
             verify=verify,
             wait=wait,
             sig_expires=sig_expires,
+            unsigned=unsigned,
+            new_key=new_key,
         )
         _report(out, dbupdate.remove(database, names, opts, out.progress))
     except ReposealError as exc:
@@ -319,6 +335,8 @@ def db_refresh(
     wait: float,
     sig_expires: str | None,
     nocolor: bool,
+    unsigned: bool,
+    new_key: bool,
 ) -> None:
     """Re-sign DATABASE as it is, with a fresh expiry (run it from cron well before the
     signatures expire). The archives are checked fully before they are signed again."""
@@ -333,6 +351,8 @@ def db_refresh(
             verify=verify,
             wait=wait,
             sig_expires=sig_expires,
+            unsigned=unsigned,
+            new_key=new_key,
         )
         _report(out, dbupdate.refresh(database, opts, out.progress))
     except ReposealError as exc:

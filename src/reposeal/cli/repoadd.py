@@ -57,6 +57,8 @@ _OPTIONS = [
     click.option("-v", "--verify", is_flag=True, help="verify database's signature before update"),
     click.option("--nocolor", is_flag=True, help="turn off color in output"),
     click.option("--wait-for-lock", is_flag=True, help="wait for the lock instead of failing"),
+    click.option("--unsigned", is_flag=True, help="(reposeal) publish a signed database unsigned"),
+    click.option("--new-key", is_flag=True, help="(reposeal) sign with another key than before"),
 ]
 
 
@@ -101,6 +103,8 @@ def repo_add(
     verify: bool,
     nocolor: bool,
     wait_for_lock: bool,
+    unsigned: bool,
+    new_key: bool,
 ) -> None:
     """repo-add will update a package database by reading a package file. Multiple packages
     to add can be specified on the command line (repo-add 6.x's options; the database is
@@ -120,6 +124,8 @@ def repo_add(
                 replace_same_version=replace_same_version,
             ),
             wait=WAIT_FOREVER if wait_for_lock else 0.0,
+            unsigned=unsigned,
+            new_key=new_key,
         )
         for p in packages:
             if not quiet:
@@ -145,6 +151,8 @@ def repo_remove(
     verify: bool,
     nocolor: bool,
     wait_for_lock: bool,
+    unsigned: bool,
+    new_key: bool,
 ) -> None:
     """repo-remove will update a package database by removing the package name specified
     on the command line from the given repo database (repo-remove 6.x's options)."""
@@ -155,6 +163,8 @@ def repo_remove(
             signer=_signer(sign, key),
             verify_existing=verify,
             wait=WAIT_FOREVER if wait_for_lock else 0.0,
+            unsigned=unsigned,
+            new_key=new_key,
         )
         for n in names:
             if not quiet:

@@ -61,6 +61,8 @@ class UpdateOptions:
     wait: float = 0.0
     jobs: int = 0  # package readers; 0 = one per CPU
     sign_options: SignOptions = NO_OPTIONS  # e.g. an expiry for the database signatures
+    unsigned: bool = False  # publish a signed repository unsigned (said, never by default)
+    new_key: bool = False  # sign with another key than the current signature's
 
 
 @dataclass
@@ -315,16 +317,20 @@ def _sign_all(
 
 
 def _keep_signed(paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> None:
-    """A signed repository stays signed: an update without a signer would publish it
-    unsigned (pacman then refuses it: "missing required signature"), so it is refused; a
-    signer other than the current signature's is said out loud."""
+    """A signed repository stays signed, by the same key: an update without a signer would
+    publish it unsigned (pacman then refuses it: "missing required signature") and another
+    key would need every user to trust it; both are refused unless asked for (--unsigned,
+    --new-key)."""
     sig = paths.directory / (paths.archive_name("db") + ".sig")
     if not sig.exists():
         return
     if opts.signer is None:
+        if opts.unsigned:
+            progress(f"WARNING: {paths.archive_name('db')} was signed; it is published unsigned")
+            return
         raise InputError(
             f"{paths.archive_name('db')} is signed: give -s (and -k KEY, or --signer SPEC) to "
-            f"keep it signed; to publish it unsigned, remove {sig.name} first"
+            "keep it signed, or --unsigned to publish it unsigned"
         )
     import pysequoia
 
@@ -332,7 +338,16 @@ def _keep_signed(paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> N
         issuer = (pysequoia.Sig.from_bytes(sig.read_bytes()).issuer_fpr or "").upper()
     except (RuntimeError, ValueError, OSError):
         return
-    if issuer and issuer != opts.signer.fingerprint.upper():
+    from reposeal.openpgp.packets import key_fingerprints
+
+    ours = key_fingerprints(opts.signer.certificate()) | {opts.signer.fingerprint.upper()}
+    if issuer and issuer not in ours:  # (a signature names the subkey that made it)
+        if not opts.new_key:
+            raise InputError(
+                f"{paths.archive_name('db')} is signed by {issuer}, not by "
+                f"{opts.signer.fingerprint.upper()}: give --new-key to switch keys (pacman "
+                "users must trust the new one first)"
+            )
         progress(
             f"WARNING: the database was signed by {issuer}; it is now signed by "
             f"{opts.signer.fingerprint.upper()} instead: pacman users must trust that key"
@@ -491,6 +506,7 @@ def refresh(db_path: Path, opts: UpdateOptions, progress: Progress) -> Report:
         db = paths.archive("db")
         if not db.exists():
             raise InvalidDatabaseError("repository file was not found", path=db)
+        _keep_signed(paths, opts, progress)
         current = _Current(paths, opts, progress)
         entries = current.all_entries()  # a database we re-sign must parse completely
         problems = validate_entries(entries)
