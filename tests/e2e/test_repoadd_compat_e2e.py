@@ -93,11 +93,11 @@ def test_repo_add_links_work_as_aurutils_calls_them(
     assert usage.returncode == 1, "repo-add exits 1 on a usage error"
 
 
-def test_the_real_repo_add_on_a_reposeal_repository_keeps_a_true_old_copy(
+def test_old_is_always_the_previous_database_whoever_wrote_last(
     tmp_path: Path, built_packages: dict[str, Path]
 ) -> None:
-    """repo-add renames NAME.db.tar.gz (a link into NAME.current) to .old; reposeal's next
-    write must not turn that .old into the new database."""
+    """NAME.db.tar.gz.old is the database before the last write, by reposeal or by the real
+    repo-add (which renames a link into NAME.current to .old)."""
     repo = tmp_path / "mixed"
     repo.mkdir()
     pkgs = {k: repo / built_packages[k].name for k in ("hello-1.0", "world-2.0", "hello-1.1")}
@@ -105,14 +105,19 @@ def test_the_real_repo_add_on_a_reposeal_repository_keeps_a_true_old_copy(
         shutil.copy2(built_packages[k], p)
     db = repo / "mixed.db.tar.gz"
     reposeal = [sys.executable, "-m", "reposeal.cli", "db", "add", "-q", str(db)]
+    old = repo / "mixed.db.tar.gz.old"
     tools.run_text([*reposeal, str(pkgs["hello-1.0"])])
     first = db.read_bytes()
     tools.run(["repo-add", "-q", str(db), str(pkgs["world-2.0"])])  # the real one
-    assert (repo / "mixed.db.tar.gz.old").read_bytes() == first
+    assert old.read_bytes() == first
+    second = db.read_bytes()
     tools.run_text([*reposeal, str(pkgs["hello-1.1"])])
-    assert (repo / "mixed.db.tar.gz.old").read_bytes() == first, ".old is still the old one"
+    assert old.read_bytes() == second, ".old is the database repo-add wrote"
+    third = db.read_bytes()
+    tools.run_text([*reposeal[:-1], "--allow-downgrade", str(db), str(pkgs["hello-1.0"])])
+    assert old.read_bytes() == third, "and after a reposeal write, the one before it"
     listed = tools.run_text(["bsdtar", "-tf", str(db)]).stdout
-    assert "hello-1.1-1/desc" in listed and "world-2.0-1/desc" in listed
+    assert "hello-1.0-1/desc" in listed and "world-2.0-1/desc" in listed
 
 
 def test_an_expiring_signature_keeps_expiring_through_updates_and_refreshes(

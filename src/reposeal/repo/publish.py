@@ -140,8 +140,8 @@ def publish(paths: RepoPaths, files: dict[str, bytes]) -> str:
 
     Returns the generation's name. Callers hold the database lock.
     """
-    _freeze_old_links(paths)  # before anything moves NAME.current
     _adopt_plain_files(paths)
+    previous = os.readlink(paths.current) if paths.current.is_symlink() else None
 
     # pacman (and curl) skip a download whose mtime is not newer than the copy they hold, at
     # one-second resolution: every generation must be strictly newer than the last one.
@@ -173,29 +173,26 @@ def publish(paths: RepoPaths, files: dict[str, bytes]) -> str:
                 for stale in (paths.directory / (archive + side), short):
                     with contextlib.suppress(FileNotFoundError):
                         stale.unlink()
+    _point_old(paths, previous)
     _fsync_dir(paths.directory)
     _prune(paths, gen)
     return gen
 
 
-def _freeze_old_links(paths: RepoPaths) -> None:
-    """The real repo-add, run on this repository, renames NAME.db.tar.gz to .old: a link
-    into NAME.current, which the next switch would turn into the new database. Keep the
-    bytes it shows now as a file of its own instead."""
+def _point_old(paths: RepoPaths, previous: str | None) -> None:
+    """NAME.db.tar.gz.old (and the files database's, and their .sig) is always the previous
+    generation's, whoever wrote last (repo-add leaves its .old the same way)."""
+    if previous is None:
+        return
     for part in _PARTS:
         archive = paths.archive_name(part)
-        for name in (f"{archive}.old", f"{archive}.old.sig", f"{archive}.sig.old"):
-            link = paths.directory / name
-            if not link.is_symlink() or not os.readlink(link).startswith(paths.current.name):
-                continue
-            try:
-                data = link.read_bytes()
-            except OSError:
-                link.unlink(missing_ok=True)  # dangling: nothing to keep
-                continue
-            link.with_name(f".{name}.frozen").unlink(missing_ok=True)
-            _write_file(link.with_name(f".{name}.frozen"), data)
-            os.replace(link.with_name(f".{name}.frozen"), link)
+        for side in ("", ".sig"):
+            target = f"{previous}/{archive}{side}"
+            link = paths.directory / f"{archive}.old{side}"
+            if (paths.directory / target).exists():
+                _replace_with_symlink(link, target)
+            elif link.is_symlink():
+                link.unlink()
 
 
 def _prune(paths: RepoPaths, current: str) -> None:
