@@ -20,7 +20,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from reposeal.protocol.bridge_client import BridgeClient, BridgeError
 from reposeal.protocol.source_client import SourceClient
 from reposeal.tls import client_context, issue, make_ca
 from tests.policy.world import make_world
-from tests.tools import free_port, pkgbuild
+from tests.tools import free_port, pkgbuild, wait_port
 
 PROPOSALS = 50
 DEADLINE = 600.0  # seconds for the whole soak
@@ -84,15 +83,8 @@ class Machines:
         log = open(self.logs / f"{which}.log", "ab")  # noqa: SIM115  (the child keeps it)
         self.procs[which] = subprocess.Popen([*CLI, *args], env=self.env, stderr=log)
         log.close()
-        if port is None:
-            return
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit(f"{which} did not start")
+        if port is not None:
+            wait_port(port, which)
 
     def start(self, which: str) -> None:
         ca, policy = str(self.certs["ca"].cert), str(self.work / "policy.json")

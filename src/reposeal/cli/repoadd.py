@@ -20,8 +20,7 @@ from reposeal.cli import main
 from reposeal.errors import ReposealError
 
 if TYPE_CHECKING:
-    from reposeal.openpgp.signer import Signer
-    from reposeal.repo.dbupdate import Report
+    from reposeal.repo.dbupdate import Report, UpdateOptions
 
 WAIT_FOREVER = 365 * 86400.0
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,14 +39,28 @@ def _fail(exc: ReposealError) -> NoReturn:
     sys.exit(1)
 
 
-def _signer(sign: bool, key: str | None) -> Signer | None:
-    from reposeal.openpgp.spec import signer_from_spec
+def _options(
+    sign: bool,
+    key: str | None,
+    verify: bool,
+    wait_for_lock: bool,
+    unsigned: bool,
+    new_key: bool,
+    **more: Any,
+) -> UpdateOptions:
+    """What repo-add's common options mean for an update (signer parsed as `db` does)."""
+    from reposeal.cli import _Out
+    from reposeal.cli.db import _signer
+    from reposeal.repo.dbupdate import UpdateOptions
 
-    if not sign:
-        if key:
-            click.echo("==> WARNING: -k without -s: the database is not signed", err=True)
-        return None
-    return signer_from_spec(f"gpg:{key or ''}", None)
+    return UpdateOptions(
+        signer=_signer(sign, key, None, None, _Out(False, False)),
+        verify_existing=verify,
+        wait=WAIT_FOREVER if wait_for_lock else 0.0,
+        unsigned=unsigned,
+        new_key=new_key,
+        **more,
+    )
 
 
 _OPTIONS = [
@@ -113,9 +126,8 @@ def repo_add(
     from reposeal.repo.changes import AddRules
 
     try:
-        opts = dbupdate.UpdateOptions(
-            signer=_signer(sign, key),
-            verify_existing=verify,
+        opts = _options(
+            sign, key, verify, wait_for_lock, unsigned, new_key,
             include_sigs=include_sigs,
             remove_old_files=remove_old,
             rules=AddRules(
@@ -123,10 +135,7 @@ def repo_add(
                 skip_downgrades=prevent_downgrade,
                 replace_same_version=replace_same_version,
             ),
-            wait=WAIT_FOREVER if wait_for_lock else 0.0,
-            unsigned=unsigned,
-            new_key=new_key,
-        )
+        )  # fmt: skip
         for p in packages:
             if not quiet:
                 click.echo(f"==> Adding package '{p}'")
@@ -159,13 +168,7 @@ def repo_remove(
     from reposeal.repo import dbupdate
 
     try:
-        opts = dbupdate.UpdateOptions(
-            signer=_signer(sign, key),
-            verify_existing=verify,
-            wait=WAIT_FOREVER if wait_for_lock else 0.0,
-            unsigned=unsigned,
-            new_key=new_key,
-        )
+        opts = _options(sign, key, verify, wait_for_lock, unsigned, new_key)
         for n in names:
             if not quiet:
                 click.echo(f"==> Searching for package '{n}'...")
