@@ -88,11 +88,12 @@ class LogCopy:
     def keep_cosigned(self, note: bytes, cosigned: bytes) -> None:
         """Keep ``cosigned`` (``note`` with witness lines) as what is shown for ``note``;
         cosignatures on older notes are dropped."""
+        if self.cosigned(note) == cosigned:
+            return  # the usual round: nothing new
         folder = self.folder / "cosigned"
         folder.mkdir(exist_ok=True)
         name = hashlib.sha256(note).hexdigest()
-        if self.cosigned(note) != cosigned:
-            atomic_write(folder / name, cosigned)
+        atomic_write(folder / name, cosigned)
         for old in folder.iterdir():
             if old.name != name and not old.name.startswith("."):
                 old.unlink(missing_ok=True)

@@ -166,5 +166,6 @@ def witness(
     for w in policy.witnesses:
         if w.key.name not in cosigned and w.name not in missing:
             missing[w.name] = "waiting to be tried again (backoff)" if w.url else "no URL"
-    state.save()
+    if todo:  # nothing asked, nothing learnt: the cycle calls this every round
+        state.save()
     return Witnessed(note, cosigned, missing)
