@@ -102,7 +102,7 @@ def issue(
         if addresses:  # a host's one certificate: its service, and its client calls
             usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([_alt_name(n) for n in names]), critical=False
+            x509.SubjectAlternativeName([alt_name(n) for n in names]), critical=False
         ).add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     else:
         builder = builder.add_extension(
@@ -116,7 +116,7 @@ def issue(
     return issued
 
 
-def _alt_name(address: str) -> x509.GeneralName:
+def alt_name(address: str) -> x509.GeneralName:
     """An IP address, or else a DNS name (checked: letters, digits, '-' and '.')."""
     try:
         return x509.IPAddress(ipaddress.ip_address(address))

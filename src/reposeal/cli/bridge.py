@@ -112,7 +112,7 @@ def bridge_pki(
 
 def _host_spec(spec: str) -> tuple[str, str, list[str]]:
     """``NAME=ROLE[,ADDR...]`` checked: a known role, addresses that are IPs or DNS names."""
-    from reposeal.tls import ROLES, _alt_name
+    from reposeal.tls import ROLES, alt_name
 
     name, sep, rest = spec.partition("=")
     role, *addresses = rest.split(",") if sep else [""]
@@ -123,7 +123,7 @@ def _host_spec(spec: str) -> tuple[str, str, list[str]]:
         )
     for a in addresses:
         try:
-            _alt_name(a)
+            alt_name(a)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--host") from None
     return name, role, addresses

@@ -47,7 +47,7 @@ def _key_hash(name: str, public: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public).digest()[:4]
 
 
-def _check_name(name: str) -> str:
+def check_key_name(name: str) -> str:
     if not name or any(c in name for c in " +\n\u2014") or not name.isprintable():
         raise CheckpointError(f"invalid note key name {name!r}")
     return name
@@ -75,7 +75,7 @@ class NoteVerifier:
             raise CheckpointError("verifier key must be name+hash+base64") from None
         if len(raw) != 33 or raw[0] != ALG_ED25519:
             raise CheckpointError("only Ed25519 note verifier keys are supported")
-        verifier = cls(_check_name(name), raw[1:])
+        verifier = cls(check_key_name(name), raw[1:])
         if verifier.key_hash.hex() != hash_hex:
             raise CheckpointError("verifier key hash does not match its name and key")
         return verifier
@@ -96,7 +96,7 @@ class NoteSigner:
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
-        return cls(_check_name(name), seed)
+        return cls(check_key_name(name), seed)
 
     @property
     def verifier(self) -> NoteVerifier:
@@ -125,7 +125,7 @@ class NoteSigner:
             raise CheckpointError("note private key is not base64") from None
         if len(raw) != 33 or raw[0] != ALG_ED25519:
             raise CheckpointError("only Ed25519 note keys are supported")
-        signer = cls(_check_name(parts[2]), raw[1:])
+        signer = cls(check_key_name(parts[2]), raw[1:])
         if signer.verifier.key_hash.hex() != parts[3]:
             raise CheckpointError("note private key hash does not match")
         return signer

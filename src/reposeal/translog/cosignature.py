@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from reposeal.errors import VerificationError
 from reposeal.translog.checkpoint import (
     CheckpointError,
-    _check_name,
+    check_key_name,
     private_key,
     public_key,
     signature_line,
@@ -72,7 +72,7 @@ class CosignerKey:
             raise CheckpointError(f"a witness key is name+id+base64, not {text[:60]!r}") from None
         if len(raw) != 33 or raw[0] != ALG_COSIGNATURE_V1:
             raise CheckpointError("a witness key must be an Ed25519 cosignature/v1 vkey (0x04)")
-        key = cls(_check_name(name), raw[1:])
+        key = cls(check_key_name(name), raw[1:])
         if key.key_id.hex() != id_hex:
             raise CheckpointError(f"witness key {name}: the key ID does not match name and key")
         return key
@@ -105,7 +105,7 @@ class Cosigner:
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
-        return cls(_check_name(name), seed)
+        return cls(check_key_name(name), seed)
 
     @property
     def key(self) -> CosignerKey:
@@ -132,7 +132,7 @@ class Cosigner:
             raise CheckpointError("the witness private key is not base64") from None
         if len(raw) != 33 or raw[0] != ALG_COSIGNATURE_V1:
             raise CheckpointError("only Ed25519 cosignature/v1 witness keys are supported")
-        signer = cls(_check_name(parts[2]), raw[1:])
+        signer = cls(check_key_name(parts[2]), raw[1:])
         if signer.key.key_id.hex() != parts[3]:
             raise CheckpointError("the witness private key's ID does not match")
         return signer
