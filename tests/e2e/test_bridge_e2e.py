@@ -359,6 +359,9 @@ def test_an_enclave_whose_disk_was_rolled_back_signs_nothing(
     assert note is not None
     with pytest.raises(EnclaveStateError, match="rolled back"):
         _check_head(EnclaveHome(home), {"size": size, "checkpoint": note.decode()})
+    # what the bridge adds that our key did not sign proves nothing, and breaks nothing
+    _check_head(EnclaveHome(home), {"size": "many", "checkpoint": "not a note"})
+    _check_head(EnclaveHome(home), ["not", "a", "head"])
 
 
 def test_a_port_in_use_is_a_message_not_a_traceback(tmp_path: Path, pki: dict[str, Issued]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -190,3 +191,13 @@ def test_only_fresh_cosignatures_from_the_past_count_towards_the_quorum() -> Non
     ahead = add_cosignatures(note(4), [ws[0].cosign(text, fresh), ws[2].cosign(text, future)])
     with pytest.raises(VerifyError):
         check_witnessed(ahead, policy, now, 86400)
+
+
+def test_a_damaged_witness_state_file_is_relearnt_not_a_crash(tmp_path: Path) -> None:
+    from reposeal.repo.witnessing import WitnessState
+
+    path = tmp_path / "witnesses.json"
+    for junk in (b"{", b"[]", b'{"sizes": {"w": "x"}}', b'{"failures": {"w": 3}}'):
+        path.write_bytes(junk)
+        state = WitnessState.load(path)
+        assert state.sizes == {} and state.failures == {}

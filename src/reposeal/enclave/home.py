@@ -340,7 +340,7 @@ class EnclaveHome:
         """The log index of the answer to ``job_id`` (after ``load_state``)."""
         return self._jobs.get(job_id)
 
-    def check_anchor(self, size: int, note: bytes | None) -> None:
+    def check_anchor(self, note: bytes | None) -> None:
         """Refuse to go on when a checkpoint this enclave signed and published outside its
         disk (the repo machine's copy of the log, which only grows) is ahead of its log, or
         names another tree at the same size: its disk was rolled back (or forked). A note

@@ -60,9 +60,12 @@ class WitnessState:
     def load(cls, path: Path) -> WitnessState:
         if not path.exists():
             return cls(path)
-        doc = json.loads(path.read_bytes())
-        fails = {k: (int(v[0]), float(v[1])) for k, v in doc.get("failures", {}).items()}
-        return cls(path, {k: int(v) for k, v in doc.get("sizes", {}).items()}, fails)
+        try:  # only an optimisation: a damaged file is relearnt (a 409 says each size)
+            doc = json.loads(path.read_bytes())
+            fails = {k: (int(v[0]), float(v[1])) for k, v in doc.get("failures", {}).items()}
+            return cls(path, {k: int(v) for k, v in doc.get("sizes", {}).items()}, fails)
+        except (OSError, ValueError, TypeError, AttributeError, IndexError):
+            return cls(path)
 
     def save(self) -> None:
         doc = {"sizes": self.sizes, "failures": {k: list(v) for k, v in self.failures.items()}}
