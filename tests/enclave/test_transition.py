@@ -137,8 +137,9 @@ def test_a_change_rewrites_only_the_chunks_it_touches(world: World, policy: Poli
     out = enclave.propose([pkg("p0350", "2-1")], removes=["p0001"])
     assert out.decision["decision"] == "accept", out.decision
     after = json.loads(out.blobs["index"])["db"]["chunks"]
-    assert len(before) == len(after) == 3
-    assert len(set(before) & set(after)) == 1  # the third chunk is the parent's, byte for byte
+    assert len(before) == len(after) >= 3
+    # p0001 and p0350 lie in two chunks; every other chunk is the parent's, byte for byte
+    assert len(set(before) & set(after)) == len(before) - 2
     entries = entries_from_tars(decompress_blob(out.blobs["db"], "db"), None, "db", None)
     assert entries["p0350"].version == "2-1" and "p0001" not in entries
     assert out.decision["replaced"] == ["p0001-1-1-x86_64.pkg.tar.zst",

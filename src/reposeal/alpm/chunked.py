@@ -26,6 +26,9 @@ from reposeal.alpm.tarformat import END_OF_ARCHIVE
 from reposeal.errors import InvalidDatabaseError, ReposealError
 
 CHUNK_ENTRIES = 256
+# ... or fewer, once a run's entries hold this many bytes: an update recompresses and
+# re-reads whole chunks, so a chunk of packages with long file lists is cut sooner
+CHUNK_BYTES = 96 << 10
 INDEX_VERSION = 1
 CHUNKABLE = frozenset({compression.GZIP, compression.ZSTD, compression.PLAIN})
 _PARTS = ("db", "files")
@@ -40,26 +43,45 @@ class Chunk:
     count: int
     db: bytes  # compressed tar blocks of these entries, sync database
     files: bytes  # the same entries, files database
+    sha256: tuple[str, str] = ("", "")  # of db and files, once known (an update reuses them)
 
     def blob(self, part: str) -> bytes:
         return self.db if part == "db" else self.files
+
+    def digest(self, part: str) -> str:
+        known = self.sha256[0 if part == "db" else 1]
+        return known or hashlib.sha256(self.blob(part)).hexdigest()
 
 
 def _sort_key(e: Entry) -> bytes:
     return e.dirname.encode()
 
 
-def make_chunks(entries: Iterable[Entry], kind: str, size: int = CHUNK_ENTRIES) -> list[Chunk]:
-    """Compress sorted entries into chunks of ``size`` entries (no end-of-archive)."""
-    ordered = sorted(entries, key=_sort_key)
+def _runs(ordered: Sequence[Entry], size: int, max_bytes: int) -> Iterable[Sequence[Entry]]:
+    """Cut sorted entries into runs of at most ``size`` entries and about ``max_bytes``."""
+    start, held = 0, 0
+    for i, e in enumerate(ordered):
+        held += len(e.desc) + len(e.files or b"")
+        if i + 1 - start == size or held >= max_bytes:
+            yield ordered[start : i + 1]
+            start, held = i + 1, 0
+    if start < len(ordered):
+        yield ordered[start:]
+
+
+def make_chunks(
+    entries: Iterable[Entry], kind: str, size: int = CHUNK_ENTRIES, max_bytes: int = CHUNK_BYTES
+) -> list[Chunk]:
+    """Compress sorted entries into chunks of at most ``size`` entries and about
+    ``max_bytes`` of entry text (no end-of-archive)."""
     out = []
-    for i in range(0, len(ordered), size):
-        run = ordered[i : i + size]
+    for run in _runs(sorted(entries, key=_sort_key), size, max_bytes):
         blobs = [
             compression.compress(archive_chunks(run, files_db, end=False), kind)
             for files_db in (False, True)
         ]
-        out.append(Chunk(run[0].dirname, run[-1].dirname, len(run), blobs[0], blobs[1]))
+        digests = (hashlib.sha256(blobs[0]).hexdigest(), hashlib.sha256(blobs[1]).hexdigest())
+        out.append(Chunk(run[0].dirname, run[-1].dirname, len(run), blobs[0], blobs[1], digests))
     return out
 
 
@@ -85,7 +107,7 @@ def index_document(
         doc[part] = {
             "sha256": hashlib.sha256(archives[part]).hexdigest(),
             "lengths": [len(c.blob(part)) for c in chunks],
-            "chunks": [hashlib.sha256(c.blob(part)).hexdigest() for c in chunks],
+            "chunks": [c.digest(part) for c in chunks],
         }
     return doc
 
@@ -100,8 +122,9 @@ def _require(holds: bool) -> None:
 def chunks_from_index(doc: object, kind: str, archives: dict[str, bytes]) -> list[Chunk] | None:
     """Rebuild the chunk list from an index and the archive bytes; None if anything is off.
 
-    Never trusted blindly: the index must describe exactly these bytes (sha256), in order,
-    covering them completely; the entries inside chunks are re-read by whoever uses them.
+    Never trusted blindly: the index must describe exactly these bytes (each chunk's
+    sha256, in order, covering them completely: so the whole archive's too); the entries
+    inside chunks are re-read by whoever uses them.
     """
     try:
         if not isinstance(doc, dict):
@@ -110,18 +133,19 @@ def chunks_from_index(doc: object, kind: str, archives: dict[str, bytes]) -> lis
             return None
         meta = doc["chunks"]
         _require(isinstance(meta, list))
-        split: dict[str, list[bytes]] = {}
+        split: dict[str, list[tuple[bytes, str]]] = {}
         for part in _PARTS:
             blob = archives[part]
             info = doc[part]
-            if hashlib.sha256(blob).hexdigest() != info["sha256"]:
-                return None
-            lengths = info["lengths"]
-            _require(len(lengths) == len(meta))
+            lengths, digests = info["lengths"], info["chunks"]
+            _require(len(lengths) == len(meta) == len(digests))
             pieces, pos = [], 0
-            for n in lengths:
-                _require(isinstance(n, int) and n > 0)
-                pieces.append(blob[pos : pos + n])
+            for n, digest in zip(lengths, digests, strict=True):
+                _require(isinstance(n, int) and n > 0 and isinstance(digest, str))
+                piece = blob[pos : pos + n]
+                if hashlib.sha256(piece).hexdigest() != digest:
+                    return None
+                pieces.append((piece, digest))
                 pos += n
             if blob[pos:] != end_member(kind):
                 return None
@@ -133,7 +157,8 @@ def chunks_from_index(doc: object, kind: str, archives: dict[str, bytes]) -> lis
             _require(isinstance(first, str) and isinstance(last, str) and isinstance(count, int))
             _require(count > 0 and previous < first.encode() <= last.encode())
             previous = last.encode()
-            chunks.append(Chunk(first, last, count, split["db"][i], split["files"][i]))
+            (db, db_sha), (files, files_sha) = split["db"][i], split["files"][i]
+            chunks.append(Chunk(first, last, count, db, files, (db_sha, files_sha)))
         return chunks
     except (KeyError, TypeError, ValueError, AttributeError):
         return None

@@ -90,28 +90,28 @@ def vercmp_cmd(a: str, b: str) -> None:
 
 
 ALIASES = ("repo-add", "repo-remove")
+# The command modules a first argument needs: the commands scripts run in loops (repo-add
+# after every build) load only their own module; any other word loads them all.
+_MODULES = {"db": ("db",), "repo-add": ("repoadd",), "repo-remove": ("repoadd",)}
+_ALL = ("adopt", "bridge", "client", "db", "enclave", "key", "repo", "repoadd", "source",
+        "trust", "witness")  # fmt: skip
+
+
+def _register(first: str) -> None:
+    """Import the command modules (each adds its commands to ``main``) ``first`` needs."""
+    import importlib
+
+    for module in _MODULES.get(first, _ALL):
+        importlib.import_module(f"reposeal.cli.{module}")
 
 
 def run() -> None:
     """Console entry point: register every command group, then run. Exit codes scripts can
     use: a usage error is 2, Ctrl-C (SIGINT) is 130, as shells report it."""
-    from reposeal.cli import (  # noqa: F401
-        adopt,
-        bridge,
-        client,
-        db,
-        enclave,
-        key,
-        repo,
-        repoadd,
-        source,
-        trust,
-        witness,
-    )
-
     alias = Path(sys.argv[0]).name  # installed as repo-add / repo-remove (db install-links)
     if alias in ALIASES:
         sys.argv[1:1] = [alias]
+    _register(sys.argv[1] if len(sys.argv) > 1 else "")
     try:
         main(standalone_mode=False)
     except click.exceptions.Abort:

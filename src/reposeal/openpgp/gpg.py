@@ -140,12 +140,17 @@ class GpgSigner:
 
     key: str | None = None
     homedir: Path | None = None
+    concurrent = True  # gpg-agent serves several signing requests at once
 
     @functools.cached_property
     def fingerprint(self) -> str:
         return secret_key_fingerprint(self.key, self.homedir)
 
     def certificate(self) -> bytes:
+        return self._certificate
+
+    @functools.cached_property
+    def _certificate(self) -> bytes:
         fpr = self.fingerprint
         proc = subprocess.run(
             [*_base_args(self.homedir), "--export", fpr],

@@ -294,26 +294,59 @@ def _kept_expiry(paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> S
 def _sign_all(
     paths: RepoPaths, files: dict[str, bytes], opts: UpdateOptions, progress: Progress
 ) -> None:
-    """Add a verified signature for each archive in ``files`` (when a signer is set)."""
-    if opts.signer is not None:
-        from reposeal.openpgp.verify import Keyring, verify_detached
+    """Add a verified signature for each archive in ``files`` (when a signer is set); with
+    gpg, both archives at once."""
+    if opts.signer is None:
+        return
+    from reposeal.openpgp.verify import Keyring, verify_detached
 
-        options = _kept_expiry(paths, opts, progress)
-        keyring = Keyring.from_bytes(opts.signer.certificate())
-        for part in ("db", "files"):
-            name = paths.archive_name(part)
-            if name not in files:
-                continue
-            progress(f"Signing database '{name}'...")
-            sig = opts.signer.sign_detached(io.BytesIO(files[name]), options)
-            try:  # never publish a signature we cannot verify ourselves
-                verify_detached(files[name], sig, keyring)
-            except ReposealError as exc:
-                raise SigningError(
-                    f"the new signature of {name} does not verify ({exc.message}); "
-                    "nothing was published"
-                ) from None
-            files[name + ".sig"] = sig
+    signer = opts.signer
+    options = _kept_expiry(paths, opts, progress)
+    keyring = Keyring.from_bytes(signer.certificate())
+    names = [paths.archive_name(p) for p in ("db", "files") if paths.archive_name(p) in files]
+
+    def sign(name: str) -> bytes:
+        sig = signer.sign_detached(io.BytesIO(files[name]), options)
+        try:  # never publish a signature we cannot verify ourselves
+            verify_detached(files[name], sig, keyring)
+        except ReposealError as exc:
+            raise SigningError(
+                f"the new signature of {name} does not verify ({exc.message}); "
+                "nothing was published"
+            ) from None
+        return sig
+
+    progress(f"Signing database {' and '.join(repr(n) for n in names)}...")
+    if getattr(signer, "concurrent", False) and len(names) > 1:
+        sigs = _in_threads(sign, names)
+    else:
+        sigs = [sign(n) for n in names]
+    for name, sig in zip(names, sigs, strict=True):
+        files[name + ".sig"] = sig
+
+
+def _in_threads(work: Callable[[str], bytes], items: Sequence[str]) -> list[bytes]:
+    """``[work(i) for i in items]``, each in its own thread (plain threads: the executor
+    module costs more to import than a short job saves); the first error is raised."""
+    import threading
+
+    results: dict[int, bytes] = {}
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = work(items[i])
+        except BaseException as exc:  # handed to the caller's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(items))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return [results[i] for i in range(len(items))]
 
 
 def _keep_signed(paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> None:
