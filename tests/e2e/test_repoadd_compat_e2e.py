@@ -5,6 +5,7 @@ signed repository updated without -s is refused instead of published unsigned.""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -57,13 +58,11 @@ def test_repo_add_links_work_as_aurutils_calls_them(
     again = run([add, "-n", "-s", "-k", gpg_key.fingerprint, str(db), str(hello)], gpg_key.home)
     assert again.returncode == 1 and "No packages modified" in again.stdout, again.stdout
 
-    # a signed repository updated without -s: refused, not published unsigned
-    unsigned = run([remove, str(db), "world"], gpg_key.home)
-    assert unsigned.returncode == 1 and "is signed" in unsigned.stderr, unsigned.stderr
-    assert "world-2.0-1/desc" in tools.run_text(["bsdtar", "-tf", str(db)]).stdout
-
-    removed = run([remove, "-s", "-k", gpg_key.fingerprint, str(db), "world"], gpg_key.home)
+    # a signed repository updated without -s (a tool that calls plain repo-add): signed
+    # with the key it remembers, not published unsigned
+    removed = run([remove, str(db), "world"], gpg_key.home)
     assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert f"signing with gpg:{gpg_key.fingerprint}" in removed.stdout, removed.stdout
     assert "world-2.0-1/desc" not in tools.run_text(["bsdtar", "-tf", str(db)]).stdout
     verified = tools.run_text(["gpg", "--homedir", str(gpg_key.home), "--verify",
                                str(db) + ".sig", str(db)], check=False)  # fmt: skip
@@ -147,6 +146,14 @@ def test_an_expiring_signature_keeps_expiring_through_updates_and_refreshes(
     assert lifetime() == 7200, "refresh kept it"
     tools.run_text([*cli, "db", "add", *signer, str(db), str(built_packages["world-2.0"])])
     assert lifetime() == 7200, "an update kept it"
+    # the repository remembers key and lifetime: refresh and remove need no signing options
+    remembered = json.loads((repo / "exp.reposeal.json").read_text())["signing"]
+    assert remembered["signer"] == f"soft:{key}" and remembered["expires_in"] == 7200
+    tools.run_text([*cli, "db", "refresh", str(db)])
+    assert lifetime() == 7200
+    tools.run_text([*cli, "db", "remove", str(db), "world"])
+    assert lifetime() == 7200, "signed as remembered"
+    tools.run_text([*cli, "db", "add", *signer, str(db), str(built_packages["world-2.0"])])
 
     # another key only when asked; unsigned only when asked
     other = tmp_path / "other.key"
@@ -155,11 +162,39 @@ def test_an_expiring_signature_keeps_expiring_through_updates_and_refreshes(
     refused = subprocess.run(switch, capture_output=True, text=True, check=False)
     assert refused.returncode != 0 and "--new-key" in refused.stderr, refused.stderr
     tools.run_text([*switch, "--new-key"])
+    remembered = json.loads((repo / "exp.reposeal.json").read_text())["signing"]
+    assert remembered["signer"] == f"soft:{other}", "the new key is remembered"
     unsigned = [*cli, "db", "add", str(db), str(built_packages["world-2.0"])]
-    refused = subprocess.run(unsigned, capture_output=True, text=True, check=False)
-    assert refused.returncode != 0 and "--unsigned" in refused.stderr, refused.stderr
     tools.run_text([*unsigned, "--unsigned"])
     assert not (repo / "exp.db.tar.gz.sig").exists(), "published unsigned, as asked"
+    assert json.loads((repo / "exp.reposeal.json").read_text())["signing"] is None
+    tools.run_text([*cli, "db", "remove", str(db), "world"])  # unsigned now, as told
+    assert not (repo / "exp.db.tar.gz.sig").exists()
+
+
+def test_a_repository_repo_add_signed_is_not_published_unsigned(
+    tmp_path: Path, built_packages: dict[str, Path], gpg_key: GpgKey
+) -> None:
+    """Signed by the real repo-add (nothing remembered): an update without -s is refused,
+    naming the options; the database is left as it was."""
+    repo = tmp_path / "theirs"
+    repo.mkdir()
+    db = repo / "theirs.db.tar.gz"
+    first = run(["repo-add", "-s", "-k", gpg_key.fingerprint, str(db),
+                 str(built_packages["hello-1.0"])], gpg_key.home)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    before = db.read_bytes()
+    cli = [sys.executable, "-m", "reposeal.cli", "repo-add"]
+    refused = run([*cli, str(db), str(built_packages["world-2.0"])], gpg_key.home)
+    assert refused.returncode == 1 and "is signed" in refused.stderr, refused.stderr
+    assert "--unsigned" in refused.stderr and db.read_bytes() == before
+    kept = run([*cli, "-s", "-k", gpg_key.fingerprint, str(db), str(built_packages["world-2.0"])],
+               gpg_key.home)  # fmt: skip
+    assert kept.returncode == 0, kept.stderr
+    again = run([*cli, str(db), str(built_packages["hello-1.1"])], gpg_key.home)
+    assert again.returncode == 0, "from now on it remembers: " + again.stderr
+    verified = run(["gpg", "--verify", str(db) + ".sig", str(db)], gpg_key.home)
+    assert verified.returncode == 0, verified.stderr
 
 
 def test_lz4_databases_as_repo_add_accepts_them(

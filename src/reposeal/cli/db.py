@@ -91,8 +91,10 @@ def _options(
     **more: Any,
 ) -> dbupdate.UpdateOptions:
     """The options every `db` command shares (signer, verification, lock wait, expiry)."""
+    chosen, spec = _signer(sign, key, signer, gnupghome, out)
     return dbupdate.UpdateOptions(
-        signer=_signer(sign, key, signer, gnupghome, out),
+        signer=chosen,
+        signer_spec=spec,
         verify_existing=verify,
         gnupghome=gnupghome,
         wait=wait,
@@ -103,19 +105,21 @@ def _options(
 
 def _signer(
     sign: bool, key: str | None, spec: str | None, gnupghome: Path | None, out: _Out
-) -> Any:
-    """--signer SPEC, or repo-add's spelling --sign [--key FPR] (= gpg:FPR)."""
+) -> tuple[Any, str | None]:
+    """--signer SPEC, or repo-add's spelling --sign [--key FPR] (= gpg:FPR); with the spec
+    (the repository remembers it, to sign the same way next time)."""
     from reposeal.openpgp.spec import signer_from_spec
 
     if spec:
         if sign or key:
             raise UsageError("use either --signer or --sign/--key, not both")
-        return signer_from_spec(spec, gnupghome)
+        return signer_from_spec(spec, gnupghome), spec
     if key and not sign:
         out.progress("--key without --sign: the database will not be signed (as repo-add)")
     if not sign:
-        return None
-    return signer_from_spec(f"gpg:{key or ''}", gnupghome)
+        return None, None
+    spec = f"gpg:{key or ''}"
+    return signer_from_spec(spec, gnupghome), spec
 
 
 def _report(out: _Out, report: Any) -> None:
@@ -272,9 +276,11 @@ def db_remove(
     "`aur build -f`), as if every add were given --replace-same-version.",
 )
 def db_settings(database: Path, replace_same_version: str | None) -> None:
-    """Show or change the settings DATABASE's repository keeps (NAME.reposeal.json)."""
-    from reposeal.fsio import atomic_write
-    from reposeal.repo.dbupdate import SETTINGS, settings
+    """Show or change the settings DATABASE's repository keeps (NAME.reposeal.json): a
+    personal repository's same-version rebuilds, and how it is signed (`signing`: the key
+    and the signatures' lifetime, kept by every signed update so that add, remove and
+    refresh without -s sign the same way; --unsigned or --new-key change it)."""
+    from reposeal.repo.dbupdate import save_settings, settings
     from reposeal.repo.paths import RepoPaths
 
     out = _Out(False, False)
@@ -283,8 +289,7 @@ def db_settings(database: Path, replace_same_version: str | None) -> None:
         doc = settings(paths)
         if replace_same_version is not None:
             doc["replace_same_version"] = replace_same_version == "on"
-            atomic_write(paths.directory / f"{paths.name}.{SETTINGS}",
-                         json.dumps(doc, indent=2, sort_keys=True).encode())  # fmt: skip
+            save_settings(paths, doc)
     except ReposealError as exc:
         out.fail(exc)
     click.echo(json.dumps(doc, indent=2, sort_keys=True))

@@ -53,8 +53,10 @@ def _options(
     from reposeal.cli.db import _signer
     from reposeal.repo.dbupdate import UpdateOptions
 
+    signer, spec = _signer(sign, key, None, None, _Out(False, False))
     return UpdateOptions(
-        signer=_signer(sign, key, None, None, _Out(False, False)),
+        signer=signer,
+        signer_spec=spec,
         verify_existing=verify,
         wait=WAIT_FOREVER if wait_for_lock else 0.0,
         unsigned=unsigned,

@@ -63,6 +63,7 @@ class UpdateOptions:
     sign_options: SignOptions = NO_OPTIONS  # e.g. an expiry for the database signatures
     unsigned: bool = False  # publish a signed repository unsigned (said, never by default)
     new_key: bool = False  # sign with another key than the current signature's
+    signer_spec: str | None = None  # how ``signer`` was named: the repository remembers it
 
 
 @dataclass
@@ -267,37 +268,53 @@ def _write(
     if staged is not None:
         staged.update(files)
         return ""
-    _sign_all(paths, files, opts, progress)
-    return publish(paths, files)
+    return _sign_and_publish(paths, files, opts, progress)
+
+
+def _sign_and_publish(
+    paths: RepoPaths, files: dict[str, bytes], opts: UpdateOptions, progress: Progress
+) -> str:
+    signed_with = _sign_all(paths, files, opts, progress)
+    generation = publish(paths, files)
+    _remember_signing(paths, opts, signed_with)
+    return generation
 
 
 def _kept_expiry(paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> SignOptions:
-    """The signature options to sign with: as given, or, when no expiry is given and the
-    current signature expires, the same lifetime again (an update or a refresh must not
-    quietly make an expiring repository's signature eternal)."""
+    """The signature options to sign with: as given, or, when no expiry is given, the
+    lifetime the repository remembers, or that of its current signature (an update or a
+    refresh must not quietly make an expiring repository's signature eternal)."""
     if opts.sign_options.expires_in is not None:
         return opts.sign_options
+    life = _remembered_signing(paths).get("expires_in")
+    if not isinstance(life, int) or isinstance(life, bool) or life <= 0:
+        life = _current_lifetime(paths)
+    if life is None:
+        return opts.sign_options
+    progress(f"the signatures expire after {life} s, as before (--sig-expires changes it)")
+    return dataclasses.replace(opts.sign_options, expires_in=life)
+
+
+def _current_lifetime(paths: RepoPaths) -> int | None:
     import pysequoia
 
     sig = paths.directory / (paths.archive_name("db") + ".sig")
     try:
         current = pysequoia.Sig.from_bytes(sig.read_bytes())
     except (OSError, RuntimeError, ValueError):
-        return opts.sign_options
+        return None
     if current.expiration is None or current.created is None:
-        return opts.sign_options
-    life = int((current.expiration - current.created).total_seconds())
-    progress(f"the signatures expire after {life} s, as the current ones (--sig-expires)")
-    return dataclasses.replace(opts.sign_options, expires_in=life)
+        return None
+    return int((current.expiration - current.created).total_seconds())
 
 
 def _sign_all(
     paths: RepoPaths, files: dict[str, bytes], opts: UpdateOptions, progress: Progress
-) -> None:
+) -> SignOptions | None:
     """Add a verified signature for each archive in ``files`` (when a signer is set); with
-    gpg, both archives at once."""
+    gpg, both archives at once. Returns the options signed with."""
     if opts.signer is None:
-        return
+        return None
     from reposeal.openpgp.verify import Keyring, verify_detached
 
     signer = opts.signer
@@ -323,6 +340,7 @@ def _sign_all(
         sigs = [sign(n) for n in names]
     for name, sig in zip(names, sigs, strict=True):
         files[name + ".sig"] = sig
+    return options
 
 
 def _in_threads(work: Callable[[str], bytes], items: Sequence[str]) -> list[bytes]:
@@ -347,6 +365,73 @@ def _in_threads(work: Callable[[str], bytes], items: Sequence[str]) -> list[byte
     if errors:
         raise errors[0]
     return [results[i] for i in range(len(items))]
+
+
+def _remembered_signing(paths: RepoPaths) -> dict[str, Any]:
+    doc = settings(paths).get("signing")
+    return doc if isinstance(doc, dict) else {}
+
+
+def _sign_as_remembered(paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> UpdateOptions:
+    """No signer given: sign the way the repository remembers (key and expiry), so a tool
+    that calls plain repo-add keeps a signed repository signed. ``--unsigned`` does not."""
+    if opts.signer is not None or opts.unsigned:
+        return opts
+    spec = _remembered_signing(paths).get("signer")
+    if not isinstance(spec, str) or not spec:
+        return opts
+    from reposeal.openpgp.spec import signer_from_spec
+
+    where = f"{paths.name}.{SETTINGS}"
+    try:
+        signer = signer_from_spec(spec, opts.gnupghome)
+        signer.fingerprint  # noqa: B018 (the key must be usable before anything is read)
+    except ReposealError as exc:
+        raise SigningError(
+            f"this repository is signed with {spec} (it says so in {where}), which cannot "
+            f"sign here: {exc.message}. Give -s -k KEY or --signer SPEC (with --new-key for "
+            "another key), or --unsigned to publish it unsigned"
+        ) from None
+    progress(f"signing with {spec}, as this repository is signed ({where})")
+    return dataclasses.replace(opts, signer=signer, signer_spec=spec)
+
+
+def _spec_to_remember(opts: UpdateOptions) -> str | None:
+    """The signer's spec as it names the same key anywhere: a gpg key by fingerprint, a key
+    file by absolute path."""
+    spec, signer = opts.signer_spec, opts.signer
+    if not spec or signer is None:
+        return None
+    backend, _, rest = spec.partition(":")
+    if backend == "gpg":
+        return f"gpg:{signer.fingerprint.upper()}"
+    if backend == "soft":
+        return f"soft:{Path(rest).resolve()}"
+    return spec
+
+
+def _remember_signing(
+    paths: RepoPaths, opts: UpdateOptions, signed_with: SignOptions | None
+) -> None:
+    """Keep how the repository was just signed in its settings (only when there is something
+    to keep: a repository that was never signed gets no settings file)."""
+    doc = settings(paths)
+    if opts.signer is None:
+        want: dict[str, Any] | None = None
+        if not doc.get("signing"):
+            return
+    else:
+        spec = _spec_to_remember(opts)
+        if spec is None:
+            return
+        want = {
+            "signer": spec,
+            "fingerprint": opts.signer.fingerprint.upper(),
+            "expires_in": signed_with.expires_in if signed_with else None,
+        }
+    if doc.get("signing") != want:
+        doc["signing"] = want
+        save_settings(paths, doc)
 
 
 def _keep_signed(paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> None:
@@ -399,6 +484,8 @@ def _update(
     staged: dict[str, bytes] | None = None,
 ) -> tuple[Report, Plan]:
     paths = RepoPaths.from_db_path(db_path)
+    if staged is None:  # (staged: someone else signs, the enclave)
+        opts = _sign_as_remembered(paths, opts, progress)
     signer_fpr = opts.signer.fingerprint if opts.signer is not None else None  # fail early
     with database_lock(paths.lock, wait=opts.wait):
         if not create and not paths.archive("db").exists():
@@ -452,6 +539,13 @@ def settings(paths: RepoPaths) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise InputError("must be a JSON object", path=path)
     return doc
+
+
+def save_settings(paths: RepoPaths, doc: dict[str, Any]) -> None:
+    from reposeal.fsio import atomic_write
+
+    path = paths.directory / f"{paths.name}.{SETTINGS}"
+    atomic_write(path, json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n")
 
 
 def add(db_path: Path, packages: Sequence[Path], opts: UpdateOptions, progress: Progress) -> Report:
@@ -531,9 +625,13 @@ def remove(db_path: Path, names: Sequence[str], opts: UpdateOptions, progress: P
 def refresh(db_path: Path, opts: UpdateOptions, progress: Progress) -> Report:
     """Re-sign the current databases as they are (e.g. with a new expiry) and publish the
     same archives with the new signatures as a new generation."""
-    if opts.signer is None:
-        raise SigningError("refresh needs a signer (--signer or --sign)")
     paths = RepoPaths.from_db_path(db_path)
+    opts = _sign_as_remembered(paths, opts, progress)
+    if opts.signer is None:
+        raise SigningError(
+            "refresh needs a signer (--signer or --sign): this repository does not say how "
+            "it is signed"
+        )
     signer_fpr = opts.signer.fingerprint
     with database_lock(paths.lock, wait=opts.wait):
         db = paths.archive("db")
@@ -553,9 +651,8 @@ def refresh(db_path: Path, opts: UpdateOptions, progress: Progress) -> Report:
         index = paths.current / paths.index_name
         if index.exists():
             files[paths.index_name] = read_limited(index, MAX_INDEX_BYTES, "index")
-        _sign_all(paths, files, opts, progress)
         report = Report(database=str(db), signed_by=signer_fpr, packages=len(entries))
-        report.generation = publish(paths, files)
+        report.generation = _sign_and_publish(paths, files, opts, progress)
         return report
 
 
