@@ -1,7 +1,8 @@
 # reposeal: `make demo` and `make test` work on a fresh Debian machine, as root, from a clean clone.
 SHELL := /bin/bash
 APT_PACKAGES := pacman-package-manager makepkg libarchive-tools gnupg gpgv zstd fakeroot sq softhsm2 bubblewrap git ansible-core ansible-lint \
-  python3-venv python3-dev gcc pkg-config libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev faketime
+  python3-venv python3-dev gcc pkg-config libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev faketime \
+  lrzip lzop ncompress lzip
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)

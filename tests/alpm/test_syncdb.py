@@ -31,7 +31,7 @@ def write_db(path: Path, data: bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["gz", "zst", "xz", "bz2"])
+@pytest.mark.parametrize("kind", ["gz", "zst", "xz", "bz2", "lz4", "lrz", "lzo", "Z", "lz"])
 def test_round_trip(tmp_path: Path, kind: str) -> None:
     entries = entries_for(tmp_path, 5)
     db = write_db(tmp_path / f"r.db.tar.{kind}", render_archive(entries, False, kind))
@@ -45,6 +45,17 @@ def test_round_trip(tmp_path: Path, kind: str) -> None:
     assert validate_entries(back) == []
     # copying the raw blocks reproduces the archive exactly
     assert render_archive(back.values(), True, kind) == files.read_bytes()
+
+
+@pytest.mark.parametrize("kind", sorted(compression.EXTERNAL))
+def test_a_truncated_database_in_an_external_format_is_refused(tmp_path: Path, kind: str) -> None:
+    """compress (.Z) has no end marker: the tar reader is what notices the missing end."""
+    from reposeal.errors import ReposealError
+
+    whole = render_archive(entries_for(tmp_path, 40), False, kind)
+    db = write_db(tmp_path / f"r.db.tar.{kind}", whole[: len(whole) * 2 // 3])
+    with pytest.raises(ReposealError):
+        read_entries(db, None)
 
 
 def test_long_entry_names_use_pax_headers(tmp_path: Path) -> None:

@@ -197,11 +197,21 @@ def test_a_repository_repo_add_signed_is_not_published_unsigned(
     assert verified.returncode == 0, verified.stderr
 
 
-def test_lz4_databases_as_repo_add_accepts_them(
-    tmp_path: Path, built_packages: dict[str, Path]
+@pytest.mark.parametrize(
+    ("suffix", "magic"),
+    [
+        ("lz4", b"\x04\x22\x4d\x18"),
+        ("lrz", b"LRZI"),
+        ("lzo", b"\x89LZO"),
+        ("Z", b"\x1f\x9d"),
+        ("lz", b"LZIP"),
+    ],
+)
+def test_every_compression_repo_add_accepts(
+    tmp_path: Path, built_packages: dict[str, Path], suffix: str, magic: bytes
 ) -> None:
-    """NAME.db.tar.lz4: written by reposeal, extended by the real repo-add and by reposeal
-    again, read by the real pacman."""
+    """NAME.db.tar.{lz4,lrz,lzo,Z,lz}: written by reposeal, extended by the real repo-add
+    and by reposeal again, read by the real pacman."""
     from reposeal.client.scratch import ScratchPacman
 
     repo = tmp_path / "lz"
@@ -209,15 +219,70 @@ def test_lz4_databases_as_repo_add_accepts_them(
     pkgs = {k: repo / built_packages[k].name for k in ("hello-1.0", "world-2.0", "hello-1.1")}
     for k, p in pkgs.items():
         shutil.copy2(built_packages[k], p)
-    db = repo / "lz.db.tar.lz4"
+    db = repo / f"lz.db.tar.{suffix}"
     reposeal = [sys.executable, "-m", "reposeal.cli", "db", "add", "-q", str(db)]
     tools.run_text([*reposeal, str(pkgs["hello-1.0"])])
-    assert db.read_bytes()[:4] == b"\x04\x22\x4d\x18", "an lz4 frame"
+    assert db.read_bytes().startswith(magic), db.read_bytes()[:8]
     tools.run(["repo-add", "-q", str(db), str(pkgs["world-2.0"])])
     tools.run_text([*reposeal, str(pkgs["hello-1.1"])])
+    verified = tools.run_text([sys.executable, "-m", "reposeal.cli", "db", "verify",
+                               "--allow-unsigned", str(db)])  # fmt: skip
+    assert "2 packages, valid" in verified.stdout, verified.stdout + verified.stderr
     scratch = ScratchPacman(tmp_path / "pacman", {"lz": repo})
     scratch.base.mkdir()
     scratch.write_conf("Never")
     tools.run_text(scratch.command("-Sy"))
     listed = tools.run_text(scratch.command("-Sl", "lz")).stdout
     assert "lz hello 1.1-1" in listed and "lz world 2.0-1" in listed, listed
+
+
+def test_rollback_publishes_an_earlier_generation_pacman_then_takes(
+    tmp_path: Path, built_packages: dict[str, Path], gpg_key: GpgKey
+) -> None:
+    """`db rollback`: an earlier generation published again as a new one (pacman, which
+    skips a database no newer than its copy, takes it); lowering a version needs
+    --allow-downgrade; signed anew with the remembered key."""
+    from reposeal.client.scratch import ScratchPacman
+
+    repo = tmp_path / "rb"
+    repo.mkdir()
+    for k in ("hello-1.0", "hello-1.1", "world-2.0"):
+        shutil.copy2(built_packages[k], repo / built_packages[k].name)
+    db = repo / "rb.db.tar.gz"
+    cli = [sys.executable, "-m", "reposeal.cli", "db"]
+    signing = ["-s", "-k", gpg_key.fingerprint]
+    for k in ("hello-1.0", "hello-1.1"):
+        made = run([*cli, "add", *signing, str(db), str(repo / built_packages[k].name)],
+                   gpg_key.home)  # fmt: skip
+        assert made.returncode == 0, made.stderr
+    scratch = ScratchPacman(tmp_path / "pacman", {"rb": repo})
+    scratch.base.mkdir()
+    scratch.trust(gpg_key.public, gpg_key.fingerprint)
+    scratch.write_conf()
+    tools.run_text(scratch.command("-Sy"))
+    assert "rb hello 1.1-1" in tools.run_text(scratch.command("-Sl", "rb")).stdout
+
+    listed = run([*cli, "generations", str(db)], gpg_key.home).stdout.split("\n")
+    assert [line.split() for line in listed if line] == [["000001"], ["*", "000002"]]
+    before = db.read_bytes()
+    refused = run([*cli, "rollback", str(db)], gpg_key.home)
+    assert refused.returncode == 3 and "--allow-downgrade" in refused.stdout + refused.stderr
+    assert db.read_bytes() == before, "nothing written"
+    missing = run([*cli, "rollback", "--to", "7", str(db)], gpg_key.home)
+    assert missing.returncode == 1 and "kept: 000001, 000002" in missing.stderr, missing.stderr
+
+    done = run([*cli, "rollback", "--allow-downgrade", str(db)], gpg_key.home)
+    assert done.returncode == 0, done.stderr
+    assert "hello 1.1-1 -> 1.0-1" in done.stderr and "signing with gpg:" in done.stderr
+    tools.run_text(scratch.command("-Sy"))
+    assert "rb hello 1.0-1" in tools.run_text(scratch.command("-Sl", "rb")).stdout
+
+    # kept signatures when there is no signer at all: an unsigned repository rolls back too
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    pdb = plain / "plain.db.tar.zst"
+    for k in ("hello-1.0", "world-2.0"):
+        tools.run_text([*cli, "add", "-q", str(pdb), str(built_packages[k])])
+    tools.run_text([*cli, "rollback", str(pdb)])  # world leaves: not a downgrade
+    assert "world" not in tools.run_text(["bsdtar", "-tf", str(pdb)]).stdout
+    assert (plain / "plain.db.tar.zst.old").exists()

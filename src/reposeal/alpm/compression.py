@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import lzma
+import subprocess
+import threading
 import zlib
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import lz4.frame
@@ -15,12 +19,45 @@ from reposeal.alpm.tarformat import Readable
 from reposeal.errors import (
     CorruptArchiveError,
     LimitExceededError,
+    ToolMissingError,
     TruncatedArchiveError,
     UnknownCompressionError,
 )
 
 GZIP, ZSTD, XZ, BZIP2, LZ4, PLAIN = "gz", "zst", "xz", "bz2", "lz4", "tar"
-SUFFIX_TO_KIND = {".gz": GZIP, ".zst": ZSTD, ".xz": XZ, ".bz2": BZIP2, ".lz4": LZ4, "": PLAIN}
+LRZIP, LZOP, LZW, LZIP = "lrz", "lzo", "Z", "lz"
+SUFFIX_TO_KIND = {
+    ".gz": GZIP,
+    ".zst": ZSTD,
+    ".xz": XZ,
+    ".bz2": BZIP2,
+    ".lz4": LZ4,
+    ".lrz": LRZIP,
+    ".lzo": LZOP,
+    ".Z": LZW,
+    ".lz": LZIP,
+    "": PLAIN,
+}
+
+
+@dataclass(frozen=True)
+class _Tool:
+    """A compression no well-kept Python library covers: done by the program repo-add
+    itself runs (makepkg's compress.sh), from the Debian package named."""
+
+    package: str
+    pack: tuple[str, ...]
+    unpack: tuple[str, ...]
+
+
+# the rest of what repo-add 6.0.2 accepts for a database (libarchive reads each of them)
+EXTERNAL = {
+    LRZIP: _Tool("lrzip", ("lrzip", "-q"), ("lrzip", "-d", "-q")),
+    LZOP: _Tool("lzop", ("lzop", "-q", "-c"), ("lzop", "-d", "-q", "-c")),
+    LZW: _Tool("ncompress", ("compress", "-c", "-f"), ("compress", "-d", "-c")),
+    LZIP: _Tool("lzip", ("lzip", "-c", "-f"), ("lzip", "-d", "-c")),
+}
+_TOOL_TIMEOUT = 600.0
 
 # The exceptions each decompressor raises on damaged input.
 DECOMPRESS_ERRORS: tuple[type[Exception], ...] = (
@@ -46,10 +83,19 @@ def detect(head: bytes) -> str:
         return BZIP2
     if head.startswith(b"\x04\x22\x4d\x18"):
         return LZ4
+    if head.startswith(b"LRZI"):
+        return LRZIP
+    if head.startswith(b"\x89LZO\x00\r\n\x1a\n"):
+        return LZOP
+    if head.startswith(b"\x1f\x9d"):
+        return LZW
+    if head.startswith(b"LZIP"):
+        return LZIP
     if len(head) >= 263 and head[257:262] == b"ustar":
         return PLAIN
     raise UnknownCompressionError(
-        "not a tar archive compressed with zstd, gzip, xz, bzip2 or lz4 (unknown or damaged header)"
+        "not a tar archive compressed with zstd, gzip, xz, bzip2, lz4, lrzip, lzop, compress "
+        "or lzip (unknown or damaged header)"
     )
 
 
@@ -124,6 +170,11 @@ def open_stream(raw: BinaryIO, kind: str) -> Readable:
     if kind == LZ4:
         stream: Readable = lz4.frame.LZ4FrameFile(raw, "rb")
         return stream
+    if kind in EXTERNAL:
+        raise UnknownCompressionError(
+            f"reposeal reads {kind}-compressed databases, not packages: rebuild the package "
+            "with makepkg's default compression (PKGEXT='.pkg.tar.zst')"
+        )
     return raw
 
 
@@ -131,6 +182,8 @@ def decompress(data: bytes, kind: str, limit: int) -> bytes:
     """Decompress a whole (multi-member) buffer, refusing output larger than ``limit``."""
     if kind == PLAIN:
         return data
+    if kind in EXTERNAL:
+        return _run_tool(EXTERNAL[kind], "unpack", data, limit)
     out: list[bytes] = []
     produced = 0
     rest = data
@@ -247,7 +300,68 @@ def compress(chunks: list[bytes], kind: str) -> bytes:
         return bytes(lz4.frame.compress(b"".join(chunks)))
     if kind == PLAIN:
         return b"".join(chunks)
+    if kind in EXTERNAL:
+        return _run_tool(EXTERNAL[kind], "pack", b"".join(chunks), 1 << 40)
     raise UnknownCompressionError(f"unknown compression {kind!r}")
+
+
+def _run_tool(tool: _Tool, how: str, data: bytes, limit: int) -> bytes:
+    """Pipe ``data`` through ``tool`` and take at most ``limit`` bytes of its output (a bomb
+    is stopped as it grows, not after)."""
+    argv = list(tool.pack if how == "pack" else tool.unpack)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+        )
+    except FileNotFoundError:
+        raise ToolMissingError(
+            f"{argv[0]} is needed for this compression: install Debian's {tool.package}"
+        ) from None
+    if proc.stdin is None or proc.stdout is None or proc.stderr is None:  # (Popen's typing)
+        raise ToolMissingError(f"{argv[0]} could not be started with pipes")
+    stdin, stderr = proc.stdin, proc.stderr
+
+    def feed() -> None:
+        try:
+            stdin.write(data)
+        except BrokenPipeError:
+            pass  # it stopped reading: its exit status says why
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()
+
+    errors: list[bytes] = []
+    feeder = threading.Thread(target=feed, daemon=True)
+    collector = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
+    feeder.start()
+    collector.start()
+    out, produced = [], 0
+    while chunk := proc.stdout.read(1 << 20):
+        produced += len(chunk)
+        if produced > limit:
+            proc.kill()
+            proc.wait()
+            raise LimitExceededError(f"decompresses to more than {limit} bytes")
+        out.append(chunk)
+    try:
+        proc.wait(_TOOL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise CorruptArchiveError(f"{argv[0]} did not finish in {_TOOL_TIMEOUT:.0f} s") from None
+    feeder.join()
+    collector.join()
+    if proc.returncode != 0:
+        said = b"".join(errors).decode(errors="replace").strip().splitlines()
+        reason = said[-1] if said else f"exit status {proc.returncode}"
+        if how == "pack":
+            raise ToolMissingError(f"{argv[0]} could not compress: {reason}")
+        raise CorruptArchiveError(f"damaged {tool.package} data ({argv[0]}: {reason})")
+    return b"".join(out)
 
 
 def error_from(exc: Exception) -> CorruptArchiveError | TruncatedArchiveError:

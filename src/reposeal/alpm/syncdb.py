@@ -134,7 +134,7 @@ def decompress_blob(blob: bytes, where: Path | str, limits: Limits = DEFAULT_LIM
     before its data is decompressed: a small bomb costs milliseconds, not minutes."""
     try:
         kind = compression.detect(blob[:263])
-        if kind != compression.PLAIN:
+        if kind != compression.PLAIN and kind not in compression.EXTERNAL:
             _check_declared_sizes(blob, kind, limits)
         return compression.decompress(blob, kind, limits.max_db_unpacked_bytes)
     except ReposealError as exc:

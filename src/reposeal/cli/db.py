@@ -267,6 +267,75 @@ def db_remove(
         out.fail(exc)
 
 
+@db.command("rollback", epilog=EXIT_CODES)
+@_common
+@click.option(
+    "--to",
+    "target",
+    metavar="GENERATION",
+    help="The generation to publish again (default: the one before the current one; "
+    "`db generations` lists those kept).",
+)
+@click.option(
+    "--allow-downgrade", is_flag=True, help="Needed when it lowers any package's version."
+)
+@click.argument("database", type=click.Path(path_type=Path))
+def db_rollback(
+    database: Path,
+    target: str | None,
+    allow_downgrade: bool,
+    quiet: bool,
+    as_json: bool,
+    sign: bool,
+    key: str | None,
+    signer: str | None,
+    verify: bool,
+    gnupghome: Path | None,
+    wait: float,
+    sig_expires: str | None,
+    nocolor: bool,
+    unsigned: bool,
+    new_key: bool,
+) -> None:
+    """Publish an earlier generation of DATABASE again (a bad update undone), as a new
+    generation so pacman fetches it. Lowering a version needs --allow-downgrade. Signed
+    anew when a signer is given or remembered, else with that generation's own signatures
+    (refused if they expired)."""
+    out = _Out(quiet, as_json)
+    try:
+        opts = _options(
+            out,
+            sign=sign,
+            key=key,
+            signer=signer,
+            gnupghome=gnupghome,
+            verify=verify,
+            wait=wait,
+            sig_expires=sig_expires,
+            unsigned=unsigned,
+            new_key=new_key,
+        )
+        report = dbupdate.rollback(
+            database, opts, out.progress, target, allow_downgrade=allow_downgrade
+        )
+        _report(out, report)
+    except ReposealError as exc:
+        out.fail(exc)
+
+
+@db.command("generations", epilog=EXIT_CODES)
+@click.argument("database", type=click.Path(path_type=Path))
+def db_generations(database: Path) -> None:
+    """List the generations of DATABASE kept on disk (the current one is marked *)."""
+    out = _Out(False, False)
+    try:
+        kept, current = dbupdate.generations(database)
+    except ReposealError as exc:
+        out.fail(exc)
+    for g in kept:
+        click.echo(f"{'*' if g == current else ' '} {g}")
+
+
 @db.command("settings", epilog=EXIT_CODES)
 @click.argument("database", type=click.Path(path_type=Path))
 @click.option(
@@ -275,7 +344,14 @@ def db_remove(
     help="A personal repository: rebuilds of a listed version replace its file (aurutils' "
     "`aur build -f`), as if every add were given --replace-same-version.",
 )
-def db_settings(database: Path, replace_same_version: str | None) -> None:
+@click.option(
+    "--keep-generations",
+    type=click.IntRange(2),
+    help="How many generations stay on disk for `db rollback` (default 2).",
+)
+def db_settings(
+    database: Path, replace_same_version: str | None, keep_generations: int | None
+) -> None:
     """Show or change the settings DATABASE's repository keeps (NAME.reposeal.json): a
     personal repository's same-version rebuilds, and how it is signed (`signing`: the key
     and the signatures' lifetime, kept by every signed update so that add, remove and
@@ -289,6 +365,9 @@ def db_settings(database: Path, replace_same_version: str | None) -> None:
         doc = settings(paths)
         if replace_same_version is not None:
             doc["replace_same_version"] = replace_same_version == "on"
+        if keep_generations is not None:
+            doc["keep_generations"] = keep_generations
+        if replace_same_version is not None or keep_generations is not None:
             save_settings(paths, doc)
     except ReposealError as exc:
         out.fail(exc)

@@ -275,7 +275,7 @@ def _sign_and_publish(
     paths: RepoPaths, files: dict[str, bytes], opts: UpdateOptions, progress: Progress
 ) -> str:
     signed_with = _sign_all(paths, files, opts, progress)
-    generation = publish(paths, files)
+    generation = publish(paths, files, keep=keep_generations(paths))
     _remember_signing(paths, opts, signed_with)
     return generation
 
@@ -654,6 +654,122 @@ def refresh(db_path: Path, opts: UpdateOptions, progress: Progress) -> Report:
         report = Report(database=str(db), signed_by=signer_fpr, packages=len(entries))
         report.generation = _sign_and_publish(paths, files, opts, progress)
         return report
+
+
+def generations(db_path: Path) -> tuple[list[str], str | None]:
+    """The generations kept on disk (oldest first) and the current one."""
+    from reposeal.repo.publish import generation_numbers
+
+    paths = RepoPaths.from_db_path(db_path)
+    current = os.path.basename(os.readlink(paths.current)) if paths.current.is_symlink() else None
+    return [f"{n:06d}" for n in generation_numbers(paths)], current
+
+
+def rollback(
+    db_path: Path,
+    opts: UpdateOptions,
+    progress: Progress,
+    to: str | None = None,
+    *,
+    allow_downgrade: bool = False,
+) -> Report:
+    """Publish an earlier generation's databases again, as a new generation (so pacman,
+    which skips a database no newer than its copy, fetches it). Lowering any package's
+    version needs ``allow_downgrade``; signed again when a signer is given or remembered,
+    otherwise with the earlier generation's own signatures, if they still hold."""
+    from reposeal.alpm.vercmp import vercmp
+
+    paths = RepoPaths.from_db_path(db_path)
+    opts = _sign_as_remembered(paths, opts, progress)
+    with database_lock(paths.lock, wait=opts.wait):
+        kept, current = generations(db_path)
+        if current is None or current not in kept:
+            raise InputError("has no generations to roll back to", path=paths.archive("db"))
+        earlier = [g for g in kept if g < current]
+        target = to.zfill(6) if to else (earlier[-1] if earlier else None)
+        if target is None or target not in earlier:
+            raise InputError(
+                f"no earlier generation {to or ''} is kept (kept: {', '.join(kept)}; current: "
+                f"{current})".replace("  ", " "),
+                path=paths.generations,
+            )
+        folder = paths.generations / target
+        progress(f"Rolling back to generation {target} (current: {current})...")
+        now = read_entries(paths.archive("db"), paths.archive("files"))
+        then = read_entries(folder / paths.archive_name("db"), folder / paths.archive_name("files"))
+        problems = validate_entries(then)
+        if problems:
+            raise InvalidDatabaseError("; ".join(problems[:5]), path=folder)
+        report = Report(database=str(paths.archive("db")), packages=len(then))
+        for name in sorted(set(now) | set(then)):
+            old, new = now.get(name), then.get(name)
+            if old is None and new is not None:
+                report.added.append(f"{name} {new.version}")
+            elif new is None and old is not None:
+                report.removed.append(f"{name} {old.version}")
+            elif old is not None and new is not None and old.version != new.version:
+                order = vercmp(new.version, old.version)
+                where = report.downgraded if order < 0 else report.upgraded
+                where.append(f"{name} {old.version} -> {new.version}")
+        if report.downgraded and not allow_downgrade:
+            raise RefusedError(
+                [f"{d}: a downgrade (give --allow-downgrade)" for d in report.downgraded],
+                path=paths.archive("db"),
+            )
+        files = {
+            paths.archive_name(p): read_blob(folder / paths.archive_name(p))
+            for p in ("db", "files")
+            if (folder / paths.archive_name(p)).is_file()
+        }
+        if (folder / paths.index_name).is_file():
+            files[paths.index_name] = read_limited(
+                folder / paths.index_name, MAX_INDEX_BYTES, "index"
+            )
+        if opts.signer is not None:
+            _keep_signed(paths, opts, progress)
+            report.signed_by = opts.signer.fingerprint
+            report.generation = _sign_and_publish(paths, files, opts, progress)
+            return report
+        for name in list(files):
+            if (folder / (name + ".sig")).is_file():
+                sig = read_limited(folder / (name + ".sig"), 16384, "signature")
+                _refuse_expired(sig, name, target)
+                files[name + ".sig"] = sig
+        if paths.archive_name("db") + ".sig" not in files:
+            _keep_signed(paths, opts, progress)  # a signed repository: refused or --unsigned
+        else:
+            progress(f"keeping generation {target}'s own signatures (give -s to sign anew)")
+        report.generation = publish(paths, files, keep=keep_generations(paths))
+        return report
+
+
+def _refuse_expired(sig: bytes, name: str, generation: str) -> None:
+    """pacman refuses an expired database signature: publishing one would break every
+    client, so it is refused here, saying how to sign anew."""
+    import datetime
+
+    import pysequoia
+
+    try:
+        expires = pysequoia.Sig.from_bytes(sig).expiration
+    except (RuntimeError, ValueError):
+        raise InvalidDatabaseError(
+            f"generation {generation}'s signature of {name} does not parse"
+        ) from None
+    if expires is not None and expires <= datetime.datetime.now(datetime.UTC):
+        raise SigningError(
+            f"generation {generation}'s signature of {name} expired at {expires:%Y-%m-%d %H:%M} "
+            "UTC: give -s -k KEY or --signer SPEC to sign it anew"
+        )
+
+
+def keep_generations(paths: RepoPaths) -> int:
+    """How many generations stay on disk (``db settings --keep-generations``; 2 by default:
+    the current one and the one before, as repo-add keeps .old)."""
+    from reposeal.repo.publish import KEEP_GENERATIONS
+
+    n = settings(paths).get("keep_generations")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 2 else KEEP_GENERATIONS
 
 
 @dataclass

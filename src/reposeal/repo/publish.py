@@ -59,7 +59,7 @@ def _replace_with_symlink(link: Path, target: str) -> None:
         raise
 
 
-def _generation_numbers(paths: RepoPaths) -> list[int]:
+def generation_numbers(paths: RepoPaths) -> list[int]:
     if not paths.generations.is_dir():
         return []
     return sorted(int(p.name) for p in paths.generations.iterdir() if p.name.isdigit())
@@ -73,7 +73,7 @@ def _make_generation(paths: RepoPaths, fill: Callable[[Path], None]) -> str:
     try:
         fill(tmp)
         _fsync_dir(tmp)
-        numbers = _generation_numbers(paths)
+        numbers = generation_numbers(paths)
         gen = f"{(numbers[-1] + 1) if numbers else 1:06d}"
         os.rename(tmp, paths.generations / gen)
     except BaseException:
@@ -135,8 +135,9 @@ def _adopt_plain_files(paths: RepoPaths) -> None:
     _fsync_dir(paths.directory)
 
 
-def publish(paths: RepoPaths, files: dict[str, bytes]) -> str:
-    """Publish a new generation holding ``files``: {archive name or archive.sig: bytes}.
+def publish(paths: RepoPaths, files: dict[str, bytes], keep: int = KEEP_GENERATIONS) -> str:
+    """Publish a new generation holding ``files``: {archive name or archive.sig: bytes},
+    keeping the ``keep`` newest generations on disk.
 
     Returns the generation's name. Callers hold the database lock.
     """
@@ -175,7 +176,7 @@ def publish(paths: RepoPaths, files: dict[str, bytes]) -> str:
                         stale.unlink()
     _point_old(paths, previous)
     _fsync_dir(paths.directory)
-    _prune(paths, gen)
+    _prune(paths, gen, keep)
     return gen
 
 
@@ -195,8 +196,8 @@ def _point_old(paths: RepoPaths, previous: str | None) -> None:
                 link.unlink()
 
 
-def _prune(paths: RepoPaths, current: str) -> None:
-    keep = {f"{n:06d}" for n in _generation_numbers(paths)[-KEEP_GENERATIONS:]} | {current}
+def _prune(paths: RepoPaths, current: str, keep: int) -> None:
+    kept = {f"{n:06d}" for n in generation_numbers(paths)[-keep:]} | {current}
     for p in paths.generations.iterdir():
-        if p.name not in keep:
+        if p.name not in kept:
             shutil.rmtree(p, ignore_errors=True)
