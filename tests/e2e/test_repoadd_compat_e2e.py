@@ -54,9 +54,9 @@ def test_repo_add_links_work_as_aurutils_calls_them(
     listed = tools.run_text(["bsdtar", "-tf", str(db)]).stdout
     assert "hello-1.0-1/desc" in listed and "world-2.0-1/desc" in listed
 
-    # nothing to do is exit 1, as repo-add
+    # nothing to do is exit 0, as repo-add 6 (which writes the database again; we do not)
     again = run([add, "-n", "-s", "-k", gpg_key.fingerprint, str(db), str(hello)], gpg_key.home)
-    assert again.returncode == 1 and "No packages modified" in again.stdout, again.stdout
+    assert again.returncode == 0 and "Nothing changed" in again.stdout, again.stdout
 
     # a signed repository updated without -s (a tool that calls plain repo-add): signed
     # with the key it remembers, not published unsigned
@@ -286,3 +286,79 @@ def test_rollback_publishes_an_earlier_generation_pacman_then_takes(
     tools.run_text([*cli, "rollback", str(pdb)])  # world leaves: not a downgrade
     assert "world" not in tools.run_text(["bsdtar", "-tf", str(pdb)]).stdout
     assert (plain / "plain.db.tar.zst.old").exists()
+
+
+def _listing(db: Path) -> list[str]:
+    return sorted(n for n in tools.run_text(["bsdtar", "-tf", str(db)]).stdout.split() if n)
+
+
+def _as_scripts_call_it(
+    style: str, prog: dict[str, str], repo: Path, pkgs: dict[str, Path], key: GpgKey
+) -> list[tuple[int, list[str]]]:
+    """Run one tool's way of calling repo-add in ``repo``; each step's exit code and the
+    package files left beside the database."""
+    db = repo / "custom.db.tar.zst"
+    sign = ["-s", "-k", key.fingerprint]
+
+    def put(*keys: str) -> list[str]:
+        for k in keys:
+            shutil.copy2(pkgs[k], repo / pkgs[k].name)
+        return [pkgs[k].name for k in keys]
+
+    def call(args: list[str]) -> tuple[int, list[str]]:
+        env = os.environ | {"GNUPGHOME": str(key.home), "LANG": "C"}
+        proc = subprocess.run(args, cwd=repo, env=env, capture_output=True, check=False)
+        return proc.returncode, sorted(p.name for p in repo.glob("*.pkg.tar*"))
+
+    def every_package() -> list[str]:
+        return sorted(f"./{p.name}" for p in repo.glob("*.pkg.tar.zst"))
+
+    add, remove = prog["repo-add"], prog["repo-remove"]
+    steps = []
+    if style == "ci":  # cd repo && repo-add -n -R -s -k KEY ./custom.db.tar.zst ./*.pkg.tar.zst
+        put("hello-1.0", "world-2.0")
+        steps.append(call([add, "-n", "-R", *sign, "./custom.db.tar.zst", *every_package()]))
+        put("hello-1.1")
+        steps.append(call([add, "-n", "-R", *sign, "./custom.db.tar.zst", *every_package()]))
+        steps.append(call([add, "-n", "-R", *sign, "./custom.db.tar.zst", *every_package()]))
+    elif style == "aurutils":  # env -C db_root repo-add -s -v -R "$(realpath db)" basenames
+        steps.append(call([add, *sign, str(db), *put("hello-1.0")]))
+        for k in ("hello-1.1", "world-2.0"):
+            steps.append(call([add, *sign, "-v", "-R", os.path.realpath(db), *put(k)]))
+        steps.append(call([add, "-v", os.path.realpath(db)]))  # verify only
+    else:  # repoctl: absolute paths, packages moved in first, removals by name
+        given = [str(repo / n) for n in put("hello-1.0", "world-2.0")]
+        steps.append(call([add, *sign, str(db), *given]))
+        steps.append(call([remove, *sign, str(db), "world"]))
+        steps.append(call([remove, *sign, str(db), "world"]))  # no longer there: 1
+        steps.append(call([remove, *sign, str(db), "hello"]))  # an empty database
+    return steps
+
+
+@pytest.mark.parametrize("style", ["ci", "aurutils", "repoctl"])
+def test_scripts_get_what_the_real_repo_add_gives_them(
+    tmp_path: Path, built_packages: dict[str, Path], gpg_key: GpgKey, style: str
+) -> None:
+    """The same command lines, run by the real repo-add in one folder and by reposeal's
+    repo-add link in another: the same exit codes, the same entries, the same package files
+    left on disk, and both databases signed so that gpg verifies them."""
+    bindir = tmp_path / "bin"
+    tools.run_text([str(Path(sys.executable).with_name("reposeal")), "db", "install-links",
+                    str(bindir)])  # fmt: skip
+    progs = {
+        "real": {"repo-add": "repo-add", "repo-remove": "repo-remove"},
+        "ours": {name: str(bindir / name) for name in ("repo-add", "repo-remove")},
+    }
+    results = {}
+    for who, prog in progs.items():
+        repo = tmp_path / who / "x86_64"
+        repo.mkdir(parents=True)
+        steps = _as_scripts_call_it(style, prog, repo, built_packages, gpg_key)
+        db = repo / "custom.db.tar.zst"
+        verified = subprocess.run(["gpg", "--verify", str(db) + ".sig", str(db)],
+                                  env=os.environ | {"GNUPGHOME": str(gpg_key.home)},
+                                  capture_output=True, check=False)  # fmt: skip
+        results[who] = (steps, _listing(db), verified.returncode)
+    assert results["ours"][0] == results["real"][0], results
+    assert results["ours"][1] == results["real"][1], results
+    assert results["ours"][2] == 0 == results["real"][2]

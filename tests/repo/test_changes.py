@@ -57,9 +57,16 @@ def test_vercmp_equal_but_different_spelling_is_refused() -> None:
     assert plan.refusals
 
 
-def test_same_name_twice_in_one_request() -> None:
-    plan = plan_add(CUR, [entry("c", "1-1"), entry("c", "2-1")], AddRules())
-    assert "twice" in plan.refusals[0]
+def test_same_name_twice_in_one_request_takes_the_newest_whatever_the_order() -> None:
+    for given in ([entry("c", "1.10-1"), entry("c", "1.9-1")],
+                  [entry("c", "1.9-1"), entry("c", "1.10-1")]):  # fmt: skip
+        plan = plan_add(CUR, given, AddRules())
+        assert not plan.refusals and plan.entries["c"].version == "1.10-1"
+        assert plan.skipped == ["c 1.9-1: older than 1.10-1, given too"]
+    same = plan_add(CUR, [entry("c", "1-1"), entry("c", "1-1", sha="e" * 64)], AddRules())
+    assert "twice" in same.refusals[0]
+    again = plan_add(CUR, [entry("c", "1-1"), entry("c", "1-1")], AddRules())
+    assert not again.refusals and again.added == ["c 1-1"]
 
 
 def test_remove() -> None:

@@ -5,6 +5,10 @@ the command). Messages as repo-add prints them (`==>` lines, errors on stderr), 
 when the database changed and 1 otherwise, as repo-add. Where reposeal is stricter (a
 downgrade, a changed file under a published version, a signed repository updated without
 -s) the refusal says which option or step lifts it.
+
+Exit codes as repo-add 6's: 0 when no package failed (an update that changes nothing
+included: reposeal then leaves the database as it is instead of writing it again), 1 when one
+did (then nothing is written), and for usage errors. ``-v DB`` alone only verifies.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ def _say(quiet: bool) -> Callable[[str], None]:
 
 def _fail(exc: ReposealError) -> NoReturn:
     click.echo(f"==> ERROR: {exc}", err=True)
+    click.echo("==> No packages modified, nothing to do.")
     sys.exit(1)
 
 
@@ -102,8 +107,7 @@ def _common(f: F) -> F:
 )
 @_common
 @click.argument("database", metavar="<path-to-db>", type=click.Path(path_type=Path))
-@click.argument("packages", metavar="<package> ...", nargs=-1, required=True,
-                type=click.Path(path_type=Path))  # fmt: skip
+@click.argument("packages", metavar="<package> ...", nargs=-1, type=click.Path(path_type=Path))
 def repo_add(
     database: Path,
     packages: tuple[Path, ...],
@@ -127,6 +131,7 @@ def repo_add(
     from reposeal.repo import dbupdate
     from reposeal.repo.changes import AddRules
 
+    _verify_only(database, verify, bool(packages))
     try:
         opts = _options(
             sign, key, verify, wait_for_lock, unsigned, new_key,
@@ -152,7 +157,7 @@ def repo_add(
 @main.command("repo-remove", context_settings={"help_option_names": ["-h", "--help"]})
 @_common
 @click.argument("database", metavar="<path-to-db>", type=click.Path(path_type=Path))
-@click.argument("names", metavar="<packagename> ...", nargs=-1, required=True)
+@click.argument("names", metavar="<packagename> ...", nargs=-1)
 def repo_remove(
     database: Path,
     names: tuple[str, ...],
@@ -169,6 +174,7 @@ def repo_remove(
     on the command line from the given repo database (repo-remove 6.x's options)."""
     from reposeal.repo import dbupdate
 
+    _verify_only(database, verify, bool(names))
     try:
         opts = _options(sign, key, verify, wait_for_lock, unsigned, new_key)
         for n in names:
@@ -180,11 +186,40 @@ def repo_remove(
     _finish(report, database, quiet)
 
 
+def _verify_only(database: Path, verify: bool, given: bool) -> None:
+    """repo-add -v DB with nothing to add: check the signatures and stop (exit 0 or 1);
+    no database argument but nothing else either: usage, exit 1."""
+    if given:
+        return
+    if not verify:
+        click.echo(click.get_current_context().get_usage(), err=True)
+        sys.exit(1)
+    from reposeal.openpgp.gpg import gpg_verify
+    from reposeal.repo.paths import RepoPaths
+
+    try:
+        paths = RepoPaths.from_db_path(database)
+        for part in ("db", "files"):
+            archive = paths.archive(part)
+            sig = archive.with_name(archive.name + ".sig")
+            if not archive.exists():
+                continue
+            click.echo("==> Verifying database signature...")
+            if not sig.exists():
+                click.echo("==> WARNING: No existing signature found, skipping verification.")
+                continue
+            gpg_verify(archive, sig)
+            click.echo("  -> Database signature file verified.")
+    except ReposealError as exc:
+        _fail(exc)
+    sys.exit(0)
+
+
 def _finish(report: Report, database: Path, quiet: bool) -> None:
-    """repo-add's ending: exit 0 if the database was written, 1 if nothing changed."""
+    """repo-add's ending: exit 0 when no package failed (failures raised before this)."""
     if report.generation:
         if not quiet:
             click.echo(f"==> Creating updated database file '{database}'")
-        sys.exit(0)
-    click.echo("==> No packages modified, nothing to do.")
-    sys.exit(1)
+    elif not quiet:
+        click.echo("==> Nothing changed: the database is left as it is.")
+    sys.exit(0)

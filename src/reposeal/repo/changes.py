@@ -53,18 +53,39 @@ def filename_of(e: Entry) -> str:
     return single(e.fields(), "FILENAME", f"entry {e.dirname}")
 
 
+def _newest_of_each(new: Sequence[Entry], plan: Plan) -> list[Entry]:
+    """Several builds of one package in one request (a CI script's ``*.pkg.tar.zst`` in a
+    folder that keeps old builds): the newest by vercmp is added, whatever the order of the
+    names (repo-add would take the last, so 1.9 after 1.10); the older ones are skipped,
+    and their files count as replaced (-R deletes them, as repo-add's run ends up doing).
+    One version given twice with different files is ambiguous: refused."""
+    newest: dict[str, Entry] = {}
+    for e in new:
+        held = newest.get(e.name)
+        if held is None:
+            newest[e.name] = e
+            continue
+        order = vercmp(e.version, held.version)
+        if order == 0:
+            if held.version != e.version or held.sha256 != e.sha256:
+                plan.refusals.append(
+                    f"{e.name}: given twice in one request as {held.version} and {e.version} "
+                    "with different files: give one"
+                )
+            continue
+        older, newest[e.name] = (held, e) if order > 0 else (e, held)
+        plan.skipped.append(
+            f"{older.name} {older.version}: older than {newest[e.name].version}, given too"
+        )
+        plan.replaced_files.append(filename_of(older))
+    return list(newest.values())
+
+
 def plan_add(current: Mapping[str, Entry], new: Sequence[Entry], rules: AddRules) -> Plan:
     """Decide what adding ``new`` to ``current`` does; refusals leave nothing changed."""
     plan = Plan(entries=dict(current))
-    seen: dict[str, str] = {}
-    for e in new:
+    for e in _newest_of_each(new, plan):
         label = f"{e.name} {e.version}"
-        if e.name in seen:
-            plan.refusals.append(
-                f"{e.name}: given twice in one request ({seen[e.name]} and {e.version})"
-            )
-            continue
-        seen[e.name] = e.version
         old = current.get(e.name)
         if old is None:
             plan.added.append(label)
