@@ -358,7 +358,10 @@ def test_scripts_get_what_the_real_repo_add_gives_them(
         verified = subprocess.run(["gpg", "--verify", str(db) + ".sig", str(db)],
                                   env=os.environ | {"GNUPGHOME": str(gpg_key.home)},
                                   capture_output=True, check=False)  # fmt: skip
-        results[who] = (steps, _listing(db), verified.returncode)
+        links = {n: os.readlink(repo / n) for n in ("custom.db", "custom.db.sig", "custom.files",
+                 "custom.files.sig") if (repo / n).is_symlink()}  # fmt: skip
+        results[who] = (steps, _listing(db), verified.returncode, links)
     assert results["ours"][0] == results["real"][0], results
     assert results["ours"][1] == results["real"][1], results
     assert results["ours"][2] == 0 == results["real"][2]
+    assert results["ours"][3] == results["real"][3] and len(results["ours"][3]) == 4, results
