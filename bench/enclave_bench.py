@@ -105,7 +105,7 @@ def bench_bridge(
     serve = [sys.executable, "-m", "reposeal.cli", "bridge", "serve", "--dir", str(work / "q")]
     serve += ["--listen", f"127.0.0.1:{port}", "--cert", str(certs["bridge"].cert)]
     serve += ["--key", str(certs["bridge"].key), "--client-ca", str(ca.cert)]
-    proc = subprocess.Popen(serve, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"https://127.0.0.1:{port}"
     try:
         for _ in range(150):

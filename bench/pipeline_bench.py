@@ -46,7 +46,7 @@ def main() -> None:
             "--wait",
             "5",
         ]
-        p.procs.append(subprocess.Popen(run, stderr=subprocess.DEVNULL))
+        p.procs.append(subprocess.Popen(run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         p.start_source()
         for who in (0, 1):  # two long-lived builders, long-polling the source machine
             cmd = [
@@ -55,7 +55,9 @@ def main() -> None:
                 "--signer", f"soft:{world.builders[who].signer.path}",
                 "--workdir", str(p.workdir), "--wait", "30",
             ]  # fmt: skip
-            p.procs.append(subprocess.Popen(cmd, stderr=subprocess.DEVNULL))
+            p.procs.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
         commit = commit_pkgbuild(p.git, "hello-1.0", 1_700_000_000)
         proposal = p.proposal(commit)
         stmt = to_bytes(Approval("core", "hello", commit, proposal["pkgbuild_sha256"], None))

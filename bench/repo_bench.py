@@ -79,6 +79,7 @@ def main() -> None:
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "reposeal.cli", *run, "--wait", "30"],
+                stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
         )

@@ -81,7 +81,7 @@ class Machines:
 
     def _start(self, which: str, args: list[str], port: int | None = None) -> None:
         log = open(self.logs / f"{which}.log", "ab")  # noqa: SIM115  (the child keeps it)
-        self.procs[which] = subprocess.Popen([*CLI, *args], env=self.env, stderr=log)
+        self.procs[which] = subprocess.Popen([*CLI, *args], env=self.env, stdout=log, stderr=log)
         log.close()
         if port is not None:
             wait_port(port, which)

@@ -19,7 +19,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reposeal import logs
 from reposeal.alpm import compression
 from reposeal.alpm.package import read_package
 from reposeal.builder.makepkg import DEFAULT_BUILD_USER, BuildError, ensure_build_user
@@ -296,4 +296,4 @@ def _with_backoff(action: Callable[[], T], tries: int) -> T:
 
 
 def _say(message: str) -> None:
-    print(f"builder: {message}", file=sys.stderr, flush=True)
+    logs.info("builder", message)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from reposeal.cli import EXIT_CODES, _Out, main, options
+from reposeal.cli.config import service_options
 from reposeal.errors import InputError
 
 if TYPE_CHECKING:
@@ -154,6 +155,7 @@ def bridge_renew(folder: Path, names: tuple[str, ...], days: int) -> None:
 
 
 @bridge.command("serve", epilog=EXIT_CODES)
+@service_options("bridge")
 @click.option("--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--listen", default="127.0.0.1:8443", show_default=True)
 @click.option("--cert", required=True, type=click.Path(exists=True, path_type=Path))
@@ -166,7 +168,9 @@ def bridge_serve(folder: Path, listen: str, cert: Path, key: Path, client_ca: Pa
     serve_https(make_app(JobQueue(folder)), listen, cert, key, client_ca)
 
 
-def serve_https(app: Any, listen: str, cert: Path, key: Path, client_ca: Path) -> None:
+def serve_https(
+    app: Any, listen: str, cert: Path, key: Path, client_ca: Path, component: str = "bridge"
+) -> None:
     """Run an aiohttp app on HOST:PORT with mutual TLS (clients from ``client_ca`` only).
     Idle kept-alive connections are closed after 75 s (``REPOSEAL_KEEPALIVE`` seconds);
     every client of ours reopens them."""
@@ -183,7 +187,7 @@ def serve_https(app: Any, listen: str, cert: Path, key: Path, client_ca: Path) -
         _Out(False, False).fail(
             InputError(f"the certificate, key or client CA does not load: {exc}")
         )
-    serve(app, listen, context)
+    serve(app, listen, context, component)
 
 
 def _check_listen(listen: str) -> tuple[str, int]:
@@ -193,14 +197,15 @@ def _check_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def serve(app: Any, listen: str, context: Any) -> None:
+def serve(app: Any, listen: str, context: Any, component: str = "service") -> None:
     """Run an aiohttp app on HOST:PORT (TLS with ``context``, plain HTTP without); a port in
-    use or forbidden is a one-line error."""
+    use or forbidden is a one-line error. Logs ``listening`` once the port is bound."""
     import errno
     import os
 
     from aiohttp import web
 
+    from reposeal import logs
     from reposeal.cli import _Out
     from reposeal.errors import InputError
 
@@ -212,7 +217,7 @@ def serve(app: Any, listen: str, context: Any) -> None:
             host=host,
             port=port,
             ssl_context=context,
-            print=None,
+            print=lambda _: logs.info(component, "listening", address=listen, tls=bool(context)),
             shutdown_timeout=5,  # open long polls do not hold a stop for a minute
             keepalive_timeout=float(os.environ.get("REPOSEAL_KEEPALIVE", "75")),
         )

@@ -12,6 +12,7 @@ import click
 
 from reposeal.cli import EXIT_CODES, _Out, main
 from reposeal.cli.adopt import ADOPTED_PACKAGES, ADOPTION_STATEMENT, PACKAGERS_KEYRING
+from reposeal.cli.config import service_options
 from reposeal.errors import InputError, ReposealError
 
 if TYPE_CHECKING:
@@ -550,6 +551,7 @@ def enclave_provenance(log_dir: Path, output: Path) -> None:
 
 
 @enclave.command("run", epilog=EXIT_CODES)
+@service_options("enclave")
 @_HOME
 @click.option("--bridge", "url", required=True, help="https://HOST:PORT of the bridge.")
 @click.option(

@@ -12,6 +12,7 @@ import click
 from reposeal.cli import EXIT_CODES, _Out, main, options
 from reposeal.cli.adopt import ADOPTED_PACKAGES, ADOPTION_STATEMENT, PACKAGERS_KEYRING
 from reposeal.cli.bridge import _client, _tls, client_ca_option, serve_https
+from reposeal.cli.config import service_options
 from reposeal.durations import parse_duration
 from reposeal.errors import InputError, ReposealError
 
@@ -64,6 +65,7 @@ def repo() -> None:
 
 
 @repo.command("serve", epilog=EXIT_CODES)
+@service_options("repo")
 @click.option("--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--listen", default="127.0.0.1:8443", show_default=True)
 @click.option("--cert", required=True, type=click.Path(exists=True, path_type=Path))
@@ -101,7 +103,7 @@ def repo_serve(
         )
     except ReposealError as exc:
         out.fail(exc)
-    serve_https(app, listen, cert, key, client_ca)
+    serve_https(app, listen, cert, key, client_ca, component="repo")
 
 
 @repo.command("status", epilog=EXIT_CODES)

@@ -11,6 +11,7 @@ import click
 
 from reposeal.cli import EXIT_CODES, _Out, main
 from reposeal.cli.bridge import client_ca_option, client_tls, connect, serve_https
+from reposeal.cli.config import service_options
 from reposeal.errors import ReposealError
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ def source() -> None:
 
 
 @source.command("serve", epilog=EXIT_CODES)
+@service_options("source")
 @click.option("--dir", "folder", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--repos",
@@ -78,7 +80,7 @@ def source_serve(
         _Out(False, False).fail(exc)
     repo_machine = _source(repo_url, cert, key, ca) if repo_url else None
     app = make_app(Source(folder, repos, policy.get, target, repo_machine), poll)
-    serve_https(app, listen, server_cert, server_key, client_ca)
+    serve_https(app, listen, server_cert, server_key, client_ca, component="source")
 
 
 _SOURCE = click.option("--source", "url", required=True, help="https://HOST:PORT")
@@ -220,6 +222,7 @@ def builder() -> None:
 
 
 @builder.command("run", epilog=EXIT_CODES)
+@service_options("builder")
 @_SOURCE
 @click.option("--repo-url", required=True, help="The repo machine (https://HOST:PORT).")
 @client_tls

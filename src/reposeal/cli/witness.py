@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from reposeal.cli import EXIT_CODES, _Out, main
+from reposeal.cli.config import service_options
 from reposeal.errors import InputError, ReposealError
 
 
@@ -41,6 +42,7 @@ def keygen(name: str, output: Path) -> None:
 
 
 @witness.command("serve", epilog=EXIT_CODES)
+@service_options("witness")
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Its state (SQLite): the last checkpoint cosigned per log.")  # fmt: skip
 @click.option("--key", "key_path", required=True,
@@ -89,4 +91,4 @@ def serve(
         except (ssl.SSLError, OSError) as exc:
             out.fail(InputError(f"the server certificate or key does not load: {exc}"))
     say(f"{cosigner.key.encode()} witnessing {', '.join(sorted(known))} on {listen}")
-    serve_app(make_app(Witness(store, cosigner, known)), listen, context)
+    serve_app(make_app(Witness(store, cosigner, known)), listen, context, "witness")

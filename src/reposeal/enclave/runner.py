@@ -10,7 +10,6 @@ import gc
 import hashlib
 import queue
 import sqlite3
-import sys
 import tempfile
 import threading
 import time
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from reposeal import logs
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.names import arch_field, name_field
 from reposeal.enclave.home import EnclaveHome
@@ -305,7 +305,7 @@ class _Poster:
                 if not self.retry:
                     self.failure = exc  # reported by the loop, which stops
                     return False
-                print(f"bridge: {exc.message}; trying again in 5 s", file=sys.stderr)
+                logs.warning("enclave", "bridge unreachable", message=exc.message, retry_in=5)
                 time.sleep(5)
             except BaseException as exc:
                 self.failure = exc
@@ -318,7 +318,7 @@ class _Poster:
             self._push_log()
         except (BridgeError, ReposealError, OSError, sqlite3.Error) as exc:
             self._pushed = None  # ask the bridge its size next time
-            print(f"bridge: the log was not pushed: {exc}", file=sys.stderr)
+            logs.warning("enclave", "log not pushed", message=str(exc))
 
     def _push_log(self) -> None:
         """Send the bridge's copy what it lacks, up to our latest checkpoint (read on a
@@ -403,9 +403,11 @@ def run(
     except BridgeError as exc:
         if once:
             raise
-        print(f"bridge: {exc.message}; taken jobs come back after their lease", file=sys.stderr)
+        logs.warning("enclave", "release failed", message=exc.message,
+                     effect="taken jobs come back after their lease")  # fmt: skip
     ahead = _Ahead(client.clone(), wait)  # each thread its own connection
     poster = _Poster(client, retry=not once, home=home)
+    logs.info("enclave", "pulling", home=str(home.path), bridge=f"{client.host}:{client.port}")
     own = pool is None
     workers = pool or WorkerPool(insecure_no_sandbox=insecure_no_sandbox)  # warm between jobs
     try:
@@ -430,8 +432,17 @@ def _anchor(home: EnclaveHome, client: BridgeClient, once: bool) -> None:
         except BridgeError as exc:
             if once:
                 raise
-            print(f"bridge: {exc.message}; retrying in 5 s", file=sys.stderr)
+            logs.warning("enclave", "bridge unreachable", message=exc.message, retry_in=5)
             time.sleep(5)
+
+
+def _log_decision(job_id: str, kind: str, result: dict[str, object], seconds: float) -> None:
+    decision = result.get("decision")
+    fields = {"id": job_id, "kind": kind, "decision": decision, "seconds": round(seconds, 3)}
+    if decision == "accept":
+        logs.info("enclave", "decision", **fields, log_index=result.get("log_index"))
+    else:
+        logs.warning("enclave", "refused", **fields, reasons=result.get("reasons", []))
 
 
 def _check_head(home: EnclaveHome, head: object) -> None:
@@ -458,7 +469,7 @@ def _serve(
         except BridgeError as exc:
             if once:
                 raise
-            print(f"bridge: {exc.message}; retrying in 5 s", file=sys.stderr)
+            logs.warning("enclave", "bridge unreachable", message=exc.message, retry_in=5)
             time.sleep(5)
             ahead.start()
             continue
@@ -469,6 +480,9 @@ def _serve(
             continue
         ahead.start()  # the next job downloads while this one is checked and signed
         _check_head(home, got.head)  # a log behind what it published: stop, sign nothing
+        job_id, kind = str(got.job["id"]), str(got.job.get("kind"))
+        logs.info("enclave", "job", id=job_id, kind=kind, repo=got.job.get("repo"))
+        started = time.monotonic()
         try:
             result = process(
                 home,
@@ -479,6 +493,7 @@ def _serve(
             )
         finally:
             got.cleanup()
+        _log_decision(job_id, kind, result, time.monotonic() - started)
         fault_point("before-post")
         urgent = got.job.get("kind") in ("transition", "refresh", "adopt")
         poster.post(str(got.job["id"]), result, urgent=urgent)

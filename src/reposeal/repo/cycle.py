@@ -27,12 +27,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reposeal import logs
 from reposeal.errors import ReposealError
 from reposeal.evidence.statements import Approval, Build, from_bytes
 from reposeal.faults import fault_point
@@ -328,7 +328,7 @@ def witness_head(m: Machine) -> Witnessed | None:
                   rewitness=m.rewitness)  # fmt: skip
     m.log.keep_cosigned(note, got.note)
     if not got.meets(policy) and (m.witnessed is None or m.witnessed.missing != got.missing):
-        print(f"repo: the log's checkpoint lacks cosignatures: {got.missing}", file=sys.stderr)
+        logs.warning("repo", "witness", outcome="missing cosignatures", missing=got.missing)
     m.witnessed = got
     return got
 
@@ -626,7 +626,16 @@ def step(m: Machine, cycle: Cycle) -> bool:
         return False
     m.cycles.save(cycle)
     fault_point(f"saved-{cycle.step}")
+    _log_step(cycle)
     return True
+
+
+def _log_step(cycle: Cycle) -> None:
+    where = {"cycle": cycle.id, "repo": cycle.repo, "arch": cycle.arch}
+    if cycle.step == "failed":
+        logs.warning("repo", "refused", **where, reasons=cycle.detail.get("reasons", []))
+    else:
+        logs.info("repo", "cycle", **where, step=cycle.step)
 
 
 DAY = 86400.0

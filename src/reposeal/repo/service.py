@@ -21,12 +21,12 @@ import hashlib
 import json
 import os
 import struct
-import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from reposeal import logs
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
@@ -97,6 +97,7 @@ def make_service(
         async def cycler(app: web.Application) -> Any:
             m = machine(folder, mirror, policy.get())  # its own connections (a thread)
             m.rewitness = rewitness
+            logs.info("repo", "start", dir=str(folder), mirror=str(mirror))
 
             async def loop() -> None:
                 while True:
@@ -107,7 +108,7 @@ def make_service(
                     try:
                         await asyncio.to_thread(advance, m, refresh_before)
                     except ReposealError as exc:
-                        print(f"update cycle: {exc}", file=sys.stderr)
+                        logs.error("repo", "error", during="cycle", message=exc.message)
                     signals.jobs.set()  # the cycle may have queued jobs
 
             task = asyncio.create_task(loop())

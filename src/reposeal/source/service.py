@@ -26,7 +26,6 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import pysequoia
 from aiohttp import web
 
+from reposeal import logs
 from reposeal.errors import ReposealError
 from reposeal.evidence.quorum import Signed, checked_statement, load_signed
 from reposeal.evidence.statements import (
@@ -114,7 +114,7 @@ class Source:
                     continue
                 digest = hashlib.sha256(gitrepo.pkgbuild(path, head.id)).hexdigest()
             except ReposealError as exc:
-                print(f"source: {pkgbase}: {exc}", file=sys.stderr)
+                logs.error("source", "error", pkgbase=pkgbase, message=str(exc))
                 continue
             p = Proposal(head, digest, self._author(path, head, policy, maintainers))
             if self.store.add_proposal(p):
@@ -242,9 +242,7 @@ class Source:
             try:
                 self.repo_machine.push_statement(raw, sigs)
             except ReposealError as exc:
-                print(
-                    f"source: the repo machine did not take {digest[:12]}: {exc}", file=sys.stderr
-                )
+                logs.warning("source", "forward failed", statement=digest[:12], message=str(exc))
                 continue
             self.store.forwarded(digest, sigs)
             sent += 1
@@ -259,7 +257,7 @@ class Source:
 
 
 def _say(message: str) -> None:
-    print(f"source: {message}", file=sys.stderr, flush=True)
+    logs.info("source", message)
 
 
 def _maintainers_statement(
@@ -394,7 +392,7 @@ def make_app(source: Source, poll: float = 5.0) -> web.Application:
         reports = await asyncio.to_thread(source.store.reports, job_id)
         found = differences(_as_reports(reports))
         for line in found:
-            print(f"source: builders disagree on {job_id}: {line}", file=sys.stderr)
+            logs.warning("source", "builders disagree", job=job_id, difference=line)
         return web.json_response({"differences": found})
 
     async def watcher(app: web.Application) -> AsyncIterator[None]:
@@ -402,12 +400,10 @@ def make_app(source: Source, poll: float = 5.0) -> web.Application:
             while True:
                 try:
                     for p in await asyncio.to_thread(source.scan):
-                        print(
-                            f"source: proposal {p['pkgbase']} {p['commit'][:12]}", file=sys.stderr
-                        )
+                        logs.info("source", "proposal", pkgbase=p["pkgbase"], commit=p["commit"])
                     await asyncio.to_thread(source.forward)
                 except Exception as exc:  # the watcher must not die: report, try again
-                    print(f"source: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    logs.error("source", "error", kind=type(exc).__name__, message=str(exc))
                 await asyncio.sleep(poll)
 
         task = asyncio.create_task(loop())

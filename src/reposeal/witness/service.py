@@ -12,13 +12,13 @@ checkpoint is cosigned.
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from reposeal import logs
 from reposeal.errors import ReposealError
 from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, split_note
 from reposeal.translog.cosignature import Cosigner, add_cosignatures
@@ -109,7 +109,7 @@ def load_logs(specs: list[str]) -> dict[str, list[NoteVerifier]]:
 
 
 def say(message: str) -> None:
-    print(f"witness: {message}", file=sys.stderr, flush=True)
+    logs.info("witness", message)
 
 
 def load_cosigner(path: Path) -> Cosigner:
