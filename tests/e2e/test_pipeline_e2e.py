@@ -70,6 +70,7 @@ class Pipeline:
         git(self.git, "init", "-q", "-b", "main")
         self.workdir = Path(tempfile.mkdtemp(prefix="reposeal-builds-"))
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.source_extra: list[str] = []  # more `source serve` options
 
     def tls(self, name: str) -> list[str]:
         c = self.certs[name]
@@ -108,7 +109,9 @@ class Pipeline:
                     *self.tls("source"),
                     "--poll",
                     "0.3",
+                    *self.source_extra,
                 ],
+                stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
         )
@@ -164,21 +167,32 @@ def running_pipeline(
     tmp_path: Path,
     world: World,  # noqa: F811
     policy_doc: bytes | None = None,
+    extra: dict[str, list[str]] | None = None,
 ) -> Iterator[Pipeline]:
     """Repo machine (with a mirror), enclave and source machine, running; builders are
-    run by the test (`builder run --once`)."""
+    run by the test (`builder run --once`). ``extra``: more options for "repo", "enclave"
+    and "source"."""
+    more = extra or {}
     service = start_service(
-        tmp_path, world, "--mirror", str(tmp_path / "mirror"), policy_doc=policy_doc
+        tmp_path,
+        world,
+        "--mirror",
+        str(tmp_path / "mirror"),
+        *more.get("repo", []),
+        policy_doc=policy_doc,
     )
     url, certs = next(service)
     p = Pipeline(tmp_path, world, url, certs)
     home = init_enclave(tmp_path, world)
+    run = [*enclave_run((url, certs), home), "--wait", "5", *more.get("enclave", [])]
     p.procs.append(
         subprocess.Popen(
-            [sys.executable, "-m", "reposeal.cli", *enclave_run((url, certs), home), "--wait", "5"],
+            [sys.executable, "-m", "reposeal.cli", *run],
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
     )
+    p.source_extra = more.get("source", [])
     p.start_source()
     try:
         yield p

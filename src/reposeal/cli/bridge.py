@@ -200,7 +200,6 @@ def _check_listen(listen: str) -> tuple[str, int]:
 def serve(app: Any, listen: str, context: Any, component: str = "service") -> None:
     """Run an aiohttp app on HOST:PORT (TLS with ``context``, plain HTTP without); a port in
     use or forbidden is a one-line error. Logs ``listening`` once the port is bound."""
-    import errno
     import os
 
     from aiohttp import web
@@ -222,11 +221,54 @@ def serve(app: Any, listen: str, context: Any, component: str = "service") -> No
             keepalive_timeout=float(os.environ.get("REPOSEAL_KEEPALIVE", "75")),
         )
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            out.fail(InputError(f"{listen} is in use by another program: choose another --listen"))
-        if exc.errno == errno.EACCES:
-            out.fail(InputError(f"{listen}: permission denied (ports below 1024 need root)"))
-        out.fail(InputError(f"cannot listen on {listen}: {exc.strerror or exc}"))
+        out.fail(InputError(_bind_error(listen, "--listen", exc)))
+
+
+def _bind_error(listen: str, option: str, exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return f"{listen} is in use by another program: choose another {option}"
+    if exc.errno == errno.EACCES:
+        return f"{listen}: permission denied (ports below 1024 need root)"
+    return f"cannot listen on {listen}: {exc.strerror or exc}"
+
+
+PUBLIC_LISTEN = click.option(
+    "--public-listen",
+    metavar="HOST:PORT",
+    help="Also serve the status page (/) and Prometheus metrics (/metrics) over plain HTTP "
+    "here (what they show is public; bind to 127.0.0.1 behind a proxy to keep it local).",
+)
+
+
+def add_public_site(app: Any, public: Any, listen: str, component: str) -> None:
+    """Serve ``public`` (plain HTTP: the status page and /metrics, which anyone may read)
+    on ``listen`` for as long as ``app`` runs."""
+    from aiohttp import web
+
+    from reposeal import logs
+    from reposeal.cli import _Out
+    from reposeal.errors import InputError
+
+    host, port = _check_listen(listen)
+
+    async def start(_: Any) -> None:
+        runner = web.AppRunner(public)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            _Out(False, False).fail(InputError(_bind_error(listen, "--public-listen", exc)))
+        app["public_runner"] = runner
+        logs.info(component, "listening", address=listen, tls=False, serves="status, metrics")
+
+    async def stop(_: Any) -> None:
+        if "public_runner" in app:
+            await app["public_runner"].cleanup()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
 
 
 C = TypeVar("C", bound="BridgeClient")

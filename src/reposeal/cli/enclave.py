@@ -571,6 +571,12 @@ def enclave_provenance(log_dir: Path, output: Path) -> None:
 @click.option("--wait", type=click.FloatRange(0, 60), default=30.0, show_default=True)
 @click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--insecure-no-sandbox", is_flag=True, help="Run workers without bubblewrap.")
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep Prometheus metrics in this file after every job, for node_exporter's textfile "
+    "collector (the enclave opens no port).",
+)
 def enclave_run(
     home: Path,
     url: str,
@@ -581,6 +587,7 @@ def enclave_run(
     wait: float,
     gnupghome: Path | None,
     insecure_no_sandbox: bool,
+    metrics_file: Path | None,
 ) -> None:
     """Poll the bridge for jobs and answer each: checked in a sandbox, signed if the policy
     allows, logged either way. Opens no port."""
@@ -599,6 +606,7 @@ def enclave_run(
             wait=wait,
             insecure_no_sandbox=insecure_no_sandbox,
             gnupghome=gnupghome,
+            metrics_file=metrics_file,
         )
     except ReposealError as exc:
         out.fail(exc)

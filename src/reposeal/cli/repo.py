@@ -11,7 +11,14 @@ import click
 
 from reposeal.cli import EXIT_CODES, _Out, main, options
 from reposeal.cli.adopt import ADOPTED_PACKAGES, ADOPTION_STATEMENT, PACKAGERS_KEYRING
-from reposeal.cli.bridge import _client, _tls, client_ca_option, serve_https
+from reposeal.cli.bridge import (
+    PUBLIC_LISTEN,
+    _client,
+    _tls,
+    add_public_site,
+    client_ca_option,
+    serve_https,
+)
 from reposeal.cli.config import service_options
 from reposeal.durations import parse_duration
 from reposeal.errors import InputError, ReposealError
@@ -79,6 +86,7 @@ def repo() -> None:
 )
 @_REFRESH
 @_REWITNESS
+@PUBLIC_LISTEN
 def repo_serve(
     folder: Path,
     listen: str,
@@ -89,10 +97,12 @@ def repo_serve(
     mirror: Path | None,
     refresh_before: str,
     rewitness: str,
+    public_listen: str | None,
 ) -> None:
     """Serve builders (POST /builds), the source machine (POST /statements), status, and
     the enclave's job queue, over HTTPS with mutual TLS; with --mirror, also run the update
-    cycle (after every upload and enclave answer) and publish."""
+    cycle (after every upload and enclave answer) and publish. With --public-listen, the
+    status page (/), the same as JSON (/status.json) and /metrics over plain HTTP."""
     from reposeal.repo.service import PolicyFile, make_service
 
     out = _Out(False, False)
@@ -103,6 +113,8 @@ def repo_serve(
         )
     except ReposealError as exc:
         out.fail(exc)
+    if public_listen:
+        add_public_site(app, app["public"], public_listen, "repo")
     serve_https(app, listen, cert, key, client_ca, component="repo")
 
 

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING
 import click
 
 from reposeal.cli import EXIT_CODES, _Out, main
-from reposeal.cli.bridge import client_ca_option, client_tls, connect, serve_https
+from reposeal.cli.bridge import (
+    PUBLIC_LISTEN,
+    add_public_site,
+    client_ca_option,
+    client_tls,
+    connect,
+    serve_https,
+)
 from reposeal.cli.config import service_options
 from reposeal.errors import ReposealError
 
@@ -53,6 +60,7 @@ def source() -> None:
 @click.option("--repo-url", help="The repo machine (https://HOST:PORT), to send approvals to.")
 @client_tls
 @click.option("--poll", default=5.0, show_default=True, help="Seconds between git scans.")
+@PUBLIC_LISTEN
 def source_serve(
     folder: Path,
     repos: Path,
@@ -67,11 +75,13 @@ def source_serve(
     key: Path,
     ca: Path,
     poll: float,
+    public_listen: str | None,
 ) -> None:
     """Watch the PKGBUILD repositories, collect approvals, hand out build jobs. --cert/--key
-    (role "source") is how this machine reaches the repo machine."""
+    (role "source") is how this machine reaches the repo machine. With --public-listen, the
+    status page (each proposal's approvers and what it still needs) and /metrics."""
     from reposeal.repo.service import PolicyFile
-    from reposeal.source.service import Source, make_app
+    from reposeal.source.service import Source, make_app, make_public_app
 
     policy = PolicyFile(policy_path)
     try:
@@ -79,7 +89,10 @@ def source_serve(
     except ReposealError as exc:
         _Out(False, False).fail(exc)
     repo_machine = _source(repo_url, cert, key, ca) if repo_url else None
-    app = make_app(Source(folder, repos, policy.get, target, repo_machine), poll)
+    source = Source(folder, repos, policy.get, target, repo_machine)
+    app = make_app(source, poll)
+    if public_listen:
+        add_public_site(app, make_public_app(source), public_listen, "source")
     serve_https(app, listen, server_cert, server_key, client_ca, component="source")
 
 

@@ -390,9 +390,11 @@ def run(
     insecure_no_sandbox: bool = False,
     gnupghome: Path | None = None,
     pool: WorkerPool | None = None,
+    metrics_file: Path | None = None,
 ) -> int:
     """Serve jobs until interrupted (or, with ``once``, until the queue is empty).
-    ``pool``: an already started sandbox to use (else one is started and stopped here)."""
+    ``pool``: an already started sandbox to use (else one is started and stopped here).
+    ``metrics_file``: where to keep the metrics (node_exporter's textfile collector)."""
     refuse_without_sandbox(insecure_no_sandbox)  # no sandbox: refuse to start, loudly
     home.complete_checkpoint(home.key(gnupghome))  # finish what a crash interrupted
     home.load_state()  # a log that does not verify stops us before any job
@@ -414,7 +416,8 @@ def run(
         workers.start()
         ahead.start()
         try:
-            return _serve(home, ahead, poster, workers, once, insecure_no_sandbox, gnupghome)
+            meter = _Meter(metrics_file, home)
+            return _serve(home, ahead, poster, workers, once, insecure_no_sandbox, gnupghome, meter)
         finally:
             poster.finish()
     finally:
@@ -434,6 +437,37 @@ def _anchor(home: EnclaveHome, client: BridgeClient, once: bool) -> None:
                 raise
             logs.warning("enclave", "bridge unreachable", message=exc.message, retry_in=5)
             time.sleep(5)
+
+
+class _Meter:
+    """The enclave's metrics, kept in a file after every job (it opens no port)."""
+
+    def __init__(self, path: Path | None, home: EnclaveHome) -> None:
+        from reposeal.metrics import Metrics
+
+        self.path, self.home = path, home
+        self.metrics = Metrics("enclave")
+        self.metrics.gauges(self._sample, {"reposeal_log_entries": "Entries in the log."})
+        self._write()
+
+    def _sample(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+        with self.home.open_log() as log:
+            return {"reposeal_log_entries": {(): float(log.size)}}
+
+    def count(self, kind: str, result: dict[str, object], seconds: float) -> None:
+        decision = str(result.get("decision"))
+        reasons = result.get("reasons")
+        self.metrics.job(kind, decision, seconds)
+        self.metrics.decision(kind, decision, reasons if isinstance(reasons, list) else [])
+        self._write()
+
+    def _write(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.metrics.write(self.path)
+        except OSError as exc:  # metrics never stop signing
+            logs.warning("enclave", "metrics not written", path=str(self.path), message=str(exc))
 
 
 def _log_decision(job_id: str, kind: str, result: dict[str, object], seconds: float) -> None:
@@ -461,6 +495,7 @@ def _serve(
     once: bool,
     insecure_no_sandbox: bool,
     gnupghome: Path | None,
+    meter: _Meter,
 ) -> int:
     served = 0
     while True:
@@ -494,6 +529,7 @@ def _serve(
         finally:
             got.cleanup()
         _log_decision(job_id, kind, result, time.monotonic() - started)
+        meter.count(kind, result, time.monotonic() - started)
         fault_point("before-post")
         urgent = got.job.get("kind") in ("transition", "refresh", "adopt")
         poster.post(str(got.job["id"]), result, urgent=urgent)

@@ -62,6 +62,11 @@ class JobQueue:
         # the next job is found without reading the history of every finished one
         self.db.execute("CREATE INDEX IF NOT EXISTS job_waiting ON job (state, created)")
 
+    def depths(self) -> dict[str, int]:
+        """How many jobs are in each state (pending, taken, done)."""
+        rows = self.db.execute("SELECT state, COUNT(*) FROM job GROUP BY state").fetchall()
+        return {"pending": 0, "taken": 0, "done": 0} | {str(s): int(n) for s, n in rows}
+
     def keep_blob(self, data: bytes) -> str:
         """Keep ``data`` where jobs' files are served from; return its sha256."""
         digest = hashlib.sha256(data).hexdigest()

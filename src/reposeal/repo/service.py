@@ -21,6 +21,8 @@ import hashlib
 import json
 import os
 import struct
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from reposeal import logs
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
+from reposeal.metrics import CONTENT_TYPE, Metrics
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.protocol.roles import require_role
 from reposeal.repo.bridge import JobQueue, Signals, make_app
@@ -91,11 +94,13 @@ def make_service(
     lock = asyncio.Lock()  # one intake writer at a time; readers are not blocked
     kick = signals.results  # uploads wake the cycle as enclave answers do
 
+    metrics = Metrics("repo")
     if mirror is not None:
         from reposeal.repo.cycle import advance, machine
 
         async def cycler(app: web.Application) -> Any:
             m = machine(folder, mirror, policy.get())  # its own connections (a thread)
+            counted: set[str] = set()  # cycles whose outcome was counted
             m.rewitness = rewitness
             logs.info("repo", "start", dir=str(folder), mirror=str(mirror))
 
@@ -105,8 +110,18 @@ def make_service(
                         await asyncio.wait_for(kick.wait(), CYCLE_EVERY)
                     kick.clear()
                     m.policy = policy.get()
+                    started = time.monotonic()
                     try:
-                        await asyncio.to_thread(advance, m, refresh_before)
+                        moved = await asyncio.to_thread(advance, m, refresh_before)
+                        metrics.cycle_seconds.labels("repo").observe(time.monotonic() - started)
+                        for c in moved:
+                            if c.step in ("done", "failed") and c.id not in counted:
+                                counted.add(c.id)
+                                metrics.decision(
+                                    "transition",
+                                    "accept" if c.step == "done" else "refuse",
+                                    c.detail.get("reasons", []),
+                                )
                     except ReposealError as exc:
                         logs.error("repo", "error", during="cycle", message=exc.message)
                     signals.jobs.set()  # the cycle may have queued jobs
@@ -179,8 +194,7 @@ def make_service(
         kick.set()
         return web.json_response(done, status=201)
 
-    async def get_status(request: web.Request) -> web.Response:
-        require_role(request, "repo", "source", "builder")
+    async def status_doc() -> dict[str, Any]:
         doc = await asyncio.to_thread(intake.status, policy.get())
         recent = await asyncio.to_thread(cycles.all, 20)
         published = await asyncio.to_thread(cycles.published_sources)
@@ -198,7 +212,15 @@ def make_service(
                 e.to_json() | {"db_sha256": hashlib.sha256(e.db.read_bytes()).hexdigest()}
                 for e in found
             ]
-        return web.json_response(doc)
+        return doc
+
+    async def get_status(request: web.Request) -> web.Response:
+        require_role(request, "repo", "source", "builder")
+        return web.json_response(await status_doc())
+
+    app["metrics"] = metrics
+    metrics.gauges(lambda: _sampled(queue, cycles, folder, mirror), REPO_GAUGES)
+    app["public"] = _public_app(status_doc, metrics, folder)
 
     app.router.add_post("/builds", post_build)
     app.router.add_post("/statements", post_statement)
@@ -215,3 +237,81 @@ def upload_body(statement: bytes, signatures: bytes) -> bytes:
         }
     ).encode()
     return struct.pack(">I", len(header)) + header
+
+
+REPO_GAUGES = {
+    "reposeal_queue_jobs": "Jobs in the enclave's queue, by state.",
+    "reposeal_log_entries": "Entries in the repo machine's copy of the log.",
+    "reposeal_signature_expiry_hours": "Hours until each published database signature expires.",
+    "reposeal_signature_expiry_hours_min": "Hours until the earliest database signature expires.",
+    "reposeal_parked": "Sources parked after a refusal.",
+}
+
+
+def _sampled(
+    queue: JobQueue, cycles: Cycles, folder: Path, mirror: Path | None
+) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """The gauges' values now (read at each scrape)."""
+    from reposeal.repo.logmirror import LogCopy
+
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {
+        "reposeal_queue_jobs": {(("state", k),): float(n) for k, n in queue.depths().items()},
+        "reposeal_log_entries": {(): float(LogCopy(queue.folder / "log").size)},
+        "reposeal_parked": {(): float(len(cycles.parked_list()))},
+    }
+    if mirror is not None:
+        found = expiries(mirror)
+        out["reposeal_signature_expiry_hours"] = {
+            (("repo", e.repo), ("arch", e.arch)): e.seconds_left / 3600 for e in found
+        }
+        if found:
+            out["reposeal_signature_expiry_hours_min"] = {
+                (): min(e.seconds_left for e in found) / 3600
+            }
+    return out
+
+
+def _public_app(
+    status: Callable[[], Awaitable[dict[str, Any]]], metrics: Metrics, folder: Path
+) -> web.Application:
+    """What anyone may read, on its own plain-HTTP listener (``--public-listen``): the status
+    page, the same as JSON, and the metrics."""
+    from reposeal.statuspages import render_repo
+
+    async def page(request: web.Request) -> web.Response:
+        doc = await status()
+        doc["log"] = await asyncio.to_thread(_log_tail, folder)
+        return web.Response(body=render_repo(doc), content_type="text/html", charset="utf-8")
+
+    async def as_json(request: web.Request) -> web.Response:
+        return web.json_response(await status())
+
+    async def scrape(request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(metrics.text)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    public = web.Application()
+    public.router.add_get("/", page)
+    public.router.add_get("/status.json", as_json)
+    public.router.add_get("/metrics", scrape)
+    return public
+
+
+def _log_tail(folder: Path, n: int = 20) -> dict[str, Any]:
+    """The newest ``n`` entries of the repo machine's copy of the log, parsed for showing
+    (an entry that does not parse is shown as such)."""
+    from reposeal.repo.logmirror import LogCopy
+    from reposeal.translog.store import TransparencyLog
+
+    copy = LogCopy(folder / "queue" / "log")
+    with TransparencyLog(copy.folder / "log.sqlite") as log:
+        size = log.size
+        raw = log.entries(max(0, size - n), size) if size else []
+    entries = []
+    for i, data in enumerate(raw, max(0, size - n)):
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            doc = {"type": "unreadable"}
+        entries.append((i, doc if isinstance(doc, dict) else {"type": "unreadable"}))
+    return {"size": size, "entries": list(reversed(entries))}

@@ -135,6 +135,7 @@ class Source:
 
     def proposals(self) -> list[dict[str, Any]]:
         policy = self.policy()
+        maintainers = [fpr.upper() for fpr, _ in self._maintainers(policy)]
         out = []
         for doc in self.store.proposals():
             tallies = self._tallies(doc, policy)
@@ -152,7 +153,14 @@ class Source:
                 doc
                 | {
                     "approvals": {
-                        repo: {"signers": sorted(t.signers), "missing": t.missing()}
+                        repo: {
+                            "signers": sorted(t.signers),
+                            "missing": t.missing(),
+                            "needed_more": max(0, t.needed - len(t.signers)),
+                            "could_approve": sorted(
+                                set(maintainers) - t.signers - t.excluded - _author_out(doc, policy)
+                            ),
+                        }
                         for repo, t in tallies.items()
                     },
                     "jobs": jobs,
@@ -160,6 +168,11 @@ class Source:
                 }
             )
         return out
+
+    def names(self) -> dict[str, str]:
+        """Maintainer fingerprints -> the user ID to show for them."""
+        return {fpr.upper(): (uids[0] if uids else fpr) for fpr, uids in
+                self._maintainers(self.policy())}  # fmt: skip
 
     def _withdrawn(self, pkgbase: str, commit: str, policy: Policy) -> dict[str, list[str]]:
         """repo -> the maintainer keys that withdrew this commit from it."""
@@ -258,6 +271,12 @@ class Source:
 
 def _say(message: str) -> None:
     logs.info("source", message)
+
+
+def _author_out(doc: dict[str, Any], policy: Policy) -> set[str]:
+    """The author's key, when the policy does not let authors approve their own change."""
+    author = doc.get("author")
+    return {str(author).upper()} if policy.exclude_author and author else set()
 
 
 def _maintainers_statement(
@@ -420,3 +439,57 @@ def make_app(source: Source, poll: float = 5.0) -> web.Application:
     app.router.add_get("/jobs/{id}/source", job_source)
     app.router.add_post("/jobs/{id}/report", post_report)
     return app
+
+
+SOURCE_GAUGES = {
+    "reposeal_proposals": "Proposals, by whether they have their approvals.",
+    "reposeal_build_jobs": "Build jobs, by state.",
+    "reposeal_builder_disagreements": "Build jobs whose builders made different packages.",
+}
+
+
+def make_public_app(source: Source) -> web.Application:
+    """What anyone may read (``--public-listen``): the status page, with each proposal's
+    approvers by name and what it still needs, and the metrics."""
+    from reposeal.metrics import CONTENT_TYPE, Metrics
+    from reposeal.statuspages import render_source
+
+    metrics = Metrics("source")
+
+    def sample() -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+        proposals = source.proposals()
+        approved = sum(
+            1 for p in proposals if p["approvals"] and all(not a["needed_more"]
+                                                           for a in p["approvals"].values())
+        )  # fmt: skip
+        states: dict[str, float] = {}
+        disagreeing = 0
+        for p in proposals:
+            for job in p["jobs"]:
+                states[str(job.get("state"))] = states.get(str(job.get("state")), 0) + 1
+                disagreeing += bool(job["differences"])
+        return {
+            "reposeal_proposals": {
+                (("state", "approved"),): float(approved),
+                (("state", "awaiting approvals"),): float(len(proposals) - approved),
+            },
+            "reposeal_build_jobs": {(("state", k),): n for k, n in states.items()},
+            "reposeal_builder_disagreements": {(): float(disagreeing)},
+        }
+
+    metrics.gauges(sample, SOURCE_GAUGES)
+
+    async def page(request: web.Request) -> web.Response:
+        proposals = await asyncio.to_thread(source.proposals)
+        names = await asyncio.to_thread(source.names)
+        body = render_source(proposals, names)
+        return web.Response(body=body, content_type="text/html", charset="utf-8")
+
+    async def scrape(request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(metrics.text)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    public = web.Application()
+    public.router.add_get("/", page)
+    public.router.add_get("/metrics", scrape)
+    return public

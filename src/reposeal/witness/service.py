@@ -62,7 +62,10 @@ class Witness:
 
 
 def make_app(witness: Witness) -> web.Application:
+    from reposeal.metrics import CONTENT_TYPE, Metrics
+
     app = web.Application(client_max_size=MAX_BODY)
+    metrics = Metrics("witness")
 
     async def add_checkpoint(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -71,6 +74,8 @@ def make_app(witness: Witness) -> web.Application:
         # on the loop, not a thread: under a millisecond, and one at a time is what the
         # store's check-and-update needs anyway
         answer = witness.add_checkpoint(body)
+        outcome = str(answer.status) if isinstance(answer, Refusal) else "cosigned"
+        metrics.job("add-checkpoint", outcome)
         if isinstance(answer, Refusal):
             if answer.status == 409:
                 return web.Response(status=409, body=f"{answer.size}\n".encode(),
@@ -87,8 +92,12 @@ def make_app(witness: Witness) -> web.Application:
                     return web.Response(body=note, content_type="text/plain")
         return web.Response(status=404, text="this witness has cosigned no checkpoint of it\n")
 
+    async def scrape(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.text(), headers={"Content-Type": CONTENT_TYPE})
+
     app.router.add_post("/add-checkpoint", add_checkpoint)
     app.router.add_get("/{origin_hash:[0-9a-f]{64}}/checkpoint", checkpoint)
+    app.router.add_get("/metrics", scrape)
     return app
 
 
