@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: test demo demo-check deps apt venv lint typecheck unit bench clean
+.PHONY: test demo demo-check deps apt venv lint typecheck unit bench clean wheel
 
 deps: apt venv
 
@@ -57,5 +57,10 @@ demo: deps
 bench: deps
 	$(PY) bench/db_bench.py
 
+# what the ansible roles install (reposeal_wheel): dist/reposeal-VERSION-py3-none-any.whl
+wheel: venv
+	$(PY) -m pip wheel -q --no-deps -w dist .
+	@ls dist/*.whl
+
 clean:
-	rm -rf $(VENV) demo-out bench-out .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) demo-out bench-out dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -278,7 +278,8 @@ def test_an_approved_change_is_built_twice_signed_and_installed(
             "makepkg --nodeps --force --noconfirm'"  # fmt: skip
     out = p.build(1, rogue)
     assert out.returncode == 0, out.stderr
-    assert "DISAGREEMENT" in out.stderr and "usr/share/hello/message" in out.stderr, out.stderr
+    said = out.stdout + out.stderr  # (its log lines are on stdout)
+    assert "DISAGREEMENT" in said and "usr/share/hello/message" in said, said
     (job,) = p.proposal(second)["jobs"]
     assert any(
         "content differs in" in d and "usr/share/hello/message" in d for d in job["differences"]
