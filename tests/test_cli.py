@@ -223,3 +223,23 @@ def test_a_folder_without_permission_is_a_message_not_a_traceback(tmp_path: Path
         assert "Traceback" not in out.stderr
         if extra:
             assert json.loads(out.stdout)["ok"] is False
+
+
+def test_man_pages_and_completion_come_from_the_commands(tmp_path: Path) -> None:
+    import os
+
+    cli = [sys.executable, "-m", "reposeal.cli"]
+    subprocess.run([*cli, "man", "-o", str(tmp_path)], check=True, capture_output=True)
+    page = tmp_path / "reposeal-db-add.1"
+    assert page.exists() and (tmp_path / "reposeal.1").exists()
+    shown = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True,
+                           env=os.environ | {"MANWIDTH": "100"}, check=True).stdout  # fmt: skip
+    assert "SYNOPSIS" in shown and "--replace-same-version" in shown and "EXIT STATUS" in shown
+    script = subprocess.run([*cli, "completion", "bash"], capture_output=True, text=True,
+                            check=True).stdout  # fmt: skip
+    assert "_REPOSEAL_COMPLETE=bash_complete" in script
+    reposeal = str(Path(sys.executable).with_name("reposeal"))
+    env = os.environ | {"COMP_WORDS": "reposeal db a", "COMP_CWORD": "2",
+                        "_REPOSEAL_COMPLETE": "bash_complete"}  # fmt: skip
+    words = subprocess.run([reposeal], env=env, capture_output=True, text=True).stdout
+    assert "plain,add" in words.splitlines(), words
