@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 APT_PACKAGES := pacman-package-manager makepkg libarchive-tools gnupg gpgv zstd fakeroot sq softhsm2 bubblewrap git ansible-core ansible-lint \
   python3-venv python3-dev gcc pkg-config libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev faketime \
-  lrzip lzop ncompress lzip prometheus chromium chromium-driver nginx man-db
+  lrzip lzop ncompress lzip prometheus chromium chromium-driver nginx man-db aide rkhunter debsums
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)

@@ -35,6 +35,8 @@ ANSIBLE = Path(__file__).resolve().parents[2] / "deploy" / "ansible"
 # (a host named as its group would not get its own variables: the names differ)
 HOSTS = {"repo1": "repo", "source1": "source", "builder1": "builders", "builder2": "builders",
          "enclave1": "enclave"}  # fmt: skip
+HOSTCHECKS = [f"reposeal-hostcheck-{t}.{k}" for t in ("aide", "rkhunter", "debsums")
+              for k in ("service", "timer")]  # fmt: skip
 UNITS = {
     "repo1": ["reposeal-repo.service"],
     "source1": ["reposeal-source.service"],
@@ -176,8 +178,8 @@ def _deploy_and_run(
     roots = {h: base / h for h in HOSTS}
     for host, names in UNITS.items():
         units = roots[host] / "etc" / "systemd" / "system"
-        assert sorted(p.name for p in units.iterdir()) == sorted(names)
-        verified = run("systemd-analyze", "verify", *names, cwd=units)
+        assert sorted(p.name for p in units.iterdir()) == sorted([*names, *HOSTCHECKS])
+        verified = run("systemd-analyze", "verify", *names, *HOSTCHECKS, cwd=units)
         assert verified.returncode == 0 and verified.stderr.strip() == "", verified.stderr
         for name in names:
             if name.endswith(".service"):
@@ -193,6 +195,12 @@ def _deploy_and_run(
         enclave_unit.read_text()
     )
     assert (roots["enclave1"] / "var/lib/reposeal/enclave/config.json").exists(), "initialised"
+    aide = (roots["enclave1"] / "etc/systemd/system/reposeal-hostcheck-aide.service").read_text()
+    assert f"hostcheck aide --hold {roots['enclave1']}/var/lib/reposeal/enclave" in aide
+    assert "--hold" not in (roots["repo1"] / "etc/systemd/system/reposeal-hostcheck-aide.service"
+                            ).read_text(), "only the enclave holds"  # fmt: skip
+    timer = roots["repo1"] / "etc/systemd/system/reposeal-hostcheck-debsums.timer"
+    assert "OnCalendar=weekly" in timer.read_text()
     assert (roots["repo1"] / "srv/mirror").is_dir()
     for host in ("builder1", "builder2"):  # on a real root the playbook gives them the user
         for folder in ("var/lib/reposeal", "var/lib/reposeal/builds"):

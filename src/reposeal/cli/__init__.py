@@ -93,8 +93,8 @@ ALIASES = ("repo-add", "repo-remove")
 # The command modules a first argument needs: the commands scripts run in loops (repo-add
 # after every build) load only their own module; any other word loads them all.
 _MODULES = {"db": ("db",), "repo-add": ("repoadd",), "repo-remove": ("repoadd",)}
-_ALL = ("adopt", "backup", "bridge", "client", "db", "docs", "enclave", "key", "repo",
-        "repoadd", "source", "trust", "witness")  # fmt: skip
+_ALL = ("adopt", "backup", "bridge", "client", "db", "docs", "enclave", "hostcheck", "key",
+        "repo", "repoadd", "source", "trust", "witness")  # fmt: skip
 
 
 def _register(first: str) -> None:

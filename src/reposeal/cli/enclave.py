@@ -692,8 +692,33 @@ def enclave_selfcheck(
             for p in c["problems"][:20]:
                 click.echo(f"         {p}")
     if not report.ok:
-        click.echo("SELFCHECK FAILED: this enclave must not sign until it is understood", err=True)
+        from reposeal.enclave.hold import hold
+
+        failed = [f"{c['check']}: {'; '.join(c['problems'][:3])}" for c in report.checks
+                  if not c["ok"]]  # fmt: skip
+        hold(home, "selfcheck", failed)
+        click.echo(
+            "SELFCHECK FAILED: the enclave is on hold and signs nothing until an admin has "
+            f"understood it and runs `reposeal enclave clear-hold --home {home} --reason TEXT`",
+            err=True,
+        )
         sys.exit(5)
+
+
+@enclave.command("clear-hold", epilog=EXIT_CODES)
+@click.option("--home", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--reason", required=True, help="Why it is safe to sign again (kept).")
+def enclave_clear_hold(home: Path, reason: str) -> None:
+    """Lift the hold a failed self-check or host check put the enclave on (after looking at
+    what it found): `enclave run` takes jobs again. The hold and the reason are kept in
+    HOME/HOLD.cleared."""
+    from reposeal.enclave.hold import clear, describe
+
+    try:
+        doc = clear(home, reason)
+    except ReposealError as exc:
+        _Out(False, False).fail(exc)
+    click.echo(f"hold cleared ({describe(doc)}); the enclave signs again")
 
 
 @enclave.command("restore", epilog=EXIT_CODES)

@@ -21,6 +21,7 @@ from pathlib import Path
 from reposeal import logs
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.alpm.names import arch_field, name_field
+from reposeal.enclave.hold import describe, held, refuse_if_held
 from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.jobs import (
     UNSET,
@@ -396,6 +397,7 @@ def run(
     ``pool``: an already started sandbox to use (else one is started and stopped here).
     ``metrics_file``: where to keep the metrics (node_exporter's textfile collector)."""
     refuse_without_sandbox(insecure_no_sandbox)  # no sandbox: refuse to start, loudly
+    _wait_while_held(home, once)  # a finding about this machine: sign nothing
     home.complete_checkpoint(home.key(gnupghome))  # finish what a crash interrupted
     home.load_state()  # a log that does not verify stops us before any job
     _anchor(home, client, once)  # nor does a log behind what we published
@@ -470,6 +472,19 @@ class _Meter:
             logs.warning("enclave", "metrics not written", path=str(self.path), message=str(exc))
 
 
+def _wait_while_held(home: EnclaveHome, once: bool, every: float = 5.0) -> None:
+    """On hold: stop (``once``), or wait until an admin clears it, saying so each minute."""
+    said = 0.0
+    while (doc := held(home.path)) is not None:
+        if once:
+            refuse_if_held(home.path)
+        if time.monotonic() - said > 60:
+            how = f"reposeal enclave clear-hold --home {home.path} --reason TEXT"
+            logs.error("enclave", "on hold", findings=describe(doc), clear=how)
+            said = time.monotonic()
+        time.sleep(every)
+
+
 def _log_decision(job_id: str, kind: str, result: dict[str, object], seconds: float) -> None:
     decision = result.get("decision")
     fields = {"id": job_id, "kind": kind, "decision": decision, "seconds": round(seconds, 3)}
@@ -511,6 +526,11 @@ def _serve(
         if got is None:
             if once:
                 return served
+            ahead.start()
+            continue
+        if held(home.path) is not None:  # put on hold since: this job waits for its lease
+            got.cleanup()
+            _wait_while_held(home, once)
             ahead.start()
             continue
         ahead.start()  # the next job downloads while this one is checked and signed
