@@ -27,7 +27,8 @@ from pathlib import Path
 from reposeal.alpm.synthetic import write_package
 from reposeal.openpgp.gpg import generate_key
 
-REPOSEAL = [sys.executable, "-m", "reposeal.cli"]
+# the console script, as users (and the repo-add links) run it
+REPOSEAL = [str(Path(sys.executable).with_name("reposeal"))]
 
 
 def make_packages(directory: Path, n: int, prefix: str = "pkg") -> list[Path]:

@@ -53,3 +53,29 @@ def test_a_hold_that_does_not_parse_still_holds(tmp_path: Path) -> None:
         hold.clear(tmp_path, "  ")
     hold.clear(tmp_path, "reinstalled coreutils")
     hold.refuse_if_held(tmp_path)  # signs again
+
+
+def test_the_sandbox_readers() -> None:
+    from reposeal.enclave.hardening import (
+        key_file_problems,
+        listening_inodes,
+        sandbox_problems,
+        status_fields,
+    )
+
+    confined = status_fields("Name:\tpython3\nNoNewPrivs:\t1\nCapEff:\t0000000000000000\n"
+                             "Seccomp:\t2\n")  # fmt: skip
+    assert sandbox_problems(confined) == []
+    loose = status_fields("NoNewPrivs:\t0\nCapEff:\t000001ffffffffff\nSeccomp:\t0\n")
+    assert len(sandbox_problems(loose)) == 3
+    table = (
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+        "timeout inode\n"
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0"
+        "        0 4242 1 0000000000000000 100 0 0 10 0\n"
+        "   1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0"
+        "        0 4343 1 0000000000000000 20 4 30 10 -1\n"
+    )
+    assert listening_inodes(table) == {"4242"}
+    assert key_file_problems(0o100600) == [] and key_file_problems(0o100640) == []
+    assert key_file_problems(0o100644)

@@ -14,10 +14,14 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:  # (aiohttp is loaded only by the services that serve metrics)
+    from aiohttp import web
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -78,6 +82,19 @@ class Metrics:
         from reposeal.fsio import atomic_write
 
         atomic_write(path, self.text())
+
+
+def add_route(app: web.Application, metrics: Metrics) -> None:
+    """``GET /metrics`` on an aiohttp application (scraped off the event loop)."""
+    import asyncio
+
+    from aiohttp import web
+
+    async def scrape(request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(metrics.text)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    app.router.add_get("/metrics", scrape)
 
 
 class _Sampled(Collector):

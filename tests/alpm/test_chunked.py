@@ -113,3 +113,19 @@ def test_fast_path_equals_full_rebuild(ops: list[tuple[str, list[str], str]], si
             chunked.chunks_from_index(chunked.index_document(chunks, "gz", blobs), "gz", blobs)
             == chunks
         )
+
+
+def test_a_new_name_between_chunks_goes_into_the_smaller_neighbour() -> None:
+    """A package with a huge file list is a chunk of its own: a new name sorting next to it
+    lands in the small chunk on its other side, and the big one is copied as it is."""
+    small = [entry(f"a{i}", "1-1") for i in range(3)]
+    info = PkgInfo(name="m-huge", version="1-1", arch="any")
+    facts = PackageFacts(info, "m-huge-1-1-any.pkg.tar.zst", 1, "0" * 32, "a" * 64)
+    huge = Entry.from_package(facts, [f"usr/share/huge/{i:06d}" for i in range(20000)])
+    chunks = chunked.make_chunks([*small, huge, entry("z0", "1-1")], "gz", size=3)
+    big = next(i for i, c in enumerate(chunks) if c.first == "m-huge-1-1")
+    assert chunks[big].count == 1
+    for name in ("n-new", "b-new"):  # after it (then z0's chunk) and before it (then a's)
+        touched = chunked.affected(chunks, [name])
+        assert big not in touched, (name, touched)
+    assert chunked.affected(chunks, ["m-huge"]) == [big], "its own update rewrites it"

@@ -23,6 +23,7 @@ def test_selfcheck_passes_intact_and_fails_each_difference(tmp_path: Path, world
     (tmp_path / "policy.json").write_bytes(raw)
     (tmp_path / "policy.json.sig").write_bytes(b"".join(p.sign(raw) for p in world.admins[:2]))
     home = init_enclave(tmp_path, world)
+    (tmp_path / "repo.key").chmod(0o600)  # as the role places it (others may not read it)
     root = tmp_path / "installed"
     shutil.copytree(installed_root(), root, ignore=shutil.ignore_patterns("__pycache__"))
     manifest = tmp_path / "manifest.json"
@@ -38,7 +39,13 @@ def test_selfcheck_passes_intact_and_fails_each_difference(tmp_path: Path, world
     assert cli("policy", "sign", "--signer", admin[1], str(manifest)).returncode == 0
     ok = cli(*check)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert ok.stdout.count("ok    ") == 4
+    assert ok.stdout.count("ok    ") == 5
+
+    (tmp_path / "repo.key").chmod(0o644)
+    readable = cli(*check)
+    assert readable.returncode == 5 and "readable or writable by others" in readable.stdout
+    (tmp_path / "repo.key").chmod(0o600)
+    _an_unsandboxed_enclave_run_fails_it(tmp_path, home, check)
 
     worker = root / "enclave" / "worker.py"
     original = worker.read_bytes()
@@ -62,3 +69,31 @@ def test_selfcheck_passes_intact_and_fails_each_difference(tmp_path: Path, world
         c.execute('UPDATE entry SET data = CAST(\'{"type":"genesis"}\' AS BLOB) WHERE idx = 0')
     edited = cli(*check)
     assert edited.returncode == 5 and "FAILED the transparency log" in edited.stdout, edited.stdout
+
+
+def _an_unsandboxed_enclave_run_fails_it(tmp_path: Path, home: Path, check: list[str]) -> None:
+    """An `enclave run` of this home started outside its unit (privileges, no seccomp)."""
+    import subprocess
+    import sys
+
+    from tests import tools
+
+    pki = tmp_path / "pki"
+    assert cli("bridge", "pki", str(pki)).returncode == 0
+    run = subprocess.Popen(
+        [sys.executable, "-m", "reposeal.cli", "enclave", "run", "--home", str(home), "--bridge",
+         f"https://127.0.0.1:{tools.free_port()}", "--cert", str(pki / "enclave.pem"), "--key",
+         str(pki / "enclave.key"), "--ca", str(pki / "ca.pem")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):  # until it runs as `enclave run` (its command line is set)
+            if run.poll() is None and "enclave" in Path(f"/proc/{run.pid}/cmdline").read_text():
+                break
+        bare = cli(*check)
+        assert run.poll() is None, "still running (retrying the bridge)"
+        assert bare.returncode == 5 and "may gain privileges" in bare.stdout, bare.stdout
+        assert "no seccomp filter" in bare.stdout
+    finally:
+        run.kill()
+        run.wait()

@@ -168,17 +168,23 @@ def affected(chunks: Sequence[Chunk], names: Iterable[str]) -> list[int]:
     """Indexes of the chunks that may hold, or must receive, an entry of any of ``names``.
 
     All entries of a package ``foo`` have dirnames starting with ``foo-``, a contiguous range
-    in C-locale order; the chunk a new ``foo-VERSION`` sorts into lies in or beside it.
+    in C-locale order. A name some chunk holds is rewritten there; a new name that falls
+    between two chunks goes into the smaller of them (a neighbour holding one package with
+    thirty thousand files is not recompressed for it).
     """
     firsts = [c.first.encode() for c in chunks]
     hit: set[int] = set()
     for name in names:
         lo, hi = (name + "-").encode(), (name + "-").encode() + b"\xff"
-        for i, c in enumerate(chunks):
-            if c.first.encode() <= hi and c.last.encode() >= lo:
-                hit.add(i)
-        if chunks:
-            hit.add(max(0, bisect.bisect_right(firsts, lo) - 1))
+        held = {i for i, c in enumerate(chunks) if c.first.encode() <= hi and c.last.encode() >= lo}
+        hit |= held
+        if held or not chunks:
+            continue
+        i = bisect.bisect_right(firsts, lo) - 1  # the last chunk starting before the name
+        if i < 0 or chunks[i].last.encode() > lo or i + 1 == len(chunks):
+            hit.add(max(i, 0))  # before them all, inside chunk i's range, or after them all
+        else:
+            hit.add(min((i, i + 1), key=lambda k: len(chunks[k].files)))
     return sorted(hit)
 
 

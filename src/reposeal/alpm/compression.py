@@ -12,7 +12,6 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import lz4.frame
 from backports.zstd import ZstdCompressor, ZstdDecompressor, ZstdError, ZstdFile
 
 from reposeal.alpm.tarformat import Readable
@@ -168,6 +167,8 @@ def open_stream(raw: BinaryIO, kind: str) -> Readable:
     if kind == BZIP2:
         return bz2.BZ2File(raw, "rb")
     if kind == LZ4:
+        import lz4.frame  # (loaded only for the rare lz4 database)
+
         stream: Readable = lz4.frame.LZ4FrameFile(raw, "rb")
         return stream
     if kind in EXTERNAL:
@@ -277,6 +278,8 @@ def _decompressor(kind: str) -> _Decompressor:
     if kind == BZIP2:
         return bz2.BZ2Decompressor()  # type: ignore[return-value]
     if kind == LZ4:
+        import lz4.frame
+
         lz4d: _Decompressor = lz4.frame.LZ4FrameDecompressor()
         return lz4d
     raise UnknownCompressionError(f"unknown compression {kind!r}")
@@ -297,6 +300,8 @@ def compress(chunks: list[bytes], kind: str) -> bytes:
         b = bz2.BZ2Compressor(9)
         return b"".join([*(b.compress(c) for c in chunks), b.flush()])
     if kind == LZ4:
+        import lz4.frame
+
         return bytes(lz4.frame.compress(b"".join(chunks)))
     if kind == PLAIN:
         return b"".join(chunks)

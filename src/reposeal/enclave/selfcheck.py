@@ -46,11 +46,14 @@ def file_hashes(root: Path) -> dict[str, str]:
 
 def make_manifest(root: Path) -> bytes:
     """The manifest of the files at ``root``, canonical JSON, for the admins to sign."""
+    from reposeal.enclave.hardening import runtime_hashes
+
     doc = {
         "v": MANIFEST_VERSION,
         "type": "reposeal-manifest",
         "version": reposeal.__version__,
         "files": file_hashes(root),
+        "runtime": runtime_hashes(),  # the Python and bubblewrap it runs from
     }
     return canonical.dumps(doc)
 
@@ -101,7 +104,14 @@ def selfcheck(
         doc = json.loads(raw)
         if doc.get("type") != "reposeal-manifest":
             return ["the manifest is not a reposeal manifest"]
-        return compare(dict(doc["files"]), file_hashes(root))
+        problems = compare(dict(doc["files"]), file_hashes(root))
+        from reposeal.enclave.hardening import runtime_hashes
+
+        found = runtime_hashes()
+        for name, expected in dict(doc.get("runtime", {})).items():
+            if found.get(name) != expected:
+                problems.append(f"{name} is not the one the manifest names: {found.get(name)}")
+        return problems
 
     def log() -> list[str]:
         home.load_state()  # verifies every leaf and node, and the checkpoint's signature
@@ -122,7 +132,23 @@ def selfcheck(
         home.policy()  # the document the log names, by hash, verified under its admins
         return []
 
+    def hardening() -> list[str]:
+        from reposeal.enclave.hardening import key_file_problems, observe
+
+        problems = []
+        spec = str(home.config()["signer"])
+        if spec.startswith("soft:"):
+            problems += key_file_problems(Path(spec[5:]).stat().st_mode)
+        seen = observe(home.path)
+        for pid, lacks in seen.processes.items():
+            problems += [f"enclave run (pid {pid}): {p}" for p in lacks]
+            if seen.listening.get(pid):
+                problems.append(f"enclave run (pid {pid}) listens on a socket")
+        return problems
+
     report.run("installed files match the signed manifest", files)
+    report.run("the sandbox it relies on is in force (no privileges, no listening socket, "
+               "a private key file)", hardening)  # fmt: skip
     report.run("the transparency log verifies", log)
     report.run("the signing key is present, is the log's, the policy's, and signs", key)
     report.run("the policy in force verifies and is the logged one", policy)

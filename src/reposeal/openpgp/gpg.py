@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -144,14 +145,22 @@ class GpgSigner:
 
     @functools.cached_property
     def fingerprint(self) -> str:
+        if self._by_fingerprint:  # one gpg call fewer: the certificate names its primary
+            import pysequoia
+
+            return str(pysequoia.Cert.from_bytes(self._certificate).fingerprint).upper()
         return secret_key_fingerprint(self.key, self.homedir)
+
+    @property
+    def _by_fingerprint(self) -> bool:
+        return bool(self.key and re.fullmatch(r"(0x)?[0-9A-Fa-f]{40}", self.key))
 
     def certificate(self) -> bytes:
         return self._certificate
 
     @functools.cached_property
     def _certificate(self) -> bytes:
-        fpr = self.fingerprint
+        fpr = str(self.key) if self._by_fingerprint else self.fingerprint
         proc = subprocess.run(
             [*_base_args(self.homedir), "--export", fpr],
             capture_output=True,

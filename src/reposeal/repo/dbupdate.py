@@ -274,9 +274,17 @@ def _write(
 def _sign_and_publish(
     paths: RepoPaths, files: dict[str, bytes], opts: UpdateOptions, progress: Progress
 ) -> str:
-    signed_with = _sign_all(paths, files, opts, progress)
-    generation = publish(paths, files, keep=keep_generations(paths))
-    _remember_signing(paths, opts, signed_with)
+    """Sign (gpg works while the archives are being written) and publish one generation."""
+    signing = _start_signing(paths, files, opts, progress)
+    signed_with: list[SignOptions | None] = []
+
+    def signatures() -> dict[str, bytes]:
+        sigs, options = signing()
+        signed_with.append(options)
+        return sigs
+
+    generation = publish(paths, files, keep=keep_generations(paths), later=signatures)
+    _remember_signing(paths, opts, signed_with[0] if signed_with else None)
     return generation
 
 
@@ -308,13 +316,14 @@ def _current_lifetime(paths: RepoPaths) -> int | None:
     return int((current.expiration - current.created).total_seconds())
 
 
-def _sign_all(
+def _start_signing(
     paths: RepoPaths, files: dict[str, bytes], opts: UpdateOptions, progress: Progress
-) -> SignOptions | None:
-    """Add a verified signature for each archive in ``files`` (when a signer is set); with
-    gpg, both archives at once. Returns the options signed with."""
+) -> Callable[[], tuple[dict[str, bytes], SignOptions | None]]:
+    """Start signing each archive in ``files`` (when a signer is set; with gpg, both at once,
+    in the background); the returned call waits and gives the signatures, each verified, and
+    the options they were made with."""
     if opts.signer is None:
-        return None
+        return lambda: ({}, None)
     from reposeal.openpgp.verify import Keyring, verify_detached
 
     signer = opts.signer
@@ -334,18 +343,24 @@ def _sign_all(
         return sig
 
     progress(f"Signing database {' and '.join(repr(n) for n in names)}...")
-    if getattr(signer, "concurrent", False) and len(names) > 1:
-        sigs = _in_threads(sign, names)
+    if getattr(signer, "concurrent", False):
+        done = _start_threads(sign, names)
     else:
-        sigs = [sign(n) for n in names]
-    for name, sig in zip(names, sigs, strict=True):
-        files[name + ".sig"] = sig
-    return options
+
+        def done() -> list[bytes]:
+            return [sign(n) for n in names]
+
+    def finish() -> tuple[dict[str, bytes], SignOptions | None]:
+        sigs = done()
+        return {f"{n}.sig": sig for n, sig in zip(names, sigs, strict=True)}, options
+
+    return finish
 
 
-def _in_threads(work: Callable[[str], bytes], items: Sequence[str]) -> list[bytes]:
-    """``[work(i) for i in items]``, each in its own thread (plain threads: the executor
-    module costs more to import than a short job saves); the first error is raised."""
+def _start_threads(work: Callable[[str], bytes], items: Sequence[str]) -> Callable[[], list[bytes]]:
+    """Start ``work(i)`` for each of ``items``, each in its own thread (plain threads: the
+    executor module costs more to import than a short job saves); the returned call waits
+    and gives the results in order, or raises the first error."""
     import threading
 
     results: dict[int, bytes] = {}
@@ -357,14 +372,18 @@ def _in_threads(work: Callable[[str], bytes], items: Sequence[str]) -> list[byte
         except BaseException as exc:  # handed to the caller's thread below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(items))]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(items))]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return [results[i] for i in range(len(items))]
+
+    def join() -> list[bytes]:
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return [results[i] for i in range(len(items))]
+
+    return join
 
 
 def _remembered_signing(paths: RepoPaths) -> dict[str, Any]:

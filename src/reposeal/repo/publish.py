@@ -135,9 +135,16 @@ def _adopt_plain_files(paths: RepoPaths) -> None:
     _fsync_dir(paths.directory)
 
 
-def publish(paths: RepoPaths, files: dict[str, bytes], keep: int = KEEP_GENERATIONS) -> str:
+def publish(
+    paths: RepoPaths,
+    files: dict[str, bytes],
+    keep: int = KEEP_GENERATIONS,
+    later: Callable[[], dict[str, bytes]] | None = None,
+) -> str:
     """Publish a new generation holding ``files``: {archive name or archive.sig: bytes},
-    keeping the ``keep`` newest generations on disk.
+    keeping the ``keep`` newest generations on disk. ``later`` gives more files once
+    ``files`` are written (signatures still being made meanwhile); if it raises, nothing is
+    published.
 
     Returns the generation's name. Callers hold the database lock.
     """
@@ -150,6 +157,10 @@ def publish(paths: RepoPaths, files: dict[str, bytes], keep: int = KEEP_GENERATI
 
     def fill(tmp: Path) -> None:
         for name, data in files.items():
+            _write_file(tmp / name, data)
+            os.utime(tmp / name, (stamp, stamp))
+        for name, data in (later() if later is not None else {}).items():
+            files[name] = data  # (the links below are made for these too)
             _write_file(tmp / name, data)
             os.utime(tmp / name, (stamp, stamp))
 

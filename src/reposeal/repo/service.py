@@ -32,7 +32,7 @@ from reposeal import logs
 from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
-from reposeal.metrics import CONTENT_TYPE, Metrics
+from reposeal.metrics import Metrics, add_route
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.protocol.roles import require_role
 from reposeal.repo.bridge import JobQueue, Signals, make_app
@@ -286,14 +286,10 @@ def _public_app(
     async def as_json(request: web.Request) -> web.Response:
         return web.json_response(await status())
 
-    async def scrape(request: web.Request) -> web.Response:
-        body = await asyncio.to_thread(metrics.text)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
     public = web.Application()
     public.router.add_get("/", page)
     public.router.add_get("/status.json", as_json)
-    public.router.add_get("/metrics", scrape)
+    add_route(public, metrics)
     return public
 
 

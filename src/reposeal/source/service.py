@@ -451,7 +451,7 @@ SOURCE_GAUGES = {
 def make_public_app(source: Source) -> web.Application:
     """What anyone may read (``--public-listen``): the status page, with each proposal's
     approvers by name and what it still needs, and the metrics."""
-    from reposeal.metrics import CONTENT_TYPE, Metrics
+    from reposeal.metrics import Metrics, add_route
     from reposeal.statuspages import render_source
 
     metrics = Metrics("source")
@@ -485,11 +485,7 @@ def make_public_app(source: Source) -> web.Application:
         body = render_source(proposals, names)
         return web.Response(body=body, content_type="text/html", charset="utf-8")
 
-    async def scrape(request: web.Request) -> web.Response:
-        body = await asyncio.to_thread(metrics.text)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
     public = web.Application()
     public.router.add_get("/", page)
-    public.router.add_get("/metrics", scrape)
+    add_route(public, metrics)
     return public

@@ -62,7 +62,7 @@ class Witness:
 
 
 def make_app(witness: Witness) -> web.Application:
-    from reposeal.metrics import CONTENT_TYPE, Metrics
+    from reposeal.metrics import Metrics, add_route
 
     app = web.Application(client_max_size=MAX_BODY)
     metrics = Metrics("witness")
@@ -92,12 +92,9 @@ def make_app(witness: Witness) -> web.Application:
                     return web.Response(body=note, content_type="text/plain")
         return web.Response(status=404, text="this witness has cosigned no checkpoint of it\n")
 
-    async def scrape(request: web.Request) -> web.Response:
-        return web.Response(body=metrics.text(), headers={"Content-Type": CONTENT_TYPE})
-
     app.router.add_post("/add-checkpoint", add_checkpoint)
     app.router.add_get("/{origin_hash:[0-9a-f]{64}}/checkpoint", checkpoint)
-    app.router.add_get("/metrics", scrape)
+    add_route(app, metrics)
     return app
 
 
