@@ -91,3 +91,27 @@ def test_the_git_reader_with_the_real_git(tmp_path: Path) -> None:
     assert gitrepo.signed_payload(repo, head.id) is None, "an unsigned commit"
     with pytest.raises(gitrepo.GitError):
         gitrepo.pkgbuild(repo, "f" * 40)
+
+
+def test_a_job_per_architecture_goes_to_the_builders_of_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = SourceStore(tmp_path)
+    store.add_proposal(proposal())
+    jobs = [store.add_job("core", "hello", COMMIT, 1, arch, True) for arch in ("x86_64", "aarch64")]
+    assert jobs == [f"hello-{COMMIT[:12]}-core-x86_64", f"hello-{COMMIT[:12]}-core-aarch64"]
+    assert store.take("arm0", "aarch64")["arch"] == "aarch64"
+    assert store.take("arm0", "aarch64") is None, "not the other architecture's"
+    assert store.take("x0", "x86_64")["id"] == jobs[0]
+    assert store.take("old", None)["id"] == jobs[0], "a builder that names none takes any"
+
+    # a store made before jobs had an architecture is upgraded in place; its jobs go to all
+    old = tmp_path / "old"
+    old.mkdir()
+    with sqlite3.connect(old / "source.sqlite") as db:
+        db.execute("CREATE TABLE job (id TEXT PRIMARY KEY, repo TEXT NOT NULL, pkgbase TEXT "
+                   "NOT NULL, commit_id TEXT NOT NULL, epoch INTEGER NOT NULL, created REAL "
+                   "NOT NULL)")  # fmt: skip
+        db.execute("INSERT INTO job VALUES ('j1', 'core', 'hello', ?, 1, 0)", (COMMIT,))
+    upgraded = SourceStore(old)
+    assert upgraded.take("arm0", "aarch64")["id"] == "j1"

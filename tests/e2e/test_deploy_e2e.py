@@ -43,7 +43,8 @@ UNITS = {
     "builder1": ["reposeal-builder.service"],
     "builder2": ["reposeal-builder.service"],
     "enclave1": ["reposeal-enclave.service", "reposeal-selfcheck.service",
-                 "reposeal-selfcheck.timer"],
+                 "reposeal-selfcheck.timer", "reposeal-rehearsal.service",
+                 "reposeal-rehearsal.timer"],
 }  # fmt: skip
 
 
@@ -83,6 +84,7 @@ def host_files(tmp: Path, world: World) -> dict[str, Path]:  # noqa: F811
     for i, host in enumerate(("builder1", "builder2")):
         shutil.copy2(world.builders[i].signer.path, folders[host] / "builder-signing.key")
     shutil.copy2(world.admins[2].signer.path, folders["enclave1"] / "repo-signing.key")
+    (folders["enclave1"] / "repo-key.asc").write_text(world.admins[2].cert)
     return folders
 
 
@@ -247,6 +249,10 @@ def _deploy_and_run(
         assert "hello 1.0-1" in tools.run_text(scratch.command("-Q", "hello")).stdout
         tools.gpg_kill(scratch.gpgdir)
         assert (roots["enclave1"] / "var/lib/reposeal/enclave.prom").exists(), "metrics kept"
+        # the weekly rebuild rehearsal, from the mirror nginx serves: this enclave's own log
+        unit = roots["enclave1"] / "etc/systemd/system/reposeal-rehearsal.service"
+        rehearsed = subprocess.run(exec_start(unit), capture_output=True, text=True, check=False)
+        assert rehearsed.returncode == 0 and "rehearsal ok" in rehearsed.stderr, rehearsed.stderr
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -196,3 +196,35 @@ def test_an_enclave_is_rebuilt_from_its_mirrors(
     bad = cli("enclave", "restore", "--home", str(tmp_path / "again"),
               "--from", f"file://{log_dir}", *args)  # fmt: skip
     assert bad.returncode != 0 and "does not match its hash" in bad.stderr, bad.stderr
+
+
+def test_the_rebuild_rehearsal_passes_on_its_own_log_and_alerts_on_another(
+    tmp_path: Path,
+    world: World,  # noqa: F811
+    service: tuple[str, dict[str, Issued]],  # noqa: F811
+    enclave: Path,  # noqa: F811
+    built_packages: dict[str, Path],
+) -> None:
+    """`enclave rehearse` rebuilds from the mirror into a scratch folder, audits, and
+    compares with the live home: the same log passes; another enclave's live home (a log
+    that differs from the mirror's) is an alert."""
+    from tests.e2e.test_repo_cycle_e2e import init_enclave
+
+    publish(tmp_path, world, service, enclave, built_packages["hello-1.0"], "hello-1.0")
+    trusted = tmp_path / "trusted.asc"
+    trusted.write_text(world.admins[2].cert)
+    log = f"file://{tmp_path / 'mirror' / 'log'}"
+    rehearse = ["enclave", "rehearse", "--from", log, "--keyring", str(trusted), "--scratch",
+                str(tmp_path / "scratch")]  # fmt: skip
+    same = cli(*rehearse, "--home", str(enclave))
+    assert same.returncode == 0 and "rehearsal ok" in same.stderr, same.stderr
+    assert not any((tmp_path / "scratch").iterdir()), "the rebuilt copy is removed"
+
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("policy.json", "policy.json.sig"):
+        shutil.copy2(tmp_path / name, other / name)
+    another = init_enclave(other, world)
+    differs = cli(*rehearse, "--home", str(another))
+    assert differs.returncode == 5 and "REHEARSAL MISMATCH" in differs.stderr, differs.stderr
+    assert "genesis" in differs.stderr and "more than the live one" in differs.stderr

@@ -162,6 +162,7 @@ def check_job(job: dict[str, Any]) -> dict[str, Any]:
             "pkgbase": name_field(job["pkgbase"]),
             "commit": commit,
             "source_date_epoch": int(job["source_date_epoch"]),
+            "arch": str(job.get("arch") or ""),
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise BuildError(f"a malformed job from the source machine: {exc}") from None
@@ -224,13 +225,15 @@ def run(
     user: str = DEFAULT_BUILD_USER,
     once: bool = False,
     wait: float = 30.0,
+    arch: str | None = None,
 ) -> int:
-    """Build jobs until interrupted (with ``once``: until there is none); return how many."""
+    """Build jobs until interrupted (with ``once``: until there is none); return how many.
+    ``arch``: this builder's architecture (it takes jobs of it, and those of none)."""
     done = 0
     source.release_builds()
     while True:
         try:
-            job = source.take_build(0 if once else wait)
+            job = source.take_build(0 if once else wait, arch)
         except BridgeError as exc:
             if once:
                 raise
@@ -245,6 +248,8 @@ def run(
         work = None
         try:
             job = check_job(job)
+            if arch and job["arch"] and job["arch"] != arch:  # (the source machine filters)
+                raise BuildError(f"{job['id']} is for {job['arch']}, this builder is {arch}")
             _say(f"building {job['pkgbase']} {job['commit'][:12]} for {job['repo']} ({job['id']})")
             tree = source.build_source(str(job["id"]))
             built, work = build_job(job, tree, workroot, signer, command=command, user=user)

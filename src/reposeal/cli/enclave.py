@@ -705,6 +705,56 @@ def enclave_selfcheck(
         sys.exit(5)
 
 
+@enclave.command("rehearse", epilog=EXIT_CODES)
+@click.option(
+    "--home",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The live enclave home (only read).",
+)
+@click.option("--from", "log_url", required=True, help="The log on a mirror (URL of MIRROR/log).")
+@click.option(
+    "--keyring",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The repository key the mirror's checkpoint must be signed by.",
+)
+@click.option("--scratch", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where to rebuild (a fresh folder inside it is made and removed).")  # fmt: skip
+def enclave_rehearse(home: Path, log_url: str, keyring: Path, scratch: Path) -> None:
+    """The rebuild rehearsal (a timer runs it): rebuild this enclave's state from a mirror as
+    a real rebuild would, audit it, and compare it with the live home: the same log (same
+    root at the rebuilt size), the same genesis and policy. Exit 0: a rebuild would give
+    this enclave back; 5: REHEARSAL MISMATCH, with what differs."""
+    import shutil
+    import sys
+    import tempfile
+
+    from reposeal import logs
+    from reposeal.enclave.audit import audit
+    from reposeal.enclave.rehearsal import rehearse
+    from reposeal.enclave.restore import fetch_copy
+    from reposeal.openpgp.verify import Keyring
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    copy = Path(tempfile.mkdtemp(prefix="rehearsal-", dir=scratch))
+    try:
+        fetch_copy(copy, log_url, Keyring.from_file(keyring))
+        audited = audit(copy)
+        result = rehearse(home, copy)
+        problems = [*audited.violations, *result.problems]
+    except ReposealError as exc:
+        problems = [f"the rebuild failed: {exc}"]
+        result = None
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    if problems or result is None:
+        logs.error("enclave", "REHEARSAL MISMATCH", problems=problems)
+        sys.exit(5)
+    logs.info("enclave", "rehearsal ok", entries=result.rebuilt.size, live=result.live_size,
+              root=result.rebuilt.root.hex())  # fmt: skip
+
+
 @enclave.command("clear-hold", epilog=EXIT_CODES)
 @click.option("--home", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--reason", required=True, help="Why it is safe to sign again (kept).")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -256,6 +257,13 @@ def builder() -> None:
 @click.option("--user", default="reposeal-build", show_default=True, help="Who builds.")
 @click.option("--once", is_flag=True, help="Build what is there, then stop.")
 @click.option("--wait", default=30.0, show_default=True, help="Long-poll seconds.")
+@click.option(
+    "--arch",
+    default=os.uname().machine,
+    show_default=True,
+    help="This builder's architecture: it takes the jobs of it (the source machine makes a "
+    "job per architecture of the repository).",
+)
 def builder_run(
     url: str,
     repo_url: str,
@@ -269,6 +277,7 @@ def builder_run(
     user: str,
     once: bool,
     wait: float,
+    arch: str,
 ) -> None:
     """Take build jobs from the source machine, build each in a fresh bubblewrap sandbox
     (no network during the build, SOURCE_DATE_EPOCH from the commit, an unprivileged user),
@@ -287,6 +296,7 @@ def builder_run(
             user=user,
             once=once,
             wait=wait,
+            arch=arch,
         )
     except ReposealError as exc:
         out.fail(exc)

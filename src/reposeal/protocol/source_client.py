@@ -40,8 +40,9 @@ class SourceClient(BridgeClient):
 
     # builders ----------------------------------------------------------------------------
 
-    def take_build(self, wait: float) -> dict[str, Any] | None:
-        found = self._call("GET", f"/jobs/next?wait={wait:g}")
+    def take_build(self, wait: float, arch: str | None = None) -> dict[str, Any] | None:
+        query = f"wait={wait:g}" + (f"&arch={arch}" if arch else "")
+        found = self._call("GET", f"/jobs/next?{query}")
         return dict(found) if found else None
 
     def release_builds(self) -> None:

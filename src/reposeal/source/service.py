@@ -14,7 +14,8 @@ they made, so two builders that disagree are shown with the files that differ.
     POST /approvals                        maintainer   {statement, signatures} (base64)
     POST /withdrawals                      maintainer   the same, of a withdrawal: its job
                                                         goes to no builder any more
-    GET  /jobs/next?wait=SEC               builder      the next job this builder has not built
+    GET  /jobs/next?wait=SEC[&arch=ARCH]   builder      the next job (of its architecture) this
+                                                        builder has not built
     GET  /jobs/{id}/source                 builder      the commit's tree (tar)
     POST /jobs/{id}/report                 builder      {files: {name: {sha256, contents}}}
     POST /jobs/release                     builder      at start: what it held comes back
@@ -26,6 +27,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -219,13 +221,20 @@ class Source:
             policy.keyrings["maintainers"],
         )  # fmt: skip
         t = self._tallies(doc, policy)[stmt.repo]
-        job = None
-        if t.reached:
-            job = self.store.add_job(stmt.repo, stmt.pkgbase, stmt.commit, doc["timestamp"])
+        jobs = []
+        rule = policy.rule(stmt.repo)
+        arches = list(rule.arches) if rule is not None and rule.arches else [""]
+        if t.reached:  # a job per architecture of the repository: its builders take it
+            for arch in arches:
+                made = self.store.add_job(
+                    stmt.repo, stmt.pkgbase, stmt.commit, doc["timestamp"], arch, len(arches) > 1
+                )
+                if made:
+                    jobs.append(made)
         return {
             "counted": sorted(t.signers),
             "missing": t.missing(),
-            "job": job,
+            "job": jobs[0] if len(jobs) == 1 else (jobs or None),
         }
 
     def withdraw(self, raw: bytes, sigs: bytes) -> dict[str, Any]:
@@ -379,10 +388,13 @@ def make_app(source: Source, poll: float = 5.0) -> web.Application:
             wait = min(max(float(request.query.get("wait", "0") or 0), 0.0), 60.0)
         except ValueError:
             raise web.HTTPBadRequest(text="wait is a number of seconds") from None
+        arch = request.query.get("arch") or None
+        if arch is not None and not re.fullmatch(r"[a-z0-9_]{1,32}", arch):
+            raise web.HTTPBadRequest(text="arch is an architecture name, like x86_64")
         deadline = asyncio.get_running_loop().time() + wait
         while True:
             source.jobs.clear()
-            job = await asyncio.to_thread(source.store.take, builder)
+            job = await asyncio.to_thread(source.store.take, builder, arch)
             left = deadline - asyncio.get_running_loop().time()
             if job is not None or left <= 0 or request.transport is None:
                 return web.json_response(job)

@@ -73,7 +73,8 @@ class SourceStore:
                 forwarded BLOB);
             CREATE TABLE IF NOT EXISTS job (
                 id TEXT PRIMARY KEY, repo TEXT NOT NULL, pkgbase TEXT NOT NULL,
-                commit_id TEXT NOT NULL, epoch INTEGER NOT NULL, created REAL NOT NULL);
+                commit_id TEXT NOT NULL, epoch INTEGER NOT NULL, created REAL NOT NULL,
+                arch TEXT NOT NULL DEFAULT '');
             CREATE TABLE IF NOT EXISTS taken (
                 job TEXT NOT NULL, builder TEXT NOT NULL, at REAL NOT NULL,
                 PRIMARY KEY (job, builder));
@@ -82,6 +83,9 @@ class SourceStore:
                 PRIMARY KEY (job, builder));
             """,
         )
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(job)")}
+        if "arch" not in columns:  # a store from before jobs had an architecture
+            self.db.execute("ALTER TABLE job ADD COLUMN arch TEXT NOT NULL DEFAULT ''")
 
     # proposals ---------------------------------------------------------------------------
 
@@ -187,31 +191,36 @@ class SourceStore:
     # build jobs --------------------------------------------------------------------------
 
     @_locked
-    def add_job(self, repo: str, pkgbase: str, commit: str, epoch: int) -> str | None:
-        """A build job for an approved commit (once per commit and repository)."""
-        job_id = f"{pkgbase}-{commit[:12]}-{repo}"
+    def add_job(
+        self, repo: str, pkgbase: str, commit: str, epoch: int, arch: str = "", suffix: bool = False
+    ) -> str | None:
+        """A build job for an approved commit (once per commit, repository and architecture;
+        ``suffix``: the architecture is in the id, when the repository has several)."""
+        job_id = f"{pkgbase}-{commit[:12]}-{repo}" + (f"-{arch}" if suffix else "")
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO job VALUES (?, ?, ?, ?, ?, ?)",
-            (job_id, repo, pkgbase, commit, epoch, time.time()),
+            "INSERT OR IGNORE INTO job (id, repo, pkgbase, commit_id, epoch, created, arch) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (job_id, repo, pkgbase, commit, epoch, time.time(), arch),
         )
         return job_id if cur.rowcount == 1 else None
 
     @_locked
     def job(self, job_id: str) -> dict[str, Any] | None:
         row = self.db.execute(
-            "SELECT id, repo, pkgbase, commit_id, epoch FROM job WHERE id=?", (job_id,)
+            "SELECT id, repo, pkgbase, commit_id, epoch, arch FROM job WHERE id=?", (job_id,)
         ).fetchone()
         return None if row is None else self._job(row)
 
     @staticmethod
     def _job(row: tuple[Any, ...]) -> dict[str, Any]:
-        keys = ("id", "repo", "pkgbase", "commit", "source_date_epoch")
+        keys = ("id", "repo", "pkgbase", "commit", "source_date_epoch", "arch")
         return dict(zip(keys, row, strict=True))
 
     @_locked
     def jobs_of(self, pkgbase: str, commit: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT id, repo, pkgbase, commit_id, epoch FROM job WHERE pkgbase=? AND commit_id=?",
+            "SELECT id, repo, pkgbase, commit_id, epoch, arch FROM job "
+            "WHERE pkgbase=? AND commit_id=?",
             (pkgbase, commit),
         ).fetchall()
         return [self._job(r) for r in rows]
@@ -233,19 +242,21 @@ class SourceStore:
         return float(row[0]) if row else time.time()
 
     @_locked
-    def take(self, builder: str) -> dict[str, Any] | None:
+    def take(self, builder: str, arch: str | None = None) -> dict[str, Any] | None:
         """The oldest job ``builder`` has neither reported nor holds, and no maintainer
-        withdrew (every builder builds every job: that is the reproducibility check)."""
+        withdrew (every builder of an architecture builds every job of it: that is the
+        reproducibility check); ``arch``: the builder's (None: any job)."""
         now = time.time()
         with transaction(self.db) as db:
             row = db.execute(
-                "SELECT id, repo, pkgbase, commit_id, epoch FROM job j WHERE NOT EXISTS "
+                "SELECT id, repo, pkgbase, commit_id, epoch, arch FROM job j WHERE NOT EXISTS "
                 "(SELECT 1 FROM report r WHERE r.job=j.id AND r.builder=?) AND NOT EXISTS "
                 "(SELECT 1 FROM taken t WHERE t.job=j.id AND t.builder=? AND t.at > ?) "
                 "AND NOT EXISTS (SELECT 1 FROM withdrawal w WHERE w.repo=j.repo AND "
                 "w.pkgbase=j.pkgbase AND w.commit_id=j.commit_id) "
+                "AND (? IS NULL OR j.arch IN ('', ?)) "
                 "ORDER BY created LIMIT 1",
-                (builder, builder, now - LEASE),
+                (builder, builder, now - LEASE, arch, arch),
             ).fetchone()
             if row is not None:
                 db.execute("INSERT OR REPLACE INTO taken VALUES (?, ?, ?)", (row[0], builder, now))
