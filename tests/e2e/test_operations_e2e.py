@@ -6,6 +6,7 @@ enclave's metrics file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -102,6 +103,7 @@ def test_status_pages_metrics_and_prometheus(
         finally:
             scraper.terminate()
             scraper.wait(10)
+        _public_provenance(p, driver, tmp_path, world, By)
     families = {f.name: f for f in text_string_to_metric_families(metrics_file.read_text())}
     accepted = [s.value for s in families["reposeal_decisions"].samples
                 if s.name.endswith("_total") and s.labels["decision"] == "accept"]  # fmt: skip
@@ -143,3 +145,38 @@ def _pending_then_published(
     keep.mkdir(exist_ok=True)
     shutil.copy2(shot, keep / shot.name)
     shutil.copy2(repo_shot, keep / repo_shot.name)
+
+
+def _public_provenance(p: Pipeline, driver: object, tmp: Path, world: World, by: object) -> None:  # noqa: F811
+    """Anyone, from the mirror alone: an auditor's copy of the log (`enclave restore
+    --keyring`), the provenance pages written from it (`enclave provenance`), read in
+    Chromium: who approved hello 1.0 at which commit, which builders attested which sha256,
+    the log entry's inclusion proof, the indexes by package and by maintainer."""
+    from reposeal.translog.proof import parse_proof
+    from tests.e2e.test_pipeline_e2e import cli
+
+    d: object = driver
+    trusted = tmp / "trusted.asc"
+    trusted.write_text(world.admins[2].cert)
+    copy = cli("enclave", "restore", "--home", str(tmp / "auditor"), "--from",
+               f"file://{tmp / 'mirror' / 'log'}", "--keyring", str(trusted))  # fmt: skip
+    assert copy.returncode == 0, copy.stderr
+    pages = tmp / "mirror" / "provenance"  # beside the repositories: every mirror carries it
+    made = cli("enclave", "provenance", str(tmp / "auditor"), "-o", str(pages))
+    assert made.returncode == 0, made.stderr
+    d.get(f"file://{pages}/index.html")  # type: ignore[attr-defined]
+    row = d.find_element(by.XPATH, "//td[starts-with(@id, 'p-hello-1-0')]/..").text  # type: ignore[attr-defined]
+    assert "maint0 <maint0@example.org>" in row and "maint1 <maint1@example.org>" in row, row
+    assert "builder0 <builder0@example.org>" in row and "builder1" in row, row
+    (pkg,) = [x for x in (tmp / "mirror" / "core" / "os" / "x86_64").glob("hello-1.0-1-*.pkg*")
+              if not x.name.endswith(".sig")]  # fmt: skip
+    assert hashlib.sha256(pkg.read_bytes()).hexdigest() in row, "the sha256 builders attested"
+    proof_link = d.find_element(by.XPATH, "//td[starts-with(@id, 'p-hello-1-0')]/../td[1]/a")  # type: ignore[attr-defined]
+    index = int(proof_link.text)
+    proof = parse_proof((pages / "proofs" / f"{index}.tlog-proof").read_bytes())
+    assert proof.index == index
+    d.find_element(by.LINK_TEXT, "maintainer").click()  # type: ignore[attr-defined]
+    listed = d.find_element(by.TAG_NAME, "body").text  # type: ignore[attr-defined]
+    assert "maint0 <maint0@example.org>: hello 1.0-1" in listed, listed
+    d.save_screenshot(str(tmp / "provenance.png"))  # type: ignore[attr-defined]
+    shutil.copy2(tmp / "provenance.png", Path("/tmp/reposeal-screenshots") / "provenance.png")

@@ -540,14 +540,32 @@ def enclave_provenance(log_dir: Path, output: Path) -> None:
                 continue
             for _, certs in policy.armored:
                 names |= names_of(list(certs))
-        pages = render(report.provenance, report.adoptions, names, report.violations)
-        output.mkdir(parents=True, exist_ok=True)
+        pages = render(report.provenance, report.adoptions, names, report.violations,
+                       _proofs(log_dir, [p["entry"] for p in report.provenance]))  # fmt: skip
+        (output / "proofs").mkdir(parents=True, exist_ok=True)
         write_all({output / name: data for name, data in pages.items()})
     except ReposealError as exc:
         out.fail(exc)
-    click.echo(f"wrote {output / 'index.html'}: {len(report.provenance)} signed databases")
+    click.echo(
+        f"wrote {output / 'index.html'} (and packages.html, maintainers.html, proofs/): "
+        f"{len(report.provenance)} signed databases"
+    )
     if report.violations:
         sys.exit(3)
+
+
+def _proofs(log_dir: Path, entries: list[int]) -> dict[int, bytes]:
+    """Each entry's C2SP tlog-proof in the log's newest checkpoint."""
+    from reposeal.translog.proof import make_proof
+    from reposeal.translog.store import TransparencyLog
+
+    with TransparencyLog(log_dir / "log.sqlite") as log:
+        latest = log.latest_checkpoint()
+        if latest is None:
+            return {}
+        size, _, note = latest
+        return {i: make_proof(log.entry(i), i, log.inclusion_proof(i, size), note)
+                for i in entries if i < size}  # fmt: skip
 
 
 @enclave.command("run", epilog=EXIT_CODES)

@@ -177,10 +177,12 @@ def _provenance(
     from reposeal.evidence.statements import Approval, Build
 
     approved: dict[tuple[str, str], set[str]] = {}
+    commits: dict[tuple[str, str], set[str]] = {}
     for s in evidence.approvals:
         if isinstance(s.statement, Approval):
             key = (s.statement.pkgbase, s.statement.pkgbuild_sha256)
             approved.setdefault(key, set()).update(s.signers)
+            commits.setdefault(key, set()).add(s.statement.commit)
     built: dict[str, set[str]] = {}
     for s in evidence.builds:
         if isinstance(s.statement, Build):
@@ -196,6 +198,9 @@ def _provenance(
                 "version": r.version,
                 "sha256": r.sha256,
                 "approved_by": sorted(approved.get((r.pkgbase, r.pkgbuild_sha256 or ""), ())),
+                "pkgbase": r.pkgbase,
+                "pkgbuild_sha256": r.pkgbuild_sha256,
+                "commits": sorted(commits.get((r.pkgbase, r.pkgbuild_sha256 or ""), ())),
                 "built_by": sorted(built.get(r.sha256, ())),
                 "moved_from": moved.get(n),
             }
