@@ -70,26 +70,24 @@ DECOMPRESS_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+MAGIC = (  # the first bytes of each format (a plain tar is known by its header instead)
+    (b"\x28\xb5\x2f\xfd", ZSTD),
+    (b"\x1f\x8b", GZIP),
+    (b"\xfd7zXZ\x00", XZ),
+    (b"BZh", BZIP2),
+    (b"\x04\x22\x4d\x18", LZ4),
+    (b"LRZI", LRZIP),
+    (b"\x89LZO\x00\r\n\x1a\n", LZOP),
+    (b"\x1f\x9d", LZW),
+    (b"LZIP", LZIP),
+)
+
+
 def detect(head: bytes) -> str:
     """Name the compression of a stream from its first bytes."""
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return ZSTD
-    if head.startswith(b"\x1f\x8b"):
-        return GZIP
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return XZ
-    if head.startswith(b"BZh"):
-        return BZIP2
-    if head.startswith(b"\x04\x22\x4d\x18"):
-        return LZ4
-    if head.startswith(b"LRZI"):
-        return LRZIP
-    if head.startswith(b"\x89LZO\x00\r\n\x1a\n"):
-        return LZOP
-    if head.startswith(b"\x1f\x9d"):
-        return LZW
-    if head.startswith(b"LZIP"):
-        return LZIP
+    for magic, kind in MAGIC:
+        if head.startswith(magic):
+            return kind
     if len(head) >= 263 and head[257:262] == b"ustar":
         return PLAIN
     raise UnknownCompressionError(

@@ -103,6 +103,16 @@ def _options(
     )
 
 
+_SHARED = ("sign", "key", "signer", "gnupghome", "verify", "wait", "sig_expires", "unsigned",
+           "new_key")  # fmt: skip
+
+
+def _shared_options(out: _Out, **more: Any) -> dbupdate.UpdateOptions:
+    """The options every `db` command shares, as the command line gave them."""
+    params = click.get_current_context().params
+    return _options(out, **{k: params[k] for k in _SHARED}, **more)
+
+
 def _signer(
     sign: bool, key: str | None, spec: str | None, gnupghome: Path | None, out: _Out
 ) -> tuple[Any, str | None]:
@@ -201,17 +211,8 @@ def db_add(
     """
     out = _Out(quiet, as_json)
     try:
-        opts = _options(
+        opts = _shared_options(
             out,
-            sign=sign,
-            key=key,
-            signer=signer,
-            gnupghome=gnupghome,
-            verify=verify,
-            wait=wait,
-            sig_expires=sig_expires,
-            unsigned=unsigned,
-            new_key=new_key,
             include_sigs=include_sigs,
             remove_old_files=remove_old,
             rules=AddRules(
@@ -250,18 +251,7 @@ def db_remove(
     """Remove packages (by name) from DATABASE, like repo-remove. All or nothing."""
     out = _Out(quiet, as_json)
     try:
-        opts = _options(
-            out,
-            sign=sign,
-            key=key,
-            signer=signer,
-            gnupghome=gnupghome,
-            verify=verify,
-            wait=wait,
-            sig_expires=sig_expires,
-            unsigned=unsigned,
-            new_key=new_key,
-        )
+        opts = _shared_options(out)
         _report(out, dbupdate.remove(database, names, opts, out.progress))
     except ReposealError as exc:
         out.fail(exc)
@@ -303,18 +293,7 @@ def db_rollback(
     (refused if they expired)."""
     out = _Out(quiet, as_json)
     try:
-        opts = _options(
-            out,
-            sign=sign,
-            key=key,
-            signer=signer,
-            gnupghome=gnupghome,
-            verify=verify,
-            wait=wait,
-            sig_expires=sig_expires,
-            unsigned=unsigned,
-            new_key=new_key,
-        )
+        opts = _shared_options(out)
         report = dbupdate.rollback(
             database, opts, out.progress, target, allow_downgrade=allow_downgrade
         )
@@ -426,18 +405,7 @@ def db_refresh(
     signatures expire). The archives are checked fully before they are signed again."""
     out = _Out(quiet, as_json)
     try:
-        opts = _options(
-            out,
-            sign=sign,
-            key=key,
-            signer=signer,
-            gnupghome=gnupghome,
-            verify=verify,
-            wait=wait,
-            sig_expires=sig_expires,
-            unsigned=unsigned,
-            new_key=new_key,
-        )
+        opts = _shared_options(out)
         _report(out, dbupdate.refresh(database, opts, out.progress))
     except ReposealError as exc:
         out.fail(exc)
