@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -116,3 +116,27 @@ class _Sampled(Collector):
                 as_dict = dict(labels)
                 family.add_metric([self.role, *(as_dict.get(k, "") for k in keys)], value)
             yield family
+
+
+def read_hostchecks(folder: Path) -> list[dict[str, Any]]:
+    """The host checks' last results, from the files `reposeal hostcheck --metrics-file`
+    keeps in ``folder`` (``hostcheck-TOOL.prom``): tool, findings, failed, when."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("hostcheck-*.prom")):
+        try:
+            text = path.read_text()[: 1 << 20]
+            values = {s.name: s.value for f in text_string_to_metric_families(text)
+                      for s in f.samples}  # fmt: skip
+            at = path.stat().st_mtime
+        except (OSError, ValueError):
+            out.append({"tool": path.stem.removeprefix("hostcheck-"), "unreadable": True})
+            continue
+        out.append({
+            "tool": path.stem.removeprefix("hostcheck-"),
+            "findings": int(values.get("reposeal_hostcheck_findings", 0)),
+            "failed": bool(values.get("reposeal_hostcheck_failed", 0)),
+            "at": at,
+        })  # fmt: skip
+    return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 STYLE = (
@@ -83,6 +83,24 @@ def _entry_summary(entry: Mapping[str, Any]) -> str:
     return " ".join(p for p in parts if p)
 
 
+def _hostchecks(checks: Sequence[Mapping[str, Any]]) -> str:
+    """This machine's host checks (AIDE, rkhunter, debsums): their last results."""
+    rows = []
+    for c in checks:
+        if c.get("unreadable"):
+            state = "<span class=bad>its result file does not read</span>"
+        elif c.get("failed"):
+            state = "<span class=bad>could not run</span>"
+        elif c.get("findings"):
+            state = f"<span class=bad>{int(c['findings'])} findings</span> (see the journal)"
+        else:
+            state = "<span class=ok>clean</span>"
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(c.get("at", 0) or 0)))
+        rows.append([_e(c.get("tool", "?")), state, _e(when) if c.get("at") else ""])
+    return _table("hostchecks", "Host checks of this machine", ["tool", "last result", "at"],
+                  rows, "no host check has run yet")  # fmt: skip
+
+
 def render_repo(doc: Mapping[str, Any], generated: float | None = None) -> bytes:
     """The repo machine: what is published and until when, what is ready, what waits for
     which evidence, what was refused and why, the recent cycles and log entries."""
@@ -118,6 +136,8 @@ def render_repo(doc: Mapping[str, Any], generated: float | None = None) -> bytes
     sections.append(_table("log", f"The log ({log.get('size', 0)} entries; the newest)",
         ["entry", "what it signed"], [[_e(i), _entry_summary(e)] for i, e in
         log.get("entries", [])], "the log is empty"))  # fmt: skip
+    if "hostchecks" in doc:
+        sections.append(_hostchecks(doc["hostchecks"]))
     received = doc.get("packages", 0)
     statements = ", ".join(f"{n} {k}" for k, n in sorted(doc.get("statements", {}).items()))
     sections.append(f"<p class=muted>{_e(received)} packages received; statements: "
@@ -130,7 +150,10 @@ def _person(fpr: str, names: Mapping[str, str]) -> str:
 
 
 def render_source(
-    proposals: list[dict[str, Any]], names: Mapping[str, str], generated: float | None = None
+    proposals: list[dict[str, Any]],
+    names: Mapping[str, str],
+    generated: float | None = None,
+    hostchecks: Sequence[Mapping[str, Any]] | None = None,
 ) -> bytes:
     """The source machine: each proposal with who approved it, how many approvals it still
     needs and who could give them; its builds, and where builders disagree, what differs."""
@@ -168,4 +191,6 @@ def render_source(
         ])  # fmt: skip
     sections = [_table("proposals", "Proposals", ["change", "author", "approvals", "builds"],
                        rows, "no proposal yet")]  # fmt: skip
+    if hostchecks is not None:
+        sections.append(_hostchecks(hostchecks))
     return _page("reposeal: source machine", generated or time.time(), sections)

@@ -242,6 +242,14 @@ PUBLIC_LISTEN = click.option(
 )
 
 
+HOSTCHECK_DIR = click.option(
+    "--hostcheck-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Show on the status page the host checks' results kept here (the roles: "
+    "/var/lib/reposeal, where `reposeal hostcheck --metrics-file` writes them).",
+)
+
+
 def add_public_site(app: Any, public: Any, listen: str, component: str) -> None:
     """Serve ``public`` (plain HTTP: the status page and /metrics, which anyone may read)
     on ``listen`` for as long as ``app`` runs."""

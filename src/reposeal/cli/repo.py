@@ -12,6 +12,7 @@ import click
 from reposeal.cli import EXIT_CODES, _Out, main, options
 from reposeal.cli.adopt import ADOPTED_PACKAGES, ADOPTION_STATEMENT, PACKAGERS_KEYRING
 from reposeal.cli.bridge import (
+    HOSTCHECK_DIR,
     PUBLIC_LISTEN,
     _client,
     _tls,
@@ -87,6 +88,7 @@ def repo() -> None:
 @_REFRESH
 @_REWITNESS
 @PUBLIC_LISTEN
+@HOSTCHECK_DIR
 def repo_serve(
     folder: Path,
     listen: str,
@@ -98,6 +100,7 @@ def repo_serve(
     refresh_before: str,
     rewitness: str,
     public_listen: str | None,
+    hostcheck_dir: Path | None,
 ) -> None:
     """Serve builders (POST /builds), the source machine (POST /statements), status, and
     the enclave's job queue, over HTTPS with mutual TLS; with --mirror, also run the update
@@ -109,7 +112,12 @@ def repo_serve(
     try:
         before = parse_duration(refresh_before)
         app = make_service(
-            folder, PolicyFile(policy_path), mirror, before, float(parse_duration(rewitness))
+            folder,
+            PolicyFile(policy_path),
+            mirror,
+            before,
+            float(parse_duration(rewitness)),
+            hostcheck_dir=hostcheck_dir,
         )
     except ReposealError as exc:
         out.fail(exc)

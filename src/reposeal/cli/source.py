@@ -12,6 +12,7 @@ import click
 
 from reposeal.cli import EXIT_CODES, _Out, main
 from reposeal.cli.bridge import (
+    HOSTCHECK_DIR,
     PUBLIC_LISTEN,
     add_public_site,
     client_ca_option,
@@ -62,6 +63,7 @@ def source() -> None:
 @client_tls
 @click.option("--poll", default=5.0, show_default=True, help="Seconds between git scans.")
 @PUBLIC_LISTEN
+@HOSTCHECK_DIR
 def source_serve(
     folder: Path,
     repos: Path,
@@ -77,6 +79,7 @@ def source_serve(
     ca: Path,
     poll: float,
     public_listen: str | None,
+    hostcheck_dir: Path | None,
 ) -> None:
     """Watch the PKGBUILD repositories, collect approvals, hand out build jobs. --cert/--key
     (role "source") is how this machine reaches the repo machine. With --public-listen, the
@@ -93,7 +96,7 @@ def source_serve(
     source = Source(folder, repos, policy.get, target, repo_machine)
     app = make_app(source, poll)
     if public_listen:
-        add_public_site(app, make_public_app(source), public_listen, "source")
+        add_public_site(app, make_public_app(source, hostcheck_dir), public_listen, "source")
     serve_https(app, listen, server_cert, server_key, client_ca, component="source")
 
 

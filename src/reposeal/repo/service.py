@@ -83,6 +83,7 @@ def make_service(
     mirror: Path | None = None,
     refresh_before: float = 3 * 86400,
     rewitness: float = 3600.0,
+    hostcheck_dir: Path | None = None,
 ) -> web.Application:
     """The service; with ``mirror``, it also runs the update cycle (after every upload and
     enclave answer, and every few seconds) and publishes there."""
@@ -220,7 +221,7 @@ def make_service(
 
     app["metrics"] = metrics
     metrics.gauges(lambda: _sampled(queue, cycles, folder, mirror), REPO_GAUGES)
-    app["public"] = _public_app(status_doc, metrics, folder)
+    app["public"] = _public_app(status_doc, metrics, folder, hostcheck_dir)
 
     app.router.add_post("/builds", post_build)
     app.router.add_post("/statements", post_statement)
@@ -272,7 +273,10 @@ def _sampled(
 
 
 def _public_app(
-    status: Callable[[], Awaitable[dict[str, Any]]], metrics: Metrics, folder: Path
+    status: Callable[[], Awaitable[dict[str, Any]]],
+    metrics: Metrics,
+    folder: Path,
+    hostcheck_dir: Path | None,
 ) -> web.Application:
     """What anyone may read, on its own plain-HTTP listener (``--public-listen``): the status
     page, the same as JSON, and the metrics."""
@@ -281,6 +285,10 @@ def _public_app(
     async def page(request: web.Request) -> web.Response:
         doc = await status()
         doc["log"] = await asyncio.to_thread(_log_tail, folder)
+        if hostcheck_dir is not None:
+            from reposeal.metrics import read_hostchecks
+
+            doc["hostchecks"] = await asyncio.to_thread(read_hostchecks, hostcheck_dir)
         return web.Response(body=render_repo(doc), content_type="text/html", charset="utf-8")
 
     async def as_json(request: web.Request) -> web.Response:

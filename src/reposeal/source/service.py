@@ -460,7 +460,7 @@ SOURCE_GAUGES = {
 }
 
 
-def make_public_app(source: Source) -> web.Application:
+def make_public_app(source: Source, hostcheck_dir: Path | None = None) -> web.Application:
     """What anyone may read (``--public-listen``): the status page, with each proposal's
     approvers by name and what it still needs, and the metrics."""
     from reposeal.metrics import Metrics, add_route
@@ -494,7 +494,12 @@ def make_public_app(source: Source) -> web.Application:
     async def page(request: web.Request) -> web.Response:
         proposals = await asyncio.to_thread(source.proposals)
         names = await asyncio.to_thread(source.names)
-        body = render_source(proposals, names)
+        checks = None
+        if hostcheck_dir is not None:
+            from reposeal.metrics import read_hostchecks
+
+            checks = await asyncio.to_thread(read_hostchecks, hostcheck_dir)
+        body = render_source(proposals, names, hostchecks=checks)
         return web.Response(body=body, content_type="text/html", charset="utf-8")
 
     public = web.Application()
