@@ -167,6 +167,9 @@ class _Current:
         if self.chunks is None:
             progress(f"Reading all of {db.name} (no valid index: first update by reposeal)...")
 
+    def say(self, message: str) -> None:
+        self._progress(message)
+
     def where(self) -> dict[str, str]:
         return {p: str(self.paths.archive(p)) for p in ("db", "files")}
 
@@ -232,9 +235,14 @@ def _apply(
     if current.chunks is not None and current.chunks:
         chunks = current.chunks
         touched = chunked.affected(chunks, names)
-        subset = chunked.read_chunks([chunks[i] for i in touched], kind, current.where())
-        plan = decide(subset)
-        return plan, lambda: chunked.rechunk(chunks, touched, plan.entries.values(), kind)
+        try:
+            subset = chunked.read_chunks([chunks[i] for i in touched], kind, current.where())
+        except ReposealError as exc:  # an index that lies (say, about a chunk's entries)
+            current.chunks = None
+            current.say(f"{exc.message}: reading all of the database instead")
+        else:
+            plan = decide(subset)
+            return plan, lambda: chunked.rechunk(chunks, touched, plan.entries.values(), kind)
     plan = decide(current.all_entries())
     if kind in chunked.CHUNKABLE:
         return plan, lambda: chunked.make_chunks(plan.entries.values(), kind)
@@ -472,7 +480,7 @@ def _keep_signed(paths: RepoPaths, opts: UpdateOptions, progress: Progress) -> N
     import pysequoia
 
     try:
-        issuer = (pysequoia.Sig.from_bytes(sig.read_bytes()).issuer_fpr or "").upper()
+        issuer = (pysequoia.Sig.from_bytes(sig.read_bytes()).issuer_fingerprint or "").upper()
     except (RuntimeError, ValueError, OSError):
         return
     from reposeal.openpgp.packets import key_fingerprints
