@@ -458,7 +458,7 @@ def test_expiring_database_signatures_are_refreshed_and_published(
 ) -> None:
     import time
 
-    from reposeal.repo.cycle import DAY, expiries
+    from reposeal.repo.expiry import DAY, expiries
 
     send(world, service, built_packages["hello-1.0"], tools.PKGBUILDS["hello-1.0"], approvers=2)
     for _ in range(2):

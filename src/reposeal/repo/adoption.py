@@ -21,7 +21,8 @@ from reposeal.evidence.files import read_document
 from reposeal.evidence.statements import Adoption, from_bytes
 
 if TYPE_CHECKING:
-    from reposeal.repo.cycle import Cycle, Machine
+    from reposeal.repo.cycle import Machine
+    from reposeal.repo.cycles import Cycle
 
 ADOPTION = "(adoption)"  # how an adoption is named among a cycle's sources
 MAX_PACKAGER_SIG = 16 << 10

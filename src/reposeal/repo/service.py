@@ -36,7 +36,8 @@ from reposeal.metrics import Metrics, add_route
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.protocol.roles import require_role
 from reposeal.repo.bridge import JobQueue, Signals, make_app
-from reposeal.repo.cycle import DAY, REMOVAL, Cycles, expiries
+from reposeal.repo.cycles import REMOVAL, Cycles
+from reposeal.repo.expiry import DAY, expiries
 from reposeal.repo.intake import Intake, UploadRefusedError
 
 MAX_HEADER = 1 << 20
