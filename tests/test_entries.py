@@ -8,8 +8,8 @@ import json
 import pytest
 
 from reposeal import canonical
+from reposeal.alpm.limits import MAX_ENTRY_BYTES
 from reposeal.enclave.records import fit_entry, read_entry
-from reposeal.translog.store import MAX_ENTRY_BYTES
 
 
 def test_large_entries_spill_and_read_back_whole() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from reposeal.alpm.limits import MAX_FDS
 from reposeal.enclave import channel
 from reposeal.enclave.sandbox import SandboxError, WorkerPool, sandbox_works
 
@@ -161,7 +162,7 @@ def test_channel_refuses_oversized_frames_and_too_many_descriptors() -> None:
             channel.receive(b, 50)
     a, b = socket.socketpair()
     with a, b:
-        fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(channel.MAX_FDS + 1)]
+        fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(MAX_FDS + 1)]
         try:
             channel.send(a, {}, fds)
             before = len(os.listdir("/proc/self/fd"))

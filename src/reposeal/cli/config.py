@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 
 import click
 
+from reposeal.alpm.limits import MAX_CONFIG_BYTES
+
 F = TypeVar("F", bound=Callable[..., Any])
-MAX_CONFIG_BYTES = 1 << 20
 
 
 def _names(command: click.Command) -> dict[str, click.Parameter]:

@@ -30,13 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reposeal.alpm.limits import MAX_DB, MAX_SMALL
 from reposeal.errors import ReposealError
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.translog.checkpoint import Checkpoint
 from reposeal.translog.merkle import leaf_hashes, root_of_leaves
 from reposeal.translog.published import (
-    MAX_DB,
-    MAX_SMALL,
     Fetch,
     Log,
     VerifyError,

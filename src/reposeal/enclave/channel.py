@@ -14,10 +14,10 @@ import socket
 import struct
 from typing import Any
 
+from reposeal.alpm.limits import MAX_FDS
 from reposeal.errors import ReposealError
 
 HEADER = struct.Struct(">I")
-MAX_FDS = 64  # a small job's files, all at once
 
 
 class ChannelError(ReposealError):

@@ -59,7 +59,7 @@ def fit_entry(raw: bytes, store: Callable[[bytes], str]) -> bytes:
     to a blob (``store(blob)`` keeps it and returns its sha256)."""
     import json
 
-    from reposeal.translog.store import MAX_ENTRY_BYTES
+    from reposeal.alpm.limits import MAX_ENTRY_BYTES
 
     if len(raw) <= MAX_ENTRY_BYTES:
         return raw

@@ -20,6 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
+from reposeal.alpm.limits import MAX_DB
 from reposeal.enclave.home import EnclaveHome
 from reposeal.enclave.records import named_files
 from reposeal.errors import InputError, ReposealError, VerificationError
@@ -28,7 +29,7 @@ from reposeal.openpgp.spec import signer_from_spec
 from reposeal.openpgp.verify import Keyring
 from reposeal.policy.document import Policy, parse_policy
 from reposeal.translog.checkpoint import NoteSigner
-from reposeal.translog.published import MAX_DB, Fetch, Log, fetch_url, load_log
+from reposeal.translog.published import Fetch, Log, fetch_url, load_log
 from reposeal.translog.store import TransparencyLog
 
 

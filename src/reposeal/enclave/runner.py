@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reposeal import logs
-from reposeal.alpm.limits import DEFAULT_LIMITS
+from reposeal.alpm.limits import DEFAULT_LIMITS, MAX_PUSH_BYTES
 from reposeal.alpm.names import arch_field, name_field
 from reposeal.enclave.hold import describe, held, refuse_if_held
 from reposeal.enclave.home import EnclaveHome
@@ -38,7 +38,7 @@ from reposeal.errors import ReposealError
 from reposeal.faults import fault_point
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.protocol.bridge_client import BridgeClient, BridgeError
-from reposeal.protocol.jobformat import JOB_ID, JOB_PATH, MAX_PUSH_BYTES, SHA256
+from reposeal.protocol.jobformat import JOB_ID, JOB_PATH, SHA256
 from reposeal.translog.store import TransparencyLog
 
 PUSH_EVERY = 2.0  # seconds: the log goes to the bridge at most this often while jobs come

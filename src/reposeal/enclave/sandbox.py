@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import reposeal
-from reposeal.alpm.limits import DEFAULT_LIMITS
+from reposeal.alpm.limits import (
+    DEFAULT_LIMITS,
+    MAX_BLOBS,
+    MAX_FDS,
+    MAX_NAMES,
+    MAX_REQUEST,
+    MAX_WORKER_RESULT,
+)
 from reposeal.enclave import channel
 from reposeal.enclave.readback import ALPM_DIR
 from reposeal.enclave.readback import NAMES as READBACK_NAMES
@@ -36,10 +43,6 @@ DEFAULT_TIMEOUT = 120.0
 START_TIMEOUT = 30.0
 REAP_TIMEOUT = 10.0
 STDERR_LIMIT = 1 << 20
-MAX_RESULT = 2 << 30  # a whole files database, written anew (adoption)
-MAX_NAMES = 200_000
-MAX_BLOBS = 8
-MAX_REQUEST = 256 << 20  # a worker's request or decision (reasons of a large job)
 StateFor = Callable[[list[str], list[str], list[str]], bytes]  # names, bases, file sha256s
 FOLDERS = ("job", "packages", "evidence")
 
@@ -321,7 +324,7 @@ class WorkerPool:
         wanted = [("job", n) for n in blobs] + [(f, n) for f in small for n in names[f]]
         opened: list[tuple[str, str, int]] = []
         try:
-            if len(wanted) <= channel.MAX_FDS:
+            if len(wanted) <= MAX_FDS:
                 for folder, name in wanted:
                     fd = self._open(folder, name, blobs, folders)
                     if fd is not None:
@@ -344,7 +347,7 @@ class WorkerPool:
 
     @staticmethod
     def _raw(sock: socket.socket) -> bytes:
-        data, fds = channel.receive_bytes(sock, MAX_RESULT)
+        data, fds = channel.receive_bytes(sock, MAX_WORKER_RESULT)
         for stray in fds:
             os.close(stray)
         return data

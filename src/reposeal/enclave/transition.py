@@ -35,6 +35,7 @@ from reposeal import canonical
 from reposeal.alpm import chunked, compression
 from reposeal.alpm.buildinfo import pkgbuild_sha256
 from reposeal.alpm.crosscheck import disagreements
+from reposeal.alpm.limits import MAX_CHANGES, MAX_PACKAGER_SIG
 from reposeal.alpm.names import name_field
 from reposeal.alpm.package import Package, read_package
 from reposeal.alpm.syncdb import Entry
@@ -45,7 +46,6 @@ from reposeal.policy.decide import Addition, Transition, decide
 from reposeal.policy.state import PackageRecord
 
 COMPRESSIONS = {".gz": compression.GZIP, ".zst": compression.ZSTD}
-MAX_CHANGES = 20_000  # names in one transition
 
 
 @dataclass(frozen=True)
@@ -202,9 +202,6 @@ def run_transition(job: JobInput) -> WorkerOutput:
         return WorkerOutput({"decision": "refuse", "reasons": reasons, **summary}, {})
     sigs = {n: state.signatures[a.record.sha256] for n, a in adds.items()}
     return _written(job, kind, packages, adds, sigs, removes, summary)
-
-
-MAX_PACKAGER_SIG = 16 << 10
 
 
 def run_adoption(job: JobInput) -> WorkerOutput:

@@ -10,12 +10,16 @@ import hashlib
 from collections.abc import Collection
 from typing import Any, BinaryIO, Protocol
 
-from reposeal.alpm.limits import DEFAULT_LIMITS
+from reposeal.alpm.limits import (
+    DEFAULT_LIMITS,
+    MAX_EVIDENCE_BYTES,
+    MAX_EVIDENCE_FILES,
+    MAX_SIG_FILE_BYTES,
+    MAX_STATEMENT_BYTES,
+)
 from reposeal.errors import ReposealError
 from reposeal.evidence.quorum import Signed, load_signed
 from reposeal.evidence.statements import (
-    MAX_SIG_FILE_BYTES,
-    MAX_STATEMENT_BYTES,
     ROLE_OF,
     from_bytes,
 )
@@ -52,10 +56,6 @@ def blob(job: JobInput, name: str, limit: int = DEFAULT_LIMITS.max_db_bytes) -> 
     if data is None:
         raise ReposealError(f"the job lacks {name}")
     return data
-
-
-MAX_EVIDENCE_FILES = 40_000  # statements in one job (two a package: a build, an approval)
-MAX_EVIDENCE_BYTES = 64 << 20  # statements and signature files in one job, all together
 
 
 def evidence_of(job: JobInput) -> tuple[Evidence, list[str], list[str]]:

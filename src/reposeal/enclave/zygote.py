@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from reposeal.alpm.limits import DEFAULT_LIMITS
+from reposeal.alpm.limits import DEFAULT_LIMITS, MAX_REPLY, MAX_START
 from reposeal.alpm.package import read_package
 from reposeal.alpm.synthetic import package_bytes
 from reposeal.enclave import channel
@@ -50,8 +50,6 @@ PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 MEMORY_LIMIT = 8 << 30  # address space; Rust and OpenSSL reserve more than they use
 FILE_LIMIT = DEFAULT_LIMITS.max_db_bytes  # the largest file a worker may write
-MAX_REPLY = 1 << 20
-MAX_START = 64 << 20  # the names in a large job's folders
 POLICY_LIMIT = 4 << 20
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from reposeal.alpm.limits import MAX_SIG_FILE_BYTES, MAX_STATEMENT_BYTES
 from reposeal.alpm.safeio import read_limited
 from reposeal.errors import InputError
-from reposeal.evidence.statements import MAX_SIG_FILE_BYTES, MAX_STATEMENT_BYTES
 from reposeal.fsio import atomic_write
 from reposeal.openpgp.signer import Signer
 

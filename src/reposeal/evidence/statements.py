@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from reposeal import canonical
+from reposeal.alpm.limits import MAX_STATEMENT_BYTES
 from reposeal.alpm.names import check_name, check_version
 from reposeal.errors import InputError, ReposealError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREFIX = "https://reposeal.dev/"
-MAX_STATEMENT_BYTES = 4 << 20
-MAX_SIG_FILE_BYTES = 1 << 20  # the signatures beside one statement, all signers together
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # git SHA-1 or SHA-256 object id
 _FPR = re.compile(r"[0-9A-F]{40}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pysequoia
 
+from reposeal.alpm.limits import MAX_KEYRING_BYTES, MAX_SIGNATURE_BYTES
 from reposeal.errors import InvalidSignatureFileError, ToolMissingError, VerificationError
 from reposeal.openpgp.packets import key_fingerprints, revoked_keys
 
@@ -19,10 +20,6 @@ from reposeal.openpgp.packets import key_fingerprints, revoked_keys
 def sequoia_message(exc: Exception) -> str:
     """pysequoia raises bare RuntimeErrors, sometimes with a Rust backtrace: keep line one."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-MAX_SIGNATURE_BYTES = 16384
-MAX_KEYRING_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,6 @@ JOB_PATH = re.compile(
 )
 # a git commit id (SHA-1), as source jobs and statements name it
 COMMIT = re.compile(r"[0-9a-f]{40}")
-MAX_ARCHIVE = 256 << 20  # a commit's tree, as the source machine sends it to builders
-MAX_PUSH_BYTES = 512 << 10  # log entries per push from the enclave (the JSON limit is 1 MiB)
 KINDS = ("transition", "refresh", "packages", "policy", "adopt")
 # the fields a job may carry besides its files (the enclave checks each again)
 FIELDS = ("id", "kind", "repo", "arch", "files", "parent", "add", "moves", "remove",

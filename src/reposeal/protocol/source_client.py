@@ -8,8 +8,8 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from reposeal.alpm.limits import MAX_ARCHIVE
 from reposeal.protocol.bridge_client import BridgeClient, BridgeError
-from reposeal.protocol.jobformat import MAX_ARCHIVE
 
 
 class SourceError(BridgeError):

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reposeal.alpm.limits import MAX_PACKAGER_SIG
 from reposeal.errors import InputError
 from reposeal.evidence.files import read_document
 from reposeal.evidence.statements import Adoption, from_bytes
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from reposeal.repo.cycles import Cycle
 
 ADOPTION = "(adoption)"  # how an adoption is named among a cycle's sources
-MAX_PACKAGER_SIG = 16 << 10
 
 
 def _blob(m: Machine, path: Path | None, data: bytes | None = None) -> str:

@@ -33,18 +33,15 @@ from typing import Any
 
 from aiohttp import web
 
+from reposeal.alpm.limits import MAX_BLOB, MAX_FILES_BYTES, MAX_INLINE, MAX_JOB_RESULT, MAX_JSON
 from reposeal.fsio import atomic_write
 from reposeal.protocol.jobformat import FIELDS, JOB_ID, JOB_PATH, KINDS, SHA256
 from reposeal.protocol.roles import require_role
-from reposeal.repo.logmirror import MAX_FILES_BYTES, LogCopy, LogPushError
+from reposeal.repo.logmirror import LogCopy, LogPushError
 from reposeal.sqldb import open_db, transaction
 
-MAX_BLOB = 4 << 30
-MAX_JSON = 1 << 20
 # an answer carries the database chunks the enclave wrote: a repository's first database
 # (an adoption of 14,000 packages) is tens of MiB
-MAX_RESULT = 256 << 20
-MAX_INLINE = 4 << 20  # small files handed out with the job, in all
 LEASE_SECONDS = float(os.environ.get("REPOSEAL_BRIDGE_LEASE", "300"))  # then handed out again
 
 
@@ -289,8 +286,8 @@ def make_app(
         body = bytearray()
         async for chunk in request.content.iter_chunked(1 << 20):
             body += chunk
-            if len(body) > MAX_RESULT:
-                raise web.HTTPRequestEntityTooLarge(max_size=MAX_RESULT, actual_size=len(body))
+            if len(body) > MAX_JOB_RESULT:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_JOB_RESULT, actual_size=len(body))
         try:
             answer = json.loads(body)
         except ValueError:

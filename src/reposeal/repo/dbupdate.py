@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reposeal.alpm import chunked
+from reposeal.alpm.limits import MAX_INDEX_BYTES
 from reposeal.alpm.package import read_package
 from reposeal.alpm.safeio import read_limited
 from reposeal.alpm.syncdb import (
@@ -47,7 +48,6 @@ from reposeal.repo.publish import publish
 
 Progress = Callable[[str], None]
 PARALLEL_THRESHOLD = 32  # below this, a process pool costs more than it saves
-MAX_INDEX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)

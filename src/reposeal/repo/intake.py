@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reposeal.alpm.buildinfo import pkgbuild_sha256
+from reposeal.alpm.limits import MAX_SIGNATURES, MAX_STATEMENT
 from reposeal.alpm.package import read_package
 from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.quorum import Signed, checked_statement, load_signed, one_per_signer
@@ -36,9 +37,6 @@ from reposeal.openpgp.verify import Keyring
 from reposeal.policy.decide import Evidence, PackageRecord, SigningState, decide_packages
 from reposeal.policy.document import Policy
 from reposeal.sqldb import open_db, transaction
-
-MAX_STATEMENT = 64 << 10
-MAX_SIGNATURES = 1 << 20
 
 
 class UploadRefusedError(InputError):

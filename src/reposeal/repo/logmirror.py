@@ -17,14 +17,13 @@ import json
 import re
 from pathlib import Path
 
+from reposeal.alpm.limits import MAX_ENTRY_BYTES, MAX_FILES_BYTES, MAX_SIG_FILE
 from reposeal.errors import InputError, ReposealError
 from reposeal.fsio import atomic_write
 from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note
-from reposeal.translog.store import MAX_ENTRY_BYTES, TransparencyLog
+from reposeal.translog.store import TransparencyLog
 from reposeal.translog.tiles import export as export_tiles
 
-MAX_FILES_BYTES = 512 << 20  # the files one push of entries names (records of big databases)
-MAX_SIG_FILE = 64 << 10
 # what an entry names, by its path in an enclave home (and below MIRROR/log/)
 FILE_PATH = re.compile(r"(records|evidence|policies)/[0-9a-f]{64}\.json(\.sig)?")
 

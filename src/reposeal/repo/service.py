@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from reposeal import logs
-from reposeal.alpm.limits import DEFAULT_LIMITS
+from reposeal.alpm.limits import DEFAULT_LIMITS, MAX_HEADER
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.metrics import Metrics, add_route
@@ -39,8 +39,6 @@ from reposeal.repo.bridge import JobQueue, Signals, make_app
 from reposeal.repo.cycles import REMOVAL, Cycles
 from reposeal.repo.expiry import DAY, expiries
 from reposeal.repo.intake import Intake, UploadRefusedError
-
-MAX_HEADER = 1 << 20
 
 
 class PolicyFile:

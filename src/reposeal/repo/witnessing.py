@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reposeal.alpm.limits import MAX_ANSWER
 from reposeal.errors import ReposealError
 from reposeal.fsio import atomic_write
 from reposeal.translog.checkpoint import Checkpoint, split_note
@@ -29,7 +30,6 @@ from reposeal.translog.cosignature import CosignerKey, add_cosignatures, cosigna
 from reposeal.translog.witnesspolicy import WitnessPolicy
 
 TIMEOUT = 5.0
-MAX_ANSWER = 64 << 10
 BACKOFF = (1.0, 2.0, 5.0, 15.0, 60.0, 300.0)
 
 # url, body -> (HTTP status, body); raises OSError when the witness cannot be reached

@@ -9,12 +9,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from reposeal.alpm.limits import MAX_ARCHIVE, MAX_COMMIT_OBJECT, MAX_DIFF, MAX_PKGBUILD
 from reposeal.alpm.names import check_name
 from reposeal.errors import InputError, ReposealError, ToolMissingError
-from reposeal.protocol.jobformat import COMMIT, MAX_ARCHIVE
+from reposeal.protocol.jobformat import COMMIT
 
-MAX_PKGBUILD = 1 << 20
-MAX_DIFF = 4 << 20
 __all__ = ["COMMIT", "MAX_ARCHIVE"]  # shared with the builders, through protocol
 
 
@@ -66,9 +65,6 @@ def head(repo: Path, pkgbase: str, branch: str = "HEAD") -> Commit:
     out = _git(repo, "log", "-1", "--format=%H%x00%ae%x00%ce%x00%ct%x00%s", branch).decode()
     cid, email, committer, stamp, subject = out.rstrip("\n").split("\0", 4)
     return Commit(pkgbase, cid, email, int(stamp), subject, committer)
-
-
-MAX_COMMIT_OBJECT = 1 << 20
 
 
 def signed_payload(repo: Path, cid: str) -> tuple[bytes, bytes] | None:

@@ -36,10 +36,10 @@ import pysequoia
 from aiohttp import web
 
 from reposeal import logs
+from reposeal.alpm.limits import MAX_REPORT_FILES, MAX_SOURCE_BODY, MAX_STATEMENT_BYTES
 from reposeal.errors import ReposealError
 from reposeal.evidence.quorum import Signed, checked_statement, load_signed
 from reposeal.evidence.statements import (
-    MAX_STATEMENT_BYTES,
     Approval,
     StatementError,
     Withdrawal,
@@ -51,9 +51,6 @@ from reposeal.source import gitrepo
 from reposeal.source.rules import author_key, differences, tally
 from reposeal.source.store import Proposal, SourceStore
 from reposeal.tls import name_of
-
-MAX_BODY = 1 << 20
-MAX_REPORT_FILES = 100_000
 
 
 class Source:
@@ -302,7 +299,7 @@ def _maintainers_statement(
             (kind,),
             what,
             max_statement=MAX_STATEMENT_BYTES,
-            max_signatures=MAX_BODY,
+            max_signatures=MAX_SOURCE_BODY,
             unsigned=f"no signature on this {what} is by a maintainer key of the policy "
             f"(version {policy.version}): ask an admin to add your key, or sign with it",
         )
@@ -355,7 +352,7 @@ def _builder(request: web.Request) -> str:
 
 
 def make_app(source: Source, poll: float = 5.0) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_SOURCE_BODY)
 
     async def get_proposals(request: web.Request) -> web.Response:
         require_role(request, "maintainer", "builder", "repo", "source")

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from reposeal.alpm.limits import MAX_NOTE_BYTES
 from reposeal.errors import InputError, VerificationError
 
 ALG_ED25519 = 0x01
 _DASH = "\u2014 "
-MAX_NOTE_BYTES = 1 << 20
 
 
 class CheckpointError(InputError):

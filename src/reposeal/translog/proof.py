@@ -19,12 +19,12 @@ import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reposeal.alpm.limits import MAX_PROOF_BYTES
 from reposeal.errors import InputError
 from reposeal.translog.checkpoint import Checkpoint, split_note
 from reposeal.translog.merkle import leaf_hash, root_from_inclusion_proof
 
 HEADER = "c2sp.org/tlog-proof@v1"
-MAX_PROOF_BYTES = 1 << 20
 
 
 class ProofFileError(InputError):

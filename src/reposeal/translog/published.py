@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from reposeal.alpm.limits import MAX_SMALL
 from reposeal.errors import InputError, ReposealError, VerificationError
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note, signed_by_only
@@ -24,8 +25,6 @@ from reposeal.translog.tiles import TILE_WIDTH, tile_path
 if TYPE_CHECKING:
     from reposeal.translog.witnesspolicy import WitnessPolicy
 
-MAX_DB = 256 << 20
-MAX_SMALL = 1 << 20
 MAX_SKEW = 3600.0  # seconds a cosignature's time may be ahead of this machine's clock
 MAX_TILE = TILE_WIDTH * (2 + (64 << 10))
 

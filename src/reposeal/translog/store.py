@@ -12,11 +12,11 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from reposeal.alpm.limits import MAX_ENTRY_BYTES
 from reposeal.errors import ReposealError
 from reposeal.sqldb import transaction
 from reposeal.translog import merkle
 
-MAX_ENTRY_BYTES = 65535  # C2SP entry bundles use a 16-bit length
 SCHEMA_VERSION = 1
 
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from reposeal.alpm.limits import MAX_POLICY_BYTES
 from reposeal.errors import InputError
 from reposeal.translog.checkpoint import NoteVerifier
 from reposeal.translog.cosignature import CosignerKey
-
-MAX_POLICY_BYTES = 64 << 10
 
 
 class WitnessPolicyError(InputError):

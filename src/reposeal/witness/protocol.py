@@ -13,12 +13,10 @@ import base64
 import binascii
 from dataclasses import dataclass
 
+from reposeal.alpm.limits import MAX_PROOF_LINES, MAX_WITNESS_BODY
 from reposeal.errors import ReposealError
 from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note, split_note
 from reposeal.translog.merkle import EMPTY_ROOT, HASH_SIZE, ProofError, verify_consistency
-
-MAX_BODY = 64 << 10
-MAX_PROOF_LINES = 63
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ class Accept:
 
 
 def parse_request(body: bytes) -> Request | Refusal:
-    if len(body) > MAX_BODY:
+    if len(body) > MAX_WITNESS_BODY:
         return Refusal(413, "the request body is too large")
     head, sep, note = body.partition(b"\n\n")
     if not sep:

@@ -19,10 +19,11 @@ from pathlib import Path
 from aiohttp import web
 
 from reposeal import logs
+from reposeal.alpm.limits import MAX_WITNESS_BODY
 from reposeal.errors import ReposealError
 from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, split_note
 from reposeal.translog.cosignature import Cosigner, add_cosignatures
-from reposeal.witness.protocol import MAX_BODY, Accept, Refusal, decide, parse_request
+from reposeal.witness.protocol import Accept, Refusal, decide, parse_request
 from reposeal.witness.store import WitnessStore
 
 
@@ -64,11 +65,11 @@ class Witness:
 def make_app(witness: Witness) -> web.Application:
     from reposeal.metrics import Metrics, add_route
 
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_WITNESS_BODY)
     metrics = Metrics("witness")
 
     async def add_checkpoint(request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_BODY:
+        if request.content_length is not None and request.content_length > MAX_WITNESS_BODY:
             return web.Response(status=413, text="the request body is too large\n")
         body = await request.read()
         # on the loop, not a thread: under a millisecond, and one at a time is what the
