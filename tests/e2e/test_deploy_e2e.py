@@ -249,6 +249,12 @@ def _deploy_and_run(
         assert "hello 1.0-1" in tools.run_text(scratch.command("-Q", "hello")).stdout
         tools.gpg_kill(scratch.gpgdir)
         assert (roots["enclave1"] / "var/lib/reposeal/enclave.prom").exists(), "metrics kept"
+        for host in ("builder1", "builder2"):  # written once its report is in (just after)
+            kept = roots[host] / "var/lib/reposeal/builder.prom"
+            deadline = time.monotonic() + 60
+            while not (kept.exists() and 'outcome="built"' in kept.read_text()):
+                assert time.monotonic() < deadline, f"{host} kept no metrics"
+                time.sleep(0.2)
         # the weekly rebuild rehearsal, from the mirror nginx serves: this enclave's own log
         unit = roots["enclave1"] / "etc/systemd/system/reposeal-rehearsal.service"
         rehearsed = subprocess.run(exec_start(unit), capture_output=True, text=True, check=False)

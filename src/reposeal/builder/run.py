@@ -226,9 +226,23 @@ def run(
     once: bool = False,
     wait: float = 30.0,
     arch: str | None = None,
+    metrics_file: Path | None = None,
 ) -> int:
     """Build jobs until interrupted (with ``once``: until there is none); return how many.
-    ``arch``: this builder's architecture (it takes jobs of it, and those of none)."""
+    ``arch``: this builder's architecture (it takes jobs of it, and those of none);
+    ``metrics_file``: where to keep its metrics after every job (it opens no port)."""
+    from reposeal.metrics import Metrics
+
+    metrics = Metrics("builder")
+
+    def count(outcome: str, seconds: float) -> None:
+        metrics.job("build", outcome, seconds)
+        if metrics_file is not None:
+            try:
+                metrics.write(metrics_file)
+            except OSError as exc:  # metrics never stop a build
+                _say(f"metrics not written to {metrics_file}: {exc.strerror or exc}")
+
     done = 0
     source.release_builds()
     while True:
@@ -259,6 +273,7 @@ def run(
             )
         except ReposealError as exc:
             _say(f"{job['id']}: {exc}")  # the lease runs out; a later round tries again
+            count("failed", time.monotonic() - started)
             if once:
                 raise
             continue
@@ -269,6 +284,7 @@ def run(
         _say(f"built {names} in {time.monotonic() - started:.1f} s; uploaded and attested")
         for line in differences:
             _say(f"DISAGREEMENT {line}")
+        count("disagreed" if differences else "built", time.monotonic() - started)
         done += 1
 
 

@@ -267,6 +267,12 @@ def builder() -> None:
     help="This builder's architecture: it takes the jobs of it (the source machine makes a "
     "job per architecture of the repository).",
 )
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep Prometheus metrics here after every job, for node_exporter's textfile "
+    "collector (a builder opens no port).",
+)
 def builder_run(
     url: str,
     repo_url: str,
@@ -281,6 +287,7 @@ def builder_run(
     once: bool,
     wait: float,
     arch: str,
+    metrics_file: Path | None,
 ) -> None:
     """Take build jobs from the source machine, build each in a fresh bubblewrap sandbox
     (no network during the build, SOURCE_DATE_EPOCH from the commit, an unprivileged user),
@@ -300,6 +307,7 @@ def builder_run(
             once=once,
             wait=wait,
             arch=arch,
+            metrics_file=metrics_file,
         )
     except ReposealError as exc:
         out.fail(exc)
