@@ -59,3 +59,30 @@ def test_export_matches_the_checkpoint(tmp_path: Path) -> None:
     entries = read_bundle((out / tile_path("entries", 2, 188)).read_bytes())
     assert entries[0] == b"e512" and len(entries) == 188
     assert (out / tile_path(0, 0, 3)).exists()  # the older partial tile stays for old readers
+
+
+def test_each_checkpoint_keeps_its_own_signature(tmp_path: Path) -> None:
+    """A reader fetching the checkpoint while it is replaced finds the signature of that
+    very checkpoint; a checkpoint that came without one is not shown beside another's."""
+    from reposeal.translog.tiles import sig_path
+
+    signer = NoteSigner.generate("example.org/log")
+    tsk = pysequoia.Tsk.generate("Enclave <e@x>", profile=pysequoia.Profile.RFC4880)
+    (tmp_path / "enclave.key").write_text(str(tsk))
+    enclave = SoftSigner(tmp_path / "enclave.key")
+    pgp = Keyring((tsk.extract_certificate(),))
+    out = tmp_path / "public"
+    notes = []
+    with TransparencyLog(tmp_path / "log.sqlite") as log:
+        for size in (2, 5):
+            log.append([f"e{i}".encode() for i in range(log.size, size)])
+            note = signer.sign(Checkpoint("example.org/log", size, log.root()).text()).encode()
+            export(log, out, note, size, enclave.sign_detached(io.BytesIO(note)))
+            notes.append(note)
+        for note in notes:  # both signatures stay, each under its checkpoint
+            assert verify_detached(note, (out / sig_path(note)).read_bytes(), pgp)
+        log.append([b"e5"])
+        bare = signer.sign(Checkpoint("example.org/log", 6, log.root()).text()).encode()
+        export(log, out, bare, 6, None)
+    assert (out / "checkpoint").read_bytes() == bare
+    assert not (out / "checkpoint.sig").exists(), "not the previous checkpoint's signature"

@@ -346,7 +346,10 @@ class _Poster:
                 if files:
                     self.client.push_log_files(files)
                 cp = note if end == size else self.home.checkpoint_note(log, end)
-                kept, now = self.client.push_log(start, batch, cp, self._signature(cp))
+                sig = self._signature(cp)
+                if sig is None and end == size:
+                    sig = self._signature_soon(cp)
+                kept, now = self.client.push_log(start, batch, cp, sig)
                 if not kept and (now == start or now > size):
                     raise BridgeError(
                         f"the bridge's log copy refused entries {start}-{end} (it holds {now}); "
@@ -354,6 +357,17 @@ class _Poster:
                     )
                 start = now
             self._pushed = start
+
+    def _signature_soon(self, note: bytes, tries: int = 100) -> bytes | None:
+        """The newest checkpoint's signature, which the thread that committed it writes just
+        after the commit: pushed without it, the mirror would show the checkpoint beside the
+        signature of the one before (and no later push of the same size would mend it)."""
+        for _ in range(tries):
+            time.sleep(0.01)
+            sig = self._signature(note)
+            if sig is not None:
+                return sig
+        return None
 
     def _signature(self, note: bytes) -> bytes | None:
         """checkpoint.sig, if it signs this very note (it is remade when lost)."""

@@ -20,7 +20,7 @@ from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note, signed_by_only
 from reposeal.translog.cosignature import cosignatures
 from reposeal.translog.merkle import leaf_hashes, root_of_leaves
-from reposeal.translog.tiles import TILE_WIDTH, tile_path
+from reposeal.translog.tiles import TILE_WIDTH, sig_path, tile_path
 
 if TYPE_CHECKING:
     from reposeal.translog.witnesspolicy import WitnessPolicy
@@ -78,7 +78,10 @@ def _bundle(data: bytes) -> list[bytes]:
 def load_log(base: str, keyring: Keyring, fetch: Fetch = fetch_url) -> Log:
     """The log at ``base`` (its C2SP tiles), checked against the trusted keys."""
     note = fetch(f"{base}/checkpoint", MAX_SMALL)
-    signature = fetch(f"{base}/checkpoint.sig", MAX_SMALL)
+    try:  # the signature of this very checkpoint (checkpoint.sig may be newer or older)
+        signature = fetch(f"{base}/{sig_path(note)}", MAX_SMALL)
+    except VerifyError:  # a mirror written before these were kept
+        signature = fetch(f"{base}/checkpoint.sig", MAX_SMALL)
     text = note.decode(errors="replace").split("\n\n", 1)[0] + "\n"
     cp = Checkpoint.parse(text)
     entries: list[bytes] = []

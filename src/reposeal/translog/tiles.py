@@ -70,6 +70,23 @@ def export(
         atomic_write(path, bundle)
         written += 1
     if openpgp_signature is not None:
+        # also named by the checkpoint it signs: a reader that fetches the checkpoint while
+        # it is being replaced still finds the signature that goes with it
+        named = out / sig_path(checkpoint_note)
+        named.parent.mkdir(parents=True, exist_ok=True)
+        if not named.exists():
+            atomic_write(named, openpgp_signature)
         atomic_write(out / "checkpoint.sig", openpgp_signature)
+    else:  # another checkpoint's signature beside this one would only mislead
+        (out / "checkpoint.sig").unlink(missing_ok=True)
     atomic_write(out / "checkpoint", checkpoint_note)
     return written
+
+
+def sig_path(note: bytes) -> str:
+    """Where the repository key's signature of a checkpoint is kept, by the checkpoint's
+    body (origin, size, root: the log's own signature over it is deterministic)."""
+    import hashlib
+
+    body = note.split(b"\n\n", 1)[0]
+    return f"checkpoint-sigs/{hashlib.sha256(body).hexdigest()}.sig"
