@@ -43,8 +43,16 @@ def test_round_trip(tmp_path: Path, kind: str) -> None:
         assert back[e.name].files == e.files
         assert back[e.name].version == e.version
     assert validate_entries(back) == []
-    # copying the raw blocks reproduces the archive exactly
-    assert render_archive(back.values(), True, kind) == files.read_bytes()
+    # copying the raw blocks reproduces the archive exactly (the tar: lzop's header holds
+    # the time it ran, so its compressed bytes differ from one second to the next)
+    again = render_archive(back.values(), True, kind)
+    if kind in compression.EXTERNAL:
+        limit = 1 << 30
+        assert compression.decompress(again, kind, limit) == compression.decompress(
+            files.read_bytes(), kind, limit
+        )
+    else:
+        assert again == files.read_bytes()
 
 
 @pytest.mark.parametrize("kind", sorted(compression.EXTERNAL))
