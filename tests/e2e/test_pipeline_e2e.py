@@ -71,6 +71,7 @@ class Pipeline:
         self.workdir = Path(tempfile.mkdtemp(prefix="reposeal-builds-"))
         self.procs: list[subprocess.Popen[bytes]] = []
         self.source_extra: list[str] = []  # more `source serve` options
+        self.source_log = open(tmp / "source.log", "ab")  # noqa: SIM115 (kept open while it runs)
 
     def tls(self, name: str) -> list[str]:
         c = self.certs[name]
@@ -111,8 +112,8 @@ class Pipeline:
                     "0.3",
                     *self.source_extra,
                 ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=self.source_log,
+                stderr=self.source_log,
             )
         )
         for _ in range(150):
@@ -160,6 +161,11 @@ class Pipeline:
                 p.kill()
                 p.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        self.source_log.close()
+
+    def said(self) -> str:
+        """What the source machine logged (and any traceback its web server printed)."""
+        return (self.tmp / "source.log").read_text(errors="replace")[-3000:]
 
 
 @contextlib.contextmanager
@@ -316,7 +322,7 @@ def test_a_withdrawn_commit_goes_to_no_builder_and_the_repo_machine_learns_of_it
         p.client("builder0").withdraw(b"{}", b"")
 
     done = cli(*withdraw, *p.tls("maint0"), "--signer", f"soft:{maint0}")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr + p.said()
     assert json.loads(done.stdout)["jobs"] == [f"hello-{commit[:12]}-core"]
     nothing = p.build(0)
     assert nothing.returncode == 0 and "built 0 job" in nothing.stdout, nothing.stderr
