@@ -38,7 +38,8 @@ HOSTS = {"repo1": "repo", "source1": "source", "builder1": "builders", "builder2
 HOSTCHECKS = [f"reposeal-hostcheck-{t}.{k}" for t in ("aide", "rkhunter", "debsums")
               for k in ("service", "timer")]  # fmt: skip
 UNITS = {
-    "repo1": ["reposeal-repo.service"],
+    "repo1": ["reposeal-repo.service", "reposeal-provenance.service",
+              "reposeal-provenance.timer"],
     "source1": ["reposeal-source.service"],
     "builder1": ["reposeal-builder.service"],
     "builder2": ["reposeal-builder.service"],
@@ -84,7 +85,8 @@ def host_files(tmp: Path, world: World) -> dict[str, Path]:  # noqa: F811
     for i, host in enumerate(("builder1", "builder2")):
         shutil.copy2(world.builders[i].signer.path, folders[host] / "builder-signing.key")
     shutil.copy2(world.admins[2].signer.path, folders["enclave1"] / "repo-signing.key")
-    (folders["enclave1"] / "repo-key.asc").write_text(world.admins[2].cert)
+    for host in ("enclave1", "repo1"):
+        (folders[host] / "repo-key.asc").write_text(world.admins[2].cert)
     return folders
 
 
@@ -255,6 +257,19 @@ def _deploy_and_run(
             while not (kept.exists() and 'outcome="built"' in kept.read_text()):
                 assert time.monotonic() < deadline, f"{host} kept no metrics"
                 time.sleep(0.2)
+        # the hourly provenance pages on the repo machine, served by nginx with the mirror
+        unit = roots["repo1"] / "etc/systemd/system/reposeal-provenance.service"
+        deadline = time.monotonic() + 60  # the log reaches the mirror just after the databases
+        while True:
+            made = subprocess.run(exec_start(unit), capture_output=True, text=True, check=False)
+            if made.returncode == 0 and "0 signed databases" not in made.stdout:
+                break
+            assert time.monotonic() < deadline, made.stderr + made.stdout
+            time.sleep(0.5)
+        url = f"http://127.0.0.1:{ports['mirror']}/provenance/index.html"
+        with urllib.request.urlopen(url, timeout=10) as page:
+            shown = page.read().decode()
+        assert "hello 1.0-1" in shown and "the approved change" in shown, shown[-2000:]
         # the weekly rebuild rehearsal, from the mirror nginx serves: this enclave's own log
         unit = roots["enclave1"] / "etc/systemd/system/reposeal-rehearsal.service"
         rehearsed = subprocess.run(exec_start(unit), capture_output=True, text=True, check=False)

@@ -151,11 +151,25 @@ def _public_provenance(p: Pipeline, driver: object, tmp: Path, world: World, by:
     """Anyone, from the mirror alone: an auditor's copy of the log (`enclave restore
     --keyring`), the provenance pages written from it (`enclave provenance`), read in
     Chromium: who approved hello 1.0 at which commit, which builders attested which sha256,
-    the log entry's inclusion proof, the indexes by package and by maintainer."""
+    the log entry's inclusion proof, the indexes by package and by maintainer, and the
+    PKGBUILD change approved for hello 1.1 (the text came from the source machine through
+    the untrusted repo machine; the enclave kept it because its sha256 is the approved one)."""
     from reposeal.translog.proof import parse_proof
     from tests.e2e.test_pipeline_e2e import cli
 
     d: object = driver
+    second = commit_pkgbuild(p.git, "hello-1.1", 1_700_000_100)
+    p.proposal(second)
+    for who in (0, 1):
+        assert p.approve(who, second).returncode == 0
+    for who in (0, 1):
+        out = p.build(who)
+        assert out.returncode == 0 and "built 1 job" in out.stdout, out.stderr
+    wait_published(p, "1.1", commit=second)
+    deadline = time.monotonic() + 60  # the log reaches the mirror after the databases
+    while not list((tmp / "mirror" / "log" / "pkgbuilds").glob("*")):
+        assert time.monotonic() < deadline, "no PKGBUILD text reached the mirror's log"
+        time.sleep(0.2)
     trusted = tmp / "trusted.asc"
     trusted.write_text(world.admins[2].cert)
     copy = cli("enclave", "restore", "--home", str(tmp / "auditor"), "--from",
@@ -168,8 +182,8 @@ def _public_provenance(p: Pipeline, driver: object, tmp: Path, world: World, by:
     row = d.find_element(by.XPATH, "//td[starts-with(@id, 'p-hello-1-0')]/..").text  # type: ignore[attr-defined]
     assert "maint0 <maint0@example.org>" in row and "maint1 <maint1@example.org>" in row, row
     assert "builder0 <builder0@example.org>" in row and "builder1" in row, row
-    (pkg,) = [x for x in (tmp / "mirror" / "core" / "os" / "x86_64").glob("hello-1.0-1-*.pkg*")
-              if not x.name.endswith(".sig")]  # fmt: skip
+    (pkg,) = [x for x in (tmp / "mirror").rglob("hello-1.0-1-*.pkg*")  # 1.1 moved it aside
+              if not x.name.endswith(".sig") and x.is_file()]  # fmt: skip
     assert hashlib.sha256(pkg.read_bytes()).hexdigest() in row, "the sha256 builders attested"
     proof_link = d.find_element(by.XPATH, "//td[starts-with(@id, 'p-hello-1-0')]/../td[1]/a")  # type: ignore[attr-defined]
     index = int(proof_link.text)
@@ -178,5 +192,15 @@ def _public_provenance(p: Pipeline, driver: object, tmp: Path, world: World, by:
     d.find_element(by.LINK_TEXT, "maintainer").click()  # type: ignore[attr-defined]
     listed = d.find_element(by.TAG_NAME, "body").text  # type: ignore[attr-defined]
     assert "maint0 <maint0@example.org>: hello 1.0-1" in listed, listed
+
+    d.get(f"file://{pages}/index.html")  # type: ignore[attr-defined]
+    newer = d.find_element(by.XPATH, "//td[starts-with(@id, 'p-hello-1-1')]/..")  # type: ignore[attr-defined]
+    newer.find_element(by.LINK_TEXT, "the approved change").click()
+    change = d.find_element(by.TAG_NAME, "pre").text  # type: ignore[attr-defined]
+    assert "-pkgver=1.0" in change and "+pkgver=1.1" in change, change
+    assert "+pkgdesc=" in change and "improved" in change, change
+    d.save_screenshot("/tmp/reposeal-screenshots/pkgbuild-diff.png")  # type: ignore[attr-defined]
+    text = (tmp / "mirror" / "log" / "pkgbuilds").glob("*")
+    assert [hashlib.sha256(t.read_bytes()).hexdigest() == t.name for t in text] == [True, True]
     d.save_screenshot(str(tmp / "provenance.png"))  # type: ignore[attr-defined]
     shutil.copy2(tmp / "provenance.png", Path("/tmp/reposeal-screenshots") / "provenance.png")

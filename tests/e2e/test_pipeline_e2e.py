@@ -213,13 +213,17 @@ def pipeline(tmp_path: Path, world: World) -> Iterator[Pipeline]:  # noqa: F811
         yield p
 
 
-def wait_published(p: Pipeline, version: str, pkgbase: str = "hello") -> None:
+def wait_published(
+    p: Pipeline, version: str, pkgbase: str = "hello", commit: str | None = None
+) -> None:
+    """Until a cycle that took ``pkgbase`` (at ``commit``, when given) is done."""
     db = p.tmp / "mirror" / "core" / "os" / "x86_64" / "core.db"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = as_role((p.repo_url, p.certs), "repo").status()
         done = [c for c in status["cycles"] if c["step"] == "done"]
-        if db.exists() and any(s[0] == pkgbase for c in done for s in c["sources"]):
+        if db.exists() and any(s[0] == pkgbase and commit in (None, s[1])
+                               for c in done for s in c["sources"]):  # fmt: skip
             return
         time.sleep(0.2)
     raise AssertionError(f"{pkgbase} {version} was not published: {status}")

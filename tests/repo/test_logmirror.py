@@ -84,10 +84,16 @@ def test_files_an_entry_names_are_kept_only_as_named(tmp_path: Path) -> None:
     records = b'[{"name":"a"}]'
     name = f"records/{hashlib.sha256(records).hexdigest()}.json"
     sig = f"evidence/{'a' * 64}.json.sig"
-    assert copy.receive_files(tar({name: records, sig: b"sigs"})) == 2
+    text = b"pkgname=a\n"
+    pkgbuild = f"pkgbuilds/{hashlib.sha256(text).hexdigest()}"
+    assert copy.receive_files(tar({name: records, sig: b"sigs", pkgbuild: text})) == 3
     assert copy.receive_files(tar({name: records})) == 0, "kept once"
+    big = b"#" * (600 << 10)
     for bad in (
         {f"records/{'b' * 64}.json": records},  # not its hash
+        {f"pkgbuilds/{'b' * 64}": text},  # an approved PKGBUILD's text is named by its hash
+        {f"pkgbuilds/{hashlib.sha256(big).hexdigest()}": big},
+        {f"pkgbuilds/{hashlib.sha256(text).hexdigest()}.sh": text},
         {"../escape.json": records},
         {"records/x.json": records},
         {"notes/" + "c" * 64 + ".json": records},
@@ -101,4 +107,5 @@ def test_files_an_entry_names_are_kept_only_as_named(tmp_path: Path) -> None:
     copy.receive(0, LOG[:1], note(LOG[:1]))
     copy.export(out)
     assert (out / name).read_bytes() == records and (out / sig).read_bytes() == b"sigs"
+    assert (out / pkgbuild).read_bytes() == text
     assert not list(out.rglob("escape*"))

@@ -81,6 +81,8 @@ MAX_HEADER = 1 << 20
 MAX_ANSWER = 64 << 10
 # source.gitrepo
 MAX_PKGBUILD = 1 << 20
+# enclave.pkgbuilds, repo.intake: an approved PKGBUILD's text, published for all to read
+MAX_PKGBUILD_TEXT = 512 << 10  # base64 in a statement push, within the bridge's 1 MiB
 MAX_DIFF = 4 << 20
 MAX_COMMIT_OBJECT = 1 << 20
 # source.service

@@ -515,57 +515,58 @@ def enclave_audit(log_dir: Path, as_json: bool, mirror: Path | None) -> None:
 
 
 @enclave.command("provenance", epilog=EXIT_CODES)
-@click.argument("log_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Where to write the pages (index.html).")  # fmt: skip
-def enclave_provenance(log_dir: Path, output: Path) -> None:
-    """Public provenance pages for a log (an enclave home or an auditor's copy from
-    `enclave restore --keyring`): every signed database, what it added and on whose word
-    (the maintainers who approved, the builders who attested), what it removed, and the
-    repositories adopted and by which admins. The log is audited first; violations are
-    shown at the top, and the exit code is 3 if there are any."""
-    from reposeal.enclave.audit import audit
-    from reposeal.enclave.provenance import names_of, render
-    from reposeal.fsio import write_all
-    from reposeal.policy.document import parse_policy
+@click.argument(
+    "log_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the pages go (index.html); replaced whole, once the new ones are written.",
+)
+@click.option(
+    "--from",
+    "log_url",
+    metavar="URL",
+    help="Instead of LOG_DIR: the log on a mirror (https://MIRROR/log, or "
+    "file:///srv/mirror/log on the mirror host), copied and checked first.",
+)
+@click.option(
+    "--keyring",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --from: the repository key the log's checkpoint must be signed by.",
+)
+def enclave_provenance(
+    log_dir: Path | None, output: Path, log_url: str | None, keyring: Path | None
+) -> None:
+    """Public provenance pages for a log (an enclave home, an auditor's copy from
+    `enclave restore --keyring`, or with --from and --keyring a mirror's log): every signed
+    database, what it added and on whose word (the maintainers who approved, with the
+    PKGBUILD change they approved when its text is kept; the builders who attested), what
+    it removed, and the repositories adopted and by which admins. The log is audited
+    first; violations are shown at the top, and the exit code is 3 if there are any."""
+    from reposeal.enclave.provenance_site import pages_from_mirror, pages_of, write_site
 
     out = _Out(False, False)
+    if (log_dir is None) == (log_url is None) or (log_url is not None and keyring is None):
+        raise click.UsageError("give LOG_DIR, or --from URL with --keyring")
     try:
-        report = audit(log_dir)
-        names: dict[str, str] = {}
-        for doc in sorted((log_dir / "policies").glob("*.json")):
-            try:
-                policy = parse_policy(doc.read_bytes())
-            except ReposealError:
-                continue
-            for _, certs in policy.armored:
-                names |= names_of(list(certs))
-        pages = render(report.provenance, report.adoptions, names, report.violations,
-                       _proofs(log_dir, [p["entry"] for p in report.provenance]))  # fmt: skip
-        (output / "proofs").mkdir(parents=True, exist_ok=True)
-        write_all({output / name: data for name, data in pages.items()})
+        if log_url is not None and keyring is not None:
+            scratch = output.parent
+            pages, report = pages_from_mirror(log_url, keyring.read_bytes(), scratch)
+        else:
+            assert log_dir is not None
+            pages, report = pages_of(log_dir)
+        write_site(pages, output)
     except ReposealError as exc:
         out.fail(exc)
     click.echo(
-        f"wrote {output / 'index.html'} (and packages.html, maintainers.html, proofs/): "
-        f"{len(report.provenance)} signed databases"
+        f"wrote {output / 'index.html'} (and packages.html, maintainers.html, proofs/, "
+        f"pkgbuilds/): {len(report.provenance)} signed databases"
     )
     if report.violations:
         sys.exit(3)
-
-
-def _proofs(log_dir: Path, entries: list[int]) -> dict[int, bytes]:
-    """Each entry's C2SP tlog-proof in the log's newest checkpoint."""
-    from reposeal.translog.proof import make_proof
-    from reposeal.translog.store import TransparencyLog
-
-    with TransparencyLog(log_dir / "log.sqlite") as log:
-        latest = log.latest_checkpoint()
-        if latest is None:
-            return {}
-        size, _, note = latest
-        return {i: make_proof(log.entry(i), i, log.inclusion_proof(i, size), note)
-                for i in entries if i < size}  # fmt: skip
 
 
 @enclave.command("run", epilog=EXIT_CODES)

@@ -211,6 +211,26 @@ def _provenance(
     }
 
 
+def _texts_kept(home: Path, doc: dict[str, Any], records: dict[str, PackageRecord]) -> list[str]:
+    """The PKGBUILD texts an entry names are those of packages it added, each the bytes of
+    its hash where the copy holds it (the texts themselves may be missing from a mirror)."""
+    named = doc.get("pkgbuilds", [])
+    if not isinstance(named, list):
+        return ["its PKGBUILD texts are not a list"]
+    added = {r.pkgbuild_sha256 for r in records.values()}
+    out = []
+    for digest in named:
+        if digest not in added:
+            out.append(
+                f"kept the text of PKGBUILD {str(digest)[:16]}, which no package it adds has"
+            )
+            continue
+        path = home / "pkgbuilds" / str(digest)
+        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            out.append(f"the text of PKGBUILD {digest[:16]} does not match its hash")
+    return out
+
+
 def _package_file(mirror: Path, repo: str, arch: str, filename: str) -> Path | None:
     """Where a mirror keeps a package file: its repository's folder, or the archive."""
     name = filename.rsplit("-", 3)[0]
@@ -398,6 +418,7 @@ def audit(home: Path, packages: Path | None = None) -> AuditReport:
                 except ReposealError as exc:
                     report.violations.append(f"{where}: signature does not verify: {exc.message}")
         report.provenance.append(_provenance(index, doc, records, evidence))
+        report.violations += [f"{where}: {p}" for p in _texts_kept(home, doc, records)]
         if packages is not None:
             found = _rederive(
                 packages, doc, records, hashes, files, {**state.signatures, **adopted}

@@ -23,6 +23,8 @@ from reposeal import canonical
 from reposeal.alpm import chunked
 from reposeal.enclave.home import EnclaveHome, SignedDatabases, holds
 from reposeal.enclave.jobspec import packages_job, refuse_without_sandbox, transition_job
+from reposeal.enclave.pkgbuilds import approved_texts
+from reposeal.enclave.pkgbuilds import path_in as pkgbuild_path
 from reposeal.enclave.records import load_records
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import ReposealError, SigningError
@@ -285,7 +287,13 @@ def propose(
                 files_signature = _sign_verified(signer, blobs["files"], options)
                 fault_point("after-sign")
                 dbs = {home.path / "dbs" / result[f"{k}_sha256"]: blobs[k] for k in DB_PARTS}
-                write_all(dbs | _records_files(home, blobs["records"]), sync=home.path)
+                texts = approved_texts(evidence, (r.pkgbuild_sha256 for r in parsed.values()))
+                write_all(
+                    dbs
+                    | _records_files(home, blobs["records"])
+                    | {pkgbuild_path(home.path, d): t for d, t in texts.items()},
+                    sync=home.path,
+                )
                 doc.update(
                     {k: result.get(k) for k in TRANSITION_FIELDS},
                     records=records_sha,
@@ -295,6 +303,8 @@ def propose(
                     signature=base64.b64encode(signature).decode(),
                     files_signature=base64.b64encode(files_signature).decode(),
                 )
+                if texts:
+                    doc["pkgbuilds"] = sorted(texts)
                 if result.get("adoption"):
                     doc["adoption"] = True
                     doc["package_signatures"] = dict(result.get("package_signatures") or {})

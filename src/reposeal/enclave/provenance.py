@@ -32,15 +32,74 @@ def _entry(index: int, proofs: Mapping[int, bytes]) -> str:
     return str(index)
 
 
-def _change(pkg: Mapping[str, Any]) -> str:
-    """The PKGBUILD (by sha256) and the commit it was approved at."""
+def _change(pkg: Mapping[str, Any], texts: Mapping[str, bytes]) -> str:
+    """The PKGBUILD (by sha256, linked to its diff when its text is published) and the
+    commit it was approved at."""
     parts = []
     if pkg.get("commits"):
         parts.append("commit " + ", ".join(f"<code>{html.escape(c[:12])}</code>"
                                            for c in pkg["commits"]))  # fmt: skip
-    if pkg.get("pkgbuild_sha256"):
-        parts.append(f"PKGBUILD <code>{html.escape(pkg['pkgbuild_sha256'][:16])}…</code>")
+    digest = pkg.get("pkgbuild_sha256")
+    if digest:
+        short = f"<code>{html.escape(digest[:16])}…</code>"
+        if digest in texts:
+            parts.append(f'PKGBUILD {short} (<a href="pkgbuilds/{html.escape(digest)}.html" '
+                         'class=diff>the approved change</a>)')  # fmt: skip
+        else:
+            parts.append(f"PKGBUILD {short} (its text is not published)")
     return ("<br><small>" + "; ".join(parts) + "</small>") if parts else ""
+
+
+def _diff_pages(provenance: list[dict[str, Any]], texts: Mapping[str, bytes]) -> dict[str, bytes]:
+    """``pkgbuilds/SHA256.html`` for each published PKGBUILD text: what changed from the one
+    approved before it for the same pkgbase (the whole text for the first), as a unified
+    diff; ``pkgbuilds/SHA256``, the text itself, for anyone to hash."""
+    out: dict[str, bytes] = {}
+    last: dict[str, str] = {}  # pkgbase -> sha256 of the PKGBUILD signed before
+    for p in provenance:
+        for pkg in p["packages"]:
+            digest, base = pkg.get("pkgbuild_sha256"), str(pkg.get("pkgbase") or pkg["name"])
+            if not digest or digest == last.get(base):
+                continue
+            before = last.get(base)
+            last[base] = digest
+            if digest not in texts or f"pkgbuilds/{digest}.html" in out:
+                continue
+            if before is not None and before in texts:
+                lines = _diff_lines(texts[before], texts[digest], before, digest)
+                was = f"the PKGBUILD approved before (sha256 <code>{before}</code>)"
+            else:
+                lines = [f"+{line}" for line in texts[digest].decode(errors="replace").split("\n")]
+                was = "no earlier PKGBUILD of it in the log" + (
+                    " whose text is published" if before else ""
+                )
+            body = "\n".join(
+                f"<span class={_CLASS.get(line[:1], 'ctx')}>{html.escape(line)}</span>"
+                for line in lines
+            )
+            title = html.escape(f"{base}: PKGBUILD {digest[:16]}")
+            out[f"pkgbuilds/{digest}.html"] = (
+                f"<!doctype html><meta charset=utf-8><title>{title}</title><style>{STYLE}"
+                f"{DIFF_STYLE}</style><h1>{title}</h1><p>The PKGBUILD the maintainers "
+                f"approved (log entry {p['entry']}, sha256 <code>{digest}</code>, <a "
+                f'href="{digest}">its text</a>), against {was}.</p><pre>{body}</pre>'
+                "<p><a href=../index.html>all signed databases</a></p>"
+            ).encode()
+            out[f"pkgbuilds/{digest}"] = texts[digest]
+    return out
+
+
+def _diff_lines(old: bytes, new: bytes, before: str, digest: str) -> list[str]:
+    import difflib
+
+    return list(difflib.unified_diff(
+        old.decode(errors="replace").split("\n"), new.decode(errors="replace").split("\n"),
+        f"PKGBUILD {before[:16]}", f"PKGBUILD {digest[:16]}", lineterm="",
+    ))  # fmt: skip
+
+
+_CLASS = {"+": "add", "-": "del", "@": "hunk"}
+DIFF_STYLE = "pre{background:#f6f6f6;padding:1em}.add{color:#064}.del{color:#a00}.hunk{color:#558}"
 
 
 def _indexes(provenance: list[dict[str, Any]], names: Mapping[str, str]) -> dict[str, bytes]:
@@ -79,13 +138,19 @@ def render(
     names: Mapping[str, str],
     violations: list[str],
     proofs: Mapping[int, bytes] | None = None,
+    pkgbuilds: Mapping[str, bytes] | None = None,
 ) -> dict[str, bytes]:
     """``index.html``: every signed database, newest first, with the evidence behind each
     package; ``packages.html`` and ``maintainers.html``, the same by package and by
     maintainer; ``proofs/N.tlog-proof``, each entry's inclusion proof (C2SP tlog-proof) in
-    the log's newest checkpoint, when ``proofs`` gives them. ``names``: fingerprint -> the
-    user ID to show."""
+    the log's newest checkpoint, when ``proofs`` gives them; ``pkgbuilds/SHA256.html``, the
+    change each approval approved, for the texts ``pkgbuilds`` gives (sha256 -> bytes; any
+    that does not match its hash is left out). ``names``: fingerprint -> the user ID to
+    show."""
+    from reposeal.enclave.pkgbuilds import verified
+
     proofs = proofs or {}
+    texts = verified(dict(pkgbuilds or {}))
     rows = []
     for p in reversed(provenance):
         where = html.escape(f"{p['repo']}/{p['arch']}")
@@ -103,7 +168,7 @@ def render(
                 f'<td id="{_anchor(pkg["name"], pkg["version"])}">{html.escape(pkg["name"])} '
                 f"{html.escape(pkg['version'])}{moved}</td>"
                 f"<td class=approved>approved by {_who(pkg['approved_by'], names)}"
-                f"{_change(pkg)}</td>"
+                f"{_change(pkg, texts)}</td>"
                 f"<td class=built>built by {_who(pkg['built_by'], names)}, each attesting "
                 f"<code>{html.escape(str(pkg.get('sha256', '')))}</code></td></tr>"
             )
@@ -131,7 +196,8 @@ def render(
         + "<h2>Signed databases</h2><table><tr><th>log entry</th><th>repository</th>"
         "<th>package</th><th>approvals</th><th>builds</th></tr>" + "".join(rows) + "</table>"
     )
-    out = {"index.html": page.encode(), **_indexes(provenance, names)}
+    out = {"index.html": page.encode(), **_indexes(provenance, names),
+           **_diff_pages(provenance, texts)}  # fmt: skip
     for index, proof in proofs.items():
         out[f"proofs/{index}.tlog-proof"] = proof
     return out

@@ -42,6 +42,7 @@ RecordsLoader = Callable[[str], bytes]
 # them in a blob named by its hash ("spilled"), stored beside the records
 SPILLABLE = (
     "evidence",
+    "pkgbuilds",
     "by_sha256",
     "package_signatures",
     "reasons",
@@ -93,9 +94,14 @@ def named_files(raw_entry: bytes, loader: RecordsLoader) -> list[str]:
     doc = json.loads(raw_entry)
     names = [f"records/{doc[k]}.json" for k in ("records", "chunks", "spilled")
              if isinstance(doc.get(k), str)]  # fmt: skip
-    evidence = read_entry(raw_entry, loader).get("evidence", [])
+    full = read_entry(raw_entry, loader)
+    evidence = full.get("evidence", [])
     for digest in evidence if isinstance(evidence, list) else []:
         names += [f"evidence/{digest}.json", f"evidence/{digest}.json.sig"]
+    texts = full.get("pkgbuilds", [])  # the approved PKGBUILDs' texts, by their sha256
+    names += (
+        [f"pkgbuilds/{d}" for d in texts if isinstance(d, str)] if isinstance(texts, list) else []
+    )
     policy = doc.get("policy_sha256")
     if isinstance(policy, str):
         names += [f"policies/{policy}.json", f"policies/{policy}.json.sig"]

@@ -181,14 +181,19 @@ class BridgeClient:
             status, data = self._request("POST", "/builds", body, headers)
         return self._answer("POST /builds", status, data)
 
-    def push_statement(self, statement: bytes, signatures: bytes) -> dict[str, Any]:
-        """Send an approval or a removal request (source role)."""
+    def push_statement(
+        self, statement: bytes, signatures: bytes, pkgbuild: bytes | None = None
+    ) -> dict[str, Any]:
+        """Send an approval (with the text of the PKGBUILD it approves, for the mirrors), a
+        removal request or a withdrawal (source role)."""
         import base64
 
         doc = {
             "statement": base64.b64encode(statement).decode(),
             "signatures": base64.b64encode(signatures).decode(),
         }
+        if pkgbuild is not None:
+            doc["pkgbuild"] = base64.b64encode(pkgbuild).decode()
         body = json.dumps(doc).encode()
         status, data = self._request(
             "POST", "/statements", body, {"Content-Type": "application/json"}

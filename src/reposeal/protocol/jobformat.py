@@ -13,7 +13,7 @@ JOB_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # where a job's file goes in the job folder; no traversal, no hidden names
 JOB_PATH = re.compile(
     r"(policy\.json(\.sig)?|keyring\.pgp|packages/[A-Za-z0-9@_+-][A-Za-z0-9@._+-]*"
-    r"|evidence/[A-Za-z0-9_-][A-Za-z0-9._-]*\.json(\.sig)?)"
+    r"|evidence/[A-Za-z0-9_-][A-Za-z0-9._-]*\.json(\.sig)?|evidence/[0-9a-f]{64}\.PKGBUILD)"
 )
 # a git commit id (SHA-1), as source jobs and statements name it
 COMMIT = re.compile(r"[0-9a-f]{40}")

@@ -109,8 +109,12 @@ def _evidence(m: Machine, base: str, commit: str) -> dict[str, str]:
         "SELECT raw, sigs FROM statement WHERE pkgbase=? AND commit_id=?", (base, commit)
     ).fetchall()
     for raw, sigs in rows:
-        if isinstance(from_bytes(bytes(raw)), (Approval, Build)):
+        stmt = from_bytes(bytes(raw))
+        if isinstance(stmt, (Approval, Build)):
             files |= _as_job_files(m, bytes(raw), bytes(sigs))
+        if isinstance(stmt, Approval) and m.intake.pkgbuild_text(stmt.pkgbuild_sha256):
+            # the approved text: the enclave keeps it for the mirrors if its hash is right
+            files[f"evidence/{stmt.pkgbuild_sha256}.PKGBUILD"] = stmt.pkgbuild_sha256
     return files
 
 

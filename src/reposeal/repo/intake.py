@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reposeal.alpm.buildinfo import pkgbuild_sha256
-from reposeal.alpm.limits import MAX_SIGNATURES, MAX_STATEMENT
+from reposeal.alpm.limits import MAX_PKGBUILD_TEXT, MAX_SIGNATURES, MAX_STATEMENT
 from reposeal.alpm.package import read_package
 from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.quorum import Signed, checked_statement, load_signed, one_per_signer
@@ -33,6 +33,7 @@ from reposeal.evidence.statements import (
     Withdrawal,
     from_bytes,
 )
+from reposeal.fsio import atomic_write
 from reposeal.openpgp.verify import Keyring
 from reposeal.policy.decide import Evidence, PackageRecord, SigningState, decide_packages
 from reposeal.policy.document import Policy
@@ -185,8 +186,12 @@ class Intake:
 
     # --- the source machine -------------------------------------------------------------
 
-    def add_statement(self, policy: Policy, statement: bytes, signatures: bytes) -> dict[str, Any]:
-        """An approval, a removal request or a withdrawal, signed by maintainers."""
+    def add_statement(
+        self, policy: Policy, statement: bytes, signatures: bytes, pkgbuild: bytes | None = None
+    ) -> dict[str, Any]:
+        """An approval, a removal request or a withdrawal, signed by maintainers; with an
+        approval, the text of the PKGBUILD it approves (kept only if it is that one: the
+        enclave publishes it beside the log)."""
         signed = _signed(
             statement,
             signatures,
@@ -201,11 +206,32 @@ class Intake:
         else:
             assert isinstance(stmt, Removal)
             base, commit = ",".join(stmt.pkgnames), ""
+        if pkgbuild is not None:
+            self._keep_pkgbuild(stmt, pkgbuild)
         with transaction(self.db) as db:
             self._keep_statement(
                 db, statement, signatures, stmt.kind, base, commit, policy.keyrings["maintainers"]
             )
         return {"kind": stmt.kind, "signers": sorted(signed.signers)}
+
+    def _keep_pkgbuild(self, stmt: object, text: bytes) -> None:
+        """The approved PKGBUILD's text, as a blob named by its sha256 (which the approval
+        signs); refused if it is another text, or too large to publish."""
+        if not isinstance(stmt, Approval):
+            raise UploadRefusedError("only an approval comes with a PKGBUILD text")
+        if len(text) > MAX_PKGBUILD_TEXT:
+            raise UploadRefusedError(
+                f"the PKGBUILD text is larger than {MAX_PKGBUILD_TEXT} bytes; send the "
+                "approval without it"
+            )
+        if hashlib.sha256(text).hexdigest() != stmt.pkgbuild_sha256:
+            raise UploadRefusedError("the PKGBUILD text is not the one the approval names")
+        if not (self.blobs / stmt.pkgbuild_sha256).exists():
+            atomic_write(self.blobs / stmt.pkgbuild_sha256, text)
+
+    def pkgbuild_text(self, digest: str) -> bool:
+        """Whether the text of the PKGBUILD with this sha256 is kept (as a blob)."""
+        return (self.blobs / digest).is_file()
 
     # --- what is ready ------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import json
 import re
 from pathlib import Path
 
-from reposeal.alpm.limits import MAX_ENTRY_BYTES, MAX_FILES_BYTES, MAX_SIG_FILE
+from reposeal.alpm.limits import MAX_ENTRY_BYTES, MAX_FILES_BYTES, MAX_PKGBUILD_TEXT, MAX_SIG_FILE
 from reposeal.errors import InputError, ReposealError
 from reposeal.fsio import atomic_write
 from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note
@@ -25,7 +25,9 @@ from reposeal.translog.store import TransparencyLog
 from reposeal.translog.tiles import export as export_tiles
 
 # what an entry names, by its path in an enclave home (and below MIRROR/log/)
-FILE_PATH = re.compile(r"(records|evidence|policies)/[0-9a-f]{64}\.json(\.sig)?")
+FILE_PATH = re.compile(
+    r"(records|evidence|policies)/[0-9a-f]{64}\.json(\.sig)?|pkgbuilds/[0-9a-f]{64}"
+)
 
 
 class LogPushError(InputError):
@@ -163,9 +165,12 @@ class LogCopy:
                 if m.kind != "file" or not FILE_PATH.fullmatch(m.name):
                     raise LogPushError(f"not a file a log entry names: {m.name[:80]!r}")
                 data = reader.last_data or b""
-                if m.name.endswith(".json"):
-                    if hashlib.sha256(data).hexdigest() != m.name.rsplit("/", 1)[1][:-5]:
+                if m.name.endswith(".json") or m.name.startswith("pkgbuilds/"):
+                    digest = m.name.rsplit("/", 1)[1].removesuffix(".json")
+                    if hashlib.sha256(data).hexdigest() != digest:
                         raise LogPushError(f"{m.name} does not match its hash")
+                    if m.name.startswith("pkgbuilds/") and len(data) > MAX_PKGBUILD_TEXT:
+                        raise LogPushError(f"{m.name} is larger than a PKGBUILD text may be")
                 elif len(data) > MAX_SIG_FILE:
                     raise LogPushError(f"{m.name} is larger than a signature file")
                 files[m.name] = data

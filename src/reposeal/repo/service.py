@@ -5,8 +5,9 @@ plus the intake:
     POST /builds       builder  a built package with its signed build statement; the body
                                 is a 4-byte big-endian header length, a JSON header
                                 {"statement": base64, "signatures": base64}, then the package
-    POST /statements   source   {"statement": base64, "signatures": base64}: an approval or
-                                a removal request signed by maintainers
+    POST /statements   source   {"statement": base64, "signatures": base64}: an approval,
+                                a removal request or a withdrawal signed by maintainers;
+                                an approval may bring "pkgbuild": base64, the text it approves
     GET  /status       repo, source, builder
                                 what is ready, and what waits for which evidence
 """
@@ -183,9 +184,10 @@ def make_service(
             if not isinstance(doc, dict):
                 raise UploadRefusedError("expected a JSON object")
             statement, signatures = _b64(doc, "statement"), _b64(doc, "signatures")
+            text = _b64(doc, "pkgbuild") if "pkgbuild" in doc else None
             async with lock:
                 done = await asyncio.to_thread(
-                    intake.add_statement, policy.get(), statement, signatures
+                    intake.add_statement, policy.get(), statement, signatures, text
                 )
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"malformed request: {exc}") from None

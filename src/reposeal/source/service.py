@@ -36,13 +36,19 @@ import pysequoia
 from aiohttp import web
 
 from reposeal import logs
-from reposeal.alpm.limits import MAX_REPORT_FILES, MAX_SOURCE_BODY, MAX_STATEMENT_BYTES
+from reposeal.alpm.limits import (
+    MAX_PKGBUILD_TEXT,
+    MAX_REPORT_FILES,
+    MAX_SOURCE_BODY,
+    MAX_STATEMENT_BYTES,
+)
 from reposeal.errors import ReposealError
 from reposeal.evidence.quorum import Signed, checked_statement, load_signed
 from reposeal.evidence.statements import (
     Approval,
     StatementError,
     Withdrawal,
+    from_bytes,
 )
 from reposeal.policy.document import Policy
 from reposeal.protocol.bridge_client import BridgeClient
@@ -259,13 +265,29 @@ class Source:
         sent = 0
         for digest, raw, sigs in self.store.unforwarded_withdrawals() + self.store.unforwarded():
             try:
-                self.repo_machine.push_statement(raw, sigs)
+                self.repo_machine.push_statement(raw, sigs, self._approved_text(raw))
             except ReposealError as exc:
                 logs.warning("source", "forward failed", statement=digest[:12], message=str(exc))
                 continue
             self.store.forwarded(digest, sigs)
             sent += 1
         return sent
+
+    def _approved_text(self, raw: bytes) -> bytes | None:
+        """The PKGBUILD an approval approves, as its commit holds it (for the mirrors to
+        show; None for other statements, or a text too large to publish)."""
+        stmt = from_bytes(raw)
+        if not isinstance(stmt, Approval):
+            return None
+        path = gitrepo.repositories(self.repos).get(stmt.pkgbase)
+        if path is None:
+            return None
+        try:
+            text = gitrepo.pkgbuild(path, stmt.commit)
+        except ReposealError:
+            return None
+        big = len(text) > MAX_PKGBUILD_TEXT
+        return None if big or hashlib.sha256(text).hexdigest() != stmt.pkgbuild_sha256 else text
 
     def source_tar(self, job_id: str) -> bytes:
         job = self.store.job(job_id)
