@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import CACHE, distro_packages, enclave_under_policy
-from reposeal.enclave.jobs import Proposal, propose
+from reposeal.enclave.jobs import propose
+from reposeal.enclave.proposal import Proposal
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.evidence.statements import Adoption, to_bytes
 

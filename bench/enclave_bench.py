@@ -153,7 +153,8 @@ def _sign(home: EnclaveHome, world: object, pool: WorkerPool, folder: Path, job:
 
 
 def _propose(home: EnclaveHome, pool: WorkerPool | None, folder: Path, job: str) -> float:
-    from reposeal.enclave.jobs import Proposal, propose
+    from reposeal.enclave.jobs import propose
+    from reposeal.enclave.proposal import Proposal
 
     names = tuple(sorted(p.name for p in folder.iterdir()))
     ev = folder.with_name(folder.name + "-ev")

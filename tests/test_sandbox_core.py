@@ -14,8 +14,13 @@ FORBIDDEN = (
     "reposeal.openpgp.pkcs11",
     "reposeal.fsio",  # writes files
     "reposeal.translog.store",  # the log on disk
-    "reposeal.enclave.home",
-    "reposeal.enclave.jobs",
+    "reposeal.enclave.home",  # and its parts: the home's keys, policies and files
+    "reposeal.enclave.home_keys",
+    "reposeal.enclave.home_policies",
+    "reposeal.enclave.home_files",
+    "reposeal.enclave.jobs",  # and what a job signs and answers
+    "reposeal.enclave.signing",
+    "reposeal.enclave.answers",
     "reposeal.protocol",  # the bridge and its clients
     "reposeal.repo",
     "reposeal.source",

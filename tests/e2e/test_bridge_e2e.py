@@ -352,7 +352,8 @@ def test_an_enclave_whose_disk_was_rolled_back_signs_nothing(
     status = json.loads(cli("enclave", "status", "--json", "--home", str(home)).stdout)
     assert status["log_size"] == 1  # nothing was signed or logged
     # the same check runs before every job, against the head the bridge hands out with it
-    from reposeal.enclave.home import EnclaveHome, EnclaveStateError
+    from reposeal.enclave.home import EnclaveHome
+    from reposeal.enclave.home_files import EnclaveStateError
     from reposeal.enclave.runner import _check_head
 
     size, note = repo_side.log_head()

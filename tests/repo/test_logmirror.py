@@ -84,6 +84,8 @@ def test_files_an_entry_names_are_kept_only_as_named(tmp_path: Path) -> None:
     records = b'[{"name":"a"}]'
     name = f"records/{hashlib.sha256(records).hexdigest()}.json"
     sig = f"evidence/{'a' * 64}.json.sig"
+    signatures = f"evidence/{hashlib.sha256(b'sigs').hexdigest()}.sig"
+    assert copy.receive_files(tar({signatures: b"sigs"})) == 1
     text = b"pkgname=a\n"
     pkgbuild = f"pkgbuilds/{hashlib.sha256(text).hexdigest()}"
     assert copy.receive_files(tar({name: records, sig: b"sigs", pkgbuild: text})) == 3
@@ -97,7 +99,8 @@ def test_files_an_entry_names_are_kept_only_as_named(tmp_path: Path) -> None:
         {"../escape.json": records},
         {"records/x.json": records},
         {"notes/" + "c" * 64 + ".json": records},
-        {f"evidence/{'d' * 64}.json.sig": b"x" * (70 << 10)},
+        {f"evidence/{'d' * 64}.json.sig": b"x" * ((1 << 20) + 1)},
+        {f"evidence/{'d' * 64}.sig": b"sigs"},  # a signature file is named by its hash
     ):
         with pytest.raises(LogPushError):
             copy.receive_files(tar(bad))

@@ -74,7 +74,6 @@ MAX_STATEMENT = 64 << 10
 MAX_SIGNATURES = 1 << 20
 # repo.logmirror
 MAX_FILES_BYTES = 512 << 20  # the files one push of entries names (records of big databases)
-MAX_SIG_FILE = 64 << 10
 # repo.service
 MAX_HEADER = 1 << 20
 # repo.witnessing

@@ -94,7 +94,7 @@ ALIASES = ("repo-add", "repo-remove")
 # after every build) load only their own module; any other word loads them all.
 _MODULES = {"db": ("db",), "repo-add": ("repoadd",), "repo-remove": ("repoadd",)}
 _ALL = ("adopt", "backup", "bridge", "client", "db", "docs", "enclave", "hostcheck", "key",
-        "repo", "repoadd", "source", "trust", "witness")  # fmt: skip
+        "keyring", "policy", "repo", "repoadd", "source", "statement", "witness")  # fmt: skip
 
 
 def _register(first: str) -> None:

@@ -16,8 +16,9 @@ from reposeal.cli.config import service_options
 from reposeal.errors import InputError, ReposealError
 
 if TYPE_CHECKING:
+    from reposeal.enclave.answers import JobResult
     from reposeal.enclave.home import EnclaveHome
-    from reposeal.enclave.jobs import JobResult, Proposal
+    from reposeal.enclave.proposal import Proposal
 
 _HOME = click.option(
     "--home",
@@ -119,7 +120,7 @@ def _proposal(
     parent: str | None = None,
 ) -> tuple[Proposal, Path]:
     """The proposal the options describe, and the one folder its package files are in."""
-    from reposeal.enclave.jobs import UNSET, Proposal
+    from reposeal.enclave.proposal import UNSET, Proposal
 
     moved: list[tuple[str, Path]] = []
     for item in moves:
@@ -312,7 +313,8 @@ def enclave_adopt(
     import tempfile
 
     from reposeal.enclave.home import EnclaveHome
-    from reposeal.enclave.jobs import Proposal, propose
+    from reposeal.enclave.jobs import propose
+    from reposeal.enclave.proposal import Proposal
     from reposeal.evidence.statements import Adoption, from_bytes
 
     out = _Out(False, True)

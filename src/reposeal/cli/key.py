@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from reposeal.cli import EXIT_CODES, _Out, main
+from reposeal.cli.documents import GNUPGHOME_OPTION, SIGNER_OPTION
 from reposeal.errors import ReposealError
 
 
@@ -23,15 +24,9 @@ def key() -> None:
     """
 
 
-_SIGNER_ARG = click.option(
-    "--signer", "spec", required=True, metavar="SPEC", help="soft:PATH, gpg:FPR or pkcs11:URI"
-)
-_GNUPGHOME = click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
-
-
 @key.command("generate", epilog=EXIT_CODES)
-@_SIGNER_ARG
-@_GNUPGHOME
+@SIGNER_OPTION
+@GNUPGHOME_OPTION
 @click.option("--uid", default="reposeal repository key <repo@localhost>", show_default=True)
 @click.option("--algo", type=click.Choice(["ed25519", "rsa4096"]), default="ed25519")
 def key_generate(spec: str, gnupghome: Path | None, uid: str, algo: str) -> None:
@@ -46,8 +41,8 @@ def key_generate(spec: str, gnupghome: Path | None, uid: str, algo: str) -> None
 
 
 @key.command("export", epilog=EXIT_CODES)
-@_SIGNER_ARG
-@_GNUPGHOME
+@SIGNER_OPTION
+@GNUPGHOME_OPTION
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 def key_export(spec: str, gnupghome: Path | None, output: Path | None) -> None:
     """Print (or write) the armored public certificate, ready for `pacman-key --add`."""
@@ -65,8 +60,8 @@ def key_export(spec: str, gnupghome: Path | None, output: Path | None) -> None:
 
 
 @key.command("list", epilog=EXIT_CODES)
-@_SIGNER_ARG
-@_GNUPGHOME
+@SIGNER_OPTION
+@GNUPGHOME_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def key_list(spec: str, gnupghome: Path | None, as_json: bool) -> None:
     """Show the key a spec names: fingerprint, user IDs, expiry, revocation."""

@@ -57,23 +57,48 @@ class AuditReport:
 
 
 def _evidence(
-    folder: Path, hashes: list[str], policy: Policy, where: str, report: AuditReport
+    home: Path, doc: dict[str, Any], policy: Policy, where: str, report: AuditReport
 ) -> Evidence:
+    """The statements an entry names, each with the very signature files it names."""
+    from reposeal.alpm.limits import MAX_STATEMENT_BYTES
+    from reposeal.alpm.safeio import read_limited
+    from reposeal.enclave.records import evidence_files
+
     kinds: dict[str, list[Signed]] = {k: [] for k in EVIDENCE_KINDS}
-    for digest in hashes:
-        doc = folder / f"{digest}.json"
+    for statement, signatures in evidence_files(doc):
         try:
-            raw, sigs = read_document(doc)
-            if hashlib.sha256(raw).hexdigest() != digest:
-                raise ReposealError("content does not match its name")
+            raw = read_limited(home / statement, MAX_STATEMENT_BYTES, "a statement")
+            _check_named(raw, statement)
             kind = from_bytes(raw).kind
-            if kind in kinds:
-                kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE_OF[kind]]))
+            for sigs in [_signature_file(home, n) for n in signatures] or [b""]:
+                if kind in kinds:
+                    kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE_OF[kind]]))
         except ReposealError as exc:
+            digest = statement.rsplit("/", 1)[1]
             report.violations.append(f"{where}: evidence {digest[:16]}… unusable: {exc.message}")
     return Evidence(
         kinds["approval"], kinds["build"], kinds["removal"], kinds["override"], kinds["adoption"]
     )
+
+
+def _signature_file(home: Path, name: str) -> bytes:
+    """A signature file an entry names: by its hash, or (older entries) beside its
+    statement as SHA256.json.sig."""
+    from reposeal.alpm.limits import MAX_SIG_FILE_BYTES
+    from reposeal.alpm.safeio import read_limited
+
+    sigs = read_limited(home / name, MAX_SIG_FILE_BYTES, "a signature file")
+    if not name.endswith(".json.sig"):
+        _check_named(sigs, name)
+    return sigs
+
+
+def _check_named(data: bytes, name: str) -> None:
+    """A file named by its hash (``evidence/SHA256.json``, ``evidence/SHA256.sig``) holds
+    those bytes."""
+    digest = name.rsplit("/", 1)[1].split(".", 1)[0]
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ReposealError(f"{name}: content does not match its name")
 
 
 def _records(
@@ -342,7 +367,7 @@ def audit(home: Path, packages: Path | None = None) -> AuditReport:
             records = _records(home, doc, where, report)
             if records is None:
                 continue
-            evidence = _evidence(home / "evidence", doc["evidence"], policy, where, report)
+            evidence = _evidence(home, doc, policy, where, report)
             verdict = decide_packages(state, doc["repo"], records, evidence, policy)
             if not verdict.accepted:
                 report.violations.append(
@@ -369,7 +394,7 @@ def audit(home: Path, packages: Path | None = None) -> AuditReport:
         except (OSError, ValueError, KeyError) as exc:
             report.violations.append(f"{where}: its package records are unusable: {exc}")
             continue
-        evidence = _evidence(home / "evidence", doc["evidence"], policy, where, report)
+        evidence = _evidence(home, doc, policy, where, report)
         adopted = doc.get("package_signatures") or {}
         if doc.get("adoption"):  # the packager signatures were checked when it was signed
             named = [s.statement for s in evidence.adoptions]

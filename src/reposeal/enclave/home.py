@@ -18,44 +18,30 @@ import io
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reposeal import canonical
+from reposeal.enclave.home_files import EnclaveStateError, HomeFiles
+from reposeal.enclave.home_keys import HomeKeys
+from reposeal.enclave.home_policies import HomePolicies
 from reposeal.enclave.records import (
     fit_entry,
     genesis_entry,
-    named_files,
     read_entry,
     replay,
 )
 from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.files import read_document
-from reposeal.fsio import atomic_write, write_all
+from reposeal.fsio import atomic_write
 from reposeal.openpgp.signer import Signer
 from reposeal.openpgp.spec import signer_from_spec
 from reposeal.policy.document import Policy, verify_policy
-from reposeal.policy.entries import ENTRY_VERSION
 from reposeal.policy.state import NameIndex, PackageRecord, SigningState, restrict
 from reposeal.translog.checkpoint import Checkpoint, NoteSigner
 from reposeal.translog.store import LogCorruptError, TransparencyLog
-
-
-def holds(path: Path, digest: str) -> bool:
-    """Does ``path`` (a file named by its content) exist with exactly that content? A crash
-    can leave a named file incomplete; it is then written again."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest() == digest
-    except OSError:
-        return False
-
-
-class EnclaveStateError(ReposealError):
-    """The enclave's home is missing, incomplete or does not match its log."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +56,10 @@ class SignedDatabases:
 
 
 @dataclass
-class EnclaveHome:
+class EnclaveHome(HomePolicies, HomeKeys, HomeFiles):
+    """An enclave home: its config, log and state here; its policies, keys and files in
+    ``home_policies``, ``home_keys``, ``home_files``."""
+
     path: Path
     # (log size, state) of the last replay in this process: a long-lived enclave verifies its
     # whole log once at start-up, then only what was appended since (and the checkpoint)
@@ -115,136 +104,6 @@ class EnclaveHome:
                 "not an enclave home (run `reposeal enclave init`)", path=self.path
             ) from None
         return dict(self._config[1])
-
-    def policy_sha256(self) -> str:
-        """The sha256 of the policy in force: the last one the log names."""
-        if not self._policy_sha:
-            self.load_state()
-        return self._policy_sha
-
-    def policy_document(self) -> tuple[bytes, bytes]:
-        """The current policy's (document, admin signatures), as the log names it."""
-        digest = self.policy_sha256()
-        for doc in (self.path / "policies" / f"{digest}.json", self.path / "policy.json"):
-            try:
-                raw, sigs = read_document(doc)
-            except ReposealError:
-                continue
-            if hashlib.sha256(raw).hexdigest() == digest:
-                return raw, sigs
-        raise EnclaveStateError(f"the policy the log names ({digest[:16]}…) is missing")
-
-    def store_policy(self, raw: bytes, sigs: bytes) -> str:
-        """Keep a policy by its hash (durable), before a log entry names it."""
-        digest = hashlib.sha256(raw).hexdigest()
-        folder = self.path / "policies"
-        write_all({folder / f"{digest}.json": raw, folder / f"{digest}.json.sig": sigs})
-        return digest
-
-    def policy(self) -> Policy:
-        """The current policy, verified (again only when its bytes change)."""
-        raw, sigs = self.policy_document()
-        key = hashlib.sha256(hashlib.sha256(raw).digest() + sigs).digest()
-        if self._policy is None or self._policy[0] != key:
-            self._policy = (key, verify_policy(raw, sigs))
-        return self._policy[1]
-
-    def key(self, gnupghome: Path | None = None) -> Signer:
-        """The configured key, unchecked: only for re-signing a checkpoint after a crash
-        (before the log can be replayed); everything else uses ``signer``."""
-        spec = str(self.config()["signer"])
-        if (spec, gnupghome) not in self._signers:
-            self._signers[(spec, gnupghome)] = signer_from_spec(spec, gnupghome)
-        return self._signers[(spec, gnupghome)]
-
-    def signer(self, gnupghome: Path | None = None) -> Signer:
-        """The repository key, if it is the one the log names and the policy in force lets
-        it sign (a key the policy revoked, or never named, signs nothing)."""
-        signer = self.key(gnupghome)
-        self.load_state()
-        if signer.fingerprint.upper() != self._signer_fpr:
-            raise EnclaveStateError(
-                f"the configured key {signer.fingerprint} is not the one the log names "
-                f"({self._signer_fpr}); switch keys with `reposeal enclave signer`"
-            )
-        if not self.policy().may_sign(signer.fingerprint):
-            raise EnclaveStateError(
-                f"the policy in force does not name key {signer.fingerprint} as a current or "
-                "next repository key: it signs nothing"
-            )
-        return signer
-
-    def signer_fingerprint(self) -> str:
-        """The repository key the log names (genesis, or the last switch)."""
-        self.load_state()
-        return self._signer_fpr
-
-    def switch_signer(self, spec: str, gnupghome: Path | None = None) -> int:
-        """Make the key ``spec`` names the repository key: the policy in force must name it
-        (current or next); the switch is a log entry; later signatures are the new key's.
-        Returns the entry's index."""
-        from reposeal.policy.keys import switch_problems
-
-        new = signer_from_spec(spec, gnupghome)
-        policy = self.policy()
-        self.load_state()
-        named = self._named_since(new.fingerprint.upper())
-        problems = switch_problems(policy, new.fingerprint, self._signer_fpr, named, time.time())
-        if problems:
-            raise EnclaveStateError(problems[0])
-        entry = canonical.dumps(
-            {"v": ENTRY_VERSION, "type": "signer", "signer": new.fingerprint.upper(),
-             "policy_version": policy.version, "time": int(time.time())}
-        )  # fmt: skip
-        certs = (self.path / "repo-key.pgp").read_bytes() + new.certificate()
-        atomic_write(self.path / "repo-key.pgp", certs)  # auditors check old and new
-        # config first: a crash before the entry leaves a mismatch that running this again
-        # repairs; the other order could leave a log naming a key nobody configured
-        config = self.config() | {"signer": spec}
-        atomic_write(self.path / "config.json", json.dumps(config, indent=2).encode())
-        self._config = None
-        self._signers.clear()
-        with self.open_log() as log:
-            index = log.size
-            self.append(log, entry, new)
-        return index
-
-    def retired_since(self, fingerprint: str) -> float | None:
-        """When the log switched away from the key ``fingerprint`` (None: it never signed
-        here, or still does)."""
-        current, since = None, None
-        with self.open_log() as log:
-            for i in range(log.size):
-                doc = json.loads(log.entry(i))
-                if doc.get("type") in ("genesis", "signer"):
-                    new = str(doc["signer"]).upper()
-                    if current == fingerprint.upper() and new != current:
-                        since = float(doc.get("time", 0))
-                    elif new == fingerprint.upper():
-                        since = None
-                    current = new
-        return None if current == fingerprint.upper() else since
-
-    def _named_since(self, fingerprint: str) -> float:
-        """When the policies in force began naming ``fingerprint`` without a break (the time
-        of the policy entry; entries from before times were logged count as long ago)."""
-        since = None
-        with self.open_log() as log:
-            for i in range(log.size):
-                doc = json.loads(log.entry(i))
-                if doc.get("type") not in ("genesis", "policy"):
-                    continue
-                raw, sigs = read_document(self.path / "policies" / f"{doc['policy_sha256']}.json")
-                if verify_policy(raw, sigs).may_sign(fingerprint):
-                    since = float(doc.get("time", 0)) if since is None else since
-                else:
-                    since = None
-        return time.time() if since is None else since
-
-    def note_signer(self) -> NoteSigner:
-        if self._note is None:
-            self._note = NoteSigner.decode((self.path / "note.key").read_text())
-        return self._note
 
     @contextmanager
     def open_log(self) -> Iterator[TransparencyLog]:
@@ -430,53 +289,9 @@ class EnclaveHome:
     def all_last_databases(self) -> dict[tuple[str, str], SignedDatabases]:
         return dict(self._last_db)
 
-    def read_records(self, digest: str) -> bytes:
-        try:
-            return (self.path / "records" / f"{digest}.json").read_bytes()
-        except OSError:
-            raise EnclaveStateError(
-                f"records {digest[:16]}… named by the log are missing"
-            ) from None
-
-    def _store_blob(self, blob: bytes) -> str:
-        digest = hashlib.sha256(blob).hexdigest()
-        if not holds(self.records_path(digest), digest):
-            write_all({self.records_path(digest): blob})
-        return digest
-
     def entry(self, log: TransparencyLog, index: int) -> dict[str, Any]:
         """Log entry ``index`` as a document (spilled fields back in place)."""
         return read_entry(log.entry(index), self.read_records)
-
-    def files_named_by(self, raw_entry: bytes) -> dict[str, bytes]:
-        """The files a log entry names (see ``named_files``), from this home."""
-        out = {}
-        for name in named_files(raw_entry, self.read_records):
-            path = self.path / name
-            if path.exists():
-                out[name] = path.read_bytes()
-        return out
-
-    def records_path(self, digest: str) -> Path:
-        return self.path / "records" / f"{digest}.json"
-
-    def store_records(self, blob: bytes, digest: str) -> None:
-        if not holds(self.records_path(digest), digest):
-            atomic_write(self.records_path(digest), blob)
-
-    def read_db(self, digest: str) -> bytes:
-        """A database (or index) the enclave wrote, checked against its hash: the next
-        transition starts from these bytes, never from anyone else's."""
-        try:
-            data = (self.path / "dbs" / digest).read_bytes()
-        except OSError:
-            raise EnclaveStateError(
-                f"the database {digest[:16]}… the log names is missing from dbs/ "
-                "(restore the home: `reposeal enclave restore`)"
-            ) from None
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise EnclaveStateError(f"dbs/{digest[:16]}… does not match its hash")
-        return data
 
 
 def init_home(

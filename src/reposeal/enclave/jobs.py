@@ -11,118 +11,35 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import time
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from reposeal import canonical
-from reposeal.alpm import chunked
-from reposeal.enclave.home import EnclaveHome, SignedDatabases, holds
+from reposeal.enclave.answers import JobResult, answer_of, logged_answer, request_digest
+from reposeal.enclave.home import EnclaveHome, SignedDatabases
+from reposeal.enclave.home_files import holds
 from reposeal.enclave.jobspec import packages_job, refuse_without_sandbox, transition_job
 from reposeal.enclave.pkgbuilds import approved_texts
 from reposeal.enclave.pkgbuilds import path_in as pkgbuild_path
+from reposeal.enclave.proposal import Proposal, stale_reason
 from reposeal.enclave.records import load_records
 from reposeal.enclave.sandbox import WorkerPool
+from reposeal.enclave.signing import db_options, notations, sign_verified
 from reposeal.errors import ReposealError, SigningError
 from reposeal.evidence.files import read_document
 from reposeal.faults import fault_point
 from reposeal.fsio import atomic_write, write_all
-from reposeal.openpgp.signer import Signer, SignOptions
+from reposeal.openpgp.signer import SignOptions
 from reposeal.openpgp.verify import Keyring, verify_detached
-from reposeal.policy.document import Policy, verify_policy
+from reposeal.policy.document import verify_policy
 from reposeal.policy.entries import ENTRY_VERSION
 from reposeal.policy.keys import rotation_problems
-from reposeal.policy.state import PackageRecord
+from reposeal.policy.state import PackageRecord, SigningState
 from reposeal.protocol.lock import database_lock
-
-NOTATION_POLICY = "policy@reposeal.dev"
-NOTATION_LOG_INDEX = "log-index@reposeal.dev"
-NOTATION_LOG = "log@reposeal.dev"
-
-
-@dataclass(frozen=True)
-class DatabaseAnswer:
-    """The databases a transition wrote: their hashes, their chunk index, and the chunks
-    that are not the parent's (the repo machine holds those). ``replaced``: package files
-    no entry names any more."""
-
-    db_sha256: str
-    files_sha256: str
-    compression: str
-    index: bytes
-    chunks: dict[str, bytes]
-    replaced: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "db_sha256": self.db_sha256,
-            "files_sha256": self.files_sha256,
-            "compression": self.compression,
-            "index": base64.b64encode(self.index).decode(),
-            "chunks": {d: base64.b64encode(c).decode() for d, c in sorted(self.chunks.items())},
-            "replaced": self.replaced,
-        }
-
-
-@dataclass
-class JobResult:
-    job_id: str
-    decision: str
-    reasons: list[str]
-    log_index: int
-    signature: bytes | None
-    checkpoint: bytes
-    inclusion_proof: list[bytes]
-    package_signatures: dict[str, bytes] = field(default_factory=dict)  # file name -> sig
-    files_signature: bytes | None = None  # of the files database
-    databases: DatabaseAnswer | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "job": self.job_id,
-            "decision": self.decision,
-            "reasons": self.reasons,
-            "log_index": self.log_index,
-            "signature": base64.b64encode(self.signature).decode() if self.signature else None,
-            "checkpoint": self.checkpoint.decode(),
-            "inclusion_proof": [base64.b64encode(h).decode() for h in self.inclusion_proof],
-            "package_signatures": {
-                name: base64.b64encode(sig).decode()
-                for name, sig in sorted(self.package_signatures.items())
-            },
-            **(
-                {"files_signature": base64.b64encode(self.files_signature).decode()}
-                if self.files_signature
-                else {}
-            ),
-            **({"databases": self.databases.to_json()} if self.databases else {}),
-        }
-
-
-def request_digest(doc: dict[str, Any]) -> str:
-    """What a job asks for, as one hash: a logged job id answers only the identical request."""
-    return hashlib.sha256(canonical.dumps(doc)).hexdigest()
-
-
-def _notations(home: EnclaveHome, policy: Policy, index: int) -> tuple[tuple[str, str], ...]:
-    """Notations that lead a holder of the signature to its log entry."""
-    return (
-        (NOTATION_POLICY, str(policy.version)),
-        (NOTATION_LOG_INDEX, str(index)),
-        (NOTATION_LOG, home.config()["origin"]),
-    )
-
-
-def _db_options(home: EnclaveHome, policy: Policy, index: int) -> SignOptions:
-    """Database signatures expire (policy) so frozen or replayed copies stop being trusted."""
-    return SignOptions(
-        expires_in=policy.db_signature_validity_seconds,
-        notations=_notations(home, policy, index),
-    )
 
 
 def _pool(pool: WorkerPool | None, insecure_no_sandbox: bool) -> AbstractContextManager[WorkerPool]:
@@ -137,89 +54,14 @@ def _check_job_id(job_id: str) -> None:
         raise SigningError("a job id is 1 to 128 printable characters")
 
 
-def _answer_of(home: EnclaveHome, doc: dict[str, Any]) -> DatabaseAnswer | None:
-    """The databases a logged transition wrote, as the repo machine gets them."""
-    if doc.get("type") != "db":
-        return None
-    parts = {"db": home.read_db(doc["db_sha256"]), "files": home.read_db(doc["files_sha256"])}
-    index = home.read_db(doc["index_sha256"])
-    new = chunked.pieces(json.loads(index), parts)
-    old: dict[str, bytes] = {}
-    if isinstance(doc.get("parent"), str):
-        parent = {"db": home.read_db(doc["parent"]), "files": home.read_db(doc["parent_files"])}
-        old = chunked.pieces(json.loads(home.read_db(doc["parent_index"])), parent)
-    return DatabaseAnswer(
-        doc["db_sha256"],
-        doc["files_sha256"],
-        doc["compression"],
-        index,
-        {d: c for d, c in new.items() if d not in old},
-        list(doc.get("replaced", [])),
-    )
-
-
-def _logged(home: EnclaveHome, job_id: str, request: str) -> JobResult | None:
-    """The answer already logged for ``job_id``, if any (idempotent retries); a job id
-    logged for another request is refused. Call after ``home.load_state()``."""
-    index = home.job_index(job_id)
-    if index is None:
-        return None
-    with home.open_log() as log:
-        doc = home.entry(log, index)
-        if doc.get("request") != request:
-            raise SigningError(
-                f"job id {job_id} was used for another request (log entry {index}); a job id "
-                "names one request forever: use a new id"
-            )
-        latest = log.latest_checkpoint()
-        assert latest is not None
-        sig = doc.get("signature")
-        packages = {n: base64.b64decode(v) for n, v in doc.get("package_signatures", {}).items()}
-        files_sig = doc.get("files_signature")
-        return JobResult(
-            job_id,
-            "refuse" if doc["type"] == "refusal" else "accept",
-            doc.get("reasons", []),
-            index,
-            base64.b64decode(sig) if sig else None,
-            latest[2],
-            log.inclusion_proof(index, latest[0]),
-            packages,
-            base64.b64decode(files_sig) if files_sig else None,
-            _answer_of(home, doc),
-        )
-
-
-UNSET: Any = object()
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """A proposed transition of one repository/architecture, as the repo machine asks:
-    package files to add (in ``packages``), files moving from a lower layer (file, layer),
-    names to remove. ``parent``: the database the requester believes the enclave signed
-    last (None: the first; UNSET: not checked)."""
-
-    repo: str
-    arch: str
-    add: tuple[str, ...] = ()
-    moves: tuple[tuple[str, str], ...] = ()
-    remove: tuple[str, ...] = ()
-    parent: Any = UNSET
-    compression: str = ".gz"
-    adopt: bool = False  # the first databases, from an existing repository's files
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": "adopt" if self.adopt else "transition",
-            "repo": self.repo,
-            "arch": self.arch,
-            "add": sorted(self.add),
-            "moves": [{"file": f, "from": r} for f, r in sorted(self.moves)],
-            "remove": sorted(self.remove),
-            "compression": self.compression,
-            **({} if self.parent is UNSET else {"parent": self.parent}),
-        }
+@contextmanager
+def _one_job(home: EnclaveHome, job_id: str, gnupghome: Path | None) -> Iterator[SigningState]:
+    """The one job the enclave runs at a time: its lock held, a checkpoint completed if a
+    crash came after the last append, and the signing state replayed from the whole log."""
+    _check_job_id(job_id)
+    with database_lock(home.path / "enclave.lck", wait=60):
+        home.complete_checkpoint(home.key(gnupghome))
+        yield home.load_state()
 
 
 def propose(
@@ -240,19 +82,16 @@ def propose(
     bytes), never from anything the requester sends but package files and evidence. An
     adoption (``proposal.adopt``) also takes the packagers' ``keyring`` its statement names."""
     refuse_without_sandbox(insecure_no_sandbox)
-    _check_job_id(job_id)
     request = request or request_digest(proposal.to_json())
     p = proposal
-    with database_lock(home.path / "enclave.lck", wait=60):
-        home.complete_checkpoint(home.key(gnupghome))  # after a crash past the append
-        state = home.load_state()  # verifies the whole log first
-        done = _logged(home, job_id, request)
+    with _one_job(home, job_id, gnupghome) as state:
+        done = logged_answer(home, job_id, request)
         if done is not None:
             return done
         last = home.last_databases(p.repo, p.arch)
         staged: list[bool] = []
         blobs: dict[str, bytes] = {}
-        refusal = _stale(p, last)
+        refusal = stale_reason(p, last)
         if refusal is not None:
             result: dict[str, Any] = {"decision": "refuse", "reasons": [refusal]}
         else:
@@ -279,12 +118,13 @@ def propose(
                 "parent": last.db if last else None,
                 "policy_version": policy.version,
                 "evidence": result.get("evidence", []),
+                "evidence_signatures": _rested_on(home, result),
             }
             signature = files_signature = None
             if accepted:
-                options = _db_options(home, policy, index)
-                signature = _sign_verified(signer, blobs["db"], options)
-                files_signature = _sign_verified(signer, blobs["files"], options)
+                options = db_options(home, policy, index)
+                signature = sign_verified(signer, blobs["db"], options)
+                files_signature = sign_verified(signer, blobs["files"], options)
                 fault_point("after-sign")
                 dbs = {home.path / "dbs" / result[f"{k}_sha256"]: blobs[k] for k in DB_PARTS}
                 texts = approved_texts(evidence, (r.pkgbuild_sha256 for r in parsed.values()))
@@ -327,7 +167,7 @@ def propose(
             note,
             proof,
             files_signature=files_signature,
-            databases=_answer_of(home, doc) if accepted else None,
+            databases=answer_of(home, doc) if accepted else None,
         )
 
 
@@ -360,26 +200,6 @@ def _prune(home: EnclaveHome, parent: SignedDatabases) -> None:
             (home.path / "dbs" / digest).unlink(missing_ok=True)
 
 
-def _stale(p: Proposal, last: SignedDatabases | None) -> str | None:
-    """Why the proposal does not start from the last databases signed (None: it does)."""
-    if p.adopt and last is not None:
-        return (
-            f"{p.repo}/{p.arch} has a signed database already: only a repository the enclave "
-            "never signed can be adopted"
-        )
-    if p.parent is not UNSET and p.parent != (last.db if last else None):
-        return (
-            f"parent {p.parent or 'none'} is not the last database signed for "
-            f"{p.repo}/{p.arch} ({last.db if last else 'none'}): stale or forked request"
-        )
-    if last is not None and last.compression != p.compression:
-        return (
-            f"{p.repo}/{p.arch} is written as {last.compression}, not {p.compression}; "
-            "a repository keeps its compression"
-        )
-    return None
-
-
 def _check_blobs(result: dict[str, Any], blobs: dict[str, bytes]) -> None:
     """The worker's bytes are the ones it decided on (hash by hash)."""
     for k in ("records", *DB_PARTS):
@@ -405,19 +225,12 @@ def dry_run(
     refuse_without_sandbox(insecure_no_sandbox)
     state = home.load_state()
     last = home.last_databases(proposal.repo, proposal.arch)
-    refusal = _stale(proposal, last)
+    refusal = stale_reason(proposal, last)
     if refusal is not None:
         return {"decision": "refuse", "reasons": [refusal]}
     job = transition_job(home, state, proposal, last, packages, evidence)
     with WorkerPool(insecure_no_sandbox=insecure_no_sandbox, one_shot=True) as workers:
         return job.run(home, workers).decision
-
-
-def _sign_verified(signer: Signer, data: bytes, options: SignOptions) -> bytes:
-    """A detached signature over ``data``, checked before anyone sees it."""
-    signature = signer.sign_detached(io.BytesIO(data), options)
-    verify_detached(data, signature, Keyring.from_bytes(signer.certificate()))
-    return signature
 
 
 def _checked_records(records: bytes) -> tuple[str, dict[str, PackageRecord]]:
@@ -431,25 +244,43 @@ def _checked_records(records: bytes) -> tuple[str, dict[str, PackageRecord]]:
 
 
 def _stage(home: EnclaveHome, evidence: Path | None) -> bool:
-    """Copy the statements of a job into the home, named by their hash, while the worker
-    decides (not yet durable: the entry's write syncs them). Kept even for a refusal:
-    ``audit`` can then show what a refused job rested on."""
+    """Copy the statements of a job and their signature files into the home, each named by
+    its hash (never overwritten: another job may bring the same statement with other
+    signatures), while the worker decides (not yet durable: the entry's write syncs them).
+    Kept even for a refusal: ``audit`` can then show what a refused job rested on."""
     files: dict[Path, bytes] = {}
     for doc in sorted(evidence.glob("*.json")) if evidence is not None else []:
         try:
             raw, sigs = read_document(doc)
         except ReposealError:
             continue  # unreadable: the worker ignores it too, and says why
-        statement = hashlib.sha256(raw).hexdigest()
-        target = home.path / "evidence" / f"{statement}.json"
-        if not holds(target, statement):
-            files[target] = raw
-        sig = target.with_name(target.name + ".sig")
-        if not sig.exists() or sig.read_bytes() != sigs:
-            files[sig] = sigs
+        for data, suffix in ((raw, ".json"), (sigs, ".sig")):
+            digest = hashlib.sha256(data).hexdigest()
+            target = home.path / "evidence" / f"{digest}{suffix}"
+            if not holds(target, digest):
+                files[target] = data
     for path, data in files.items():
         atomic_write(path, data, durable=False)
     return bool(files)
+
+
+def _rested_on(home: EnclaveHome, result: dict[str, Any]) -> dict[str, list[str]]:
+    """The statements and signature files the worker says it used, each one the home now
+    holds under its hash: what the log entry names is what the decision rested on."""
+    named = result.get("evidence_signatures", {})
+    used = result.get("evidence", [])
+    if not isinstance(named, dict) or not isinstance(used, list) or set(named) != set(used):
+        raise SigningError("the worker's account of its evidence is malformed; nothing was signed")
+    for statement, sigs in named.items():
+        if not isinstance(sigs, list) or not all(isinstance(d, str) for d in sigs):
+            raise SigningError("the worker's account of its evidence is malformed")
+        for name, digest in ((f"{statement}.json", statement), *((f"{d}.sig", d) for d in sigs)):
+            if not holds(home.path / "evidence" / name, digest):
+                raise SigningError(
+                    f"evidence {digest[:16]}… changed or vanished while the job ran; "
+                    "nothing was signed"
+                )
+    return {str(k): sorted(v) for k, v in sorted(named.items())}
 
 
 def refresh_db(
@@ -465,14 +296,11 @@ def refresh_db(
     """Re-sign the latest databases the enclave wrote for ``repo/arch`` (its own bytes) with
     a fresh expiry. ``expect``: the sync database the requester holds; any other than the
     latest is refused, so an old database never regains a valid signature."""
-    _check_job_id(job_id)
     request = request or request_digest(
         {"kind": "refresh", "repo": repo, "arch": arch, "expect": expect}
     )
-    with database_lock(home.path / "enclave.lck", wait=60):
-        home.complete_checkpoint(home.key(gnupghome))
-        home.load_state()
-        done = _logged(home, job_id, request)
+    with _one_job(home, job_id, gnupghome):
+        done = logged_answer(home, job_id, request)
         if done is not None:
             return done
         last = home.last_databases(repo, arch)
@@ -498,9 +326,9 @@ def refresh_db(
                     ],
                 )
             else:
-                options = _db_options(home, policy, index)
-                signature = _sign_verified(signer, home.read_db(last.db), options)
-                files_signature = _sign_verified(signer, home.read_db(last.files), options)
+                options = db_options(home, policy, index)
+                signature = sign_verified(signer, home.read_db(last.db), options)
+                files_signature = sign_verified(signer, home.read_db(last.files), options)
                 doc.update(
                     type="refresh",
                     db_sha256=last.db,
@@ -543,15 +371,12 @@ def sign_packages(
     """Sign package files if the policy allows; a file signed before gets the same
     signature back (never two signatures for one version)."""
     refuse_without_sandbox(insecure_no_sandbox)
-    _check_job_id(job_id)
     request = request or request_digest(
         {"kind": "packages", "repo": repo, "files": _listing_digest(packages)}
     )
-    with database_lock(home.path / "enclave.lck", wait=60):
-        home.complete_checkpoint(home.key(gnupghome))
-        state = home.load_state()
+    with _one_job(home, job_id, gnupghome) as state:
         signer = home.signer(gnupghome)
-        done = _logged(home, job_id, request)
+        done = logged_answer(home, job_id, request)
         if done is not None:
             return done
         staged: list[bool] = []
@@ -570,7 +395,7 @@ def sign_packages(
             accepted = result.get("decision") == "accept"
             if accepted:
                 keyring = Keyring.from_bytes(signer.certificate())
-                options = SignOptions(notations=_notations(home, policy, index))
+                options = SignOptions(notations=notations(home, policy, index))
                 for rec in parsed.values():
                     path = packages / rec.filename
                     logged = state.signatures.get(rec.sha256)
@@ -594,6 +419,7 @@ def sign_packages(
                 "policy_version": result.get("policy_version"),
                 "records": records_sha,
                 "evidence": result.get("evidence", []),
+                "evidence_signatures": _rested_on(home, result),
             }
             if accepted:
                 doc["by_sha256"] = by_sha
@@ -631,13 +457,11 @@ def rotate_policy(
     rotation is logged too."""
     _check_job_id(job_id)
     raw, sigs = read_document(document)
-    with database_lock(home.path / "enclave.lck", wait=60):
-        home.complete_checkpoint(home.key(gnupghome))
-        home.load_state()
+    with _one_job(home, job_id, gnupghome):
         signer = home.signer(gnupghome)
         digest = hashlib.sha256(raw).hexdigest()
         request = request_digest({"kind": "policy", "policy": digest, "sigs": sigs.hex()})
-        done = _logged(home, job_id, request)
+        done = logged_answer(home, job_id, request)
         if done is not None:
             return done
         current = home.policy()

@@ -15,7 +15,7 @@ from reposeal.enclave.sandbox import SandboxError, WorkerPool, WorkerResult, san
 from reposeal.policy.state import SigningState
 
 if TYPE_CHECKING:
-    from reposeal.enclave.jobs import Proposal
+    from reposeal.enclave.proposal import Proposal
 
 
 def refuse_without_sandbox(insecure: bool) -> None:

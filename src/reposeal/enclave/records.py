@@ -42,6 +42,7 @@ RecordsLoader = Callable[[str], bytes]
 # them in a blob named by its hash ("spilled"), stored beside the records
 SPILLABLE = (
     "evidence",
+    "evidence_signatures",
     "pkgbuilds",
     "by_sha256",
     "package_signatures",
@@ -95,9 +96,9 @@ def named_files(raw_entry: bytes, loader: RecordsLoader) -> list[str]:
     names = [f"records/{doc[k]}.json" for k in ("records", "chunks", "spilled")
              if isinstance(doc.get(k), str)]  # fmt: skip
     full = read_entry(raw_entry, loader)
-    evidence = full.get("evidence", [])
-    for digest in evidence if isinstance(evidence, list) else []:
-        names += [f"evidence/{digest}.json", f"evidence/{digest}.json.sig"]
+    for statement, signatures in evidence_files(full):
+        names.append(statement)
+        names += signatures
     texts = full.get("pkgbuilds", [])  # the approved PKGBUILDs' texts, by their sha256
     names += (
         [f"pkgbuilds/{d}" for d in texts if isinstance(d, str)] if isinstance(texts, list) else []
@@ -106,6 +107,27 @@ def named_files(raw_entry: bytes, loader: RecordsLoader) -> list[str]:
     if isinstance(policy, str):
         names += [f"policies/{policy}.json", f"policies/{policy}.json.sig"]
     return names
+
+
+def evidence_files(doc: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """The statements an entry rested on, each with its signature files, by their path in
+    a home: ``evidence/SHA256.json`` and ``evidence/SHA256.sig`` (each signature file named
+    by its own hash, as the entry names it: a later job bringing the same statement with
+    other signatures never changes what an earlier entry rested on). Entries from before
+    that name ``evidence/SHA256.json.sig``."""
+    evidence = doc.get("evidence", [])
+    signed = doc.get("evidence_signatures")
+    out = []
+    for digest in evidence if isinstance(evidence, list) else []:
+        if not isinstance(digest, str):
+            continue
+        if isinstance(signed, dict):
+            sigs = signed.get(digest, [])
+            files = [f"evidence/{s}.sig" for s in sigs if isinstance(s, str)]
+        else:
+            files = [f"evidence/{digest}.json.sig"]
+        out.append((f"evidence/{digest}.json", files))
+    return out
 
 
 def load_records(loader: RecordsLoader, digest: str) -> dict[str, PackageRecord]:

@@ -58,8 +58,9 @@ def fetch_copy(
         if name not in files:
             text = name.startswith("pkgbuilds/")
             data = fetch(f"{log_url.rstrip('/')}/{name}", MAX_PKGBUILD_TEXT if text else MAX_DB)
-            digest = name.rsplit("/", 1)[1].removesuffix(".json")
-            if (text or name.endswith(".json")) and hashlib.sha256(data).hexdigest() != digest:
+            base = name.rsplit("/", 1)[1]
+            named = not base.endswith(".json.sig")  # all but older entries' signature files
+            if named and hashlib.sha256(data).hexdigest() != base.split(".", 1)[0]:
                 raise RestoreError(f"{name} on the mirror does not match its hash")
             files[name] = data
         return files[name]

@@ -21,18 +21,12 @@ from pathlib import Path
 from reposeal import logs
 from reposeal.alpm.limits import DEFAULT_LIMITS, MAX_PUSH_BYTES
 from reposeal.alpm.names import arch_field, name_field
+from reposeal.enclave.answers import request_digest
 from reposeal.enclave.hold import describe, held, refuse_if_held
 from reposeal.enclave.home import EnclaveHome
-from reposeal.enclave.jobs import (
-    UNSET,
-    Proposal,
-    propose,
-    refresh_db,
-    request_digest,
-    rotate_policy,
-    sign_packages,
-)
+from reposeal.enclave.jobs import propose, refresh_db, rotate_policy, sign_packages
 from reposeal.enclave.jobspec import refuse_without_sandbox
+from reposeal.enclave.proposal import UNSET, Proposal
 from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import ReposealError
 from reposeal.faults import fault_point

@@ -69,6 +69,7 @@ def run_packages(job: JobInput) -> WorkerOutput:
             "repo": spec["repo"],
             "policy_version": policy.version,
             "evidence": sorted(used),
+            "evidence_signatures": {d: sorted(v) for d, v in sorted(used.items())},
         },
         {"records": canonical.dumps(listed)},
     )

@@ -58,13 +58,15 @@ def blob(job: JobInput, name: str, limit: int = DEFAULT_LIMITS.max_db_bytes) -> 
     return data
 
 
-def evidence_of(job: JobInput) -> tuple[Evidence, list[str], list[str]]:
-    """Verified evidence, what was ignored and why, and the sha256 of each used statement.
-    The job's size is checked before any signature is verified."""
+def evidence_of(job: JobInput) -> tuple[Evidence, list[str], dict[str, list[str]]]:
+    """Verified evidence, what was ignored and why, and for each used statement (by its
+    sha256) the sha256 of each signature file it came with: the log entry names exactly the
+    bytes the decision rested on. The job's size is checked before any signature is
+    verified."""
     policy = job.policy
     kinds: dict[str, list[Signed]] = {k: [] for k in EVIDENCE_KINDS}
     ignored: list[str] = []
-    used: list[str] = []
+    used: dict[str, list[str]] = {}
     names = sorted(n for n in job.names("evidence") if n.endswith(".json"))
     if len(names) > MAX_EVIDENCE_FILES:
         raise ReposealError(
@@ -87,7 +89,8 @@ def evidence_of(job: JobInput) -> tuple[Evidence, list[str], list[str]]:
                 ignored.append(f"{name}: a {kind} statement is not evidence for the enclave")
                 continue
             kinds[kind].append(load_signed(raw, sigs, policy.keyrings[ROLE_OF[kind]]))
-            used.append(hashlib.sha256(raw).hexdigest())
+            signed = used.setdefault(hashlib.sha256(raw).hexdigest(), [])
+            signed.append(hashlib.sha256(sigs).hexdigest())
         except ReposealError as exc:
             ignored.append(f"{name}: {exc.message}")
     evidence = Evidence(

@@ -17,7 +17,12 @@ import json
 import re
 from pathlib import Path
 
-from reposeal.alpm.limits import MAX_ENTRY_BYTES, MAX_FILES_BYTES, MAX_PKGBUILD_TEXT, MAX_SIG_FILE
+from reposeal.alpm.limits import (
+    MAX_ENTRY_BYTES,
+    MAX_FILES_BYTES,
+    MAX_PKGBUILD_TEXT,
+    MAX_SIG_FILE_BYTES,
+)
 from reposeal.errors import InputError, ReposealError
 from reposeal.fsio import atomic_write
 from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note
@@ -26,7 +31,8 @@ from reposeal.translog.tiles import export as export_tiles
 
 # what an entry names, by its path in an enclave home (and below MIRROR/log/)
 FILE_PATH = re.compile(
-    r"(records|evidence|policies)/[0-9a-f]{64}\.json(\.sig)?|pkgbuilds/[0-9a-f]{64}"
+    r"(records|evidence|policies)/[0-9a-f]{64}\.json(\.sig)?|evidence/[0-9a-f]{64}\.sig"
+    r"|pkgbuilds/[0-9a-f]{64}"
 )
 
 
@@ -165,13 +171,13 @@ class LogCopy:
                 if m.kind != "file" or not FILE_PATH.fullmatch(m.name):
                     raise LogPushError(f"not a file a log entry names: {m.name[:80]!r}")
                 data = reader.last_data or b""
-                if m.name.endswith(".json") or m.name.startswith("pkgbuilds/"):
-                    digest = m.name.rsplit("/", 1)[1].removesuffix(".json")
-                    if hashlib.sha256(data).hexdigest() != digest:
-                        raise LogPushError(f"{m.name} does not match its hash")
-                    if m.name.startswith("pkgbuilds/") and len(data) > MAX_PKGBUILD_TEXT:
-                        raise LogPushError(f"{m.name} is larger than a PKGBUILD text may be")
-                elif len(data) > MAX_SIG_FILE:
+                base = m.name.rsplit("/", 1)[1]
+                named = not base.endswith(".json.sig")  # by its hash (all but older sigs)
+                if named and hashlib.sha256(data).hexdigest() != base.split(".", 1)[0]:
+                    raise LogPushError(f"{m.name} does not match its hash")
+                if m.name.startswith("pkgbuilds/") and len(data) > MAX_PKGBUILD_TEXT:
+                    raise LogPushError(f"{m.name} is larger than a PKGBUILD text may be")
+                if base.endswith(".sig") and len(data) > MAX_SIG_FILE_BYTES:
                     raise LogPushError(f"{m.name} is larger than a signature file")
                 files[m.name] = data
         except ReposealError as exc:

@@ -1,0 +1,132 @@
+"""What a job answers, and the answer a job id already has: a job id logged once answers
+its request the same way forever, so a retried job never gets a second signature."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from reposeal import canonical
+from reposeal.alpm import chunked
+from reposeal.enclave.home import EnclaveHome
+from reposeal.errors import SigningError
+
+
+@dataclass(frozen=True)
+class DatabaseAnswer:
+    """The databases a transition wrote: their hashes, their chunk index, and the chunks
+    that are not the parent's (the repo machine holds those). ``replaced``: package files
+    no entry names any more."""
+
+    db_sha256: str
+    files_sha256: str
+    compression: str
+    index: bytes
+    chunks: dict[str, bytes]
+    replaced: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "db_sha256": self.db_sha256,
+            "files_sha256": self.files_sha256,
+            "compression": self.compression,
+            "index": base64.b64encode(self.index).decode(),
+            "chunks": {d: base64.b64encode(c).decode() for d, c in sorted(self.chunks.items())},
+            "replaced": self.replaced,
+        }
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    decision: str
+    reasons: list[str]
+    log_index: int
+    signature: bytes | None
+    checkpoint: bytes
+    inclusion_proof: list[bytes]
+    package_signatures: dict[str, bytes] = field(default_factory=dict)  # file name -> sig
+    files_signature: bytes | None = None  # of the files database
+    databases: DatabaseAnswer | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job_id,
+            "decision": self.decision,
+            "reasons": self.reasons,
+            "log_index": self.log_index,
+            "signature": base64.b64encode(self.signature).decode() if self.signature else None,
+            "checkpoint": self.checkpoint.decode(),
+            "inclusion_proof": [base64.b64encode(h).decode() for h in self.inclusion_proof],
+            "package_signatures": {
+                name: base64.b64encode(sig).decode()
+                for name, sig in sorted(self.package_signatures.items())
+            },
+            **(
+                {"files_signature": base64.b64encode(self.files_signature).decode()}
+                if self.files_signature
+                else {}
+            ),
+            **({"databases": self.databases.to_json()} if self.databases else {}),
+        }
+
+
+def request_digest(doc: dict[str, Any]) -> str:
+    """What a job asks for, as one hash: a logged job id answers only the identical request."""
+    return hashlib.sha256(canonical.dumps(doc)).hexdigest()
+
+
+def answer_of(home: EnclaveHome, doc: dict[str, Any]) -> DatabaseAnswer | None:
+    """The databases a logged transition wrote, as the repo machine gets them."""
+    if doc.get("type") != "db":
+        return None
+    parts = {"db": home.read_db(doc["db_sha256"]), "files": home.read_db(doc["files_sha256"])}
+    index = home.read_db(doc["index_sha256"])
+    new = chunked.pieces(json.loads(index), parts)
+    old: dict[str, bytes] = {}
+    if isinstance(doc.get("parent"), str):
+        parent = {"db": home.read_db(doc["parent"]), "files": home.read_db(doc["parent_files"])}
+        old = chunked.pieces(json.loads(home.read_db(doc["parent_index"])), parent)
+    return DatabaseAnswer(
+        doc["db_sha256"],
+        doc["files_sha256"],
+        doc["compression"],
+        index,
+        {d: c for d, c in new.items() if d not in old},
+        list(doc.get("replaced", [])),
+    )
+
+
+def logged_answer(home: EnclaveHome, job_id: str, request: str) -> JobResult | None:
+    """The answer already logged for ``job_id``, if any (idempotent retries); a job id
+    logged for another request is refused. Call after ``home.load_state()``."""
+    index = home.job_index(job_id)
+    if index is None:
+        return None
+    with home.open_log() as log:
+        doc = home.entry(log, index)
+        if doc.get("request") != request:
+            raise SigningError(
+                f"job id {job_id} was used for another request (log entry {index}); a job id "
+                "names one request forever: use a new id"
+            )
+        latest = log.latest_checkpoint()
+        assert latest is not None
+        sig = doc.get("signature")
+        packages = {n: base64.b64decode(v) for n, v in doc.get("package_signatures", {}).items()}
+        files_sig = doc.get("files_signature")
+        return JobResult(
+            job_id,
+            "refuse" if doc["type"] == "refusal" else "accept",
+            doc.get("reasons", []),
+            index,
+            base64.b64decode(sig) if sig else None,
+            latest[2],
+            log.inclusion_proof(index, latest[0]),
+            packages,
+            base64.b64decode(files_sig) if files_sig else None,
+            answer_of(home, doc),
+        )
