@@ -4,6 +4,7 @@ must not be able to reach the host, the template or the next job."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import textwrap
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.skipif(not sandbox_works(), reason="bubblewrap cannot r
 # The "compromised worker": each job's spec says what to try; it reports what happened.
 EVIL = textwrap.dedent(
     """
-    import ctypes, os, socket, subprocess, time
+    import ctypes, json, os, socket, subprocess, time
     from reposeal.enclave import channel, zygote
 
     def attempt(fn):
@@ -87,7 +88,9 @@ EVIL = textwrap.dedent(
         elif do == "garbage":
             sock.sendall(b"\\xff\\xff\\xff\\xff" + b"x" * 100)
             os._exit(0)
-        channel.send(sock, {"op": "result", "decision": report, "blobs": []})
+        # what it saw, as a refusal's reason: a decision carries no other fields
+        decision = {"decision": "refuse", "reasons": [json.dumps(report)]}
+        channel.send(sock, {"op": "result", "decision": decision, "blobs": []})
         os._exit(0)
 
     zygote.main(child)
@@ -106,9 +109,11 @@ def evil_pool(tmp_path: Path) -> WorkerPool:
 
 def _job(pool: WorkerPool, do: str, folder: Path) -> dict[str, object]:
     policy = (b"{}", b"")  # the template refuses it; the evil child does not care
-    return pool.run(
+    decision = pool.run(
         {"kind": "transition", "do": do}, {}, {"packages": folder}, policy, lambda *_: b"{}"
     ).decision
+    seen: dict[str, object] = json.loads(decision.reasons[0])
+    return seen
 
 
 def test_a_compromised_worker_reaches_nothing(evil_pool: WorkerPool, tmp_path: Path) -> None:

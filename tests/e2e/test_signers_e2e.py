@@ -250,3 +250,39 @@ def test_password_protected_soft_key_streams_a_file(tmp_path: Path) -> None:
     assert verify_detached(data, sig, Keyring((cert,))) == signer.fingerprint
     with pytest.raises(SigningError):
         SoftSigner(tmp_path / "p.key", password="wrong").sign_detached(io.BytesIO(b"x"))
+
+
+def test_a_gpg_keys_home_travels_inside_its_spec(tmp_path: Path) -> None:
+    """`--gnupghome` at `enclave init` goes into the spec the home keeps (gpg:FPR?homedir=),
+    so every later command finds the key with no option and no GNUPGHOME; `db add` takes
+    the same spec directly."""
+    import json
+
+    from tests.e2e.test_enclave_e2e import write_signed
+    from tests.policy.world import make_world
+
+    (tmp_path / "keys").mkdir()
+    world = make_world(tmp_path / "keys")
+    gnupghome = tmp_path / "gnupg"
+    gnupghome.mkdir(mode=0o700)
+    env = {"GNUPGHOME": str(tmp_path / "elsewhere")}  # not where the key is
+    made = cli("key", "generate", "--signer", "gpg:", "--gnupghome", str(gnupghome), env=env)
+    assert made.returncode == 0, made.stderr
+    fpr = made.stdout.strip()
+    doc = tmp_path / "policy.json"
+    write_signed(doc, world.policy().to_bytes(), world.admins[:2])
+    home = tmp_path / "enclave"
+    init = cli("enclave", "init", "--home", str(home), "--signer", f"gpg:{fpr}",
+               "--gnupghome", str(gnupghome), "--policy", str(doc), "--origin", "t.example/log",
+               env=env)  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    kept = json.loads((home / "config.json").read_text())["signer"]
+    assert kept.startswith(f"gpg:{fpr}?homedir=") and str(gnupghome).split("/")[-1] in kept
+    status = cli("enclave", "status", "--home", str(home), "--json", env=env)
+    assert status.returncode == 0 and fpr in status.stdout, status.stderr
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    pkg = write_package(repo, "hello", "1.0-1")
+    added = cli("db", "add", "--signer", kept, str(repo / "t.db.tar.gz"), str(pkg), env=env)
+    assert added.returncode == 0, added.stderr
+    tools.gpg_kill(gnupghome)

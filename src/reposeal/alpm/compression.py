@@ -9,6 +9,7 @@ import lzma
 import subprocess
 import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -184,28 +185,15 @@ def decompress(data: bytes, kind: str, limit: int) -> bytes:
     if kind in EXTERNAL:
         return _run_tool(EXTERNAL[kind], "unpack", data, limit)
     out: list[bytes] = []
-    produced = 0
-    rest = data
-    try:
-        while rest:
-            dec = _decompressor(kind)
-            chunk = dec.decompress(rest, limit + 1 - produced)
-            out.append(chunk)
-            produced += len(chunk)
-            if produced > limit:
-                raise LimitExceededError(f"decompresses to more than {limit} bytes")
-            if not dec.eof:
-                if dec.needs_input:
-                    raise TruncatedArchiveError("compressed data ends early (truncated file?)")
-                raise LimitExceededError(f"decompresses to more than {limit} bytes")
-            rest = dec.unused_data
-            if kind == GZIP and rest and not rest.startswith(b"\x1f\x8b"):
-                raise CorruptArchiveError(
-                    "bytes after a gzip member are not another gzip member (padding or "
-                    "another format): pacman's libarchive stops there, so they are refused"
-                )
-    except DECOMPRESS_ERRORS as exc:
-        raise CorruptArchiveError(f"damaged {kind} data: {exc}") from None
+    for member, chunk in _members(data, kind, limit):
+        out.append(chunk)
+        rest = data[len(member) :]
+        data = rest
+        if kind == GZIP and rest and not rest.startswith(b"\x1f\x8b"):
+            raise CorruptArchiveError(
+                "bytes after a gzip member are not another gzip member (padding or "
+                "another format): pacman's libarchive stops there, so they are refused"
+            )
     return b"".join(out)
 
 
@@ -215,6 +203,18 @@ def split_members(data: bytes, kind: str, limit: int) -> list[tuple[bytes, bytes
     if kind not in (GZIP, ZSTD):
         return None
     out: list[tuple[bytes, bytes]] = []
+    for member, chunk in _members(data, kind, limit):
+        out.append((member, chunk))
+        data = data[len(member) :]
+        if data[:1] == b"\0":
+            return None  # padding between members: not ours to take apart
+    return out
+
+
+def _members(data: bytes, kind: str, limit: int) -> Iterator[tuple[bytes, bytes]]:
+    """Each compressed member of ``data`` with its output, in order, until the bytes end
+    (the caller may stop early); more than ``limit`` bytes of output in all, a truncated
+    member or damaged data raise a typed error."""
     produced = 0
     rest = data
     try:
@@ -228,14 +228,11 @@ def split_members(data: bytes, kind: str, limit: int) -> list[tuple[bytes, bytes
                 if dec.needs_input:
                     raise TruncatedArchiveError("compressed data ends early (truncated file?)")
                 raise LimitExceededError(f"decompresses to more than {limit} bytes")
-            used = len(rest) - len(dec.unused_data)
-            out.append((rest[:used], chunk))
-            rest = dec.unused_data
-            if rest[:1] == b"\0":
-                return None  # padding between members: not ours to take apart
+            unused = dec.unused_data or b""  # lz4's is None at the end
+            yield rest[: len(rest) - len(unused)], chunk
+            rest = unused
     except DECOMPRESS_ERRORS as exc:
         raise CorruptArchiveError(f"damaged {kind} data: {exc}") from None
-    return out
 
 
 class _Decompressor:

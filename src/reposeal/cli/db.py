@@ -12,6 +12,7 @@ import click
 
 from reposeal.alpm.syncdb import read_entries
 from reposeal.cli import EXIT_CODES, UsageError, _Out, main
+from reposeal.cli.documents import GNUPGHOME_OPTION
 from reposeal.durations import parse_duration
 from reposeal.errors import InputError, ReposealError
 from reposeal.openpgp.signer import NO_OPTIONS, SignOptions
@@ -412,7 +413,7 @@ def db_refresh(
 
 
 @db.command("verify", epilog=EXIT_CODES)
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 @click.option(
     "--keyring",
     type=click.Path(dir_okay=False, path_type=Path),

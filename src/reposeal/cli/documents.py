@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reposeal.openpgp.signer import Signer
+if TYPE_CHECKING:  # loaded when a command runs: `db add` starts fast
+    from reposeal.openpgp.signer import Signer
 
 OUTPUT_OPTION = click.option(
     "-o",
@@ -17,9 +19,17 @@ OUTPUT_OPTION = click.option(
     help="The document to write (its signature goes to OUTPUT.sig).",
 )
 SIGNER_OPTION = click.option(
-    "--signer", "spec", required=True, metavar="SPEC", help="soft:PATH, gpg:FPR or pkcs11:URI"
+    "--signer",
+    "spec",
+    required=True,
+    metavar="SPEC",
+    help="soft:PATH, gpg:FPR[?homedir=DIR] or pkcs11:URI",
 )
-GNUPGHOME_OPTION = click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+GNUPGHOME_OPTION = click.option(
+    "--gnupghome",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The GnuPG home of a gpg: key whose spec names none (?homedir=); else gpg's own.",
+)
 
 
 def signer_of(spec: str, gnupghome: Path | None) -> Signer:

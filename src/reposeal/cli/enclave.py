@@ -13,6 +13,7 @@ import click
 from reposeal.cli import EXIT_CODES, _Out, main
 from reposeal.cli.adopt import ADOPTED_PACKAGES, ADOPTION_STATEMENT, PACKAGERS_KEYRING
 from reposeal.cli.config import service_options
+from reposeal.cli.documents import GNUPGHOME_OPTION
 from reposeal.errors import InputError, ReposealError
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def enclave() -> None:
     show_default=True,
     help="The log's name in its checkpoints.",
 )
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 def enclave_init(
     home: Path, spec: str, policy_path: Path, origin: str, gnupghome: Path | None
 ) -> None:
@@ -70,7 +71,7 @@ def enclave_init(
     out = _Out(False, False)
     try:
         h = init_home(home, spec, policy_path, origin, gnupghome)
-        fpr = h.signer(gnupghome).fingerprint
+        fpr = h.signer().fingerprint
     except ReposealError as exc:
         out.fail(exc)
     click.echo(f"enclave home {home} ready; signing key {fpr}")
@@ -196,7 +197,7 @@ def enclave_dry_run(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write the new databases and their signatures.",
 )
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 @click.option(
     "--parent",
     help="sha256 of the database this one replaces ('none' for the first);"
@@ -228,7 +229,7 @@ def enclave_propose(
     out = _Out(False, True)
     proposal, folder = _proposal(repo, arch, adds, moves, removes, compression, parent)
     try:
-        h = EnclaveHome(home)
+        h = EnclaveHome(home, gnupghome)
         result = propose(
             h,
             job_id,
@@ -236,7 +237,6 @@ def enclave_propose(
             folder,
             evidence=evidence,
             insecure_no_sandbox=insecure_no_sandbox,
-            gnupghome=gnupghome,
         )
         _write_databases(h, result, repo, output)
     except ReposealError as exc:
@@ -290,7 +290,7 @@ def _links(folder: Path, repo: str, ext: str) -> None:
 @click.option("--insecure-no-sandbox", is_flag=True, help="Tests only: no bubblewrap.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where to write the first databases and their signatures.")  # fmt: skip
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 def enclave_adopt(
     home: Path,
     job_id: str,
@@ -331,10 +331,10 @@ def enclave_adopt(
                 shutil.copy(sig, evidence / "adoption.json.sig")
             proposal = Proposal(repo, arch, add=tuple(f for f, _ in stmt.files), parent=None,
                                 compression=compression, adopt=True)  # fmt: skip
-            h = EnclaveHome(home)
+            h = EnclaveHome(home, gnupghome)
             result = propose(
                 h, job_id, proposal, packages, evidence=evidence,
-                insecure_no_sandbox=insecure_no_sandbox, gnupghome=gnupghome,
+                insecure_no_sandbox=insecure_no_sandbox,
                 keyring=keyring.read_bytes() if keyring else None,
             )  # fmt: skip
         _write_databases(h, result, repo, output)
@@ -353,7 +353,7 @@ def enclave_adopt(
     "--packages", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
 @click.option("--evidence", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 @click.option("--insecure-no-sandbox", is_flag=True)
 def enclave_sign_packages(
     home: Path,
@@ -373,13 +373,12 @@ def enclave_sign_packages(
     out = _Out(False, True)
     try:
         result = sign_packages(
-            EnclaveHome(home),
+            EnclaveHome(home, gnupghome),
             job_id,
             repo,
             packages,
             evidence=evidence,
             insecure_no_sandbox=insecure_no_sandbox,
-            gnupghome=gnupghome,
         )
         for name, sig in result.package_signatures.items():
             atomic_write(packages / f"{name}.sig", sig)
@@ -401,7 +400,7 @@ def enclave_sign_packages(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write the new signatures (REPO.db.tar.EXT.sig, REPO.files.tar.EXT.sig).",
 )
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 def enclave_refresh(
     home: Path,
     job_id: str,
@@ -418,8 +417,8 @@ def enclave_refresh(
 
     out = _Out(False, True)
     try:
-        h = EnclaveHome(home)
-        result = refresh_db(h, job_id, repo, arch, gnupghome=gnupghome, expect=expect)
+        h = EnclaveHome(home, gnupghome)
+        result = refresh_db(h, job_id, repo, arch, expect=expect)
         last = h.last_databases(repo, arch)
         if result.signature and result.files_signature and last is not None:
             ext = last.compression
@@ -443,7 +442,7 @@ def enclave_refresh(
     help="Names the rotation in the log (default: policy- and the sha256 of the document and "
     "its signatures).",
 )
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 def enclave_policy(home: Path, document: Path, job_id: str | None, gnupghome: Path | None) -> None:
     """Put a new policy in force: DOCUMENT (with DOCUMENT.sig) must have a higher version
     and be signed by the admin threshold of the current policy and of its own. The rotation
@@ -458,7 +457,7 @@ def enclave_policy(home: Path, document: Path, job_id: str | None, gnupghome: Pa
     try:
         signed = document.read_bytes() + b"\0" + sig_path(document).read_bytes()
         name = job_id or f"policy-{hashlib.sha256(signed).hexdigest()[:32]}"
-        result = rotate_policy(EnclaveHome(home), name, document, gnupghome=gnupghome)
+        result = rotate_policy(EnclaveHome(home, gnupghome), name, document)
     except (ReposealError, OSError) as exc:
         out.fail(exc if isinstance(exc, ReposealError) else ReposealError(str(exc)))
     _answer(result)
@@ -590,7 +589,7 @@ def enclave_provenance(
 )
 @click.option("--once", is_flag=True, help="Serve until the queue is empty, then exit.")
 @click.option("--wait", type=click.FloatRange(0, 60), default=30.0, show_default=True)
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 @click.option("--insecure-no-sandbox", is_flag=True, help="Run workers without bubblewrap.")
 @click.option(
     "--metrics-file",
@@ -621,12 +620,11 @@ def enclave_run(
     try:
         client = BridgeClient(url, client_context(Issued(cert, key), ca))
         served = run(
-            EnclaveHome(home),
+            EnclaveHome(home, gnupghome),
             client,
             once=once,
             wait=wait,
             insecure_no_sandbox=insecure_no_sandbox,
-            gnupghome=gnupghome,
             metrics_file=metrics_file,
         )
     except ReposealError as exc:
@@ -637,19 +635,19 @@ def enclave_run(
 @enclave.command("status", epilog=EXIT_CODES)
 @_HOME
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 def enclave_status(home: Path, as_json: bool, gnupghome: Path | None) -> None:
     """Key, policy version, log size and the last signed database per repository."""
     from reposeal.enclave.home import EnclaveHome
 
     out = _Out(False, as_json)
     try:
-        h = EnclaveHome(home)
+        h = EnclaveHome(home, gnupghome)
         state = h.load_state()
         with h.open_log() as log:
             size = log.size
         doc = {
-            "signer": h.signer(gnupghome).fingerprint,
+            "signer": h.signer().fingerprint,
             "policy_version": h.policy().version,
             "policy_sha256": h.policy_sha256(),
             "log_size": size,
@@ -692,7 +690,7 @@ def enclave_manifest(output: Path, root: Path | None) -> None:
     help="The admin-signed manifest of the installed files (MANIFEST.sig beside it).",
 )
 @click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def enclave_selfcheck(
     home: Path, manifest: Path, root: Path | None, gnupghome: Path | None, as_json: bool
@@ -809,7 +807,7 @@ def enclave_clear_hold(home: Path, reason: str) -> None:
     help="Instead of --signer/--note-key: the repository key you trust; writes an "
     "auditor's copy (no key) for `enclave audit`.",
 )
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 def enclave_restore(
     home: Path,
     log_url: str,
@@ -846,7 +844,7 @@ def enclave_restore(
 @click.option(
     "--signer", "spec", required=True, metavar="SPEC", help="The new key: pkcs11:..., soft:PATH"
 )
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 def enclave_signer(home: Path, spec: str, gnupghome: Path | None) -> None:
     """Rotate the repository key: from now on the enclave signs with the key SPEC names.
     The policy in force must name it as a current or next repository key (publish the
@@ -857,8 +855,8 @@ def enclave_signer(home: Path, spec: str, gnupghome: Path | None) -> None:
 
     out = _Out(False, False)
     try:
-        enclave_home = EnclaveHome(home)
-        index = enclave_home.switch_signer(spec, gnupghome)
+        enclave_home = EnclaveHome(home, gnupghome)
+        index = enclave_home.switch_signer(spec)
     except ReposealError as exc:
         out.fail(exc)
     click.echo(f"the repository key is now {enclave_home.signer_fingerprint()} (log entry {index})")

@@ -21,6 +21,7 @@ from reposeal.cli.bridge import (
     serve_https,
 )
 from reposeal.cli.config import service_options
+from reposeal.cli.documents import GNUPGHOME_OPTION
 from reposeal.errors import ReposealError
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def proposals(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> None:
 @_SOURCE
 @client_tls
 @click.option("--signer", "spec", required=True, metavar="SPEC", help="soft:PATH or gpg:FPR")
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 @click.option("--repo", help="The repository to approve it for (default: the source's).")
 @click.option("--yes", is_flag=True, help="Do not ask; the diff is still shown.")
 @click.option("--json", "as_json", is_flag=True)
@@ -197,7 +198,7 @@ def approve(
 @_SOURCE
 @client_tls
 @click.option("--signer", "spec", required=True, metavar="SPEC", help="soft:PATH or gpg:FPR")
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 @click.option("--repo", required=True, help="The repository it was approved for.")
 @click.option("--json", "as_json", is_flag=True)
 def withdraw(
@@ -244,7 +245,7 @@ def builder() -> None:
 @click.option("--repo-url", required=True, help="The repo machine (https://HOST:PORT).")
 @client_tls
 @click.option("--signer", "spec", required=True, metavar="SPEC", help="soft:PATH or gpg:FPR")
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path))
+@GNUPGHOME_OPTION
 @click.option(
     "--workdir",
     required=True,

@@ -37,7 +37,7 @@ from reposeal.errors import InputError, ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.fsio import atomic_write
 from reposeal.openpgp.signer import Signer
-from reposeal.openpgp.spec import signer_from_spec
+from reposeal.openpgp.spec import signer_from_spec, with_gnupghome
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.policy.state import NameIndex, PackageRecord, SigningState, restrict
 from reposeal.translog.checkpoint import Checkpoint, NoteSigner
@@ -58,9 +58,11 @@ class SignedDatabases:
 @dataclass
 class EnclaveHome(HomePolicies, HomeKeys, HomeFiles):
     """An enclave home: its config, log and state here; its policies, keys and files in
-    ``home_policies``, ``home_keys``, ``home_files``."""
+    ``home_policies``, ``home_keys``, ``home_files``. ``gnupghome``: the GnuPG home of a
+    gpg: key whose spec in the config names none (``--gnupghome``)."""
 
     path: Path
+    gnupghome: Path | None = None
     # (log size, state) of the last replay in this process: a long-lived enclave verifies its
     # whole log once at start-up, then only what was appended since (and the checkpoint)
     _cache: tuple[int, SigningState] | None = field(default=None, init=False, repr=False)
@@ -75,9 +77,7 @@ class EnclaveHome(HomePolicies, HomeKeys, HomeFiles):
     _log: tuple[tuple[int, int], TransparencyLog] | None = field(
         default=None, init=False, repr=False
     )
-    _signers: dict[tuple[str, Path | None], Signer] = field(
-        default_factory=dict, init=False, repr=False
-    )
+    _signers: dict[str, Signer] = field(default_factory=dict, init=False, repr=False)
     _note: NoteSigner | None = field(default=None, init=False, repr=False)
     _config: tuple[tuple[int, int, int], dict[str, Any]] | None = field(
         default=None, init=False, repr=False
@@ -302,7 +302,8 @@ def init_home(
         raise InputError("refusing to initialise a non-empty folder", path=path)
     raw, sigs = read_document(policy_path)
     verify_policy(raw, sigs)  # the first policy needs its own admin threshold
-    signer = signer_from_spec(signer_spec, gnupghome)
+    signer_spec = with_gnupghome(signer_spec, gnupghome)  # the config keeps the whole spec
+    signer = signer_from_spec(signer_spec)
     fingerprint = signer.fingerprint
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)

@@ -22,7 +22,7 @@ from reposeal.enclave.home_files import EnclaveStateError
 from reposeal.evidence.files import read_document
 from reposeal.fsio import atomic_write
 from reposeal.openpgp.signer import Signer
-from reposeal.openpgp.spec import signer_from_spec
+from reposeal.openpgp.spec import signer_from_spec, with_gnupghome
 from reposeal.policy.document import verify_policy
 from reposeal.policy.entries import ENTRY_VERSION
 from reposeal.translog.checkpoint import NoteSigner
@@ -32,7 +32,8 @@ class HomeKeys:
     """Key handling for ``EnclaveHome``."""
 
     path: Path
-    _signers: dict[tuple[str, Path | None], Signer]
+    gnupghome: Path | None
+    _signers: dict[str, Signer]
     _note: NoteSigner | None
     _config: tuple[tuple[int, int, int], dict[str, Any]] | None
     _signer_fpr: str
@@ -47,18 +48,19 @@ class HomeKeys:
         def open_log(self) -> AbstractContextManager[TransparencyLog]: ...
         def append(self, log: TransparencyLog, entry: bytes, signer: Signer) -> bytes: ...
 
-    def key(self, gnupghome: Path | None = None) -> Signer:
+    def key(self) -> Signer:
         """The configured key, unchecked: only for re-signing a checkpoint after a crash
-        (before the log can be replayed); everything else uses ``signer``."""
-        spec = str(self.config()["signer"])
-        if (spec, gnupghome) not in self._signers:
-            self._signers[(spec, gnupghome)] = signer_from_spec(spec, gnupghome)
-        return self._signers[(spec, gnupghome)]
+        (before the log can be replayed); everything else uses ``signer``. Its spec is the
+        config's, with the home's ``gnupghome`` for a gpg: key that names none."""
+        spec = with_gnupghome(str(self.config()["signer"]), self.gnupghome)
+        if spec not in self._signers:
+            self._signers[spec] = signer_from_spec(spec)
+        return self._signers[spec]
 
-    def signer(self, gnupghome: Path | None = None) -> Signer:
+    def signer(self) -> Signer:
         """The repository key, if it is the one the log names and the policy in force lets
         it sign (a key the policy revoked, or never named, signs nothing)."""
-        signer = self.key(gnupghome)
+        signer = self.key()
         self.load_state()
         if signer.fingerprint.upper() != self._signer_fpr:
             raise EnclaveStateError(
@@ -77,13 +79,14 @@ class HomeKeys:
         self.load_state()
         return self._signer_fpr
 
-    def switch_signer(self, spec: str, gnupghome: Path | None = None) -> int:
+    def switch_signer(self, spec: str) -> int:
         """Make the key ``spec`` names the repository key: the policy in force must name it
         (current or next); the switch is a log entry; later signatures are the new key's.
         Returns the entry's index."""
         from reposeal.policy.keys import switch_problems
 
-        new = signer_from_spec(spec, gnupghome)
+        spec = with_gnupghome(spec, self.gnupghome)  # the config holds the whole spec
+        new = signer_from_spec(spec)
         policy = self.policy()
         self.load_state()
         named = self._named_since(new.fingerprint.upper())

@@ -20,6 +20,7 @@ from typing import Any
 
 from reposeal import canonical
 from reposeal.enclave.answers import JobResult, answer_of, logged_answer, request_digest
+from reposeal.enclave.decision import DIGESTS, Decision
 from reposeal.enclave.home import EnclaveHome, SignedDatabases
 from reposeal.enclave.home_files import holds
 from reposeal.enclave.jobspec import packages_job, refuse_without_sandbox, transition_job
@@ -55,12 +56,12 @@ def _check_job_id(job_id: str) -> None:
 
 
 @contextmanager
-def _one_job(home: EnclaveHome, job_id: str, gnupghome: Path | None) -> Iterator[SigningState]:
+def _one_job(home: EnclaveHome, job_id: str) -> Iterator[SigningState]:
     """The one job the enclave runs at a time: its lock held, a checkpoint completed if a
     crash came after the last append, and the signing state replayed from the whole log."""
     _check_job_id(job_id)
     with database_lock(home.path / "enclave.lck", wait=60):
-        home.complete_checkpoint(home.key(gnupghome))
+        home.complete_checkpoint(home.key())
         yield home.load_state()
 
 
@@ -72,7 +73,6 @@ def propose(
     *,
     evidence: Path | None = None,
     insecure_no_sandbox: bool = False,
-    gnupghome: Path | None = None,
     pool: WorkerPool | None = None,
     request: str | None = None,
     keyring: bytes | None = None,
@@ -84,7 +84,7 @@ def propose(
     refuse_without_sandbox(insecure_no_sandbox)
     request = request or request_digest(proposal.to_json())
     p = proposal
-    with _one_job(home, job_id, gnupghome) as state:
+    with _one_job(home, job_id) as state:
         done = logged_answer(home, job_id, request)
         if done is not None:
             return done
@@ -93,18 +93,18 @@ def propose(
         blobs: dict[str, bytes] = {}
         refusal = stale_reason(p, last)
         if refusal is not None:
-            result: dict[str, Any] = {"decision": "refuse", "reasons": [refusal]}
+            result = Decision.refusal(refusal)
         else:
             job = transition_job(home, state, p, last, packages, evidence, keyring)
             with _pool(pool, insecure_no_sandbox) as workers:
                 worker = job.run(home, workers, lambda: staged.append(_stage(home, evidence)))
             result, blobs = worker.decision, worker.blobs
-        accepted = result.get("decision") == "accept"
+        accepted = result.accepted
         records_sha, parsed = _checked_records(blobs.get("records", canonical.dumps([])))
         if accepted:
             _check_blobs(result, blobs)
         fault_point("after-decide")
-        signer = home.signer(gnupghome)
+        signer = home.signer()
         policy = home.policy()
         with home.open_log() as log:
             index = log.size
@@ -117,7 +117,7 @@ def propose(
                 "arch": p.arch,
                 "parent": last.db if last else None,
                 "policy_version": policy.version,
-                "evidence": result.get("evidence", []),
+                "evidence": list(result.evidence),
                 "evidence_signatures": _rested_on(home, result),
             }
             signature = files_signature = None
@@ -126,7 +126,7 @@ def propose(
                 signature = sign_verified(signer, blobs["db"], options)
                 files_signature = sign_verified(signer, blobs["files"], options)
                 fault_point("after-sign")
-                dbs = {home.path / "dbs" / result[f"{k}_sha256"]: blobs[k] for k in DB_PARTS}
+                dbs = {home.path / "dbs" / str(result.digest(k)): blobs[k] for k in DB_PARTS}
                 texts = approved_texts(evidence, (r.pkgbuild_sha256 for r in parsed.values()))
                 write_all(
                     dbs
@@ -135,7 +135,7 @@ def propose(
                     sync=home.path,
                 )
                 doc.update(
-                    {k: result.get(k) for k in TRANSITION_FIELDS},
+                    {k: v for k, v in result.to_json().items() if k in TRANSITION_FIELDS},
                     records=records_sha,
                     compression=last.compression if last else p.compression,
                     parent_files=last.files if last else None,
@@ -145,11 +145,11 @@ def propose(
                 )
                 if texts:
                     doc["pkgbuilds"] = sorted(texts)
-                if result.get("adoption"):
+                if result.adoption:
                     doc["adoption"] = True
-                    doc["package_signatures"] = dict(result.get("package_signatures") or {})
+                    doc["package_signatures"] = dict(result.package_signatures)
             else:
-                doc["reasons"] = result.get("reasons", [])
+                doc["reasons"] = list(result.reasons)
                 if any(staged):
                     write_all({}, sync=home.path)
             note = home.append(log, canonical.dumps(doc), signer)
@@ -200,11 +200,11 @@ def _prune(home: EnclaveHome, parent: SignedDatabases) -> None:
             (home.path / "dbs" / digest).unlink(missing_ok=True)
 
 
-def _check_blobs(result: dict[str, Any], blobs: dict[str, bytes]) -> None:
+def _check_blobs(result: Decision, blobs: dict[str, bytes]) -> None:
     """The worker's bytes are the ones it decided on (hash by hash)."""
-    for k in ("records", *DB_PARTS):
+    for k in DIGESTS:
         data = blobs.get(k)
-        if data is None or hashlib.sha256(data).hexdigest() != result.get(f"{k}_sha256"):
+        if data is None or hashlib.sha256(data).hexdigest() != result.digest(k):
             raise SigningError(f"the worker's {k} do not match its decision; nothing was signed")
 
 
@@ -227,10 +227,10 @@ def dry_run(
     last = home.last_databases(proposal.repo, proposal.arch)
     refusal = stale_reason(proposal, last)
     if refusal is not None:
-        return {"decision": "refuse", "reasons": [refusal]}
+        return Decision.refusal(refusal).to_json()
     job = transition_job(home, state, proposal, last, packages, evidence)
     with WorkerPool(insecure_no_sandbox=insecure_no_sandbox, one_shot=True) as workers:
-        return job.run(home, workers).decision
+        return job.run(home, workers).decision.to_json()
 
 
 def _checked_records(records: bytes) -> tuple[str, dict[str, PackageRecord]]:
@@ -264,23 +264,20 @@ def _stage(home: EnclaveHome, evidence: Path | None) -> bool:
     return bool(files)
 
 
-def _rested_on(home: EnclaveHome, result: dict[str, Any]) -> dict[str, list[str]]:
+def _rested_on(home: EnclaveHome, result: Decision) -> dict[str, list[str]]:
     """The statements and signature files the worker says it used, each one the home now
     holds under its hash: what the log entry names is what the decision rested on."""
-    named = result.get("evidence_signatures", {})
-    used = result.get("evidence", [])
-    if not isinstance(named, dict) or not isinstance(used, list) or set(named) != set(used):
+    named = result.evidence_signatures
+    if set(named) != set(result.evidence):
         raise SigningError("the worker's account of its evidence is malformed; nothing was signed")
     for statement, sigs in named.items():
-        if not isinstance(sigs, list) or not all(isinstance(d, str) for d in sigs):
-            raise SigningError("the worker's account of its evidence is malformed")
         for name, digest in ((f"{statement}.json", statement), *((f"{d}.sig", d) for d in sigs)):
             if not holds(home.path / "evidence" / name, digest):
                 raise SigningError(
                     f"evidence {digest[:16]}… changed or vanished while the job ran; "
                     "nothing was signed"
                 )
-    return {str(k): sorted(v) for k, v in sorted(named.items())}
+    return {k: sorted(v) for k, v in sorted(named.items())}
 
 
 def refresh_db(
@@ -289,7 +286,6 @@ def refresh_db(
     repo: str,
     arch: str,
     *,
-    gnupghome: Path | None = None,
     expect: str | None = None,
     request: str | None = None,
 ) -> JobResult:
@@ -299,13 +295,13 @@ def refresh_db(
     request = request or request_digest(
         {"kind": "refresh", "repo": repo, "arch": arch, "expect": expect}
     )
-    with _one_job(home, job_id, gnupghome):
+    with _one_job(home, job_id):
         done = logged_answer(home, job_id, request)
         if done is not None:
             return done
         last = home.last_databases(repo, arch)
         policy = home.policy()
-        signer = home.signer(gnupghome)
+        signer = home.signer()
         with home.open_log() as log:
             index = log.size
             doc: dict[str, Any] = {
@@ -364,7 +360,6 @@ def sign_packages(
     *,
     evidence: Path | None = None,
     insecure_no_sandbox: bool = False,
-    gnupghome: Path | None = None,
     pool: WorkerPool | None = None,
     request: str | None = None,
 ) -> JobResult:
@@ -374,8 +369,8 @@ def sign_packages(
     request = request or request_digest(
         {"kind": "packages", "repo": repo, "files": _listing_digest(packages)}
     )
-    with _one_job(home, job_id, gnupghome) as state:
-        signer = home.signer(gnupghome)
+    with _one_job(home, job_id) as state:
+        signer = home.signer()
         done = logged_answer(home, job_id, request)
         if done is not None:
             return done
@@ -392,7 +387,7 @@ def sign_packages(
             index = log.size
             signatures: dict[str, bytes] = {}
             by_sha: dict[str, str] = {}
-            accepted = result.get("decision") == "accept"
+            accepted = result.accepted
             if accepted:
                 keyring = Keyring.from_bytes(signer.certificate())
                 options = SignOptions(notations=notations(home, policy, index))
@@ -416,9 +411,9 @@ def sign_packages(
                 "job": job_id,
                 "request": request,
                 "repo": repo,
-                "policy_version": result.get("policy_version"),
+                "policy_version": result.policy_version,
                 "records": records_sha,
-                "evidence": result.get("evidence", []),
+                "evidence": list(result.evidence),
                 "evidence_signatures": _rested_on(home, result),
             }
             if accepted:
@@ -427,7 +422,7 @@ def sign_packages(
                     n: base64.b64encode(v).decode() for n, v in signatures.items()
                 }
             else:
-                doc["reasons"] = result.get("reasons", [])
+                doc["reasons"] = list(result.reasons)
             note = home.append(log, canonical.dumps(doc), signer)
             fault_point("after-log-append")
             proof = log.inclusion_proof(index)
@@ -435,7 +430,7 @@ def sign_packages(
         return JobResult(
             job_id,
             "accept" if accepted else "refuse",
-            list(result.get("reasons", [])),
+            list(result.reasons),
             index,
             None,
             note,
@@ -444,21 +439,15 @@ def sign_packages(
         )
 
 
-def rotate_policy(
-    home: EnclaveHome,
-    job_id: str,
-    document: Path,
-    *,
-    gnupghome: Path | None = None,
-) -> JobResult:
+def rotate_policy(home: EnclaveHome, job_id: str, document: Path) -> JobResult:
     """Put a new policy in force if it may replace the current one (a higher version,
     signed by the current policy's admin threshold and by its own). The rotation is a log
     entry, so ``audit`` knows which policy each later signature was made under; a refused
     rotation is logged too."""
     _check_job_id(job_id)
     raw, sigs = read_document(document)
-    with _one_job(home, job_id, gnupghome):
-        signer = home.signer(gnupghome)
+    with _one_job(home, job_id):
+        signer = home.signer()
         digest = hashlib.sha256(raw).hexdigest()
         request = request_digest({"kind": "policy", "policy": digest, "sigs": sigs.hex()})
         done = logged_answer(home, job_id, request)

@@ -163,7 +163,6 @@ def process(
     got: Fetched,
     *,
     insecure_no_sandbox: bool,
-    gnupghome: Path | None,
     pool: WorkerPool | None = None,
 ) -> dict[str, object]:
     """The answer to one fetched job (a refusal if anything goes wrong)."""
@@ -175,7 +174,7 @@ def process(
     try:
         if job.get("kind") == "policy":
             document = folder / "policy.json"
-            return rotate_policy(home, job_id, document, gnupghome=gnupghome).to_json()
+            return rotate_policy(home, job_id, document).to_json()
         if job.get("kind") == "packages":
             return sign_packages(
                 home,
@@ -183,7 +182,6 @@ def process(
                 repo,
                 folder / "packages",
                 evidence=folder / "evidence",
-                gnupghome=gnupghome,
                 insecure_no_sandbox=insecure_no_sandbox,
                 pool=pool,
                 request=request,
@@ -195,7 +193,6 @@ def process(
                 job_id,
                 repo,
                 arch,
-                gnupghome=gnupghome,
                 expect=str(expect) if expect is not None else None,
                 request=request,
             ).to_json()
@@ -207,7 +204,6 @@ def process(
             folder / "packages",
             evidence=folder / "evidence",
             insecure_no_sandbox=insecure_no_sandbox,
-            gnupghome=gnupghome,
             pool=pool,
             request=request,
             keyring=keyring.read_bytes()
@@ -397,7 +393,6 @@ def run(
     once: bool = False,
     wait: float = 30.0,
     insecure_no_sandbox: bool = False,
-    gnupghome: Path | None = None,
     pool: WorkerPool | None = None,
     metrics_file: Path | None = None,
 ) -> int:
@@ -406,7 +401,7 @@ def run(
     ``metrics_file``: where to keep the metrics (node_exporter's textfile collector)."""
     refuse_without_sandbox(insecure_no_sandbox)  # no sandbox: refuse to start, loudly
     _wait_while_held(home, once)  # a finding about this machine: sign nothing
-    home.complete_checkpoint(home.key(gnupghome))  # finish what a crash interrupted
+    home.complete_checkpoint(home.key())  # finish what a crash interrupted
     home.load_state()  # a log that does not verify stops us before any job
     _anchor(home, client, once)  # nor does a log behind what we published
     gc.freeze()  # the replayed history stays; the collector need not walk it after each job
@@ -427,7 +422,7 @@ def run(
         ahead.start()
         try:
             meter = _Meter(metrics_file, home)
-            return _serve(home, ahead, poster, workers, once, insecure_no_sandbox, gnupghome, meter)
+            return _serve(home, ahead, poster, workers, once, insecure_no_sandbox, meter)
         finally:
             poster.finish()
     finally:
@@ -517,7 +512,6 @@ def _serve(
     pool: WorkerPool,
     once: bool,
     insecure_no_sandbox: bool,
-    gnupghome: Path | None,
     meter: _Meter,
 ) -> int:
     served = 0
@@ -551,7 +545,6 @@ def _serve(
                 home,
                 got,
                 insecure_no_sandbox=insecure_no_sandbox,
-                gnupghome=gnupghome,
                 pool=pool,
             )
         finally:

@@ -35,6 +35,7 @@ from reposeal.alpm.limits import (
     MAX_WORKER_RESULT,
 )
 from reposeal.enclave import channel
+from reposeal.enclave.decision import Decision, MalformedDecisionError
 from reposeal.enclave.readback import ALPM_DIR
 from reposeal.enclave.readback import NAMES as READBACK_NAMES
 from reposeal.errors import ReposealError, ToolMissingError
@@ -49,7 +50,7 @@ FOLDERS = ("job", "packages", "evidence")
 
 @dataclass(frozen=True)
 class WorkerResult:
-    decision: dict[str, Any]  # decision, reasons, evidence used, hashes, ...
+    decision: Decision  # decision, reasons, evidence used, hashes, ...
     blobs: dict[str, bytes]  # the exact bytes to store: records, databases, index
 
 
@@ -393,7 +394,11 @@ class WorkerPool:
                 names = request.get("blobs")
                 if not isinstance(names, list) or len(names) > MAX_BLOBS:
                     raise channel.ChannelError("the worker sent a malformed result")
-                return WorkerResult(decision, {str(n): self._raw(sock) for n in names})
+                try:
+                    typed = Decision.from_json(decision)
+                except MalformedDecisionError as exc:
+                    raise channel.ChannelError(exc.message) from None
+                return WorkerResult(typed, {str(n): self._raw(sock) for n in names})
             lists = [request.get(k, []) for k in ("names", "bases", "shas")]
             if op == "state" and all(isinstance(x, list) and len(x) <= MAX_NAMES for x in lists):
                 names, bases, shas = ([str(v) for v in x] for x in lists)

@@ -87,7 +87,7 @@ class Report:
 def selfcheck(
     home_path: Path, manifest: Path, root: Path | None = None, gnupghome: Path | None = None
 ) -> Report:
-    home = EnclaveHome(home_path)
+    home = EnclaveHome(home_path, gnupghome)
     report = Report()
     root = root or installed_root()
 
@@ -118,7 +118,7 @@ def selfcheck(
         return []
 
     def key() -> list[str]:
-        signer = home.signer(gnupghome)  # the key the log names, allowed by the policy
+        signer = home.signer()  # the key the log names, allowed by the policy
         cert = signer.certificate()
         fpr = Keyring.from_bytes(cert).fingerprints()[0]
         if fpr != home.signer_fingerprint():
