@@ -277,7 +277,7 @@ def repo_adopt(
         out.fail(exc)
     except OSError as exc:
         out.fail(InputError(f"{exc.strerror or exc}: {exc.filename}"))
-    doc = {"cycle": made.id, "files": len(made.plan["packages"]),
+    doc = {"cycle": made.id, "files": len(made.plan.packages),
            "cycles": [c.to_json() for c in moved]}  # fmt: skip
     if as_json:
         click.echo(json.dumps(doc, indent=2))

@@ -14,12 +14,13 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reposeal.alpm.limits import MAX_PACKAGER_SIG
 from reposeal.errors import InputError
 from reposeal.evidence.files import read_document
 from reposeal.evidence.statements import Adoption, from_bytes
+from reposeal.repo.plans import CyclePlan
 
 if TYPE_CHECKING:
     from reposeal.repo.cycle import Machine
@@ -94,15 +95,9 @@ def request_adoption(
             signatures[name] = base64.b64encode(data).decode()
     if problems:
         raise InputError(f"{len(problems)} files do not match: " + "; ".join(problems[:5]))
-    plan: dict[str, Any] = {
-        "sources": [[ADOPTION, hashlib.sha256(raw).hexdigest()]],
-        "packages": files,
-        "remove": [],
-        "evidence": evidence,
-        "adopt": True,
-        "package_signatures": signatures,
-        "compression": compression,
-    }
     if ring:
-        plan["evidence"]["keyring.pgp"] = _blob(m, None, ring)
+        evidence["keyring.pgp"] = _blob(m, None, ring)
+    plan = CyclePlan(((ADOPTION, hashlib.sha256(raw).hexdigest()),), files,
+                     evidence=evidence, package_signatures=signatures, adopt=True,
+                     compression=compression)  # fmt: skip
     return m.cycles.create(repo, arch, plan)

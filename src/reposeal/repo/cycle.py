@@ -46,6 +46,7 @@ from reposeal.repo.expiry import DAY, expiries
 from reposeal.repo.intake import Intake, Waiting
 from reposeal.repo.logmirror import LogCopy
 from reposeal.repo.move import MOVE, plan_moves
+from reposeal.repo.plans import CyclePlan
 from reposeal.repo.witnessing import Witnessed, WitnessState, witness
 
 
@@ -204,15 +205,11 @@ def plan_cycles(m: Machine) -> list[Cycle]:
         for digest, names in removals.get((repo, arch), []):
             remove += [n for n in names if n not in remove]
             evidence |= _statement_files(m, digest)
-        plan = {
-            "sources": sorted(
-                [[w.pkgbase, w.commit] for w in sources]
-                + [[REMOVAL, d] for d, _ in removals.get((repo, arch), [])]
-            ),
-            "packages": packages,
-            "remove": remove,
-            "evidence": evidence,
-        }
+        plan = CyclePlan(
+            tuple(sorted([(w.pkgbase, w.commit) for w in sources]
+                         + [(REMOVAL, d) for d, _ in removals.get((repo, arch), [])])),
+            packages, tuple(remove), evidence,
+        )  # fmt: skip
         started.append(m.cycles.create(repo, arch, plan))
         fault_point("cycle-planned")
     for repo, arch, plan in plan_moves(m):
@@ -256,13 +253,13 @@ def _version(w: Waiting) -> str:
 
 def _park(m: Machine, cycle: Cycle) -> None:
     """Park the sources of a refused cycle (see ``Cycles.park``)."""
-    sources = [(b, c) for b, c in cycle.plan["sources"] if b not in (REMOVAL, MOVE, ADOPTION)]
+    sources = [(b, c) for b, c in cycle.plan.sources if b not in (REMOVAL, MOVE, ADOPTION)]
     m.cycles.park(cycle, {(b, c): sorted(_evidence(m, b, c)) for b, c in sources})
 
 
 def _job_files(cycle: Cycle) -> dict[str, str]:
-    files = {f"packages/{name}": str(sha) for name, sha in cycle.plan["packages"].items()}
-    evidence: dict[str, str] = cycle.plan["evidence"]
+    files = {f"packages/{name}": str(sha) for name, sha in cycle.plan.packages.items()}
+    evidence = dict(cycle.plan.evidence)
     return files | evidence
 
 
@@ -270,9 +267,9 @@ def _transition_job(m: Machine, cycle: Cycle, db: Path) -> dict[str, Any]:
     """The transition a cycle proposes: from the published database (the enclave refuses
     it unless that is the last one it signed), the files to add (or, for a move, to take
     from the lower layer) and the names to remove."""
-    names = sorted(cycle.plan["packages"])
-    frm = cycle.plan.get("moved_from")
-    adopt = bool(cycle.plan.get("adopt"))
+    names = sorted(cycle.plan.packages)
+    frm = cycle.plan.moved_from
+    adopt = cycle.plan.adopt
     return {
         "id": f"{cycle.id}-db",
         "kind": "adopt" if adopt else "transition",
@@ -281,7 +278,7 @@ def _transition_job(m: Machine, cycle: Cycle, db: Path) -> dict[str, Any]:
         "parent": None if adopt else _published_sha(db),
         "add": [] if frm else names,
         "moves": [{"file": n, "from": frm} for n in names] if frm else [],
-        "remove": sorted(cycle.plan.get("remove", [])),
+        "remove": sorted(cycle.plan.remove),
         "compression": m.compression,
         "files": _job_files(cycle),
     }
@@ -361,13 +358,13 @@ def step(m: Machine, cycle: Cycle) -> bool:
     """Do the cycle's next step if it can be done now; True if it moved on."""
     db = m.db_path(cycle.repo, cycle.arch)
     pool = db.parent
-    if cycle.step == "sign-packages" and not cycle.plan["packages"]:
+    if cycle.step == "sign-packages" and not cycle.plan.packages:
         cycle.step = "propose"  # a removal only: nothing to sign or to pool
-    elif cycle.step == "sign-packages" and cycle.plan.get("adopt"):
-        cycle.detail["package_signatures"] = cycle.plan["package_signatures"]  # packagers'
+    elif cycle.step == "sign-packages" and cycle.plan.adopt:
+        cycle.detail["package_signatures"] = dict(cycle.plan.package_signatures)  # packagers'
         cycle.step = "pool"
-    elif cycle.step == "sign-packages" and cycle.plan.get("moved_from"):
-        cycle.detail["package_signatures"] = cycle.plan["package_signatures"]  # signed already
+    elif cycle.step == "sign-packages" and cycle.plan.moved_from:
+        cycle.detail["package_signatures"] = dict(cycle.plan.package_signatures)  # signed already
         cycle.step = "pool"
     elif cycle.step == "sign-packages":
         job = {
@@ -390,7 +387,7 @@ def step(m: Machine, cycle: Cycle) -> bool:
     elif cycle.step == "pool":
         pool.mkdir(parents=True, exist_ok=True)
         files: dict[Path, bytes] = {}
-        for name, sha in cycle.plan["packages"].items():
+        for name, sha in cycle.plan.packages.items():
             if not (pool / name).exists():
                 files[pool / name] = (m.queue.blobs / sha).read_bytes()
             sig = cycle.detail["package_signatures"].get(name)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reposeal.repo.move import MOVE
+from reposeal.repo.plans import CyclePlan
 from reposeal.sqldb import open_db, transaction
 
 STEPS = ("sign-packages", "pool", "propose", "witness", "publish", "log", "done")
@@ -24,7 +25,7 @@ class Cycle:
     repo: str
     arch: str
     step: str
-    plan: dict[str, Any]  # sources, packages (filename -> sha256), evidence (sha256s)
+    plan: CyclePlan
     detail: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -33,7 +34,7 @@ class Cycle:
             "repo": self.repo,
             "arch": self.arch,
             "step": self.step,
-            "sources": self.plan.get("sources", []),
+            "sources": [list(s) for s in self.plan.sources],
             **self.detail,
         }
 
@@ -82,14 +83,16 @@ class Cycles:
 
     @staticmethod
     def _cycle(row: tuple[Any, ...]) -> Cycle:
-        return Cycle(row[0], row[1], row[2], row[3], json.loads(row[4]), json.loads(row[5]))
+        plan = CyclePlan.from_json(json.loads(row[4]))
+        return Cycle(row[0], row[1], row[2], row[3], plan, json.loads(row[5]))
 
-    def create(self, repo: str, arch: str, plan: dict[str, Any]) -> Cycle:
+    def create(self, repo: str, arch: str, plan: CyclePlan) -> Cycle:
         n = self.db.execute("SELECT COUNT(*) FROM cycle").fetchone()[0] + 1
         now = time.time()
         cycle = Cycle(f"{repo}-{arch}-{n:06d}", repo, arch, STEPS[0], plan, {"times": {}})
         cycle.detail["times"][cycle.step] = now
-        row = (cycle.id, repo, arch, cycle.step, json.dumps(plan), json.dumps(cycle.detail))
+        row = (cycle.id, repo, arch, cycle.step, json.dumps(plan.to_json()),
+               json.dumps(cycle.detail))  # fmt: skip
         self.db.execute("INSERT INTO cycle VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*row, now, now))
         return cycle
 
@@ -102,7 +105,7 @@ class Cycles:
                 (cycle.step, json.dumps(cycle.detail), time.time(), cycle.id),
             )
             if cycle.step == "done":
-                for base, commit in cycle.plan["sources"]:
+                for base, commit in cycle.plan.sources:
                     db.execute(
                         "INSERT OR IGNORE INTO published VALUES (?, ?, ?, ?, ?)",
                         (cycle.repo, cycle.arch, base, commit, cycle.id),

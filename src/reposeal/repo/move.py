@@ -30,6 +30,7 @@ from reposeal.alpm.syncdb import read_entries
 from reposeal.alpm.vercmp import vercmp
 from reposeal.errors import RefusedError
 from reposeal.policy.document import Policy
+from reposeal.repo.plans import CyclePlan
 
 if TYPE_CHECKING:
     from reposeal.repo.cycle import Machine
@@ -139,10 +140,10 @@ def request_move(
     return moves
 
 
-def plan_moves(m: Machine) -> list[tuple[str, str, dict[str, Any]]]:
+def plan_moves(m: Machine) -> list[tuple[str, str, CyclePlan]]:
     """The cycles pending moves need now, as (repo, arch, plan): TO gains the files, and
     after TO is published, FROM loses them."""
-    out = []
+    out: list[tuple[str, str, CyclePlan]] = []
     for move in m.cycles.moves():
         frm, to, base, mid = move["from"], move["to"], move["pkgbase"], move["id"]
         rule = m.policy.rule(frm)
@@ -151,7 +152,7 @@ def plan_moves(m: Machine) -> list[tuple[str, str, dict[str, Any]]]:
                 continue  # this architecture is done
             if m.cycles.has_failed(to, arch, mid) or m.cycles.has_failed(frm, arch, mid):
                 continue  # refused by the enclave: not tried again by itself
-            source = [[MOVE, mid]]
+            source = ((MOVE, str(mid)),)
             if not m.cycles.is_published(to, arch, MOVE, mid):
                 held = held_in(m.db_path(frm, arch), base)
                 if held is None:
@@ -163,18 +164,12 @@ def plan_moves(m: Machine) -> list[tuple[str, str, dict[str, Any]]]:
                     packages[filename] = sha
                     sig = (pool / (filename + ".sig")).read_bytes()
                     signatures[filename] = base64.b64encode(sig).decode()
-                plan = {
-                    "sources": source,
-                    "packages": packages,
-                    "remove": [],
-                    "evidence": {},
-                    "moved_from": frm,
-                    "package_signatures": signatures,
-                    "names": sorted(held.files),
-                }
+                plan = CyclePlan(source, packages, moved_from=frm,
+                                 names=tuple(sorted(held.files)),
+                                 package_signatures=signatures)  # fmt: skip
                 out.append((to, arch, plan))
             else:
                 names = m.cycles.moved_names(to, arch, mid)
-                plan = {"sources": source, "packages": {}, "remove": names, "evidence": {}}
+                plan = CyclePlan(source, remove=tuple(names))
                 out.append((frm, arch, plan))
     return out

@@ -107,6 +107,9 @@ def pkgbuild(repo: Path, cid: str) -> bytes:
 def diff(repo: Path, old: str | None, new: str) -> str:
     """What changed from ``old`` (the last published commit) to ``new``; everything, as a
     patch, when nothing was published yet."""
+    for cid in (new,) if old is None else (old, new):
+        if not COMMIT.fullmatch(cid):  # never an option git would take
+            raise GitError(f"{cid!r} is not a full commit id (40 hex digits)")
     if old is None:
         out = _git(repo, "show", "--format=commit %H%nAuthor: %an <%ae>%n%n%s%n", new, "--")
         return out.decode(errors="replace")
