@@ -17,9 +17,9 @@ from reposeal.cli.documents import GNUPGHOME_OPTION
 from reposeal.errors import InputError, ReposealError
 
 if TYPE_CHECKING:
-    from reposeal.enclave.answers import JobResult
     from reposeal.enclave.home import EnclaveHome
     from reposeal.enclave.proposal import Proposal
+    from reposeal.protocol.answers import JobResult
 
 _HOME = click.option(
     "--home",

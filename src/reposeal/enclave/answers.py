@@ -6,72 +6,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from reposeal import canonical
 from reposeal.alpm import chunked
 from reposeal.enclave.home import EnclaveHome
 from reposeal.errors import SigningError
-
-
-@dataclass(frozen=True)
-class DatabaseAnswer:
-    """The databases a transition wrote: their hashes, their chunk index, and the chunks
-    that are not the parent's (the repo machine holds those). ``replaced``: package files
-    no entry names any more."""
-
-    db_sha256: str
-    files_sha256: str
-    compression: str
-    index: bytes
-    chunks: dict[str, bytes]
-    replaced: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "db_sha256": self.db_sha256,
-            "files_sha256": self.files_sha256,
-            "compression": self.compression,
-            "index": base64.b64encode(self.index).decode(),
-            "chunks": {d: base64.b64encode(c).decode() for d, c in sorted(self.chunks.items())},
-            "replaced": self.replaced,
-        }
-
-
-@dataclass
-class JobResult:
-    job_id: str
-    decision: str
-    reasons: list[str]
-    log_index: int
-    signature: bytes | None
-    checkpoint: bytes
-    inclusion_proof: list[bytes]
-    package_signatures: dict[str, bytes] = field(default_factory=dict)  # file name -> sig
-    files_signature: bytes | None = None  # of the files database
-    databases: DatabaseAnswer | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "job": self.job_id,
-            "decision": self.decision,
-            "reasons": self.reasons,
-            "log_index": self.log_index,
-            "signature": base64.b64encode(self.signature).decode() if self.signature else None,
-            "checkpoint": self.checkpoint.decode(),
-            "inclusion_proof": [base64.b64encode(h).decode() for h in self.inclusion_proof],
-            "package_signatures": {
-                name: base64.b64encode(sig).decode()
-                for name, sig in sorted(self.package_signatures.items())
-            },
-            **(
-                {"files_signature": base64.b64encode(self.files_signature).decode()}
-                if self.files_signature
-                else {}
-            ),
-            **({"databases": self.databases.to_json()} if self.databases else {}),
-        }
+from reposeal.protocol.answers import DatabaseAnswer, JobResult
 
 
 def request_digest(doc: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reposeal import canonical
-from reposeal.enclave.answers import JobResult, answer_of, logged_answer, request_digest
+from reposeal.enclave.answers import answer_of, logged_answer, request_digest
 from reposeal.enclave.decision import DIGESTS, Decision
 from reposeal.enclave.home import EnclaveHome, SignedDatabases
 from reposeal.enclave.home_files import holds
@@ -40,6 +40,7 @@ from reposeal.policy.document import verify_policy
 from reposeal.policy.entries import ENTRY_VERSION
 from reposeal.policy.keys import rotation_problems
 from reposeal.policy.state import PackageRecord, SigningState
+from reposeal.protocol.answers import JobResult
 from reposeal.protocol.lock import database_lock
 
 

@@ -31,6 +31,7 @@ from reposeal.enclave.sandbox import WorkerPool
 from reposeal.errors import ReposealError
 from reposeal.faults import fault_point
 from reposeal.openpgp.verify import Keyring, verify_detached
+from reposeal.protocol.answers import JobResult
 from reposeal.protocol.bridge_client import BridgeClient, BridgeError
 from reposeal.protocol.jobformat import JOB_ID, JOB_PATH, SHA256
 from reposeal.translog.store import TransparencyLog
@@ -61,7 +62,7 @@ def malformed(job: dict[str, object]) -> dict[str, object] | None:
             if not JOB_PATH.fullmatch(str(rel)) or not SHA256.fullmatch(str(digest)):
                 raise ReposealError(f"a job file is malformed: {str(rel)[:80]!r}")
     except ReposealError as exc:
-        return {"job": job.get("id"), "decision": "refuse", "reasons": [str(exc)]}
+        return JobResult.refused(str(job.get("id")), str(exc)).to_json()
     return None
 
 
@@ -212,14 +213,11 @@ def process(
         )
         return result.to_json()
     except ReposealError as exc:  # the job is answered, the enclave keeps serving
-        return {"job": job["id"], "decision": "refuse", "reasons": [str(exc)]}
+        return JobResult.refused(job_id, str(exc)).to_json()
     except Exception as exc:  # a bug must not stop the enclave: say so, refuse, go on
         traceback.print_exc()
-        return {
-            "job": job["id"],
-            "decision": "refuse",
-            "reasons": [f"internal error in the enclave ({type(exc).__name__}); nothing signed"],
-        }
+        why = f"internal error in the enclave ({type(exc).__name__}); nothing signed"
+        return JobResult.refused(job_id, why).to_json()
 
 
 class _Ahead:

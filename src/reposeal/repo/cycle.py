@@ -37,6 +37,7 @@ from reposeal.evidence.statements import Approval, Build, from_bytes
 from reposeal.faults import fault_point
 from reposeal.fsio import atomic_write, write_all
 from reposeal.policy.document import Policy
+from reposeal.protocol.answers import JobResult, MalformedAnswerError
 from reposeal.protocol.lock import database_lock
 from reposeal.repo.adoption import ADOPTION
 from reposeal.repo.bridge import JobQueue
@@ -284,18 +285,20 @@ def _transition_job(m: Machine, cycle: Cycle, db: Path) -> dict[str, Any]:
     }
 
 
-def _assembled(m: Machine, cycle: Cycle, db: Path, result: dict[str, Any]) -> dict[str, bytes]:
+def _assembled(m: Machine, cycle: Cycle, db: Path, result: JobResult) -> dict[str, bytes]:
     """The databases the enclave wrote, from the chunks it sent and the published ones it
     kept, with their signatures and index: checked against the hashes it signed."""
     from reposeal.alpm import chunked
     from reposeal.alpm.compression import SUFFIX_TO_KIND
     from reposeal.repo.paths import RepoPaths
 
-    answer = result["databases"]
+    answer = result.databases
+    if answer is None or result.signature is None or result.files_signature is None:
+        raise ReposealError("the enclave accepted without sending its databases and signatures")
     paths = RepoPaths.from_db_path(db)
-    index = base64.b64decode(answer["index"])
+    index = answer.index
     doc = json.loads(index)
-    pieces = {d: base64.b64decode(c) for d, c in answer.get("chunks", {}).items()}
+    pieces = dict(answer.chunks)
     files_db = m.files_path(cycle.repo, cycle.arch)
     current = paths.current / paths.index_name
     if db.exists() and files_db.exists() and current.exists():
@@ -313,22 +316,29 @@ def _assembled(m: Machine, cycle: Cycle, db: Path, result: dict[str, Any]) -> di
             "restore the published generation"
         ) from None
     if (
-        hashlib.sha256(out[db.name]).hexdigest() != answer["db_sha256"]
-        or hashlib.sha256(out[files_db.name]).hexdigest() != answer["files_sha256"]
+        hashlib.sha256(out[db.name]).hexdigest() != answer.db_sha256
+        or hashlib.sha256(out[files_db.name]).hexdigest() != answer.files_sha256
     ):
         raise ReposealError("the databases put together do not match what the enclave signed")
-    out[db.name + ".sig"] = base64.b64decode(result["signature"])
-    out[files_db.name + ".sig"] = base64.b64decode(result["files_signature"])
+    out[db.name + ".sig"] = result.signature
+    out[files_db.name + ".sig"] = result.files_signature
     out[paths.index_name] = index
     return out
 
 
-def _answer(m: Machine, job: dict[str, Any]) -> dict[str, Any] | None:
-    """Queue ``job`` (idempotent) and return the enclave's answer, if it has come."""
+def _answer(m: Machine, job: dict[str, Any]) -> JobResult | None:
+    """Queue ``job`` (idempotent) and return the enclave's answer, if it has come (one
+    that is not an answer the enclave writes counts as a refusal, and says why)."""
     m.queue.submit(job)
     fault_point(f"submitted-{job['kind']}")
     found = m.queue.get(str(job["id"]))
-    return None if found is None else found.get("result")
+    result = None if found is None else found.get("result")
+    if result is None:
+        return None
+    try:
+        return JobResult.from_json(result)
+    except MalformedAnswerError as exc:
+        return JobResult.refused(str(job["id"]), f"the enclave's answer is malformed: {exc}")
 
 
 def _published_sha(db: Path) -> str | None:
@@ -377,11 +387,13 @@ def step(m: Machine, cycle: Cycle) -> bool:
         result = _answer(m, job)
         if result is None:
             return False
-        if result.get("decision") != "accept":
-            cycle.step, cycle.detail["reasons"] = "failed", result.get("reasons", [])
+        if not result.accepted:
+            cycle.step, cycle.detail["reasons"] = "failed", result.reasons
             _park(m, cycle)
         else:
-            cycle.detail["package_signatures"] = result.get("package_signatures", {})
+            cycle.detail["package_signatures"] = {
+                n: base64.b64encode(sig).decode() for n, sig in result.package_signatures.items()
+            }
             cycle.step = "pool"
         fault_point("packages-answered")
     elif cycle.step == "pool":
@@ -400,17 +412,17 @@ def step(m: Machine, cycle: Cycle) -> bool:
         result = _answer(m, _transition_job(m, cycle, db))
         if result is None:
             return False
-        if result.get("decision") != "accept":
-            cycle.step, cycle.detail["reasons"] = "failed", result.get("reasons", [])
+        if not result.accepted or result.databases is None:
+            cycle.step, cycle.detail["reasons"] = "failed", result.reasons
             _park(m, cycle)
         else:
             staged = _assembled(m, cycle, db, result)
             staging = m.staging(cycle)
             write_all({staging / name: data for name, data in staged.items()})
             cycle.detail["staged"] = sorted(staged)
-            cycle.detail["superseded"] = sorted(result["databases"].get("replaced", []))
-            cycle.detail["db_sha256"] = result["databases"]["db_sha256"]
-            cycle.detail["log_index"] = result.get("log_index")
+            cycle.detail["superseded"] = sorted(result.databases.replaced)
+            cycle.detail["db_sha256"] = result.databases.db_sha256
+            cycle.detail["log_index"] = result.log_index
             fault_point("db-answered")
             cycle.step = "witness"
     elif cycle.step == "witness":  # the log entry of this database, cosigned, comes first
@@ -473,23 +485,23 @@ def refresh(m: Machine, before: float) -> list[dict[str, Any]]:
         job = {"id": job_id, "kind": "refresh", "repo": e.repo, "arch": e.arch,
                "expect": digest, "files": {}}  # fmt: skip
         result = _answer(m, job)
-        if result is None or result.get("decision") != "accept":
+        if result is None or not result.accepted or result.signature is None:
             done.append(
                 {
                     "job": job_id,
                     **e.to_json(),
                     "state": "waiting"
                     if result is None
-                    else "refused: " + "; ".join(result.get("reasons", [])),
+                    else "refused: " + "; ".join(result.reasons),
                 }
             )
             continue
         if hashlib.sha256(e.db.read_bytes()).hexdigest() == digest:  # still the same
             generation = e.db.parent / f"{e.repo}.current"
             files = {p.name: p.read_bytes() for p in generation.iterdir()}
-            files[e.db.name + ".sig"] = base64.b64decode(result["signature"])
-            if result.get("files_signature"):
-                files[files_db.name + ".sig"] = base64.b64decode(result["files_signature"])
+            files[e.db.name + ".sig"] = result.signature
+            if result.files_signature:
+                files[files_db.name + ".sig"] = result.files_signature
             publish_staged(e.db, files, wait=60)
         done.append({"job": job_id, **e.to_json(), "state": "refreshed"})
     return done
