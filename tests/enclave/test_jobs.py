@@ -256,3 +256,21 @@ def test_a_hostile_file_name_in_a_proposal_signs_nothing(enclave: Enclave) -> No
         else:
             assert result.decision == "refuse" and result.signature is None, name
     assert enclave.home.last_databases("core", "x86_64") == before
+
+
+def test_every_committed_checkpoint_has_its_signature_already(enclave: Enclave) -> None:
+    """The repository key's signature of each checkpoint is kept under the note's hash
+    before the checkpoint is committed: a log push never finds a checkpoint without one
+    (it used to wait for checkpoint.sig, written after the commit). The last few are kept."""
+    from reposeal.enclave.home import KEPT_CHECKPOINT_SIGNATURES
+    from reposeal.enclave.jobs import refresh_db
+    from reposeal.openpgp.verify import Keyring, verify_detached
+
+    keyring = Keyring.from_bytes((enclave.home.path / "repo-key.pgp").read_bytes())
+    for i in range(KEPT_CHECKPOINT_SIGNATURES + 2):
+        done = refresh_db(enclave.home, f"r-{i}", "core", "x86_64")
+        assert done.decision == "accept" and done.checkpoint is not None
+        verify_detached(done.checkpoint, enclave.home.checkpoint_signature(done.checkpoint) or b"",
+                        keyring)  # fmt: skip
+    kept = list((enclave.home.path / "checkpoint-sigs").iterdir())
+    assert len(kept) == KEPT_CHECKPOINT_SIGNATURES

@@ -43,6 +43,8 @@ from reposeal.policy.state import NameIndex, PackageRecord, SigningState, restri
 from reposeal.translog.checkpoint import Checkpoint, NoteSigner
 from reposeal.translog.store import LogCorruptError, TransparencyLog
 
+KEPT_CHECKPOINT_SIGNATURES = 16  # a log push lagging this many checkpoints asks again
+
 
 @dataclass(frozen=True)
 class SignedDatabases:
@@ -246,17 +248,40 @@ class EnclaveHome(HomePolicies, HomeKeys, HomeFiles):
         from reposeal.openpgp.verify import Keyring, verify_detached
 
         path = self.path / "checkpoint.sig"
+        keyring = Keyring.from_bytes(signer.certificate())
         try:
-            verify_detached(note, path.read_bytes(), Keyring.from_bytes(signer.certificate()))
+            verify_detached(note, path.read_bytes(), keyring)
+            verify_detached(note, self.checkpoint_signature(note) or b"", keyring)
         except (OSError, ReposealError):
-            atomic_write(path, signer.sign_detached(io.BytesIO(note)))
+            atomic_write(path, self._keep_signature(note, signer))
 
     def checkpoint(self, log: TransparencyLog, signer: Signer) -> bytes:
         """Sign and store a checkpoint for the whole log (note + OpenPGP signature)."""
         note = self._note_for(log.size, log.root())
+        signature = self._keep_signature(note, signer)
         log.save_checkpoint(log.size, log.root(), note)
-        atomic_write(self.path / "checkpoint.sig", signer.sign_detached(io.BytesIO(note)))
+        atomic_write(self.path / "checkpoint.sig", signature)
         return note
+
+    def _keep_signature(self, note: bytes, signer: Signer) -> bytes:
+        """The key's OpenPGP signature over a checkpoint note, kept under the note's hash
+        (HOME/checkpoint-sigs/SHA256) before the checkpoint is committed: whoever sees a
+        checkpoint finds its signature (the last few are kept)."""
+        signature = signer.sign_detached(io.BytesIO(note))
+        folder = self.path / "checkpoint-sigs"
+        atomic_write(folder / hashlib.sha256(note).hexdigest(), signature, durable=False)
+        kept = sorted((p for p in folder.iterdir() if not p.name.startswith(".")),
+                      key=lambda p: p.stat().st_mtime_ns)  # fmt: skip
+        for old in kept[:-KEPT_CHECKPOINT_SIGNATURES]:
+            old.unlink(missing_ok=True)
+        return signature
+
+    def checkpoint_signature(self, note: bytes) -> bytes | None:
+        """The signature kept for this very checkpoint note, if it is still kept."""
+        try:
+            return (self.path / "checkpoint-sigs" / hashlib.sha256(note).hexdigest()).read_bytes()
+        except OSError:
+            return None
 
     def checkpoint_note(self, log: TransparencyLog, size: int) -> bytes:
         """A signed note for the tree at ``size`` (a true statement about any size the log
@@ -272,14 +297,15 @@ class EnclaveHome(HomePolicies, HomeKeys, HomeFiles):
         checkpoint in one transaction; return the signed note."""
         entry = fit_entry(entry, self._store_blob)
         notes: list[bytes] = []
+        signatures: list[bytes] = []
 
         def sign(size: int, root: bytes) -> bytes:
             notes.append(self._note_for(size, root))
+            signatures.append(self._keep_signature(notes[-1], signer))  # before the commit
             return notes[-1]
 
         log.append([entry], checkpoint=sign)
-        signature = signer.sign_detached(io.BytesIO(notes[-1]))
-        atomic_write(self.path / "checkpoint.sig", signature, durable=False)  # made again if lost
+        atomic_write(self.path / "checkpoint.sig", signatures[-1], durable=False)  # remade if lost
         return notes[-1]
 
     def last_databases(self, repo: str, arch: str) -> SignedDatabases | None:

@@ -334,10 +334,7 @@ class _Poster:
                 if files:
                     self.client.push_log_files(files)
                 cp = note if end == size else self.home.checkpoint_note(log, end)
-                sig = self._signature(cp)
-                if sig is None and end == size:
-                    sig = self._signature_soon(cp)
-                kept, now = self.client.push_log(start, batch, cp, sig)
+                kept, now = self.client.push_log(start, batch, cp, self._signature(cp))
                 if not kept and (now == start or now > size):
                     raise BridgeError(
                         f"the bridge's log copy refused entries {start}-{end} (it holds {now}); "
@@ -346,27 +343,29 @@ class _Poster:
                 start = now
             self._pushed = start
 
-    def _signature_soon(self, note: bytes, tries: int = 100) -> bytes | None:
-        """The newest checkpoint's signature, which the thread that committed it writes just
-        after the commit: pushed without it, the mirror would show the checkpoint beside the
-        signature of the one before (and no later push of the same size would mend it)."""
-        for _ in range(tries):
-            time.sleep(0.01)
-            sig = self._signature(note)
-            if sig is not None:
+    def _signature(self, note: bytes) -> bytes | None:
+        """The repository key's signature of this very checkpoint note: kept under the
+        note's hash before the checkpoint was committed (so a committed checkpoint has
+        one), else checkpoint.sig if it signs this note (it is remade when lost); None for
+        an intermediate checkpoint made for a push in steps."""
+        assert self.home is not None
+        for sig in (self.home.checkpoint_signature(note), self._file("checkpoint.sig")):
+            if sig is None:
+                continue
+            try:
+                if self._cert is None:
+                    self._cert = self.home.key().certificate()
+                verify_detached(note, sig, Keyring.from_bytes(self._cert))
                 return sig
+            except ReposealError:
+                continue
         return None
 
-    def _signature(self, note: bytes) -> bytes | None:
-        """checkpoint.sig, if it signs this very note (it is remade when lost)."""
+    def _file(self, name: str) -> bytes | None:
         assert self.home is not None
         try:
-            sig = (self.home.path / "checkpoint.sig").read_bytes()
-            if self._cert is None:
-                self._cert = self.home.key().certificate()
-            verify_detached(note, sig, Keyring.from_bytes(self._cert))
-            return sig
-        except (OSError, ReposealError):
+            return (self.home.path / name).read_bytes()
+        except OSError:
             return None
 
     def post(self, job_id: str, result: dict[str, object], urgent: bool = False) -> None:
