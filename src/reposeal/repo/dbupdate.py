@@ -10,6 +10,7 @@ an update reads, checks and rewrites only the chunks holding the packages it tou
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import json
@@ -554,18 +555,30 @@ def _update(
 SETTINGS = "reposeal.json"  # NAME.reposeal.json beside the database: the repository's settings
 
 
+# settings files read, by path: (inode, mtime, size) and the document (one update asks
+# for several settings; the file is read and parsed again only when it changed)
+_SETTINGS_READ: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
 def settings(paths: RepoPaths) -> dict[str, Any]:
     """The repository's own settings (e.g. ``replace_same_version`` for a personal one)."""
     path = paths.directory / f"{paths.name}.{SETTINGS}"
-    if not path.exists():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
         return {}
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    seen = _SETTINGS_READ.get(path)
+    if seen is not None and seen[0] == stamp:
+        return copy.deepcopy(seen[1])
     try:
         doc = json.loads(read_limited(path, 64 << 10, "repository settings"))
     except ValueError:
         raise InputError("is not JSON: fix or remove it", path=path) from None
     if not isinstance(doc, dict):
         raise InputError("must be a JSON object", path=path)
-    return doc
+    _SETTINGS_READ[path] = (stamp, doc)
+    return copy.deepcopy(doc)
 
 
 def save_settings(paths: RepoPaths, doc: dict[str, Any]) -> None:
@@ -573,6 +586,7 @@ def save_settings(paths: RepoPaths, doc: dict[str, Any]) -> None:
 
     path = paths.directory / f"{paths.name}.{SETTINGS}"
     atomic_write(path, json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n")
+    _SETTINGS_READ.pop(path, None)
 
 
 def add(db_path: Path, packages: Sequence[Path], opts: UpdateOptions, progress: Progress) -> Report:
