@@ -150,6 +150,26 @@ def the_builds_attest_other_bytes(e: Enclave) -> Job:
     return job
 
 
+def the_builds_are_of_another_commit(e: Enclave) -> Job:
+    job = e.job("hello-1.1", "x")
+    path = _statement(job.evidence, "build")
+    honest = from_bytes(path.read_bytes())
+    assert isinstance(honest, Build)
+    write_signed(path, to_bytes(dataclasses.replace(honest, commit="d" * 40)),
+                 e.world.builders[:2])  # fmt: skip
+    return job
+
+
+def the_approval_is_for_another_pkgbase(e: Enclave) -> Job:
+    job = e.job("hello-1.1", "x")
+    path = _statement(job.evidence, "approval")
+    honest = from_bytes(path.read_bytes())
+    assert isinstance(honest, Approval)
+    write_signed(path, to_bytes(dataclasses.replace(honest, pkgbase="world")),
+                 e.world.maintainers[:2])  # fmt: skip
+    return job
+
+
 def the_package_is_not_signed_by_the_enclave(e: Enclave) -> Job:
     return e.job("hello-1.1", "x", sign=False)
 
@@ -197,6 +217,8 @@ ATTACKS: list[tuple[Callable[[Enclave], Job], str]] = [
     (the_approval_names_another_pkgbuild, "approv"),
     (the_approval_is_for_another_repository, "approv"),
     (the_builds_attest_other_bytes, "build"),
+    (the_builds_are_of_another_commit, "approv"),
+    (the_approval_is_for_another_pkgbase, "approv"),
     (the_package_is_not_signed_by_the_enclave, "sign"),
     (a_stale_parent, "stale or forked"),
     (another_compression, "keeps its compression"),
