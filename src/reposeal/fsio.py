@@ -54,3 +54,20 @@ def write_all(files: Mapping[Path, bytes], *, sync: Path | None = None) -> None:
         atomic_write(path, data, durable=False)
     if files or sync is not None:
         _sync_filesystem(sync if sync is not None else next(iter(files)).parent)
+
+
+def replace_with_symlink(link: Path, target: str) -> None:
+    """Atomically make ``link`` a symlink to ``target`` (whatever was there before)."""
+    import contextlib
+    import secrets
+
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    tmp = link.with_name(f".{link.name}.{secrets.token_hex(4)}.tmp")
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -17,7 +17,6 @@ from reposeal.cli.documents import GNUPGHOME_OPTION
 from reposeal.errors import InputError, ReposealError
 
 if TYPE_CHECKING:
-    from reposeal.enclave.home import EnclaveHome
     from reposeal.enclave.proposal import Proposal
     from reposeal.protocol.answers import JobResult
 
@@ -223,6 +222,7 @@ def enclave_propose(
     last), reads them back with libalpm and libarchive, signs them and logs the decision.
     Writes REPO.db.tar.EXT, REPO.files.tar.EXT and their .sig into OUTPUT; exit 0 signed,
     3 refused."""
+    from reposeal.enclave.answers import write_signed_databases
     from reposeal.enclave.home import EnclaveHome
     from reposeal.enclave.jobs import propose
 
@@ -238,42 +238,10 @@ def enclave_propose(
             evidence=evidence,
             insecure_no_sandbox=insecure_no_sandbox,
         )
-        _write_databases(h, result, repo, output)
+        write_signed_databases(h, result, repo, output)
     except ReposealError as exc:
         out.fail(exc)
     _answer(result)
-
-
-def _write_databases(home: EnclaveHome, result: JobResult, repo: str, output: Path) -> None:
-    """The databases a job signed (from the enclave's own copy) and their signatures."""
-    from reposeal.fsio import write_all
-
-    answer = result.databases
-    if answer is None or result.signature is None or result.files_signature is None:
-        return
-    db, files = f"{repo}.db.tar{answer.compression}", f"{repo}.files.tar{answer.compression}"
-    write_all(
-        {
-            output / db: home.read_db(answer.db_sha256),
-            output / files: home.read_db(answer.files_sha256),
-            output / f"{db}.sig": result.signature,
-            output / f"{files}.sig": result.files_signature,
-        }
-    )
-    _links(output, repo, answer.compression)
-
-
-def _links(folder: Path, repo: str, ext: str) -> None:
-    """REPO.db and REPO.files (and their .sig) as repo-add makes them: what pacman fetches."""
-    import os
-
-    for part in ("db", "files"):
-        for suffix in ("", ".sig"):
-            link = folder / f"{repo}.{part}{suffix}"
-            tmp = link.with_name(link.name + ".tmp-link")
-            tmp.unlink(missing_ok=True)
-            os.symlink(f"{repo}.{part}.tar{ext}{suffix}", tmp)
-            os.replace(tmp, link)
 
 
 @enclave.command("adopt", epilog=EXIT_CODES)
@@ -312,6 +280,7 @@ def enclave_adopt(
     import shutil
     import tempfile
 
+    from reposeal.enclave.answers import write_signed_databases
     from reposeal.enclave.home import EnclaveHome
     from reposeal.enclave.jobs import propose
     from reposeal.enclave.proposal import Proposal
@@ -337,7 +306,7 @@ def enclave_adopt(
                 insecure_no_sandbox=insecure_no_sandbox,
                 keyring=keyring.read_bytes() if keyring else None,
             )  # fmt: skip
-        _write_databases(h, result, repo, output)
+        write_signed_databases(h, result, repo, output)
     except ReposealError as exc:
         out.fail(exc)
     except OSError as exc:
@@ -411,6 +380,7 @@ def enclave_refresh(
     gnupghome: Path | None,
 ) -> None:
     """Re-sign the latest databases the enclave wrote for REPO/ARCH with a fresh expiry."""
+    from reposeal.enclave.answers import link_like_repo_add
     from reposeal.enclave.home import EnclaveHome
     from reposeal.enclave.jobs import refresh_db
     from reposeal.fsio import write_all
@@ -428,7 +398,7 @@ def enclave_refresh(
                     output / f"{repo}.files.tar{ext}.sig": result.files_signature,
                 }
             )
-            _links(output, repo, ext)
+            link_like_repo_add(output, repo, ext)
     except ReposealError as exc:
         out.fail(exc)
     _answer(result)

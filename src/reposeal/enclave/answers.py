@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from reposeal import canonical
@@ -71,3 +72,31 @@ def logged_answer(home: EnclaveHome, job_id: str, request: str) -> JobResult | N
             base64.b64decode(files_sig) if files_sig else None,
             answer_of(home, doc),
         )
+
+
+def write_signed_databases(home: EnclaveHome, result: JobResult, repo: str, out: Path) -> None:
+    """The databases a job signed (from the enclave's own copy) and their signatures in
+    ``out``, with REPO.db and REPO.files (and .sig) linked as repo-add makes them."""
+    from reposeal.fsio import write_all
+
+    answer = result.databases
+    if answer is None or result.signature is None or result.files_signature is None:
+        return
+    db, files = f"{repo}.db.tar{answer.compression}", f"{repo}.files.tar{answer.compression}"
+    write_all({
+        out / db: home.read_db(answer.db_sha256),
+        out / files: home.read_db(answer.files_sha256),
+        out / f"{db}.sig": result.signature,
+        out / f"{files}.sig": result.files_signature,
+    })  # fmt: skip
+    link_like_repo_add(out, repo, answer.compression)
+
+
+def link_like_repo_add(out: Path, repo: str, compression: str) -> None:
+    """REPO.db and REPO.files (and their .sig) as repo-add makes them: what pacman fetches."""
+    from reposeal.fsio import replace_with_symlink
+
+    for part in ("db", "files"):
+        for suffix in ("", ".sig"):
+            target = f"{repo}.{part}.tar{compression}{suffix}"
+            replace_with_symlink(out / f"{repo}.{part}{suffix}", target)

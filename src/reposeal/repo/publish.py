@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from reposeal.fsio import replace_with_symlink
 from reposeal.repo.paths import RepoPaths
 
 KEEP_GENERATIONS = 2  # the current one and the one before (repo-add keeps .old likewise)
@@ -43,20 +44,6 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _replace_with_symlink(link: Path, target: str) -> None:
-    """Atomically make ``link`` a symlink to ``target`` (whatever was there before)."""
-    if link.is_symlink() and os.readlink(link) == target:
-        return
-    tmp = link.with_name(f".{link.name}.{secrets.token_hex(4)}.tmp")
-    os.symlink(target, tmp)
-    try:
-        os.replace(tmp, link)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def generation_numbers(paths: RepoPaths) -> list[int]:
@@ -92,7 +79,7 @@ def _newest_mtime(paths: RepoPaths) -> int:
 
 
 def _switch(paths: RepoPaths, gen: str) -> None:
-    _replace_with_symlink(paths.current, f"{paths.generations.name}/{gen}")
+    replace_with_symlink(paths.current, f"{paths.generations.name}/{gen}")
     _fsync_dir(paths.directory)
 
 
@@ -131,7 +118,7 @@ def _adopt_plain_files(paths: RepoPaths) -> None:
     for name in _top_level_names(paths):
         link = paths.directory / name
         if name in plain or link.is_symlink() or not link.exists():
-            _replace_with_symlink(link, f"{paths.current.name}/{name}")
+            replace_with_symlink(link, f"{paths.current.name}/{name}")
     _fsync_dir(paths.directory)
 
 
@@ -168,19 +155,19 @@ def publish(
     # links are created before the switch; until then they resolve in the old generation
     for part in _PARTS:
         archive = paths.archive_name(part)
-        _replace_with_symlink(paths.directory / archive, f"{paths.current.name}/{archive}")
+        replace_with_symlink(paths.directory / archive, f"{paths.current.name}/{archive}")
         for side in SIDECARS:
             if archive + side in files:
                 name = archive + side
-                _replace_with_symlink(paths.directory / name, f"{paths.current.name}/{name}")
+                replace_with_symlink(paths.directory / name, f"{paths.current.name}/{name}")
     _switch(paths, gen)
     for part in _PARTS:
         archive = paths.archive_name(part)
-        _replace_with_symlink(paths.link(part), archive)
+        replace_with_symlink(paths.link(part), archive)
         for side in SIDECARS:
             short = paths.link(part).with_name(paths.link(part).name + side)
             if archive + side in files:
-                _replace_with_symlink(short, archive + side)
+                replace_with_symlink(short, archive + side)
             else:  # e.g. an unsigned generation: drop the (now dangling) links
                 for stale in (paths.directory / (archive + side), short):
                     with contextlib.suppress(FileNotFoundError):
@@ -202,7 +189,7 @@ def _point_old(paths: RepoPaths, previous: str | None) -> None:
             target = f"{previous}/{archive}{side}"
             link = paths.directory / f"{archive}.old{side}"
             if (paths.directory / target).exists():
-                _replace_with_symlink(link, target)
+                replace_with_symlink(link, target)
             elif link.is_symlink():
                 link.unlink()
 
