@@ -285,4 +285,8 @@ def test_a_gpg_keys_home_travels_inside_its_spec(tmp_path: Path) -> None:
     pkg = write_package(repo, "hello", "1.0-1")
     added = cli("db", "add", "--signer", kept, str(repo / "t.db.tar.gz"), str(pkg), env=env)
     assert added.returncode == 0, added.stderr
+    # the repository remembers the whole spec: a plain update signs in the same home
+    removed = cli("db", "remove", str(repo / "t.db.tar.gz"), "hello", env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert f"signing with gpg:{fpr}?homedir=" in removed.stdout + removed.stderr
     tools.gpg_kill(gnupghome)

@@ -425,14 +425,17 @@ def _sign_as_remembered(paths: RepoPaths, opts: UpdateOptions, progress: Progres
 
 
 def _spec_to_remember(opts: UpdateOptions) -> str | None:
-    """The signer's spec as it names the same key anywhere: a gpg key by fingerprint, a key
-    file by absolute path."""
+    """The signer's spec as it names the same key anywhere: a gpg key by fingerprint (and
+    its GnuPG home, when one was named), a key file by absolute path."""
     spec, signer = opts.signer_spec, opts.signer
     if not spec or signer is None:
         return None
     backend, _, rest = spec.partition(":")
-    if backend == "gpg":
-        return f"gpg:{signer.fingerprint.upper()}"
+    if backend == "gpg":  # by fingerprint, in the GnuPG home it was found in (if one was named)
+        from reposeal.openpgp.spec import SignerSpec
+
+        home = SignerSpec.parse(spec, opts.gnupghome).gnupghome
+        return str(SignerSpec("gpg", signer.fingerprint.upper(), home.resolve() if home else None))
     if backend == "soft":
         return f"soft:{Path(rest).resolve()}"
     return spec
