@@ -13,6 +13,7 @@ from reposeal import canonical
 from reposeal.alpm import chunked
 from reposeal.enclave.home import EnclaveHome
 from reposeal.errors import SigningError
+from reposeal.policy.entries import LogEntry
 from reposeal.protocol.answers import DatabaseAnswer, JobResult
 
 
@@ -21,24 +22,24 @@ def request_digest(doc: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.dumps(doc)).hexdigest()
 
 
-def answer_of(home: EnclaveHome, doc: dict[str, Any]) -> DatabaseAnswer | None:
+def answer_of(home: EnclaveHome, entry: LogEntry) -> DatabaseAnswer | None:
     """The databases a logged transition wrote, as the repo machine gets them."""
-    if doc.get("type") != "db":
+    if entry.type != "db" or entry.db_sha256 is None or entry.files_sha256 is None:
         return None
-    parts = {"db": home.read_db(doc["db_sha256"]), "files": home.read_db(doc["files_sha256"])}
-    index = home.read_db(doc["index_sha256"])
+    parts = {"db": home.read_db(entry.db_sha256), "files": home.read_db(entry.files_sha256)}
+    index = home.read_db(str(entry.index_sha256))
     new = chunked.pieces(json.loads(index), parts)
     old: dict[str, bytes] = {}
-    if isinstance(doc.get("parent"), str):
-        parent = {"db": home.read_db(doc["parent"]), "files": home.read_db(doc["parent_files"])}
-        old = chunked.pieces(json.loads(home.read_db(doc["parent_index"])), parent)
+    if entry.parent is not None:
+        parent = {"db": home.read_db(entry.parent), "files": home.read_db(str(entry.parent_files))}
+        old = chunked.pieces(json.loads(home.read_db(str(entry.parent_index))), parent)
     return DatabaseAnswer(
-        doc["db_sha256"],
-        doc["files_sha256"],
-        doc["compression"],
+        entry.db_sha256,
+        entry.files_sha256,
+        str(entry.compression),
         index,
         {d: c for d, c in new.items() if d not in old},
-        list(doc.get("replaced", [])),
+        list(entry.replaced),
     )
 
 
@@ -49,29 +50,31 @@ def logged_answer(home: EnclaveHome, job_id: str, request: str) -> JobResult | N
     if index is None:
         return None
     with home.open_log() as log:
-        doc = home.entry(log, index)
-        if doc.get("request") != request:
+        entry = LogEntry.read(home.entry(log, index))
+        if entry.request != request:
             raise SigningError(
                 f"job id {job_id} was used for another request (log entry {index}); a job id "
                 "names one request forever: use a new id"
             )
         latest = log.latest_checkpoint()
-        assert latest is not None
-        sig = doc.get("signature")
-        packages = {n: base64.b64decode(v) for n, v in doc.get("package_signatures", {}).items()}
-        files_sig = doc.get("files_signature")
+        if latest is None:
+            raise SigningError("the log has no checkpoint; nothing was answered")
         return JobResult(
             job_id,
-            "refuse" if doc["type"] == "refusal" else "accept",
-            doc.get("reasons", []),
+            "refuse" if entry.type == "refusal" else "accept",
+            list(entry.reasons),
             index,
-            base64.b64decode(sig) if sig else None,
+            _b64(entry.signature),
             latest[2],
             log.inclusion_proof(index, latest[0]),
-            packages,
-            base64.b64decode(files_sig) if files_sig else None,
-            answer_of(home, doc),
+            {n: base64.b64decode(v) for n, v in entry.package_signatures.items()},
+            _b64(entry.files_signature),
+            answer_of(home, entry),
         )
+
+
+def _b64(value: str | None) -> bytes | None:
+    return base64.b64decode(value) if value else None
 
 
 def write_signed_databases(home: EnclaveHome, result: JobResult, repo: str, out: Path) -> None:

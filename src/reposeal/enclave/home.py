@@ -39,6 +39,7 @@ from reposeal.fsio import atomic_write
 from reposeal.openpgp.signer import Signer
 from reposeal.openpgp.spec import signer_from_spec, with_gnupghome
 from reposeal.policy.document import Policy, verify_policy
+from reposeal.policy.entries import LogEntry
 from reposeal.policy.state import NameIndex, PackageRecord, SigningState, restrict
 from reposeal.translog.checkpoint import Checkpoint, NoteSigner
 from reposeal.translog.store import LogCorruptError, TransparencyLog
@@ -165,22 +166,21 @@ class EnclaveHome(HomePolicies, HomeKeys, HomeFiles):
             except (ReposealError, ValueError, KeyError, TypeError) as exc:
                 raise EnclaveStateError(f"the log cannot be replayed: {exc}") from None
             for offset, raw in enumerate(fresh):
-                doc = read_entry(raw, self.read_records)
-                if doc.get("type") in ("genesis", "signer"):
-                    self._signer_fpr = str(doc["signer"]).upper()
-                if doc.get("type") in ("genesis", "policy"):
-                    self._policy_sha = str(doc["policy_sha256"])
-                job = doc.get("job")
-                if isinstance(job, str):
-                    self._jobs.setdefault(job, done + offset)
-                if doc.get("type") == "db":
-                    self._last_db[(doc["repo"], doc["arch"])] = SignedDatabases(
-                        str(doc["db_sha256"]),
-                        str(doc["files_sha256"]),
-                        str(doc["index_sha256"]),
-                        str(doc["compression"]),
-                        done + offset,
-                    )
+                try:
+                    e = LogEntry.read(read_entry(raw, self.read_records))
+                except (ReposealError, ValueError) as exc:
+                    raise EnclaveStateError(f"log entry {done + offset}: {exc}") from None
+                if e.signer is not None and e.type in ("genesis", "signer"):
+                    self._signer_fpr = e.signer.upper()
+                if e.policy_sha256 is not None and e.type in ("genesis", "policy"):
+                    self._policy_sha = e.policy_sha256
+                if e.job is not None:
+                    self._jobs.setdefault(e.job, done + offset)
+                if e.type == "db":
+                    self._last_db[(str(e.repo), str(e.arch))] = SignedDatabases(
+                        str(e.db_sha256), str(e.files_sha256), str(e.index_sha256),
+                        str(e.compression), done + offset,
+                    )  # fmt: skip
             self._cache, self._note_seen = (log.size, state), latest[2]
             return state
 

@@ -37,7 +37,7 @@ from reposeal.fsio import atomic_write, write_all
 from reposeal.openpgp.signer import SignOptions
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.policy.document import verify_policy
-from reposeal.policy.entries import ENTRY_VERSION
+from reposeal.policy.entries import ENTRY_VERSION, LogEntry
 from reposeal.policy.keys import rotation_problems
 from reposeal.policy.state import PackageRecord, SigningState
 from reposeal.protocol.answers import JobResult
@@ -168,7 +168,7 @@ def propose(
             note,
             proof,
             files_signature=files_signature,
-            databases=answer_of(home, doc) if accepted else None,
+            databases=answer_of(home, LogEntry.read(doc)) if accepted else None,
         )
 
 
@@ -191,13 +191,12 @@ def _prune(home: EnclaveHome, parent: SignedDatabases) -> None:
     a retried job needs the latest and its parent, and every older one is on the mirrors'
     archive and named by hash in the log (``audit`` re-reads what it finds)."""
     with home.open_log() as log:
-        doc = home.entry(log, parent.log_index)
+        entry = LogEntry.read(home.entry(log, parent.log_index))
     kept = {parent.db, parent.files, parent.index}
     for held in home.all_last_databases().values():
         kept |= {held.db, held.files, held.index}
-    for key in ("parent", "parent_files", "parent_index"):
-        digest = doc.get(key)
-        if isinstance(digest, str) and digest not in kept:
+    for digest in (entry.parent, entry.parent_files, entry.parent_index):
+        if digest is not None and digest not in kept:
             (home.path / "dbs" / digest).unlink(missing_ok=True)
 
 

@@ -33,6 +33,79 @@ def check_version(doc: Mapping[str, Any]) -> None:
         )
 
 
+ENTRY_TYPES = ("genesis", "policy", "signer", "db", "packages", "refresh", "refusal")
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """Any log entry, as its readers take it (the replay, the enclave's answers to a
+    retried job, the pruning of old databases): its kind and the fields around the state
+    change, each of its type, the version checked. The state change itself is ``parse``'s."""
+
+    type: str
+    job: str | None = None
+    request: str | None = None  # the hash of what the job asked for
+    repo: str | None = None
+    arch: str | None = None
+    reasons: tuple[str, ...] = ()
+    signer: str | None = None  # genesis, signer: the repository key from then on
+    policy_sha256: str | None = None  # genesis, policy: the policy in force from then on
+    db_sha256: str | None = None
+    files_sha256: str | None = None
+    index_sha256: str | None = None
+    compression: str | None = None
+    parent: str | None = None
+    parent_files: str | None = None
+    parent_index: str | None = None
+    replaced: tuple[str, ...] = ()
+    signature: str | None = None  # base64, as the log keeps it
+    files_signature: str | None = None
+    package_signatures: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, doc: Mapping[str, Any]) -> LogEntry:
+        """The entry in ``doc`` (spilled fields already in place); ``EntryError`` if it is
+        not one this version of reposeal writes."""
+        check_version(doc)
+        kind = doc.get("type")
+        if kind not in ENTRY_TYPES:
+            raise EntryError(f"a log entry of unknown type {str(kind)[:40]!r}")
+        texts = {}
+        for name in ("job", "request", "repo", "arch", "signer", "policy_sha256", "db_sha256",
+                     "files_sha256", "index_sha256", "compression", "parent", "parent_files",
+                     "parent_index", "signature", "files_signature"):  # fmt: skip
+            value = doc.get(name)
+            if value is not None and not isinstance(value, str):
+                raise EntryError(f"a {kind} entry's {name} is not text")
+            texts[name] = value
+        signatures = doc.get("package_signatures", {})
+        if not isinstance(signatures, dict) or not all(
+            isinstance(v, str) for v in signatures.values()
+        ):
+            raise EntryError(f"a {kind} entry's package signatures are malformed")
+        entry = cls(
+            str(kind),
+            reasons=_strings(doc.get("reasons", []), "reasons"),
+            replaced=_strings(doc.get("replaced", []), "replaced"),
+            package_signatures={str(k): v for k, v in signatures.items()},
+            **texts,
+        )
+        entry._check_complete()
+        return entry
+
+    def _check_complete(self) -> None:
+        """The fields each kind of entry always has."""
+        needed = {
+            "genesis": ("signer", "policy_sha256"),
+            "signer": ("signer",),
+            "policy": ("policy_sha256",),
+            "db": ("repo", "arch", "db_sha256", "files_sha256", "index_sha256", "compression"),
+        }.get(self.type, ())
+        missing = [n for n in needed if getattr(self, n) is None]
+        if missing:
+            raise EntryError(f"a {self.type} entry lacks {', '.join(missing)}")
+
+
 @dataclass(frozen=True)
 class TransitionEntry:
     """A signed database: what its transition added (records by name, each with the layer
