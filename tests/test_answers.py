@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reposeal.protocol.answers import DatabaseAnswer, JobResult, MalformedAnswerError
+from tests.strategies import JSON
 
 ANSWER = JobResult(
     "core-1", "accept", [], 7, b"sig", b"origin\n7\nroot\n", [b"h1", b"h2"],
@@ -34,15 +35,6 @@ def test_an_answer_round_trips_and_a_refusal_has_no_log_fields() -> None:
 def test_a_malformed_answer_is_refused(change: dict[str, object]) -> None:
     with pytest.raises(MalformedAnswerError):
         JobResult.from_json(ANSWER.to_json() | change)
-
-
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 
 
 @settings(max_examples=300, deadline=None)

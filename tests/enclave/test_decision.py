@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reposeal.enclave.decision import Decision, MalformedDecisionError
+from tests.strategies import JSON
 
 ACCEPTED = {
     "decision": "accept", "reasons": [], "repo": "core", "arch": "x86_64", "parent": None,
@@ -40,15 +41,6 @@ def test_a_decision_round_trips_and_says_what_it_wrote() -> None:
 def test_a_malformed_field_is_refused(field: str, value: object) -> None:
     with pytest.raises(MalformedDecisionError):
         Decision.from_json({**ACCEPTED, field: value})
-
-
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 
 
 @settings(max_examples=300, deadline=None)
