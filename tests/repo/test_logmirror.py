@@ -112,3 +112,33 @@ def test_files_an_entry_names_are_kept_only_as_named(tmp_path: Path) -> None:
     assert (out / name).read_bytes() == records and (out / sig).read_bytes() == b"sigs"
     assert (out / pkgbuild).read_bytes() == text
     assert not list(out.rglob("escape*"))
+
+
+def test_a_checkpoints_signature_is_kept_before_the_checkpoint_shows(tmp_path: Path) -> None:
+    """The copy's head and its signature: the signature is written before the pushed
+    checkpoint becomes the head (an export between the two would publish it unsigned, and
+    the cycle, having exported that head, would not export it again), and a refused push
+    leaves the head's signature in place."""
+    copy = LogCopy(tmp_path / "copy")
+    copy.receive(0, LOG[:2], note(LOG[:2]))
+    assert not copy.has_signature(note(LOG[:2]))
+    seen: list[bool] = []
+    original = copy._open
+
+    def spying():  # type: ignore[no-untyped-def]
+        log = original()
+        append = log.append
+
+        def checked(entries, checkpoint=None):  # type: ignore[no-untyped-def]
+            seen.append(copy.has_signature(note(LOG)))
+            return append(entries, checkpoint=checkpoint)
+
+        log.append = checked  # type: ignore[method-assign]
+        return log
+
+    copy._open = spying  # type: ignore[method-assign]
+    copy.receive(2, LOG[2:], note(LOG), b"sig")
+    assert seen == [True], "kept before the append commits"
+    with pytest.raises(LogPushError):
+        copy.receive(2, LOG[2:], note(LOG), b"other")  # a gap: nothing changes
+    assert copy.has_signature(note(LOG))

@@ -62,7 +62,7 @@ class Machine:
     policy: Policy
     log: LogCopy
     compression: str = ".gz"
-    exported: tuple[int, str] = (-1, "")  # the log size and note last exported, by this process
+    exported: tuple[int, str, bool] = (-1, "", False)  # size, note, signed: last exported
     rewitness: float = 3600.0  # seconds after which cosignatures on the head are renewed
     witnessed: Witnessed | None = None  # what the witnesses said last
 
@@ -167,7 +167,10 @@ def export_log(m: Machine) -> bool:
     if got is not None and not got.meets(m.policy.witness_policy()):
         return False  # nothing unwitnessed reaches the mirror
     size, note = m.log.head()
-    now = (size, hashlib.sha256(note or b"").hexdigest())
+    _, signed = m.log.signed_head()
+    # exported again once the enclave's signature of it arrives (it may come after)
+    now = (size, hashlib.sha256(note or b"").hexdigest(), signed is not None and
+           m.log.has_signature(signed))  # fmt: skip
     if now != m.exported:
         m.log.export(m.mirror / "log")
         m.exported = now

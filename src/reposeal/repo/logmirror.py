@@ -149,6 +149,8 @@ class LogCopy:
                 seen.append(cp)
                 return note
 
+            if signature:  # before the checkpoint is visible: an export never misses it
+                self._write_signature(note, signature)
             log.append(entries, checkpoint=check)
             if origin is None:  # the first push: pin what it proved
                 doc = {"key": key.encode(), "origin": seen[0].origin}
@@ -193,11 +195,22 @@ class LogCopy:
                 new += 1
         return new
 
-    def _keep_signature(self, note: bytes, signature: bytes) -> None:
+    def _write_signature(self, note: bytes, signature: bytes) -> str:
+        """Keep the enclave's signature of ``note`` under the note's hash (others stay)."""
         sigs = self.folder / "sigs"
         sigs.mkdir(exist_ok=True)
         name = hashlib.sha256(note).hexdigest()
         atomic_write(sigs / name, signature, durable=False)
+        return name
+
+    def has_signature(self, note: bytes) -> bool:
+        """Whether the enclave's signature of this checkpoint note is kept."""
+        return (self.folder / "sigs" / hashlib.sha256(note).hexdigest()).exists()
+
+    def _keep_signature(self, note: bytes, signature: bytes) -> None:
+        """Keep this note's signature and drop the others' (the copy's head is this note)."""
+        sigs = self.folder / "sigs"
+        name = self._write_signature(note, signature)
         for old in sigs.iterdir():
             if old.name != name and not old.name.startswith("."):
                 old.unlink(missing_ok=True)
