@@ -296,3 +296,24 @@ def test_every_committed_checkpoint_has_its_signature_already(enclave: Enclave) 
                         keyring)  # fmt: skip
     kept = list((enclave.home.path / "checkpoint-sigs").iterdir())
     assert len(kept) == KEPT_CHECKPOINT_SIGNATURES
+
+
+def test_a_malformed_entry_is_a_violation_for_audit_and_stops_the_enclave(
+    enclave: Enclave,
+) -> None:
+    """A log entry this version does not write (here a refresh naming no repository) is
+    reported by `enclave audit` as unreadable, never a crash, and the enclave replaying
+    that log signs nothing."""
+    from reposeal import canonical
+    from reposeal.enclave.home import EnclaveHome
+    from reposeal.enclave.home_files import EnclaveStateError
+    from reposeal.policy.entries import ENTRY_VERSION
+
+    home = enclave.home
+    with home.open_log() as log:
+        home.append(log, canonical.dumps({"v": ENTRY_VERSION, "type": "refresh", "job": "x"}),
+                    home.key())  # fmt: skip
+    report = audit(home.path)
+    assert any("unreadable" in v and "lacks repo" in v for v in report.violations), report
+    with pytest.raises(EnclaveStateError, match="lacks repo"):
+        EnclaveHome(home.path).load_state()

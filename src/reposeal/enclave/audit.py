@@ -31,7 +31,7 @@ from reposeal.policy.decide import (
     decide_packages,
 )
 from reposeal.policy.document import Policy, verify_policy
-from reposeal.policy.entries import apply, check_version, parse
+from reposeal.policy.entries import LogEntry, apply, parse
 from reposeal.policy.state import PackageRecord, SigningState
 from reposeal.translog.checkpoint import NoteVerifier, verify_checkpoint
 from reposeal.translog.store import TransparencyLog
@@ -333,11 +333,11 @@ def audit(home: Path, packages: Path | None = None) -> AuditReport:
         report.entries += 1
         try:
             doc = read_entry(raw, loader)
-            check_version(doc)
+            head = LogEntry.read(doc)  # the version, each field's type, each kind's fields
         except (OSError, ValueError, ReposealError) as exc:
             report.violations.append(f"entry {index}: unreadable: {exc}")
             continue
-        if doc.get("type") == "refusal":
+        if head.type == "refusal":
             report.refusals += 1
             continue
         if doc.get("type") == "policy":
@@ -377,12 +377,12 @@ def audit(home: Path, packages: Path | None = None) -> AuditReport:
             if entry is not None:
                 state = apply(state, entry)
             continue
-        if doc.get("type") == "refresh":
+        if head.type == "refresh":
             report.signatures += 1
-            if state.last_db.get((doc["repo"], doc["arch"])) != doc["db_sha256"]:
+            if state.last_db.get((str(head.repo), str(head.arch))) != head.db_sha256:
                 report.violations.append(
                     f"entry {index}: refreshed a database that was not "
-                    f"the latest for {doc['repo']}/{doc['arch']}"
+                    f"the latest for {head.repo}/{head.arch}"
                 )
             continue
         if doc.get("type") != "db":

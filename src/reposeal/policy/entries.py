@@ -100,6 +100,8 @@ class LogEntry:
             "signer": ("signer",),
             "policy": ("policy_sha256",),
             "db": ("repo", "arch", "db_sha256", "files_sha256", "index_sha256", "compression"),
+            "refresh": ("repo", "arch", "db_sha256"),
+            "packages": ("repo",),
         }.get(self.type, ())
         missing = [n for n in needed if getattr(self, n) is None]
         if missing:
