@@ -715,28 +715,22 @@ def enclave_rehearse(home: Path, log_url: str, keyring: Path, scratch: Path) -> 
     a real rebuild would, audit it, and compare it with the live home: the same log (same
     root at the rebuilt size), the same genesis and policy. Exit 0: a rebuild would give
     this enclave back; 5: REHEARSAL MISMATCH, with what differs."""
-    import shutil
     import sys
-    import tempfile
 
     from reposeal import logs
     from reposeal.enclave.audit import audit
     from reposeal.enclave.rehearsal import rehearse
-    from reposeal.enclave.restore import fetch_copy
+    from reposeal.enclave.restore import scratch_copy
     from reposeal.openpgp.verify import Keyring
 
-    scratch.mkdir(parents=True, exist_ok=True)
-    copy = Path(tempfile.mkdtemp(prefix="rehearsal-", dir=scratch))
     try:
-        fetch_copy(copy, log_url, Keyring.from_file(keyring))
-        audited = audit(copy)
-        result = rehearse(home, copy)
+        with scratch_copy(log_url, Keyring.from_file(keyring), scratch) as copy:
+            audited = audit(copy)
+            result = rehearse(home, copy)
         problems = [*audited.violations, *result.problems]
     except ReposealError as exc:
         problems = [f"the rebuild failed: {exc}"]
         result = None
-    finally:
-        shutil.rmtree(copy, ignore_errors=True)
     if problems or result is None:
         logs.error("enclave", "REHEARSAL MISMATCH", problems=problems)
         sys.exit(5)

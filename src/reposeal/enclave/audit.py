@@ -33,6 +33,7 @@ from reposeal.policy.decide import (
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.policy.entries import LogEntry, apply, parse
 from reposeal.policy.state import PackageRecord, SigningState
+from reposeal.protocol.logfiles import named_digest
 from reposeal.translog.checkpoint import NoteVerifier, verify_checkpoint
 from reposeal.translog.store import TransparencyLog
 
@@ -82,22 +83,20 @@ def _evidence(
 
 
 def _signature_file(home: Path, name: str) -> bytes:
-    """A signature file an entry names: by its hash, or (older entries) beside its
-    statement as SHA256.json.sig."""
+    """A signature file an entry names (by its hash, or for older entries beside its
+    statement)."""
     from reposeal.alpm.limits import MAX_SIG_FILE_BYTES
     from reposeal.alpm.safeio import read_limited
 
     sigs = read_limited(home / name, MAX_SIG_FILE_BYTES, "a signature file")
-    if not name.endswith(".json.sig"):
-        _check_named(sigs, name)
+    _check_named(sigs, name)
     return sigs
 
 
 def _check_named(data: bytes, name: str) -> None:
-    """A file named by its hash (``evidence/SHA256.json``, ``evidence/SHA256.sig``) holds
-    those bytes."""
-    digest = name.rsplit("/", 1)[1].split(".", 1)[0]
-    if hashlib.sha256(data).hexdigest() != digest:
+    """A file an entry names holds the bytes its name says (``protocol.logfiles``)."""
+    digest = named_digest(name)
+    if digest is not None and hashlib.sha256(data).hexdigest() != digest:
         raise ReposealError(f"{name}: content does not match its name")
 
 

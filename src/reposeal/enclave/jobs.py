@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def propose(
         if done is not None:
             return done
         last = home.last_databases(p.repo, p.arch)
-        staged: list[bool] = []
+        staged: list[_Staged] = []
         blobs: dict[str, bytes] = {}
         refusal = stale_reason(p, last)
         if refusal is not None:
@@ -119,7 +120,7 @@ def propose(
                 "parent": last.db if last else None,
                 "policy_version": policy.version,
                 "evidence": list(result.evidence),
-                "evidence_signatures": _rested_on(home, result),
+                "evidence_signatures": _rested_on(result, staged),
             }
             signature = files_signature = None
             if accepted:
@@ -151,7 +152,7 @@ def propose(
                     doc["package_signatures"] = dict(result.package_signatures)
             else:
                 doc["reasons"] = list(result.reasons)
-                if any(staged):
+                if any(s.wrote for s in staged):
                     write_all({}, sync=home.path)
             note = home.append(log, canonical.dumps(doc), signer)
             fault_point("after-log-append")
@@ -243,12 +244,22 @@ def _checked_records(records: bytes) -> tuple[str, dict[str, PackageRecord]]:
         raise SigningError("the worker returned malformed records; nothing was signed") from None
 
 
-def _stage(home: EnclaveHome, evidence: Path | None) -> bool:
+@dataclass(frozen=True)
+class _Staged:
+    """What ``_stage`` did: whether it wrote anything (the entry's write then syncs it),
+    and the hash of every statement and signature file the home now holds for the job."""
+
+    wrote: bool
+    held: frozenset[str]
+
+
+def _stage(home: EnclaveHome, evidence: Path | None) -> _Staged:
     """Copy the statements of a job and their signature files into the home, each named by
     its hash (never overwritten: another job may bring the same statement with other
     signatures), while the worker decides (not yet durable: the entry's write syncs them).
     Kept even for a refusal: ``audit`` can then show what a refused job rested on."""
     files: dict[Path, bytes] = {}
+    held: set[str] = set()
     for doc in sorted(evidence.glob("*.json")) if evidence is not None else []:
         try:
             raw, sigs = read_document(doc)
@@ -259,20 +270,22 @@ def _stage(home: EnclaveHome, evidence: Path | None) -> bool:
             target = home.path / "evidence" / f"{digest}{suffix}"
             if not holds(target, digest):
                 files[target] = data
+            held.add(digest)
     for path, data in files.items():
         atomic_write(path, data, durable=False)
-    return bool(files)
+    return _Staged(bool(files), frozenset(held))
 
 
-def _rested_on(home: EnclaveHome, result: Decision) -> dict[str, list[str]]:
-    """The statements and signature files the worker says it used, each one the home now
-    holds under its hash: what the log entry names is what the decision rested on."""
+def _rested_on(result: Decision, staged: list[_Staged]) -> dict[str, list[str]]:
+    """The statements and signature files the worker says it used, each one staged into
+    the home under its hash: what the log entry names is what the decision rested on."""
     named = result.evidence_signatures
     if set(named) != set(result.evidence):
         raise SigningError("the worker's account of its evidence is malformed; nothing was signed")
+    held = frozenset().union(*(s.held for s in staged))
     for statement, sigs in named.items():
-        for name, digest in ((f"{statement}.json", statement), *((f"{d}.sig", d) for d in sigs)):
-            if not holds(home.path / "evidence" / name, digest):
+        for digest in (statement, *sigs):
+            if digest not in held:
                 raise SigningError(
                     f"evidence {digest[:16]}… changed or vanished while the job ran; "
                     "nothing was signed"
@@ -374,7 +387,7 @@ def sign_packages(
         done = logged_answer(home, job_id, request)
         if done is not None:
             return done
-        staged: list[bool] = []
+        staged: list[_Staged] = []
         job = packages_job(home, state, repo, packages, evidence)
         with _pool(pool, insecure_no_sandbox) as workers:
             worker = job.run(home, workers, lambda: staged.append(_stage(home, evidence)))
@@ -414,7 +427,7 @@ def sign_packages(
                 "policy_version": result.policy_version,
                 "records": records_sha,
                 "evidence": list(result.evidence),
-                "evidence_signatures": _rested_on(home, result),
+                "evidence_signatures": _rested_on(result, staged),
             }
             if accepted:
                 doc["by_sha256"] = by_sha

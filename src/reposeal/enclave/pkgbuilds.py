@@ -29,11 +29,12 @@ def approved_texts(evidence: Path | None, wanted: Iterable[str | None]) -> dict[
     of each package added); anything else there, or too large, is left unread or dropped."""
     from reposeal.alpm.safeio import read_limited
 
+    if evidence is None or not evidence.is_dir():
+        return {}
+    present = {p.name for p in evidence.iterdir()}  # one listing, not a look-up a package
     out: dict[str, bytes] = {}
-    for digest in sorted({w for w in wanted if w}):
-        candidate = evidence / f"{digest}{SUFFIX}" if evidence is not None else None
-        if candidate is None or not candidate.is_file():
-            continue
+    for digest in sorted({w for w in wanted if w and f"{w}{SUFFIX}" in present}):
+        candidate = evidence / f"{digest}{SUFFIX}"
         try:
             text = read_limited(candidate, MAX_PKGBUILD_TEXT, "a PKGBUILD text")
         except ReposealError:

@@ -39,14 +39,11 @@ def pages_from_mirror(
     log_url: str, keyring: bytes, scratch: Path
 ) -> tuple[dict[str, bytes], AuditReport]:
     """The pages for the log at ``log_url``, checked against ``keyring`` (the repository
-    key), copied into a fresh folder under ``scratch`` that is removed afterwards."""
-    from reposeal.enclave.restore import fetch_copy
+    key), from a copy made under ``scratch`` and removed afterwards."""
+    from reposeal.enclave.restore import scratch_copy
     from reposeal.openpgp.verify import Keyring
 
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".provenance-copy-", dir=scratch) as tmp:
-        copy = Path(tmp) / "copy"
-        fetch_copy(copy, log_url, Keyring.from_bytes(keyring))
+    with scratch_copy(log_url, Keyring.from_bytes(keyring), scratch) as copy:
         return pages_of(copy)
 
 

@@ -18,7 +18,9 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from reposeal.alpm.limits import MAX_DB, MAX_PKGBUILD_TEXT
@@ -29,6 +31,7 @@ from reposeal.fsio import atomic_write
 from reposeal.openpgp.spec import signer_from_spec
 from reposeal.openpgp.verify import Keyring
 from reposeal.policy.document import Policy, parse_policy
+from reposeal.protocol.logfiles import named_digest
 from reposeal.translog.checkpoint import NoteSigner
 from reposeal.translog.published import Fetch, Log, VerifyError, fetch_url, load_log
 from reposeal.translog.store import TransparencyLog
@@ -58,9 +61,8 @@ def fetch_copy(
         if name not in files:
             text = name.startswith("pkgbuilds/")
             data = fetch(f"{log_url.rstrip('/')}/{name}", MAX_PKGBUILD_TEXT if text else MAX_DB)
-            base = name.rsplit("/", 1)[1]
-            named = not base.endswith(".json.sig")  # all but older entries' signature files
-            if named and hashlib.sha256(data).hexdigest() != base.split(".", 1)[0]:
+            digest = named_digest(name)
+            if digest is not None and hashlib.sha256(data).hexdigest() != digest:
                 raise RestoreError(f"{name} on the mirror does not match its hash")
             files[name] = data
         return files[name]
@@ -95,6 +97,20 @@ def fetch_copy(
 
         rebuilt.append(log.entries, checkpoint=same)
     return log, policy
+
+
+@contextlib.contextmanager
+def scratch_copy(log_url: str, keyring: Keyring, scratch: Path) -> Iterator[Path]:
+    """An auditor's copy of the log at ``log_url`` (``fetch_copy``) in a fresh folder under
+    ``scratch``, removed when the caller is done with it (the rebuild rehearsal, the
+    provenance pages)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=".log-copy-", dir=scratch))
+    try:
+        fetch_copy(folder / "copy", log_url, keyring)
+        yield folder / "copy"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def latest_databases(dest: Path, log_url: str, log: Log, fetch: Fetch = fetch_url) -> int:

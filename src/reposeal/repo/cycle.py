@@ -166,11 +166,11 @@ def export_log(m: Machine) -> bool:
     got = witness_head(m)
     if got is not None and not got.meets(m.policy.witness_policy()):
         return False  # nothing unwitnessed reaches the mirror
-    size, note = m.log.head()
-    _, signed = m.log.signed_head()
+    size, signed = m.log.signed_head()
+    note = m.log.cosigned(signed) if signed is not None else None
     # exported again once the enclave's signature of it arrives (it may come after)
-    now = (size, hashlib.sha256(note or b"").hexdigest(), signed is not None and
-           m.log.has_signature(signed))  # fmt: skip
+    now = (size, hashlib.sha256(note or b"").hexdigest(),
+           signed is not None and m.log.has_signature(signed))  # fmt: skip
     if now != m.exported:
         m.log.export(m.mirror / "log")
         m.exported = now

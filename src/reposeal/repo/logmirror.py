@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 from pathlib import Path
 
 from reposeal.alpm.limits import (
@@ -25,17 +24,13 @@ from reposeal.alpm.limits import (
 )
 from reposeal.errors import InputError, ReposealError
 from reposeal.fsio import atomic_write
+from reposeal.protocol.logfiles import FILE_PATH, named_digest
 from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note
 from reposeal.translog.store import TransparencyLog
 from reposeal.translog.tiles import export as export_tiles
 
+
 # what an entry names, by its path in an enclave home (and below MIRROR/log/)
-FILE_PATH = re.compile(
-    r"(records|evidence|policies)/[0-9a-f]{64}\.json(\.sig)?|evidence/[0-9a-f]{64}\.sig"
-    r"|pkgbuilds/[0-9a-f]{64}"
-)
-
-
 class LogPushError(InputError):
     """A push that does not extend the copy, or whose checkpoint does not hold."""
 
@@ -155,8 +150,8 @@ class LogCopy:
             if origin is None:  # the first push: pin what it proved
                 doc = {"key": key.encode(), "origin": seen[0].origin}
                 atomic_write(self.folder / "pin.json", json.dumps(doc).encode())
-            if signature:
-                self._keep_signature(note, signature)
+            if signature:  # the copy's head is this note now: drop the others' signatures
+                self._prune_signatures(note)
             return log.size
 
     def receive_files(self, tar: bytes) -> int:
@@ -173,13 +168,12 @@ class LogCopy:
                 if m.kind != "file" or not FILE_PATH.fullmatch(m.name):
                     raise LogPushError(f"not a file a log entry names: {m.name[:80]!r}")
                 data = reader.last_data or b""
-                base = m.name.rsplit("/", 1)[1]
-                named = not base.endswith(".json.sig")  # by its hash (all but older sigs)
-                if named and hashlib.sha256(data).hexdigest() != base.split(".", 1)[0]:
+                digest = named_digest(m.name)
+                if digest is not None and hashlib.sha256(data).hexdigest() != digest:
                     raise LogPushError(f"{m.name} does not match its hash")
                 if m.name.startswith("pkgbuilds/") and len(data) > MAX_PKGBUILD_TEXT:
                     raise LogPushError(f"{m.name} is larger than a PKGBUILD text may be")
-                if base.endswith(".sig") and len(data) > MAX_SIG_FILE_BYTES:
+                if m.name.endswith(".sig") and len(data) > MAX_SIG_FILE_BYTES:
                     raise LogPushError(f"{m.name} is larger than a signature file")
                 files[m.name] = data
         except ReposealError as exc:
@@ -207,11 +201,10 @@ class LogCopy:
         """Whether the enclave's signature of this checkpoint note is kept."""
         return (self.folder / "sigs" / hashlib.sha256(note).hexdigest()).exists()
 
-    def _keep_signature(self, note: bytes, signature: bytes) -> None:
-        """Keep this note's signature and drop the others' (the copy's head is this note)."""
-        sigs = self.folder / "sigs"
-        name = self._write_signature(note, signature)
-        for old in sigs.iterdir():
+    def _prune_signatures(self, note: bytes) -> None:
+        """Drop every kept signature but this note's."""
+        name = hashlib.sha256(note).hexdigest()
+        for old in (self.folder / "sigs").iterdir():
             if old.name != name and not old.name.startswith("."):
                 old.unlink(missing_ok=True)
 
