@@ -430,14 +430,14 @@ def _spec_to_remember(opts: UpdateOptions) -> str | None:
     spec, signer = opts.signer_spec, opts.signer
     if not spec or signer is None:
         return None
-    backend, _, rest = spec.partition(":")
-    if backend == "gpg":  # by fingerprint, in the GnuPG home it was found in (if one was named)
-        from reposeal.openpgp.spec import SignerSpec
+    from reposeal.openpgp.spec import SignerSpec
 
-        home = SignerSpec.parse(spec, opts.gnupghome).gnupghome
-        return str(SignerSpec("gpg", signer.fingerprint.upper(), home.resolve() if home else None))
-    if backend == "soft":
-        return f"soft:{Path(rest).resolve()}"
+    parsed = SignerSpec.parse(spec, opts.gnupghome)
+    if parsed.backend == "gpg":  # in the GnuPG home it was found in (if one was named)
+        home = parsed.gnupghome.resolve() if parsed.gnupghome else None
+        return str(SignerSpec("gpg", signer.fingerprint.upper(), home))
+    if parsed.backend == "soft":
+        return f"soft:{Path(parsed.target).resolve()}"
     return spec
 
 
