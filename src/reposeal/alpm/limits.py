@@ -35,10 +35,15 @@ DEFAULT_LIMITS = Limits()
 # Limits on what each part reads from outside, by the module that applies them (sizes in
 # bytes unless said otherwise). One place, so that a reviewer sees every bound at once.
 
+# alpm.names: a package name or version (libalpm keeps them in fixed PATH_MAX buffers)
+MAX_NAME = 255
+MAX_VERSION = 255
 # cli.config
 MAX_CONFIG_BYTES = 1 << 20
 # enclave.channel
 MAX_FDS = 64  # a small job's files, all at once
+# enclave.rehearsal
+MAX_LAG = 1000  # entries the mirror may be behind the live log and still be compared
 # enclave.sandbox
 MAX_WORKER_RESULT = 2 << 30  # a whole files database, written anew (adoption)
 MAX_NAMES = 200_000
@@ -91,7 +96,11 @@ MAX_REPORT_FILES = 100_000
 MAX_NOTE_BYTES = 1 << 20
 # translog.proof
 MAX_PROOF_BYTES = 1 << 20
+# translog.cosignature: C2SP tlog-cosignature timestamps are positive 64-bit signed seconds
+MAX_TIMESTAMP = (1 << 63) - 1
 # translog.published
+MAX_SKEW = 3600.0  # seconds a cosignature's time may be ahead of this machine's clock
+MAX_TILE = 256 * (2 + (64 << 10))  # a full entry-bundle tile: TILE_WIDTH entries of 64 KiB
 MAX_DB = 256 << 20
 MAX_SMALL = 1 << 20
 # translog.store

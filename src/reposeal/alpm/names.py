@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from reposeal.alpm.limits import MAX_NAME, MAX_VERSION
 from reposeal.errors import InvalidNameError, InvalidVersionError
 
 # makepkg 6's lint (lint_pkgbuild/pkgname.sh): [[:alnum:]] and @._+-, not starting with a
@@ -26,8 +27,6 @@ PACKAGE_SUFFIXES = (
     ".pkg.tar.bz2",
     ".pkg.tar.lz4",
 )
-MAX_NAME = 255
-MAX_VERSION = 255
 
 
 def check_name(name: str) -> str:

@@ -103,7 +103,8 @@ def _scan_archive(
             )
         entry_parts = parts.setdefault(dirname, {})
         if leaf:
-            assert content is not None
+            if content is None:  # a file member always carries its data; never trust that
+                raise InvalidDatabaseError(f"{what}: {m.name!r} has no data")
             entry_parts[leaf] = content
         run = spans.setdefault(dirname, [])
         if run and run[-1][1] == m.start:
@@ -186,13 +187,12 @@ def entries_from_tars(
         raise exc.at(db_where) from None
     files_scanned: dict[str, _Scanned] | None = None
     if files_tar is not None:
-        assert files_where is not None
         try:
             files_scanned = _scan_archive(
                 files_tar, "files database", limits, end_optional=end_optional
             )
         except ReposealError as exc:
-            raise exc.at(files_where) from None
+            raise exc.at(files_where if files_where is not None else db_where) from None
         extra = sorted(set(files_scanned) - set(scanned))[:5]
         if extra:  # fewer is fine: repo-add leaves a files database without old entries
             raise InvalidDatabaseError(

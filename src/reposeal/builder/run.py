@@ -130,7 +130,8 @@ def contents(path: Path) -> dict[str, str]:
                 elif m.isfile():
                     h = hashlib.sha256()
                     f = t.extractfile(m)
-                    assert f is not None
+                    if f is None:
+                        raise BuildError(f"{m.name}: a file member with no data")
                     while chunk := f.read(1 << 20):
                         h.update(chunk)
                     out[m.name] = h.hexdigest()

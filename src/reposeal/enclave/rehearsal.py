@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reposeal.alpm.limits import MAX_LAG
 from reposeal.translog.store import TransparencyLog
-
-MAX_LAG = 1000  # entries the mirror may be behind the live log and still be compared
 
 
 @dataclass(frozen=True)

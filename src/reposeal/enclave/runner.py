@@ -142,10 +142,13 @@ def fetch(client: BridgeClient, wait: float) -> Fetched | None:
     refusal = malformed(job)
     if refusal is not None:
         return Fetched(job, refusal)
+    files = job["files"]
+    if not isinstance(files, dict):  # malformed() refused it already; this narrows the type
+        return Fetched(
+            job, JobResult.refused(str(job["id"]), "a job must list its files").to_json()
+        )
     got = Fetched(job, tmp=tempfile.TemporaryDirectory(prefix="reposeal-run-"), head=head)
     try:
-        files = job["files"]
-        assert isinstance(files, dict)
         for rel, digest in files.items():
             limit = DEFAULT_LIMITS.max_package_bytes
             target = got.folder / rel

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from reposeal import canonical
 from reposeal.alpm.limits import MAX_STATEMENT_BYTES
@@ -319,6 +319,19 @@ ROLE_OF = {
     "override": "admins",
     "adoption": "admins",
 }
+
+
+_Kind = TypeVar("_Kind", Approval, Build, Removal, Override, Withdrawal, Adoption)
+
+
+def of_kind(stmt: Statement, kind: type[_Kind], what: str = "statement") -> _Kind:
+    """``stmt`` as the one kind the caller reads it as; a StatementError (never an assert,
+    which ``python -O`` drops) when it is another."""
+    if not isinstance(stmt, kind):
+        raise StatementError(
+            f"expected a {kind.__name__.lower()} {what}, got a {stmt.kind} statement"
+        )
+    return stmt
 
 
 def to_bytes(stmt: Statement) -> bytes:

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from reposeal.errors import ReposealError
+from reposeal.protocol.uploads import UploadHeader
 
 
 class BridgeError(ReposealError):
@@ -174,9 +175,7 @@ class BridgeClient:
 
     def upload_build(self, package: Path, statement: bytes, signatures: bytes) -> dict[str, Any]:
         """Send a built package with its signed build statement (builder role)."""
-        from reposeal.repo.service import upload_body
-
-        with _Concat(upload_body(statement, signatures), package) as body:
+        with _Concat(UploadHeader(statement, signatures).to_bytes(), package) as body:
             headers = {"Content-Length": str(body.size)}
             status, data = self._request("POST", "/builds", body, headers)
         return self._answer("POST /builds", status, data)
@@ -274,7 +273,8 @@ class _Concat:
         self.file.close()
 
     def seek(self, pos: int) -> None:
-        assert pos == 0
+        if pos != 0:
+            raise ValueError("a streamed request body starts over from its beginning only")
         self.pos = 0
         self.file.seek(0)
 

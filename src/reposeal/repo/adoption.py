@@ -29,29 +29,27 @@ if TYPE_CHECKING:
 ADOPTION = "(adoption)"  # how an adoption is named among a cycle's sources
 
 
-def _blob(m: Machine, path: Path | None, data: bytes | None = None) -> str:
+def _blob(m: Machine, source: Path | bytes) -> str:
     """Put a file (linked when it can be) or bytes into the blob store; its sha256."""
-    if data is None:
-        assert path is not None
+    if isinstance(source, bytes):
+        digest = hashlib.sha256(source).hexdigest()
+    else:
         h = hashlib.sha256()
-        with open(path, "rb") as f:
+        with open(source, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
         digest = h.hexdigest()
-    else:
-        digest = hashlib.sha256(data).hexdigest()
     target = m.queue.blobs / digest
     if not target.exists():
         tmp = target.with_name(f".{digest}.tmp")
         tmp.unlink(missing_ok=True)
-        if data is not None:
-            tmp.write_bytes(data)
+        if isinstance(source, bytes):
+            tmp.write_bytes(source)
         else:
-            assert path is not None
             try:
-                os.link(path, tmp)
+                os.link(source, tmp)
             except OSError:
-                shutil.copyfile(path, tmp)
+                shutil.copyfile(source, tmp)
         os.replace(tmp, target)
     return digest
 
@@ -74,8 +72,8 @@ def request_adoption(
         raise InputError("--keyring is not the keyring the adoption statement names")
     files: dict[str, str] = {}
     signatures: dict[str, str] = {}
-    evidence = {f"evidence/{_blob(m, None, raw)}.json": hashlib.sha256(raw).hexdigest()}
-    evidence[f"evidence/{hashlib.sha256(raw).hexdigest()}.json.sig"] = _blob(m, None, sigs)
+    evidence = {f"evidence/{_blob(m, raw)}.json": hashlib.sha256(raw).hexdigest()}
+    evidence[f"evidence/{hashlib.sha256(raw).hexdigest()}.json.sig"] = _blob(m, sigs)
     problems = []
     for name, sha in stmt.files:
         path = packages / name
@@ -91,12 +89,12 @@ def request_adoption(
         sig = path.with_name(name + ".sig")
         if sig.exists() and sig.stat().st_size <= MAX_PACKAGER_SIG:
             data = sig.read_bytes()
-            evidence[f"packages/{name}.sig"] = _blob(m, None, data)
+            evidence[f"packages/{name}.sig"] = _blob(m, data)
             signatures[name] = base64.b64encode(data).decode()
     if problems:
         raise InputError(f"{len(problems)} files do not match: " + "; ".join(problems[:5]))
     if ring:
-        evidence["keyring.pgp"] = _blob(m, None, ring)
+        evidence["keyring.pgp"] = _blob(m, ring)
     plan = CyclePlan(((ADOPTION, hashlib.sha256(raw).hexdigest()),), files,
                      evidence=evidence, package_signatures=signatures, adopt=True,
                      compression=compression)  # fmt: skip

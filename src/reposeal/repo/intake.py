@@ -32,6 +32,7 @@ from reposeal.evidence.statements import (
     StatementError,
     Withdrawal,
     from_bytes,
+    of_kind,
 )
 from reposeal.fsio import atomic_write
 from reposeal.openpgp.verify import Keyring
@@ -138,8 +139,7 @@ class Intake:
         """The build statement of an upload, if it parses and a builder of the policy signed
         it: checked before the package itself is received."""
         signed = _signed(statement, signatures, policy, "builders", (Build,), "build statement")
-        assert isinstance(signed.statement, Build)
-        return signed.statement
+        return of_kind(signed.statement, Build)
 
     def add_build(
         self, policy: Policy, statement: bytes, signatures: bytes, package: Path
@@ -204,8 +204,7 @@ class Intake:
         if isinstance(stmt, (Approval, Withdrawal)):
             base, commit = stmt.pkgbase, stmt.commit
         else:
-            assert isinstance(stmt, Removal)
-            base, commit = ",".join(stmt.pkgnames), ""
+            base, commit = ",".join(of_kind(stmt, Removal).pkgnames), ""
         if pkgbuild is not None:
             self._keep_pkgbuild(stmt, pkgbuild)
         with transaction(self.db) as db:
@@ -243,8 +242,7 @@ class Intake:
         ).fetchall()
         seen: set[tuple[str, str, str]] = set()
         for raw, _ in approvals:
-            a = from_bytes(bytes(raw))
-            assert isinstance(a, Approval)
+            a = of_kind(from_bytes(bytes(raw)), Approval)
             key = (a.repo, a.pkgbase, a.commit)
             if key in seen:
                 continue
@@ -272,8 +270,7 @@ class Intake:
             "SELECT sha256, raw, sigs FROM statement WHERE kind='removal' ORDER BY received"
         ).fetchall()
         for digest, raw, sigs in rows:
-            stmt = from_bytes(bytes(raw))
-            assert isinstance(stmt, Removal)
+            stmt = of_kind(from_bytes(bytes(raw)), Removal)
             signed = load_signed(bytes(raw), bytes(sigs), policy.keyrings["maintainers"])
             have = len(signed.signers)
             missing = (

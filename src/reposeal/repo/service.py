@@ -15,13 +15,10 @@ plus the intake:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import hashlib
 import json
 import os
-import struct
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,12 +27,13 @@ from typing import Any
 from aiohttp import web
 
 from reposeal import logs
-from reposeal.alpm.limits import DEFAULT_LIMITS, MAX_HEADER
+from reposeal.alpm.limits import DEFAULT_LIMITS
 from reposeal.errors import ReposealError
 from reposeal.evidence.files import read_document
 from reposeal.metrics import Metrics, add_route
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.protocol.roles import require_role
+from reposeal.protocol.uploads import LENGTH_BYTES, UploadFormatError, UploadHeader, base64_field
 from reposeal.repo.bridge import JobQueue, Signals, make_app
 from reposeal.repo.cycles import REMOVAL, Cycles
 from reposeal.repo.expiry import DAY, expiries
@@ -55,16 +53,6 @@ class PolicyFile:
         if self._seen is None or self._seen[0] != mtime:
             self._seen = (mtime, verify_policy(*read_document(self.path)))
         return self._seen[1]
-
-
-def _b64(doc: dict[str, Any], key: str) -> bytes:
-    value = doc.get(key)
-    if not isinstance(value, str):
-        raise UploadRefusedError(f"the upload lacks {key!r} (base64)")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise UploadRefusedError(f"{key!r} is not valid base64") from None
 
 
 CYCLE_EVERY = 5.0  # seconds between update cycles when nothing wakes them earlier
@@ -140,17 +128,15 @@ def make_service(
     async def post_build(request: web.Request) -> web.Response:
         require_role(request, "builder")
         try:
-            (length,) = struct.unpack(">I", await request.content.readexactly(4))
-            if length > MAX_HEADER:
-                raise UploadRefusedError("the upload's header is too large")
-            header = json.loads(await request.content.readexactly(length))
-            if not isinstance(header, dict):
-                raise UploadRefusedError("the upload's header is not a JSON object")
-            statement, signatures = _b64(header, "statement"), _b64(header, "signatures")
+            length = UploadHeader.length(await request.content.readexactly(LENGTH_BYTES))
+            header = UploadHeader.from_bytes(await request.content.readexactly(length))
+            statement, signatures = header.statement, header.signatures
             # who attests what is checked before the package is received
             await asyncio.to_thread(intake.check_build, policy.get(), statement, signatures)
-        except (asyncio.IncompleteReadError, ValueError, struct.error) as exc:
-            raise web.HTTPBadRequest(text=f"malformed upload: {exc}") from None
+        except asyncio.IncompleteReadError:
+            raise web.HTTPBadRequest(text="malformed upload: it ends early") from None
+        except UploadFormatError as exc:
+            raise web.HTTPBadRequest(text=f"malformed upload: {exc.message}") from None
         except UploadRefusedError as exc:
             raise refused(exc) from None
         # the package goes to a private temporary file (size-limited), which the intake
@@ -183,14 +169,17 @@ def make_service(
             doc = await request.json()
             if not isinstance(doc, dict):
                 raise UploadRefusedError("expected a JSON object")
-            statement, signatures = _b64(doc, "statement"), _b64(doc, "signatures")
-            text = _b64(doc, "pkgbuild") if "pkgbuild" in doc else None
+            statement = base64_field(doc, "statement")
+            signatures = base64_field(doc, "signatures")
+            text = base64_field(doc, "pkgbuild") if "pkgbuild" in doc else None
             async with lock:
                 done = await asyncio.to_thread(
                     intake.add_statement, policy.get(), statement, signatures, text
                 )
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"malformed request: {exc}") from None
+        except UploadFormatError as exc:
+            raise web.HTTPBadRequest(text=f"malformed request: {exc.message}") from None
         except UploadRefusedError as exc:
             raise refused(exc) from None
         kick.set()
@@ -228,17 +217,6 @@ def make_service(
     app.router.add_post("/statements", post_statement)
     app.router.add_get("/status", get_status)
     return app
-
-
-def upload_body(statement: bytes, signatures: bytes) -> bytes:
-    """The header of a build upload (the package follows it)."""
-    header = json.dumps(
-        {
-            "statement": base64.b64encode(statement).decode(),
-            "signatures": base64.b64encode(signatures).decode(),
-        }
-    ).encode()
-    return struct.pack(">I", len(header)) + header
 
 
 REPO_GAUGES = {

@@ -49,6 +49,7 @@ from reposeal.evidence.statements import (
     StatementError,
     Withdrawal,
     from_bytes,
+    of_kind,
 )
 from reposeal.policy.document import Policy
 from reposeal.protocol.bridge_client import BridgeClient
@@ -206,8 +207,7 @@ class Source:
         its commit reaches the quorum, make the build job."""
         policy = self.policy()
         signed = _maintainers_statement(raw, sigs, policy, Approval)
-        stmt = signed.statement
-        assert isinstance(stmt, Approval)
+        stmt = of_kind(signed.statement, Approval)
         doc = self.store.proposal(stmt.pkgbase, stmt.commit)
         if doc is None:
             raise _refused(f"{stmt.pkgbase} has no proposal {stmt.commit} (not a head seen here)")
@@ -246,8 +246,7 @@ class Source:
         safe side)."""
         policy = self.policy()
         signed = _maintainers_statement(raw, sigs, policy, Withdrawal)
-        stmt = signed.statement
-        assert isinstance(stmt, Withdrawal)
+        stmt = of_kind(signed.statement, Withdrawal)
         if self.store.proposal(stmt.pkgbase, stmt.commit) is None:
             raise _refused(f"{stmt.pkgbase} has no proposal {stmt.commit} (not a head seen here)")
         self.store.add_withdrawal(

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from reposeal.alpm.limits import MAX_TIMESTAMP
 from reposeal.errors import VerificationError
 from reposeal.translog.checkpoint import (
     CheckpointError,
@@ -35,7 +36,6 @@ from reposeal.translog.checkpoint import (
 )
 
 ALG_COSIGNATURE_V1 = 0x04
-MAX_TIMESTAMP = (1 << 63) - 1
 
 
 def _key_id(name: str, public: bytes) -> bytes:

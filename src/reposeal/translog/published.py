@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from reposeal.alpm.limits import MAX_SMALL
+from reposeal.alpm.limits import MAX_SKEW, MAX_SMALL, MAX_TILE
 from reposeal.errors import InputError, ReposealError, VerificationError
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.translog.checkpoint import Checkpoint, NoteVerifier, open_note, signed_by_only
@@ -25,8 +25,6 @@ from reposeal.translog.tiles import TILE_WIDTH, sig_path, tile_path
 if TYPE_CHECKING:
     from reposeal.translog.witnesspolicy import WitnessPolicy
 
-MAX_SKEW = 3600.0  # seconds a cosignature's time may be ahead of this machine's clock
-MAX_TILE = TILE_WIDTH * (2 + (64 << 10))
 
 Fetch = Callable[[str, int], bytes]
 
