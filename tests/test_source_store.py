@@ -30,10 +30,10 @@ def test_jobs_go_to_each_builder_once_and_come_back_on_release(tmp_path: Path) -
     assert store.add_proposal(proposal()) and not store.add_proposal(proposal())
     job = store.add_job("core", "hello", COMMIT, 1_700_000_000)
     assert job is not None and store.add_job("core", "hello", COMMIT, 1) is None
-    assert store.take("b0")["id"] == job and store.take("b0") is None, "held by b0"
-    assert store.take("b1")["id"] == job, "every builder builds every job"
+    assert store.take("b0").id == job and store.take("b0") is None, "held by b0"
+    assert store.take("b1").id == job, "every builder builds every job"
     store.release("b0")  # b0 restarted: what it held comes back to it
-    assert store.take("b0")["id"] == job
+    assert store.take("b0").id == job
     store.add_report(job, "b0", {"files": {}})
     store.release("b0")
     assert store.take("b0") is None, "reported: done for b0"
@@ -48,7 +48,7 @@ def test_a_withdrawn_job_goes_to_no_builder(tmp_path: Path) -> None:
     assert store.take("b0") is None
     assert [r for r, _, _ in store.withdrawals("hello", COMMIT)] == ["core"]
     store.add_job("extra", "hello", COMMIT, 1)  # withdrawn from core only
-    assert store.take("b0")["repo"] == "extra"
+    assert store.take("b0").repo == "extra"
 
 
 def test_approvals_keep_one_signature_per_maintainer(tmp_path: Path, world: World) -> None:
@@ -100,10 +100,10 @@ def test_a_job_per_architecture_goes_to_the_builders_of_it(tmp_path: Path) -> No
     store.add_proposal(proposal())
     jobs = [store.add_job("core", "hello", COMMIT, 1, arch, True) for arch in ("x86_64", "aarch64")]
     assert jobs == [f"hello-{COMMIT[:12]}-core-x86_64", f"hello-{COMMIT[:12]}-core-aarch64"]
-    assert store.take("arm0", "aarch64")["arch"] == "aarch64"
+    assert store.take("arm0", "aarch64").arch == "aarch64"
     assert store.take("arm0", "aarch64") is None, "not the other architecture's"
-    assert store.take("x0", "x86_64")["id"] == jobs[0]
-    assert store.take("old", None)["id"] == jobs[0], "a builder that names none takes any"
+    assert store.take("x0", "x86_64").id == jobs[0]
+    assert store.take("old", None).id == jobs[0], "a builder that names none takes any"
 
     # a store made before jobs had an architecture is upgraded in place; its jobs go to all
     old = tmp_path / "old"
@@ -114,4 +114,4 @@ def test_a_job_per_architecture_goes_to_the_builders_of_it(tmp_path: Path) -> No
                    "NOT NULL)")  # fmt: skip
         db.execute("INSERT INTO job VALUES ('j1', 'core', 'hello', ?, 1, 0)", (COMMIT,))
     upgraded = SourceStore(old)
-    assert upgraded.take("arm0", "aarch64")["id"] == "j1"
+    assert upgraded.take("arm0", "aarch64").id == "j1"

@@ -89,14 +89,17 @@ def test_a_hostile_source_tree_stays_in_its_folder(work: Path, member: tarfile.T
 @pytest.mark.parametrize(
     "bad",
     [{"pkgbase": "../../etc"}, {"commit": "HEAD"}, {"id": "a/b"}, {"source_date_epoch": "x"},
-     {"repo": None}],
+     {"source_date_epoch": True}, {"source_date_epoch": -1}, {"repo": None}, {"arch": "x y"},
+     {"arch": 5}, {"extra": 1}],
 )  # fmt: skip
 def test_a_hostile_job_is_refused_before_any_field_is_used(bad: dict[str, object]) -> None:
-    from reposeal.builder.run import check_job
-    from reposeal.errors import ReposealError
+    from reposeal.protocol.buildjobs import BuildJob, BuildJobError
 
     job = {"id": "hello-1", "repo": "core", "pkgbase": "hello", "commit": "a" * 40,
            "source_date_epoch": 1700000000}  # fmt: skip
-    assert check_job(job)["pkgbase"] == "hello"
-    with pytest.raises(ReposealError):
-        check_job(job | bad)
+    assert BuildJob.from_json(job) == BuildJob("hello-1", "core", "hello", "a" * 40, 1700000000)
+    assert BuildJob.from_json(BuildJob.from_json(job).to_json()).arch == ""
+    with pytest.raises(BuildJobError, match="malformed job"):
+        BuildJob.from_json(job | bad)
+    with pytest.raises(BuildJobError):
+        BuildJob.from_json([job])

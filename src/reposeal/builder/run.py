@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from reposeal import logs
 from reposeal.alpm import compression
@@ -35,6 +35,7 @@ from reposeal.errors import ReposealError, ToolMissingError
 from reposeal.evidence.statements import Build, to_bytes
 from reposeal.openpgp.signer import Signer
 from reposeal.protocol.bridge_client import BridgeClient, BridgeError
+from reposeal.protocol.buildjobs import BuildJob, BuildJobError
 from reposeal.protocol.source_client import SourceClient
 
 DEFAULT_COMMAND = "makepkg --nodeps --force --noconfirm --noprogressbar"
@@ -149,31 +150,8 @@ class Built:
     contents: dict[str, str]
 
 
-def check_job(job: dict[str, Any]) -> dict[str, Any]:
-    """A job from the source machine, its fields checked before any is used (a pkgbase
-    names a folder, a commit goes to a statement)."""
-    from reposeal.alpm.names import name_field
-    from reposeal.protocol.jobformat import COMMIT, JOB_ID
-
-    try:
-        job_id, commit = str(job["id"]), str(job["commit"])
-        checked: dict[str, Any] = {
-            "id": job_id,
-            "repo": name_field(job["repo"]),
-            "pkgbase": name_field(job["pkgbase"]),
-            "commit": commit,
-            "source_date_epoch": int(job["source_date_epoch"]),
-            "arch": str(job.get("arch") or ""),
-        }
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BuildError(f"a malformed job from the source machine: {exc}") from None
-    if not JOB_ID.fullmatch(job_id) or not COMMIT.fullmatch(commit):
-        raise BuildError("a malformed job from the source machine (id or commit)")
-    return checked
-
-
 def build_job(
-    job: dict[str, Any],
+    job: BuildJob,
     tree: bytes,
     workroot: Path,
     signer: Signer,
@@ -186,14 +164,14 @@ def build_job(
     the directory (the caller removes it once the packages are uploaded)."""
     workroot.mkdir(parents=True, exist_ok=True)
     os.chmod(workroot, 0o755)  # noqa: S103  (the build user must reach its folder)
-    work = Path(tempfile.mkdtemp(prefix=f"{job['pkgbase']}-", dir=workroot))
+    work = Path(tempfile.mkdtemp(prefix=f"{job.pkgbase}-", dir=workroot))
     os.chmod(work, 0o755)  # noqa: S103
     unpack(tree, work)
     if os.geteuid() == 0:
         uid = ensure_build_user(user)
         for p in [work, *work.rglob("*")]:
             shutil.chown(p, uid)
-    env = {"SOURCE_DATE_EPOCH": str(int(job["source_date_epoch"])), "PKGEXT": ".pkg.tar.zst"}
+    env = {"SOURCE_DATE_EPOCH": str(job.source_date_epoch), "PKGEXT": ".pkg.tar.zst"}
     if fetch:
         _run(_as_user([*sandbox(work, network=True, env=env), *shlex.split(FETCH_COMMAND)], user),
              "fetching the sources")  # fmt: skip
@@ -206,9 +184,7 @@ def build_job(
             continue
         pkg = read_package(path)
         buildinfo = hashlib.sha256(pkg.buildinfo or b"").hexdigest()
-        stmt = to_bytes(
-            Build(job["pkgbase"], job["commit"], path.name, pkg.facts.sha256, buildinfo)
-        )
+        stmt = to_bytes(Build(job.pkgbase, job.commit, path.name, pkg.facts.sha256, buildinfo))
         sig = signer.sign_detached(io.BytesIO(stmt))
         built.append(Built(path, pkg.facts.sha256, stmt, sig, contents(path)))
     if not built:
@@ -249,6 +225,12 @@ def run(
     while True:
         try:
             job = source.take_build(0 if once else wait, arch)
+        except BuildJobError as exc:  # held for this builder until its lease runs out
+            _say(exc.message)
+            count("failed", 0.0)
+            if once:
+                raise
+            continue
         except BridgeError as exc:
             if once:
                 raise
@@ -262,18 +244,17 @@ def run(
         started = time.monotonic()
         work = None
         try:
-            job = check_job(job)
-            if arch and job["arch"] and job["arch"] != arch:  # (the source machine filters)
-                raise BuildError(f"{job['id']} is for {job['arch']}, this builder is {arch}")
-            _say(f"building {job['pkgbase']} {job['commit'][:12]} for {job['repo']} ({job['id']})")
-            tree = source.build_source(str(job["id"]))
+            if arch and job.arch and job.arch != arch:  # (the source machine filters)
+                raise BuildError(f"{job.id} is for {job.arch}, this builder is {arch}")
+            _say(f"building {job.pkgbase} {job.commit[:12]} for {job.repo} ({job.id})")
+            tree = source.build_source(job.id)
             built, work = build_job(job, tree, workroot, signer, command=command, user=user)
             differences = _with_backoff(
-                functools.partial(_deliver, repo, source, str(job["id"]), built),
+                functools.partial(_deliver, repo, source, job.id, built),
                 tries=1 if once else 6,
             )
         except ReposealError as exc:
-            _say(f"{job['id']}: {exc}")  # the lease runs out; a later round tries again
+            _say(f"{job.id}: {exc}")  # the lease runs out; a later round tries again
             count("failed", time.monotonic() - started)
             if once:
                 raise

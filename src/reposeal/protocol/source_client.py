@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from reposeal.alpm.limits import MAX_ARCHIVE
 from reposeal.protocol.bridge_client import BridgeClient, BridgeError
+from reposeal.protocol.buildjobs import BuildJob
 
 
 class SourceError(BridgeError):
@@ -40,10 +41,11 @@ class SourceClient(BridgeClient):
 
     # builders ----------------------------------------------------------------------------
 
-    def take_build(self, wait: float, arch: str | None = None) -> dict[str, Any] | None:
+    def take_build(self, wait: float, arch: str | None = None) -> BuildJob | None:
+        """The next job for this builder, each field checked (BuildJobError otherwise)."""
         query = f"wait={wait:g}" + (f"&arch={arch}" if arch else "")
         found = self._call("GET", f"/jobs/next?{query}")
-        return dict(found) if found else None
+        return BuildJob.from_json(found) if found is not None else None
 
     def release_builds(self) -> None:
         self._call("POST", "/jobs/release", {})

@@ -147,9 +147,9 @@ class Source:
             tallies = self._tallies(doc, policy)
             jobs = []
             for job in self.store.jobs_of(doc["pkgbase"], doc["commit"]):
-                reports = self.store.reports(job["id"])
+                reports = self.store.reports(job.id)
                 jobs.append(
-                    job
+                    job.to_json()
                     | {
                         "built_by": sorted(reports),
                         "differences": differences(_as_reports(reports)),
@@ -253,7 +253,7 @@ class Source:
             hashlib.sha256(raw).hexdigest(), stmt.repo, stmt.pkgbase, stmt.commit, raw, sigs
         )
         return {"withdrawn": sorted(signed.signers), "jobs": [
-            j["id"] for j in self.store.jobs_of(stmt.pkgbase, stmt.commit) if j["repo"] == stmt.repo
+            j.id for j in self.store.jobs_of(stmt.pkgbase, stmt.commit) if j.repo == stmt.repo
         ]}  # fmt: skip
 
     def forward(self) -> int:
@@ -290,10 +290,10 @@ class Source:
 
     def source_tar(self, job_id: str) -> bytes:
         job = self.store.job(job_id)
-        path = gitrepo.repositories(self.repos).get(job["pkgbase"]) if job else None
+        path = gitrepo.repositories(self.repos).get(job.pkgbase) if job else None
         if job is None or path is None:
             raise web.HTTPNotFound(text=f"no job {job_id}")
-        return gitrepo.archive(path, job["commit"])
+        return gitrepo.archive(path, job.commit)
 
 
 def _say(message: str) -> None:
@@ -415,7 +415,7 @@ def make_app(source: Source, poll: float = 5.0) -> web.Application:
             job = await asyncio.to_thread(source.store.take, builder, arch)
             left = deadline - asyncio.get_running_loop().time()
             if job is not None or left <= 0 or request.transport is None:
-                return web.json_response(job)
+                return web.json_response(job.to_json() if job is not None else None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(source.jobs.wait(), left)
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from reposeal.evidence.quorum import one_per_signer
 from reposeal.openpgp.verify import Keyring
+from reposeal.protocol.buildjobs import BuildJob
 from reposeal.source.gitrepo import Commit
 from reposeal.sqldb import open_db, transaction
 
@@ -205,19 +206,19 @@ class SourceStore:
         return job_id if cur.rowcount == 1 else None
 
     @_locked
-    def job(self, job_id: str) -> dict[str, Any] | None:
+    def job(self, job_id: str) -> BuildJob | None:
         row = self.db.execute(
             "SELECT id, repo, pkgbase, commit_id, epoch, arch FROM job WHERE id=?", (job_id,)
         ).fetchone()
         return None if row is None else self._job(row)
 
     @staticmethod
-    def _job(row: tuple[Any, ...]) -> dict[str, Any]:
-        keys = ("id", "repo", "pkgbase", "commit", "source_date_epoch", "arch")
-        return dict(zip(keys, row, strict=True))
+    def _job(row: tuple[Any, ...]) -> BuildJob:
+        job_id, repo, pkgbase, commit, epoch, arch = row
+        return BuildJob(str(job_id), str(repo), str(pkgbase), str(commit), int(epoch), str(arch))
 
     @_locked
-    def jobs_of(self, pkgbase: str, commit: str) -> list[dict[str, Any]]:
+    def jobs_of(self, pkgbase: str, commit: str) -> list[BuildJob]:
         rows = self.db.execute(
             "SELECT id, repo, pkgbase, commit_id, epoch, arch FROM job "
             "WHERE pkgbase=? AND commit_id=?",
@@ -242,7 +243,7 @@ class SourceStore:
         return float(row[0]) if row else time.time()
 
     @_locked
-    def take(self, builder: str, arch: str | None = None) -> dict[str, Any] | None:
+    def take(self, builder: str, arch: str | None = None) -> BuildJob | None:
         """The oldest job ``builder`` has neither reported nor holds, and no maintainer
         withdrew (every builder of an architecture builds every job of it: that is the
         reproducibility check); ``arch``: the builder's (None: any job)."""
