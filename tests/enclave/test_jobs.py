@@ -245,7 +245,7 @@ def test_an_attack_is_refused_and_changes_nothing_signed(
     assert enclave.home.last_databases("core", "x86_64") == before, "nothing signed changed"
     with enclave.home.open_log() as log:
         assert log.size == size + 1, "one refusal, logged"
-        assert enclave.home.entry(log, size)["type"] == "refusal"
+        assert enclave.home.entry(log, size).type == "refusal"
     report = audit(enclave.home.path)
     assert report.ok, f"the log still audits clean: {report.violations}"
 

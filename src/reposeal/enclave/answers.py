@@ -50,7 +50,7 @@ def logged_answer(home: EnclaveHome, job_id: str, request: str) -> JobResult | N
     if index is None:
         return None
     with home.open_log() as log:
-        entry = LogEntry.read(home.entry(log, index))
+        entry = home.entry(log, index)
         if entry.request != request:
             raise SigningError(
                 f"job id {job_id} was used for another request (log entry {index}); a job id "

@@ -58,7 +58,7 @@ class AuditReport:
 
 
 def _evidence(
-    home: Path, doc: dict[str, Any], policy: Policy, where: str, report: AuditReport
+    home: Path, entry: LogEntry, policy: Policy, where: str, report: AuditReport
 ) -> Evidence:
     """The statements an entry names, each with the very signature files it names."""
     from reposeal.alpm.limits import MAX_STATEMENT_BYTES
@@ -66,7 +66,7 @@ def _evidence(
     from reposeal.enclave.records import evidence_files
 
     kinds: dict[str, list[Signed]] = {k: [] for k in EVIDENCE_KINDS}
-    for statement, signatures in evidence_files(doc):
+    for statement, signatures in evidence_files(entry):
         try:
             raw = read_limited(home / statement, MAX_STATEMENT_BYTES, "a statement")
             _check_named(raw, statement)
@@ -101,11 +101,13 @@ def _check_named(data: bytes, name: str) -> None:
 
 
 def _records(
-    home: Path, doc: dict[str, Any], where: str, report: AuditReport
+    home: Path, entry: LogEntry, where: str, report: AuditReport
 ) -> dict[str, PackageRecord] | None:
     """The records an entry names (hash-checked), or None after noting the violation."""
     try:
-        return load_records(lambda d: (home / "records" / f"{d}.json").read_bytes(), doc["records"])
+        return load_records(
+            lambda d: (home / "records" / f"{d}.json").read_bytes(), str(entry.records)
+        )
     except (OSError, ValueError, KeyError) as exc:
         report.violations.append(f"{where}: its package records are unusable: {exc}")
         return None
@@ -141,15 +143,16 @@ class _Databases:
         self.expected[key] = held
         return held
 
-    def listed(self, home: Path, doc: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+    def listed(self, home: Path, entry: LogEntry) -> dict[str, tuple[str, str, str]]:
         """Every entry of the signed databases, read from their bytes (a chunk read once
         is known by its hash after that)."""
         from reposeal.alpm import chunked
         from reposeal.alpm.compression import SUFFIX_TO_KIND
 
-        kind = SUFFIX_TO_KIND[str(doc["compression"])]
-        parts = {"db": _db(home, doc["db_sha256"]), "files": _db(home, doc["files_sha256"])}
-        chunks = chunked.chunks_from_index(json.loads(_db(home, doc["index_sha256"])), kind, parts)
+        kind = SUFFIX_TO_KIND[str(entry.compression)]
+        parts = {"db": _db(home, str(entry.db_sha256)), "files": _db(home, str(entry.files_sha256))}
+        index = json.loads(_db(home, str(entry.index_sha256)))
+        chunks = chunked.chunks_from_index(index, kind, parts)
         if chunks is None:
             raise ReposealError("its chunk index does not describe the signed databases")
         out: dict[str, tuple[str, str, str]] = {}
@@ -183,18 +186,13 @@ def _db(home: Path, digest: str) -> bytes:
     return data
 
 
-def _transition(doc: dict[str, Any], records: dict[str, PackageRecord]) -> Transition:
-    moved = doc.get("moved_from", {})
-    adds = {n: Addition(r, moved.get(n)) for n, r in records.items()}
-    parent = doc.get("parent")
-    return Transition(
-        doc["repo"], doc["arch"], parent if isinstance(parent, str) else None, adds,
-        list(doc.get("removes", [])),
-    )  # fmt: skip
+def _transition(entry: LogEntry, records: dict[str, PackageRecord]) -> Transition:
+    adds = {n: Addition(r, entry.moved_from.get(n)) for n, r in records.items()}
+    return Transition(str(entry.repo), str(entry.arch), entry.parent, adds, list(entry.removes))
 
 
 def _provenance(
-    index: int, doc: dict[str, Any], records: dict[str, PackageRecord], evidence: Evidence
+    index: int, entry: LogEntry, records: dict[str, PackageRecord], evidence: Evidence
 ) -> dict[str, Any]:
     """Who vouched for what one signed database added: the maintainers whose approvals of
     its PKGBUILD and the builders whose attestations of its file the enclave took."""
@@ -211,11 +209,11 @@ def _provenance(
     for s in evidence.builds:
         if isinstance(s.statement, Build):
             built.setdefault(s.statement.sha256, set()).update(s.signers)
-    moved = doc.get("moved_from") or {}
+    moved = entry.moved_from
     return {
         "entry": index,
-        "repo": doc["repo"],
-        "arch": doc["arch"],
+        "repo": entry.repo,
+        "arch": entry.arch,
         "packages": [
             {
                 "name": r.name,
@@ -230,20 +228,17 @@ def _provenance(
             }
             for n, r in sorted(records.items())
         ],
-        "removed": list(doc.get("removes") or []),
+        "removed": list(entry.removes),
         "adopted_by": sorted({f for s in evidence.adoptions for f in s.signers}),
     }
 
 
-def _texts_kept(home: Path, doc: dict[str, Any], records: dict[str, PackageRecord]) -> list[str]:
+def _texts_kept(home: Path, entry: LogEntry, records: dict[str, PackageRecord]) -> list[str]:
     """The PKGBUILD texts an entry names are those of packages it added, each the bytes of
     its hash where the copy holds it (the texts themselves may be missing from a mirror)."""
-    named = doc.get("pkgbuilds", [])
-    if not isinstance(named, list):
-        return ["its PKGBUILD texts are not a list"]
     added = {r.pkgbuild_sha256 for r in records.values()}
     out = []
-    for digest in named:
+    for digest in entry.pkgbuilds:
         if digest not in added:
             out.append(
                 f"kept the text of PKGBUILD {str(digest)[:16]}, which no package it adds has"
@@ -269,7 +264,7 @@ def _package_file(mirror: Path, repo: str, arch: str, filename: str) -> Path | N
 
 def _rederive(
     mirror: Path,
-    doc: dict[str, Any],
+    logged: LogEntry,
     records: dict[str, PackageRecord],
     hashes: dict[str, str],
     files: dict[str, str],
@@ -285,7 +280,7 @@ def _rederive(
 
     out = []
     for name, rec in sorted(records.items()):
-        path = _package_file(mirror, doc["repo"], doc["arch"], rec.filename)
+        path = _package_file(mirror, str(logged.repo), str(logged.arch), rec.filename)
         if path is None:
             out.append(f"{rec.filename} is on no mirror folder: it cannot be re-read")
             continue
@@ -331,97 +326,96 @@ def audit(home: Path, packages: Path | None = None) -> AuditReport:
     for index, raw in enumerate(entries[1:], 1):
         report.entries += 1
         try:
-            doc = read_entry(raw, loader)
-            head = LogEntry.read(doc)  # the version, each field's type, each kind's fields
+            e = LogEntry.read(read_entry(raw, loader))  # the version, each field's type
         except (OSError, ValueError, ReposealError) as exc:
             report.violations.append(f"entry {index}: unreadable: {exc}")
             continue
-        if head.type == "refusal":
+        if e.type == "refusal":
             report.refusals += 1
             continue
-        if doc.get("type") == "policy":
+        if e.type == "policy":
             try:
-                policy = _policy(home, doc["policy_sha256"], policy)
+                policy = _policy(home, str(e.policy_sha256), policy)
                 report.rotations += 1
             except ReposealError as exc:
                 report.violations.append(f"entry {index}: a policy rotation that fails: {exc}")
             continue
-        if doc.get("type") == "signer":  # the repository key switched: the policy allowed it?
+        if e.type == "signer":  # the repository key switched: the policy allowed it?
             report.key_rotations += 1
-            if not policy.repository_keys or not policy.may_sign(str(doc.get("signer"))):
+            if not policy.repository_keys or not policy.may_sign(str(e.signer)):
                 report.violations.append(
-                    f"entry {index}: switched to key {doc.get('signer')}, which policy "
+                    f"entry {index}: switched to key {e.signer}, which policy "
                     f"v{policy.version} does not name as a current or next repository key"
                 )
             continue
-        if doc.get("type") in ("packages", "db") and doc.get("policy_version") != policy.version:
+        if e.type in ("packages", "db") and e.policy_version != policy.version:
             report.violations.append(
-                f"entry {index} (job {doc.get('job')}): signed under policy "
-                f"v{doc.get('policy_version')}, but v{policy.version} was in force"
+                f"entry {index} (job {e.job}): signed under policy "
+                f"v{e.policy_version}, but v{policy.version} was in force"
             )
             continue
-        if doc.get("type") == "packages":
+        if e.type == "packages":
             report.signatures += 1
-            where = f"entry {index} (packages for {doc['repo']}, job {doc.get('job')})"
-            records = _records(home, doc, where, report)
+            where = f"entry {index} (packages for {e.repo}, job {e.job})"
+            records = _records(home, e, where, report)
             if records is None:
                 continue
-            evidence = _evidence(home, doc, policy, where, report)
-            verdict = decide_packages(state, doc["repo"], records, evidence, policy)
+            evidence = _evidence(home, e, policy, where, report)
+            verdict = decide_packages(state, str(e.repo), records, evidence, policy)
             if not verdict.accepted:
                 report.violations.append(
                     f"{where}: the policy would have refused it: " + "; ".join(verdict.reasons)
                 )
-            entry = parse(doc, _given(records))
-            if entry is not None:
-                state = apply(state, entry)
+            change = parse(e, _given(records))
+            if change is not None:
+                state = apply(state, change)
             continue
-        if head.type == "refresh":
+        if e.type == "refresh":
             report.signatures += 1
-            if state.last_db.get((str(head.repo), str(head.arch))) != head.db_sha256:
+            if state.last_db.get((str(e.repo), str(e.arch))) != e.db_sha256:
                 report.violations.append(
                     f"entry {index}: refreshed a database that was not "
-                    f"the latest for {head.repo}/{head.arch}"
+                    f"the latest for {e.repo}/{e.arch}"
                 )
             continue
-        if doc.get("type") != "db":
+        if e.type != "db":
             continue
         report.signatures += 1
-        where = f"entry {index} ({doc['repo']}/{doc['arch']}, job {doc.get('job')})"
+        where = f"entry {index} ({e.repo}/{e.arch}, job {e.job})"
         try:
-            records, hashes, files = load_records_and_entries(loader, doc["records"])
+            records, hashes, files = load_records_and_entries(loader, str(e.records))
         except (OSError, ValueError, KeyError) as exc:
             report.violations.append(f"{where}: its package records are unusable: {exc}")
             continue
-        evidence = _evidence(home, doc, policy, where, report)
-        adopted = doc.get("package_signatures") or {}
-        if doc.get("adoption"):  # the packager signatures were checked when it was signed
+        evidence = _evidence(home, e, policy, where, report)
+        adopted = e.package_signatures
+        if e.adoption:  # the packager signatures were checked when it was signed
             named = [s.statement for s in evidence.adoptions]
             keyring = getattr(named[0], "keyring_sha256", None) if len(named) == 1 else None
             report.adoptions.append({
-                "entry": index, "repo": doc["repo"], "arch": doc["arch"],
+                "entry": index, "repo": e.repo, "arch": e.arch,
                 "packages": sorted(f"{r.name} {r.version}" for r in records.values()),
                 "admins": sorted({f for s in evidence.adoptions for f in s.signers}),
                 "keyring_sha256": keyring,
             })  # fmt: skip
             decision = decide_adoption(
-                state, _transition(doc, records), evidence, policy, frozenset(adopted), keyring
+                state, _transition(e, records), evidence, policy, frozenset(adopted), keyring
             )
         else:
-            decision = decide(state, _transition(doc, records), evidence, policy)
+            decision = decide(state, _transition(e, records), evidence, policy)
         if not decision.accepted:
             report.violations.append(
                 f"{where}: the policy would have refused it: " + "; ".join(decision.reasons)
             )
-        key = (doc["repo"], doc["arch"])
+        key = (str(e.repo), str(e.arch))
         expected = databases.follow(
             key,
             {n: (r.version, hashes.get(n, ""), files.get(n, "")) for n, r in records.items()},
-            list(doc.get("removes", [])),
+            list(e.removes),
         )
-        if (home / "dbs" / doc["db_sha256"]).exists():
+        if (home / "dbs" / str(e.db_sha256)).exists():
             try:
-                listed = databases.listed(home, doc)
+                listed = databases.listed(home, e)
             except (OSError, ValueError, KeyError, ReposealError) as exc:
                 report.violations.append(f"{where}: the signed databases do not read: {exc}")
             else:
@@ -436,21 +430,20 @@ def audit(home: Path, packages: Path | None = None) -> AuditReport:
                 )
             if repo_key is not None:
                 try:
-                    verify_as_made(
-                        _db(home, doc["db_sha256"]), base64.b64decode(doc["signature"]), repo_key
-                    )
+                    signature = base64.b64decode(str(e.signature))
+                    verify_as_made(_db(home, str(e.db_sha256)), signature, repo_key)
                 except ReposealError as exc:
                     report.violations.append(f"{where}: signature does not verify: {exc.message}")
-        report.provenance.append(_provenance(index, doc, records, evidence))
-        report.violations += [f"{where}: {p}" for p in _texts_kept(home, doc, records)]
+                except ValueError:
+                    report.violations.append(f"{where}: its signature is not base64")
+        report.provenance.append(_provenance(index, e, records, evidence))
+        report.violations += [f"{where}: {p}" for p in _texts_kept(home, e, records)]
         if packages is not None:
-            found = _rederive(
-                packages, doc, records, hashes, files, {**state.signatures, **adopted}
-            )
+            found = _rederive(packages, e, records, hashes, files, {**state.signatures, **adopted})
             report.violations += [f"{where}: {p}" for p in found]
-        entry = parse(doc, _given(records))
-        if entry is not None:
-            state = apply(state, entry)
+        change = parse(e, _given(records))
+        if change is not None:
+            state = apply(state, change)
     return report
 
 

@@ -315,9 +315,9 @@ class EnclaveHome(HomePolicies, HomeKeys, HomeFiles):
     def all_last_databases(self) -> dict[tuple[str, str], SignedDatabases]:
         return dict(self._last_db)
 
-    def entry(self, log: TransparencyLog, index: int) -> dict[str, Any]:
-        """Log entry ``index`` as a document (spilled fields back in place)."""
-        return read_entry(log.entry(index), self.read_records)
+    def entry(self, log: TransparencyLog, index: int) -> LogEntry:
+        """Log entry ``index`` (spilled fields back in place), as a typed record."""
+        return LogEntry.read(read_entry(log.entry(index), self.read_records))
 
 
 def init_home(

@@ -24,7 +24,7 @@ from reposeal.fsio import atomic_write
 from reposeal.openpgp.signer import Signer
 from reposeal.openpgp.spec import signer_from_spec, with_gnupghome
 from reposeal.policy.document import verify_policy
-from reposeal.policy.entries import ENTRY_VERSION
+from reposeal.policy.entries import LogEntry
 from reposeal.translog.checkpoint import NoteSigner
 
 
@@ -94,9 +94,13 @@ class HomeKeys:
         if problems:
             raise EnclaveStateError(problems[0])
         entry = canonical.dumps(
-            {"v": ENTRY_VERSION, "type": "signer", "signer": new.fingerprint.upper(),
-             "policy_version": policy.version, "time": int(time.time())}
-        )  # fmt: skip
+            LogEntry(
+                "signer",
+                signer=new.fingerprint.upper(),
+                policy_version=policy.version,
+                time=int(time.time()),
+            ).to_json()
+        )
         certs = (self.path / "repo-key.pgp").read_bytes() + new.certificate()
         atomic_write(self.path / "repo-key.pgp", certs)  # auditors check old and new
         # config first: a crash before the entry leaves a mismatch that running this again

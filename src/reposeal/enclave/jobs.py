@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from reposeal.fsio import atomic_write, write_all
 from reposeal.openpgp.signer import SignOptions
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.policy.document import verify_policy
-from reposeal.policy.entries import ENTRY_VERSION, LogEntry
+from reposeal.policy.entries import LogEntry
 from reposeal.policy.keys import rotation_problems
 from reposeal.policy.state import PackageRecord, SigningState
 from reposeal.protocol.answers import JobResult
@@ -110,18 +110,18 @@ def propose(
         policy = home.policy()
         with home.open_log() as log:
             index = log.size
-            doc: dict[str, Any] = {
-                "v": ENTRY_VERSION,
-                "type": "db" if accepted else "refusal",
-                "job": job_id,
-                "request": request,
-                "repo": p.repo,
-                "arch": p.arch,
-                "parent": last.db if last else None,
-                "policy_version": policy.version,
-                "evidence": list(result.evidence),
-                "evidence_signatures": _rested_on(result, staged),
-            }
+            entry = LogEntry(
+                "refusal",
+                job=job_id,
+                request=request,
+                repo=p.repo,
+                arch=p.arch,
+                parent=last.db if last else None,
+                policy_version=policy.version,
+                evidence=result.evidence,
+                evidence_signatures=_rested_on(result, staged),
+                reasons=result.reasons,
+            )
             signature = files_signature = None
             if accepted:
                 options = db_options(home, policy, index)
@@ -136,25 +136,32 @@ def propose(
                     | {pkgbuild_path(home.path, d): t for d, t in texts.items()},
                     sync=home.path,
                 )
-                doc.update(
-                    {k: v for k, v in result.to_json().items() if k in TRANSITION_FIELDS},
+                entry = replace(
+                    entry,
+                    type="db",
+                    reasons=(),
+                    db_sha256=result.db_sha256,
+                    files_sha256=result.files_sha256,
+                    index_sha256=result.index_sha256,
+                    moved_from=result.moved_from,
+                    removes=result.removes,
+                    replaced=result.replaced,
+                    used_overrides=result.used_overrides,
+                    used_removals=result.used_removals,
+                    admitted=result.admitted,
                     records=records_sha,
                     compression=last.compression if last else p.compression,
                     parent_files=last.files if last else None,
                     parent_index=last.index if last else None,
                     signature=base64.b64encode(signature).decode(),
                     files_signature=base64.b64encode(files_signature).decode(),
+                    pkgbuilds=tuple(sorted(texts)),
+                    adoption=result.adoption,
+                    package_signatures=result.package_signatures if result.adoption else {},
                 )
-                if texts:
-                    doc["pkgbuilds"] = sorted(texts)
-                if result.adoption:
-                    doc["adoption"] = True
-                    doc["package_signatures"] = dict(result.package_signatures)
-            else:
-                doc["reasons"] = list(result.reasons)
-                if any(s.wrote for s in staged):
-                    write_all({}, sync=home.path)
-            note = home.append(log, canonical.dumps(doc), signer)
+            elif any(s.wrote for s in staged):
+                write_all({}, sync=home.path)
+            note = home.append(log, canonical.dumps(entry.to_json()), signer)
             fault_point("after-log-append")
             proof = log.inclusion_proof(index)
         home.load_state({records_sha: parsed})  # the new state, without reading it back
@@ -163,28 +170,17 @@ def propose(
         return JobResult(
             job_id,
             "accept" if accepted else "refuse",
-            list(doc.get("reasons", [])),
+            list(entry.reasons),
             index,
             signature,
             note,
             proof,
             files_signature=files_signature,
-            databases=answer_of(home, LogEntry.read(doc)) if accepted else None,
+            databases=answer_of(home, entry) if accepted else None,
         )
 
 
 DB_PARTS = ("db", "files", "index")
-TRANSITION_FIELDS = (
-    "db_sha256",
-    "files_sha256",
-    "index_sha256",
-    "moved_from",
-    "removes",
-    "replaced",
-    "used_overrides",
-    "used_removals",
-    "admitted",
-)
 
 
 def _prune(home: EnclaveHome, parent: SignedDatabases) -> None:
@@ -192,7 +188,7 @@ def _prune(home: EnclaveHome, parent: SignedDatabases) -> None:
     a retried job needs the latest and its parent, and every older one is on the mirrors'
     archive and named by hash in the log (``audit`` re-reads what it finds)."""
     with home.open_log() as log:
-        entry = LogEntry.read(home.entry(log, parent.log_index))
+        entry = home.entry(log, parent.log_index)
     kept = {parent.db, parent.files, parent.index}
     for held in home.all_last_databases().values():
         kept |= {held.db, held.files, held.index}
@@ -276,7 +272,7 @@ def _stage(home: EnclaveHome, evidence: Path | None) -> _Staged:
     return _Staged(bool(files), frozenset(held))
 
 
-def _rested_on(result: Decision, staged: list[_Staged]) -> dict[str, list[str]]:
+def _rested_on(result: Decision, staged: list[_Staged]) -> dict[str, tuple[str, ...]]:
     """The statements and signature files the worker says it used, each one staged into
     the home under its hash: what the log entry names is what the decision rested on."""
     named = result.evidence_signatures
@@ -290,7 +286,7 @@ def _rested_on(result: Decision, staged: list[_Staged]) -> dict[str, list[str]]:
                     f"evidence {digest[:16]}… changed or vanished while the job ran; "
                     "nothing was signed"
                 )
-    return {k: sorted(v) for k, v in sorted(named.items())}
+    return {k: tuple(sorted(v)) for k, v in sorted(named.items())}
 
 
 def refresh_db(
@@ -317,40 +313,41 @@ def refresh_db(
         signer = home.signer()
         with home.open_log() as log:
             index = log.size
-            doc: dict[str, Any] = {
-                "v": ENTRY_VERSION,
-                "job": job_id,
-                "request": request,
-                "repo": repo,
-                "arch": arch,
-                "policy_version": policy.version,
-            }
+            entry = LogEntry(
+                "refusal",
+                job=job_id,
+                request=request,
+                repo=repo,
+                arch=arch,
+                policy_version=policy.version,
+            )
             signature = files_signature = None
             if last is None or (expect is not None and expect != last.db):
-                doc.update(
-                    type="refusal",
-                    reasons=[
+                entry = replace(
+                    entry,
+                    reasons=(
                         f"only the latest database signed for {repo}/{arch} is refreshed "
-                        f"({(last.db if last else 'none')[:16]}…), not {(expect or '')[:16]}…"
-                    ],
+                        f"({(last.db if last else 'none')[:16]}…), not {(expect or '')[:16]}…",
+                    ),
                 )
             else:
                 options = db_options(home, policy, index)
                 signature = sign_verified(signer, home.read_db(last.db), options)
                 files_signature = sign_verified(signer, home.read_db(last.files), options)
-                doc.update(
+                entry = replace(
+                    entry,
                     type="refresh",
                     db_sha256=last.db,
                     files_sha256=last.files,
                     signature=base64.b64encode(signature).decode(),
                     files_signature=base64.b64encode(files_signature).decode(),
                 )
-            note = home.append(log, canonical.dumps(doc), signer)
+            note = home.append(log, canonical.dumps(entry.to_json()), signer)
             proof = log.inclusion_proof(index)
         return JobResult(
             job_id,
             "accept" if signature else "refuse",
-            doc.get("reasons", []),
+            list(entry.reasons),
             index,
             signature,
             note,
@@ -418,25 +415,20 @@ def sign_packages(
                     signatures[rec.filename] = sig
                     by_sha[rec.sha256] = base64.b64encode(sig).decode()
             write_all(_records_files(home, records), sync=home.path)
-            doc: dict[str, Any] = {
-                "v": ENTRY_VERSION,
-                "type": "packages" if accepted else "refusal",
-                "job": job_id,
-                "request": request,
-                "repo": repo,
-                "policy_version": result.policy_version,
-                "records": records_sha,
-                "evidence": list(result.evidence),
-                "evidence_signatures": _rested_on(result, staged),
-            }
-            if accepted:
-                doc["by_sha256"] = by_sha
-                doc["package_signatures"] = {
-                    n: base64.b64encode(v).decode() for n, v in signatures.items()
-                }
-            else:
-                doc["reasons"] = list(result.reasons)
-            note = home.append(log, canonical.dumps(doc), signer)
+            entry = LogEntry(
+                "packages" if accepted else "refusal",
+                job=job_id,
+                request=request,
+                repo=repo,
+                policy_version=result.policy_version,
+                records=records_sha,
+                evidence=result.evidence,
+                evidence_signatures=_rested_on(result, staged),
+                reasons=() if accepted else result.reasons,
+                by_sha256=by_sha,
+                package_signatures={n: base64.b64encode(v).decode() for n, v in signatures.items()},
+            )
+            note = home.append(log, canonical.dumps(entry.to_json()), signer)
             fault_point("after-log-append")
             proof = log.inclusion_proof(index)
         home.load_state({records_sha: parsed})
@@ -467,24 +459,20 @@ def rotate_policy(home: EnclaveHome, job_id: str, document: Path) -> JobResult:
         if done is not None:
             return done
         current = home.policy()
-        doc: dict[str, Any] = {
-            "v": ENTRY_VERSION,
-            "job": job_id,
-            "request": request,
-            "policy_sha256": digest,
-        }
+        entry = LogEntry("refusal", job=job_id, request=request, policy_sha256=digest)
         try:
             new = verify_policy(raw, sigs, previous=current)
         except ReposealError as exc:
-            doc.update(type="refusal", reasons=[f"policy rotation refused: {exc}"])
+            entry = replace(entry, reasons=(f"policy rotation refused: {exc}",))
         else:
             retired = {f: home.retired_since(f) for f in new.repo_keys("revoked").fingerprints()}
             problems = rotation_problems(new, home.signer_fingerprint(), retired, time.time())
             if problems:
-                doc.update(type="refusal", reasons=problems)
+                entry = replace(entry, reasons=tuple(problems))
             else:
                 home.store_policy(raw, sigs)
-                doc.update(
+                entry = replace(
+                    entry,
                     type="policy",
                     version=new.version,
                     previous=home.policy_sha256(),
@@ -492,16 +480,16 @@ def rotate_policy(home: EnclaveHome, job_id: str, document: Path) -> JobResult:
                 )
         with home.open_log() as log:
             index = log.size
-            note = home.append(log, canonical.dumps(doc), signer)
+            note = home.append(log, canonical.dumps(entry.to_json()), signer)
             proof = log.inclusion_proof(index)
         home.load_state()
-        if doc["type"] == "policy":  # the copy for people follows the log
+        if entry.type == "policy":  # the copy for people follows the log
             atomic_write(home.path / "policy.json.sig", sigs)
             atomic_write(home.path / "policy.json", raw)
         return JobResult(
             job_id,
-            "accept" if doc["type"] == "policy" else "refuse",
-            list(doc.get("reasons", [])),
+            "accept" if entry.type == "policy" else "refuse",
+            list(entry.reasons),
             index,
             None,
             note,

@@ -13,8 +13,8 @@ from typing import Any
 
 from reposeal import canonical
 from reposeal.policy.entries import (
-    ENTRY_VERSION,
     STATE_TYPES,
+    LogEntry,
     TransitionEntry,
     apply,
     check_version,
@@ -24,16 +24,14 @@ from reposeal.policy.state import NameIndex, PackageRecord, SigningState
 
 
 def genesis_entry(policy_sha256: str, signer_fpr: str, note_verifier: str) -> bytes:
-    return canonical.dumps(
-        {
-            "v": ENTRY_VERSION,
-            "type": "genesis",
-            "policy_sha256": policy_sha256,
-            "signer": signer_fpr,
-            "note_verifier": note_verifier,
-            "time": int(time.time()),  # when the policy came into force (key overlap)
-        }
+    entry = LogEntry(
+        "genesis",
+        policy_sha256=policy_sha256,
+        signer=signer_fpr,
+        note_verifier=note_verifier,
+        time=int(time.time()),  # when the policy came into force (key overlap)
     )
+    return canonical.dumps(entry.to_json())
 
 
 RecordsLoader = Callable[[str], bytes]
@@ -95,39 +93,32 @@ def named_files(raw_entry: bytes, loader: RecordsLoader) -> list[str]:
     doc = json.loads(raw_entry)
     names = [f"records/{doc[k]}.json" for k in ("records", "chunks", "spilled")
              if isinstance(doc.get(k), str)]  # fmt: skip
-    full = read_entry(raw_entry, loader)
+    full = LogEntry.read(read_entry(raw_entry, loader))
     for statement, signatures in evidence_files(full):
         names.append(statement)
         names += signatures
-    texts = full.get("pkgbuilds", [])  # the approved PKGBUILDs' texts, by their sha256
-    names += (
-        [f"pkgbuilds/{d}" for d in texts if isinstance(d, str)] if isinstance(texts, list) else []
-    )
-    policy = doc.get("policy_sha256")
-    if isinstance(policy, str):
-        names += [f"policies/{policy}.json", f"policies/{policy}.json.sig"]
+    names += [f"pkgbuilds/{d}" for d in full.pkgbuilds]  # approved PKGBUILD texts, by sha256
+    if full.policy_sha256 is not None:
+        names += [f"policies/{full.policy_sha256}.json", f"policies/{full.policy_sha256}.json.sig"]
     return names
 
 
-def evidence_files(doc: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+def evidence_files(entry: LogEntry) -> list[tuple[str, list[str]]]:
     """The statements an entry rested on, each with its signature files, by their path in
     a home: ``evidence/SHA256.json`` and ``evidence/SHA256.sig`` (each signature file named
     by its own hash, as the entry names it: a later job bringing the same statement with
     other signatures never changes what an earlier entry rested on). Entries from before
     that name ``evidence/SHA256.json.sig``."""
-    evidence = doc.get("evidence", [])
-    signed = doc.get("evidence_signatures")
-    out = []
-    for digest in evidence if isinstance(evidence, list) else []:
-        if not isinstance(digest, str):
-            continue
-        if isinstance(signed, dict):
-            sigs = signed.get(digest, [])
-            files = [f"evidence/{s}.sig" for s in sigs if isinstance(s, str)]
-        else:
-            files = [f"evidence/{digest}.json.sig"]
-        out.append((f"evidence/{digest}.json", files))
-    return out
+    signed = entry.evidence_signatures
+    return [
+        (
+            f"evidence/{digest}.json",
+            [f"evidence/{s}.sig" for s in signed.get(digest, ())]
+            if signed is not None
+            else [f"evidence/{digest}.json.sig"],
+        )
+        for digest in entry.evidence
+    ]
 
 
 def load_records(loader: RecordsLoader, digest: str) -> dict[str, PackageRecord]:
@@ -189,7 +180,7 @@ def replay(
             continue
         if "spilled" in doc:
             doc = read_entry(raw, loader)
-        entry = parse(doc, records_of)
+        entry = parse(LogEntry.read(doc), records_of)
         if entry is not None:
             state = apply(state, entry)
             if index is not None:

@@ -10,7 +10,7 @@ records an entry names by hash are handed in by the caller.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from reposeal.alpm.vercmp import vercmp
@@ -38,9 +38,11 @@ ENTRY_TYPES = ("genesis", "policy", "signer", "db", "packages", "refresh", "refu
 
 @dataclass(frozen=True)
 class LogEntry:
-    """Any log entry, as its readers take it (the replay, the enclave's answers to a
-    retried job, the pruning of old databases): its kind and the fields around the state
-    change, each of its type, the version checked. The state change itself is ``parse``'s."""
+    """Any log entry, as the enclave writes it and every reader takes it (the replay, the
+    answers to a retried job, the pruning of old databases, ``enclave audit``, the status
+    and provenance pages): its kind and each of its fields, of its type, the version
+    checked. The state change itself is ``parse``'s. A field that is None, empty or False
+    is not written (readers take its absence as that value)."""
 
     type: str
     job: str | None = None
@@ -50,6 +52,11 @@ class LogEntry:
     reasons: tuple[str, ...] = ()
     signer: str | None = None  # genesis, signer: the repository key from then on
     policy_sha256: str | None = None  # genesis, policy: the policy in force from then on
+    note_verifier: str | None = None  # genesis: the log's checkpoint key
+    policy_version: int | None = None  # db, packages, signer: the policy it was made under
+    version: int | None = None  # policy: the new policy's version
+    previous: str | None = None  # policy: the policy it replaced (sha256)
+    time: int | None = None  # genesis, signer, policy: when it came into force
     db_sha256: str | None = None
     files_sha256: str | None = None
     index_sha256: str | None = None
@@ -57,41 +64,55 @@ class LogEntry:
     parent: str | None = None
     parent_files: str | None = None
     parent_index: str | None = None
+    records: str | None = None  # the package records blob (sha256)
     replaced: tuple[str, ...] = ()
+    removes: tuple[str, ...] = ()
+    moved_from: Mapping[str, str] = field(default_factory=dict)
+    used_overrides: tuple[str, ...] = ()
+    used_removals: tuple[str, ...] = ()
+    admitted: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    evidence: tuple[str, ...] = ()  # the statements it rested on (sha256)
+    # each statement's signature files (sha256); None in entries from before they were named
+    evidence_signatures: Mapping[str, tuple[str, ...]] | None = None
+    pkgbuilds: tuple[str, ...] = ()  # the approved PKGBUILD texts kept beside the log
     signature: str | None = None  # base64, as the log keeps it
     files_signature: str | None = None
     package_signatures: Mapping[str, str] = field(default_factory=dict)
+    by_sha256: Mapping[str, str] = field(default_factory=dict)  # packages: sha256 -> base64
+    adoption: bool = False
 
     @classmethod
     def read(cls, doc: Mapping[str, Any]) -> LogEntry:
         """The entry in ``doc`` (spilled fields already in place); ``EntryError`` if it is
-        not one this version of reposeal writes."""
+        not one this version of reposeal writes. Fields it does not know are ignored."""
         check_version(doc)
         kind = doc.get("type")
         if kind not in ENTRY_TYPES:
             raise EntryError(f"a log entry of unknown type {str(kind)[:40]!r}")
-        texts = {}
-        for name in ("job", "request", "repo", "arch", "signer", "policy_sha256", "db_sha256",
-                     "files_sha256", "index_sha256", "compression", "parent", "parent_files",
-                     "parent_index", "signature", "files_signature"):  # fmt: skip
-            value = doc.get(name)
-            if value is not None and not isinstance(value, str):
-                raise EntryError(f"a {kind} entry's {name} is not text")
-            texts[name] = value
-        signatures = doc.get("package_signatures", {})
-        if not isinstance(signatures, dict) or not all(
-            isinstance(v, str) for v in signatures.values()
-        ):
-            raise EntryError(f"a {kind} entry's package signatures are malformed")
-        entry = cls(
-            str(kind),
-            reasons=_strings(doc.get("reasons", []), "reasons"),
-            replaced=_strings(doc.get("replaced", []), "replaced"),
-            package_signatures={str(k): v for k, v in signatures.items()},
-            **texts,
-        )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "type" or doc.get(f.name) is None:
+                continue
+            values[f.name] = _typed(f.name, _KINDS[f.name], doc[f.name], str(kind))
+        entry = cls(str(kind), **values)
         entry._check_complete()
         return entry
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as the log keeps it (canonical JSON of this), as ``read`` reads it."""
+        out: dict[str, Any] = {"v": ENTRY_VERSION, "type": self.type}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "type" or value is None or value is False:
+                continue
+            if isinstance(value, tuple | Mapping) and not value and f.name != "evidence_signatures":
+                continue
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+            out[f.name] = value
+        return out
 
     def _check_complete(self) -> None:
         """The fields each kind of entry always has."""
@@ -106,6 +127,46 @@ class LogEntry:
         missing = [n for n in needed if getattr(self, n) is None]
         if missing:
             raise EntryError(f"a {self.type} entry lacks {', '.join(missing)}")
+
+
+# each field's JSON shape: text, a whole number, true/false, a list of texts, an object of
+# texts, an object of lists of texts
+_TEXT = ("job", "request", "repo", "arch", "signer", "policy_sha256", "note_verifier",
+         "previous", "db_sha256", "files_sha256", "index_sha256", "compression", "parent",
+         "parent_files", "parent_index", "records", "signature", "files_signature")  # fmt: skip
+_TEXTS = ("reasons", "replaced", "removes", "used_overrides", "used_removals", "evidence",
+          "pkgbuilds")  # fmt: skip
+_KINDS = {
+    **dict.fromkeys(_TEXT, "text"),
+    **dict.fromkeys(("policy_version", "version", "time"), "number"),
+    "adoption": "flag",
+    **dict.fromkeys(_TEXTS, "texts"),
+    **dict.fromkeys(("moved_from", "package_signatures", "by_sha256"), "text map"),
+    **dict.fromkeys(("admitted", "evidence_signatures"), "list map"),
+}
+
+
+def _typed(name: str, kind: str, value: object, entry: str) -> object:
+    """One field of an entry, of its kind (lists become tuples); EntryError otherwise."""
+    what = f"a {entry} entry's {name.replace('_', ' ')}"
+    if kind == "text" and isinstance(value, str):
+        return value
+    if kind == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "flag" and isinstance(value, bool):
+        return value
+    if kind == "texts" and _is_texts(value):
+        return tuple(value)  # type: ignore[arg-type]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        if kind == "text map" and all(isinstance(v, str) for v in value.values()):
+            return dict(value)
+        if kind == "list map" and all(_is_texts(v) for v in value.values()):
+            return {k: tuple(v) for k, v in value.items()}
+    raise EntryError(f"{what} is malformed (expected {kind})")
+
+
+def _is_texts(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 @dataclass(frozen=True)
@@ -146,43 +207,31 @@ def _strings(value: object, what: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def parse(doc: Mapping[str, Any], records_of: RecordsOf) -> StateEntry | None:
-    """The typed entry for a state-changing log document (None for the others: genesis,
+def parse(entry: LogEntry, records_of: RecordsOf) -> StateEntry | None:
+    """The state change a log entry makes (None for the kinds that make none: genesis,
     policy, signer, refresh, refusal). ``records_of(sha256)`` loads a records blob."""
-    check_version(doc)
-    kind = doc.get("type")
-    if kind not in STATE_TYPES:
+    if entry.type not in STATE_TYPES:
         return None
-    try:
-        records = records_of(str(doc["records"]))
-        if kind == "packages":
-            signatures = doc.get("by_sha256", {})
-            if not isinstance(signatures, dict):
-                raise EntryError("a packages entry is malformed")
-            return PackagesEntry(
-                str(doc["repo"]), records, {str(k): str(v) for k, v in signatures.items()}
-            )
-        moved = doc.get("moved_from", {})
-        admitted = doc.get("admitted", {})
-        adopted = doc.get("package_signatures", {})
-        if not all(isinstance(x, dict) for x in (moved, admitted, adopted)):
-            raise EntryError("a transition entry is malformed")
-        parent = doc.get("parent")
-        return TransitionEntry(
-            repo=str(doc["repo"]),
-            arch=str(doc["arch"]),
-            parent=parent if isinstance(parent, str) else None,
-            db_sha256=str(doc["db_sha256"]),
-            adds=records,
-            moved_from={str(k): str(v) for k, v in moved.items()},
-            removes=_strings(doc.get("removes", []), "removes"),
-            used_overrides=_strings(doc.get("used_overrides", []), "used overrides"),
-            used_removals=_strings(doc.get("used_removals", []), "used removals"),
-            admitted={str(k): _strings(v, "approvals") for k, v in admitted.items()},
-            signatures={str(k): str(v) for k, v in adopted.items()},
-        )
-    except KeyError as exc:
-        raise EntryError(f"a {kind} entry lacks {exc}") from None
+    if entry.records is None or entry.repo is None:
+        raise EntryError(f"a {entry.type} entry lacks its repository or package records")
+    records = records_of(entry.records)
+    if entry.type == "packages":
+        return PackagesEntry(entry.repo, records, entry.by_sha256)
+    if entry.arch is None or entry.db_sha256 is None:
+        raise EntryError("a db entry lacks its architecture or database")
+    return TransitionEntry(
+        repo=entry.repo,
+        arch=entry.arch,
+        parent=entry.parent,
+        db_sha256=entry.db_sha256,
+        adds=records,
+        moved_from=entry.moved_from,
+        removes=entry.removes,
+        used_overrides=entry.used_overrides,
+        used_removals=entry.used_removals,
+        admitted=entry.admitted,
+        signatures=entry.package_signatures,
+    )
 
 
 def _raise_highest(highest: dict[tuple[str, str], str], repo: str, r: PackageRecord) -> None:
