@@ -27,6 +27,7 @@ FORBIDDEN = (
     "reposeal.builder",
     "reposeal.client",
     "reposeal.cli",
+    "reposeal.alpm.synthetic",  # a package builder for tests and benchmarks
 )
 
 
@@ -41,3 +42,12 @@ def test_the_sandboxed_worker_imports_no_key_no_disk_no_network_code() -> None:
     bad = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
     assert not bad, f"the sandbox pulls in {bad}"
     assert "reposeal.policy.decide" in loaded and "reposeal.enclave.readback" in loaded
+
+
+def test_the_warm_up_fixture_is_a_package_the_worker_reads() -> None:
+    """The template warms up on a package kept beside it (not one built by test helpers)."""
+    from reposeal.alpm.package import read_package
+    from reposeal.enclave.zygote import WARM_UP
+
+    info = read_package(WARM_UP).facts.info
+    assert (info.name, info.version, info.arch) == ("warm-up", "1-1", "x86_64")

@@ -91,7 +91,7 @@ class Enclave:
                                   ("parent_index", "index"))}  # fmt: skip
             files |= {("job", f"parent.{k}"): v for k, v in self.last.items()}
         out = decide_job(MemoryJob(spec, self.policy, files, self.state))
-        if out.decision["decision"] == "accept":
+        if out.decision.accepted:
             self.accept(out)
         return out
 
@@ -105,9 +105,8 @@ class Enclave:
             for r in json.loads(out.blobs["records"])
         }  # fmt: skip
         d = out.decision
-        entry = TransitionEntry("core", "x86_64", d["parent"], d["db_sha256"], records,
-                                removes=tuple(d["removes"]),
-                                used_removals=tuple(d["used_removals"]))  # fmt: skip
+        entry = TransitionEntry("core", "x86_64", d.parent, str(d.db_sha256), records,
+                                removes=d.removes, used_removals=d.used_removals)  # fmt: skip
         self.state = apply(self.state, entry)
         self.last = {k: out.blobs[k] for k in ("db", "files", "index")}
 
@@ -119,7 +118,7 @@ def pkg(name: str, version: str = "1-1", **kw: object) -> bytes:
 def test_the_worker_writes_what_reposeal_db_writes(world: World, policy: Policy) -> None:
     enclave = Enclave(world, policy)
     out = enclave.propose([pkg("foo"), pkg("bar", depends=["foo>=1"])])
-    assert out.decision["decision"] == "accept", out.decision
+    assert out.decision.accepted, out.decision
     tar = decompress_blob(out.blobs["db"], "db")
     files_tar = decompress_blob(out.blobs["files"], "files")
     entries = entries_from_tars(tar, files_tar, "db", "files")
@@ -132,18 +131,18 @@ def test_the_worker_writes_what_reposeal_db_writes(world: World, policy: Policy)
 def test_a_change_rewrites_only_the_chunks_it_touches(world: World, policy: Policy) -> None:
     enclave = Enclave(world, policy)
     first = [pkg(f"p{i:04d}") for i in range(700)]
-    assert enclave.propose(first).decision["decision"] == "accept"
+    assert enclave.propose(first).decision.accepted
     before = json.loads(enclave.last["index"])["db"]["chunks"]  # type: ignore[index]
     out = enclave.propose([pkg("p0350", "2-1")], removes=["p0001"])
-    assert out.decision["decision"] == "accept", out.decision
+    assert out.decision.accepted, out.decision
     after = json.loads(out.blobs["index"])["db"]["chunks"]
     assert len(before) == len(after) >= 3
     # p0001 and p0350 lie in two chunks; every other chunk is the parent's, byte for byte
     assert len(set(before) & set(after)) == len(before) - 2
     entries = entries_from_tars(decompress_blob(out.blobs["db"], "db"), None, "db", None)
     assert entries["p0350"].version == "2-1" and "p0001" not in entries
-    assert out.decision["replaced"] == ["p0001-1-1-x86_64.pkg.tar.zst",
-                                        "p0350-1-1-x86_64.pkg.tar.zst"]  # fmt: skip
+    assert out.decision.replaced == ("p0001-1-1-x86_64.pkg.tar.zst",
+                                     "p0350-1-1-x86_64.pkg.tar.zst")  # fmt: skip
 
 
 def _gzip_then_zlib(name: str) -> bytes:
@@ -239,18 +238,18 @@ def test_hostile_packages_are_refused_never_signed(world: World, policy: Policy,
     spec = {"kind": "transition", "repo": "core", "arch": "x86_64", "add": [name],
             "moves": [], "remove": [], "compression": ".gz", "parent": None}  # fmt: skip
     out = decide_job(MemoryJob(spec, policy, files, enclave.state))
-    assert out.decision["decision"] == "refuse", out.decision
-    assert out.decision["reasons"] and "db" not in out.blobs, out.decision
+    assert out.decision.decision == "refuse", out.decision
+    assert out.decision.reasons and "db" not in out.blobs, out.decision
 
 
 def test_a_worker_cannot_be_handed_a_database(world: World, policy: Policy) -> None:
     """The job's databases are the enclave's own, checked against its log's hashes."""
     enclave = Enclave(world, policy)
-    assert enclave.propose([pkg("foo")]).decision["decision"] == "accept"
+    assert enclave.propose([pkg("foo")]).decision.accepted
     assert enclave.last is not None
     enclave.last["db"] = enclave.last["db"] + b"\0"  # someone else's bytes
     out = enclave.propose([pkg("bar")])  # the job's hashes are of the altered bytes...
-    assert out.decision["decision"] == "refuse"  # ...which the index does not describe
+    assert out.decision.decision == "refuse"  # ...which the index does not describe
 
 
 def test_chunks_of_the_index_must_be_the_databases(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -67,9 +68,18 @@ def _common(f: Any) -> Any:
             help="Sign with another key than the current signature's (users must trust it).",
         ),
     ]
+
+    @functools.wraps(f)
+    def command(**params: Any) -> Any:
+        # the shared options stay in the click context (``_shared_options`` reads them);
+        # the command itself gets how to report
+        for name in ("nocolor", *_SHARED):
+            params.pop(name)
+        return f(_Out(params.pop("quiet"), params.pop("as_json")), **params)
+
     for opt in reversed(options):
-        f = opt(f)
-    return f
+        command = opt(command)
+    return command
 
 
 def _sign_options(sig_expires: str | None) -> SignOptions:
@@ -183,20 +193,9 @@ def _report(out: _Out, report: Any) -> None:
 @click.argument("database", type=click.Path(path_type=Path))
 @click.argument("packages", nargs=-1, type=click.Path(path_type=Path))
 def db_add(
+    out: _Out,
     database: Path,
     packages: tuple[Path, ...],
-    quiet: bool,
-    as_json: bool,
-    sign: bool,
-    key: str | None,
-    signer: str | None,
-    verify: bool,
-    gnupghome: Path | None,
-    wait: float,
-    sig_expires: str | None,
-    nocolor: bool,
-    unsigned: bool,
-    new_key: bool,
     only_new: bool,
     remove_old: bool,
     prevent_downgrade: bool,
@@ -210,7 +209,6 @@ def db_add(
     All or nothing: if any package is bad or refused, the database is left untouched.
     Downgrades and a changed file under an existing version are refused.
     """
-    out = _Out(quiet, as_json)
     try:
         opts = _shared_options(
             out,
@@ -234,23 +232,11 @@ def db_add(
 @click.argument("database", type=click.Path(path_type=Path))
 @click.argument("names", nargs=-1, required=True)
 def db_remove(
+    out: _Out,
     database: Path,
     names: tuple[str, ...],
-    quiet: bool,
-    as_json: bool,
-    sign: bool,
-    key: str | None,
-    signer: str | None,
-    verify: bool,
-    gnupghome: Path | None,
-    wait: float,
-    sig_expires: str | None,
-    nocolor: bool,
-    unsigned: bool,
-    new_key: bool,
 ) -> None:
     """Remove packages (by name) from DATABASE, like repo-remove. All or nothing."""
-    out = _Out(quiet, as_json)
     try:
         opts = _shared_options(out)
         _report(out, dbupdate.remove(database, names, opts, out.progress))
@@ -272,27 +258,15 @@ def db_remove(
 )
 @click.argument("database", type=click.Path(path_type=Path))
 def db_rollback(
+    out: _Out,
     database: Path,
     target: str | None,
     allow_downgrade: bool,
-    quiet: bool,
-    as_json: bool,
-    sign: bool,
-    key: str | None,
-    signer: str | None,
-    verify: bool,
-    gnupghome: Path | None,
-    wait: float,
-    sig_expires: str | None,
-    nocolor: bool,
-    unsigned: bool,
-    new_key: bool,
 ) -> None:
     """Publish an earlier generation of DATABASE again (a bad update undone), as a new
     generation so pacman fetches it. Lowering a version needs --allow-downgrade. Signed
     anew when a signer is given or remembered, else with that generation's own signatures
     (refused if they expired)."""
-    out = _Out(quiet, as_json)
     try:
         opts = _shared_options(out)
         report = dbupdate.rollback(
@@ -388,23 +362,11 @@ def db_install_links(folder: Path) -> None:
 @_common
 @click.argument("database", type=click.Path(path_type=Path))
 def db_refresh(
+    out: _Out,
     database: Path,
-    quiet: bool,
-    as_json: bool,
-    sign: bool,
-    key: str | None,
-    signer: str | None,
-    verify: bool,
-    gnupghome: Path | None,
-    wait: float,
-    sig_expires: str | None,
-    nocolor: bool,
-    unsigned: bool,
-    new_key: bool,
 ) -> None:
     """Re-sign DATABASE as it is, with a fresh expiry (run it from cron well before the
     signatures expire). The archives are checked fully before they are signed again."""
-    out = _Out(quiet, as_json)
     try:
         opts = _shared_options(out)
         _report(out, dbupdate.refresh(database, opts, out.progress))

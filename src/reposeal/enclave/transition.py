@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from reposeal.alpm.limits import MAX_CHANGES, MAX_PACKAGER_SIG
 from reposeal.alpm.names import name_field
 from reposeal.alpm.package import Package, read_package
 from reposeal.alpm.syncdb import Entry
+from reposeal.enclave.decision import Decision
 from reposeal.enclave.readback import Meant, read_back
 from reposeal.enclave.worker_io import JobInput, blob, evidence_of
 from reposeal.errors import ReposealError
@@ -52,7 +54,7 @@ COMPRESSIONS = {".gz": compression.GZIP, ".zst": compression.ZSTD}
 class WorkerOutput:
     """A worker's answer: the decision, and the exact bytes the enclave stores and signs."""
 
-    decision: dict[str, Any]
+    decision: Decision
     blobs: dict[str, bytes]
 
 
@@ -179,28 +181,31 @@ def run_transition(job: JobInput) -> WorkerOutput:
     t = Transition(repo, arch, parent if isinstance(parent, str) else None, adds, removes)
     decision = decide(state, t, evidence, policy)
     reasons += decision.reasons
-    summary: dict[str, Any] = {
-        "repo": repo,
-        "arch": arch,
-        "parent": t.parent,
-        "policy_version": policy.version,
-        "ignored_evidence": ignored,
-        "evidence": sorted(used),
-        "evidence_signatures": {d: sorted(v) for d, v in sorted(used.items())},
-        "used_overrides": decision.used_overrides,
-        "used_removals": decision.used_removals,
-        "admitted": decision.admitted,
-        "moved_from": {n: a.moved_from for n, a in adds.items() if a.moved_from},
-        "removes": sorted(set(removes)),
-        "replaced": sorted(
-            old.filename
-            for n in names
-            if (old := state.holds(repo, arch, n)) is not None
-            and (n not in adds or adds[n].record.filename != old.filename)
+    summary = Decision(
+        "refuse",
+        repo=repo,
+        arch=arch,
+        parent=t.parent,
+        policy_version=policy.version,
+        ignored_evidence=tuple(ignored),
+        evidence=tuple(sorted(used)),
+        evidence_signatures=signature_files(used),
+        used_overrides=tuple(decision.used_overrides),
+        used_removals=tuple(decision.used_removals),
+        admitted={n: tuple(a) for n, a in decision.admitted.items()},
+        moved_from={n: a.moved_from for n, a in adds.items() if a.moved_from},
+        removes=tuple(sorted(set(removes))),
+        replaced=tuple(
+            sorted(
+                old.filename
+                for n in names
+                if (old := state.holds(repo, arch, n)) is not None
+                and (n not in adds or adds[n].record.filename != old.filename)
+            )
         ),
-    }
+    )
     if reasons:
-        return WorkerOutput({"decision": "refuse", "reasons": reasons, **summary}, {})
+        return WorkerOutput(replace(summary, reasons=tuple(reasons)), {})
     sigs = {n: state.signatures[a.record.sha256] for n, a in adds.items()}
     return _written(job, kind, packages, adds, sigs, removes, summary)
 
@@ -249,25 +254,20 @@ def run_adoption(job: JobInput) -> WorkerOutput:
     t = Transition(repo, arch, None, adds, ())
     decision = decide_adoption(state, t, evidence, policy, frozenset(verified), keyring_sha)
     reasons += decision.reasons
-    summary: dict[str, Any] = {
-        "repo": repo,
-        "arch": arch,
-        "parent": None,
-        "policy_version": policy.version,
-        "ignored_evidence": ignored,
-        "evidence": sorted(used),
-        "evidence_signatures": {d: sorted(v) for d, v in sorted(used.items())},
-        "used_overrides": decision.used_overrides,
-        "used_removals": [],
-        "admitted": {},
-        "moved_from": {},
-        "removes": [],
-        "replaced": [],
-        "adoption": True,
-        "package_signatures": {adds[n].record.sha256: s for n, s in sorted(sigs.items())},
-    }
+    summary = Decision(
+        "refuse",
+        repo=repo,
+        arch=arch,
+        policy_version=policy.version,
+        ignored_evidence=tuple(ignored),
+        evidence=tuple(sorted(used)),
+        evidence_signatures=signature_files(used),
+        used_overrides=tuple(decision.used_overrides),
+        adoption=True,
+        package_signatures={adds[n].record.sha256: s for n, s in sorted(sigs.items())},
+    )
     if reasons:
-        return WorkerOutput({"decision": "refuse", "reasons": reasons, **summary}, {})
+        return WorkerOutput(replace(summary, reasons=tuple(reasons)), {})
     return _written(job, kind, packages, adds, sigs, [], summary)
 
 
@@ -278,7 +278,7 @@ def _written(
     adds: dict[str, Addition],
     sigs: dict[str, str],
     removes: list[str],
-    summary: dict[str, Any],
+    summary: Decision,
 ) -> WorkerOutput:
     """Render the new entries (``sigs``: name -> %PGPSIG%), write the databases, read them
     back with pacman's libraries, and answer."""
@@ -298,7 +298,7 @@ def _written(
     ]
     problems = read_back(written.fresh_db, written.fresh_files, meant)
     if problems:
-        return WorkerOutput({"decision": "refuse", "reasons": problems, **summary}, {})
+        return WorkerOutput(replace(summary, reasons=tuple(problems)), {})
     records = [record_to_json(adds[n].record, entries[n]) for n in sorted(adds)]
     out = {
         "records": canonical.dumps(records),
@@ -306,8 +306,21 @@ def _written(
         "files": written.files,
         "index": written.index,
     }
-    digests = {f"{k}_sha256": hashlib.sha256(v).hexdigest() for k, v in out.items()}
-    return WorkerOutput({"decision": "accept", "reasons": [], **summary, **digests}, out)
+    digest = {k: hashlib.sha256(v).hexdigest() for k, v in out.items()}
+    accepted = replace(
+        summary,
+        decision="accept",
+        records_sha256=digest["records"],
+        db_sha256=digest["db"],
+        files_sha256=digest["files"],
+        index_sha256=digest["index"],
+    )
+    return WorkerOutput(accepted, out)
+
+
+def signature_files(used: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """For each statement a decision used, the signature files it came with (sorted)."""
+    return {d: tuple(sorted(v)) for d, v in sorted(used.items())}
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,14 @@ from pathlib import Path
 from reposeal import canonical
 from reposeal.alpm.crosscheck import disagreements
 from reposeal.alpm.package import read_package
+from reposeal.enclave.decision import Decision
 from reposeal.enclave.transition import (
     WorkerOutput,
     record_of,
     record_to_json,
     run_adoption,
     run_transition,
+    signature_files,
 )
 from reposeal.enclave.worker_io import JobInput, evidence_of
 from reposeal.errors import ReposealError
@@ -62,15 +64,15 @@ def run_packages(job: JobInput) -> WorkerOutput:
     reasons += decision.reasons
     listed = [record_to_json(r) for r in sorted(records.values(), key=lambda r: r.name)]
     return WorkerOutput(
-        {
-            "decision": "refuse" if reasons or not records else "accept",
-            "reasons": reasons or ([] if records else ["no package files in the job"]),
-            "ignored_evidence": ignored,
-            "repo": spec["repo"],
-            "policy_version": policy.version,
-            "evidence": sorted(used),
-            "evidence_signatures": {d: sorted(v) for d, v in sorted(used.items())},
-        },
+        Decision(
+            "refuse" if reasons or not records else "accept",
+            tuple(reasons or ([] if records else ["no package files in the job"])),
+            ignored_evidence=tuple(ignored),
+            repo=str(spec["repo"]),
+            policy_version=policy.version,
+            evidence=tuple(sorted(used)),
+            evidence_signatures=signature_files(used),
+        ),
         {"records": canonical.dumps(listed)},
     )
 
@@ -91,6 +93,6 @@ def decide_job(job: JobInput) -> WorkerOutput:
     try:
         return run(job)
     except ReposealError as exc:
-        return WorkerOutput({"decision": "refuse", "reasons": [str(exc)]}, {})
+        return WorkerOutput(Decision.refusal(str(exc)), {})
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return WorkerOutput({"decision": "refuse", "reasons": [f"malformed job: {exc}"]}, {})
+        return WorkerOutput(Decision.refusal(f"malformed job: {exc}"), {})

@@ -35,8 +35,8 @@ from typing import Any, BinaryIO
 
 from reposeal.alpm.limits import DEFAULT_LIMITS, MAX_REPLY, MAX_START
 from reposeal.alpm.package import read_package
-from reposeal.alpm.synthetic import package_bytes
 from reposeal.enclave import channel
+from reposeal.enclave.decision import Decision
 from reposeal.enclave.readback import warm_read_back
 from reposeal.enclave.records import state_from_json
 from reposeal.enclave.transition import WorkerOutput
@@ -152,11 +152,15 @@ class MemoryJob:
         return sorted(n for f, n in self.files if f == folder)
 
 
+WARM_UP = Path(__file__).parent / "fixtures" / "warm-up-1-1-x86_64.pkg.tar.zst"
+
+
 def _warm_up(policy: Policy) -> None:
-    """Run a made-up package job and a read-back once, so lazy imports (libarchive, libalpm)
-    and caches are filled before the first fork and not paid again by every job's worker."""
-    pkg = package_bytes("warm-up", "1-1", "x86_64", pkgbuild_sha256="0" * 64)
-    name = "warm-up-1-1-x86_64.pkg.tar.zst"
+    """Run a package job on a fixture kept beside this module and a read-back once, so
+    lazy imports (libarchive, libalpm) and caches are filled before the first fork and not
+    paid again by every job's worker."""
+    pkg = WARM_UP.read_bytes()
+    name = WARM_UP.name
     files = {("packages", name): pkg}
     decide_job(MemoryJob({"kind": "packages", "repo": "warm-up"}, policy, files))
     read_package(Path(name), opened=io.BytesIO(pkg))
@@ -178,12 +182,13 @@ def _child(job_fd: int, policy: Policy | str, timeout: int) -> None:
         sock = socket.socket(fileno=job_fd)
         start, fds = channel.receive(sock, MAX_START)
         if isinstance(policy, str):
-            output = WorkerOutput({"decision": "refuse", "reasons": [policy]}, {})
+            output = WorkerOutput(Decision.refusal(policy), {})
         else:
             output = decide_job(ChannelJob(sock, start, fds, policy))
         # records and databases travel as the exact bytes to be stored (and hashed)
         names = sorted(output.blobs)
-        channel.send(sock, {"op": "result", "decision": output.decision, "blobs": names})
+        answer = {"op": "result", "decision": output.decision.to_json(), "blobs": names}
+        channel.send(sock, answer)
         for name in names:
             channel.send_bytes(sock, output.blobs[name])
         status = 0
