@@ -50,3 +50,18 @@ def test_every_backend_is_in_the_registry_and_a_soft_key_signs(tmp_path: Path) -
     assert sorted(BACKENDS) == ["gpg", "pkcs11", "soft"]
     fpr = generate(f"soft:{tmp_path / 'k.key'}", "k <k@example.org>", "ed25519")
     assert signer_from_spec(f"soft:{tmp_path / 'k.key'}").fingerprint.upper() == fpr.upper()
+
+
+def test_the_command_line_spellings_of_a_signer() -> None:
+    from reposeal.errors import UsageError
+    from reposeal.openpgp.spec import repo_add_spec
+
+    assert repo_add_spec(False, None, "soft:/k") == "soft:/k"
+    assert repo_add_spec(True, "ABCD", None) == "gpg:ABCD"
+    assert repo_add_spec(True, None, None) == "gpg:", "repo-add --sign: gpg's default key"
+    assert repo_add_spec(False, "ABCD", None) is None, "repo-add ignores --key alone"
+    assert repo_add_spec(False, None, None) is None
+    for sign, key in ((True, None), (False, "ABCD")):
+        with pytest.raises(UsageError, match="not both") as err:
+            repo_add_spec(sign, key, "soft:/k")
+        assert err.value.exit_code == 2

@@ -10,6 +10,7 @@ rfc8785. A property test checks the two agree.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import rfc8785
@@ -41,6 +42,16 @@ def _simple(value: Any) -> bool:
         else:
             return False
     return True
+
+
+def plain(value: object) -> object:
+    """A record's field as JSON holds it: a tuple as a list, a mapping as an object (its
+    tuple values as lists); the typed records' ``to_json`` write their fields with it."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+    return value
 
 
 class CanonicalError(InputError):

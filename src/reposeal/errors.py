@@ -39,6 +39,12 @@ class InputError(ReposealError):
     """Bytes from outside that cannot be accepted."""
 
 
+class UsageError(InputError):
+    """Options that contradict each other (exit 2, as click's own usage errors)."""
+
+    exit_code = 2
+
+
 class UnknownCompressionError(InputError):
     """The file is not a tar archive in a compression reposeal supports."""
 

@@ -12,7 +12,7 @@ import click
 
 from reposeal import __version__
 from reposeal.alpm.vercmp import vercmp as _vercmp
-from reposeal.errors import InputError, RefusedError, ReposealError
+from reposeal.errors import RefusedError, ReposealError
 
 EXIT_CODES = """\b
 Exit codes:
@@ -40,12 +40,6 @@ def options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
         return f
 
     return apply
-
-
-class UsageError(InputError):
-    """Options that contradict each other (exit 2, as click's own usage errors)."""
-
-    exit_code = 2
 
 
 class _Out:

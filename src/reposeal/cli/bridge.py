@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,7 +25,25 @@ client_ca_option = click.option(
     help="Only clients with certificates from this CA get in; their role is in the cert.",
 )
 
-client_tls = options(
+C = TypeVar("C", bound="BridgeClient")
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """This machine's client certificate and key, and the one CA its servers' come from."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def connect(self, kind: type[C], url: str) -> C:
+        """A mutual-TLS client of ``kind`` for ``url``, trusting only the CA."""
+        from reposeal.tls import Issued, client_context
+
+        return kind(url, client_context(Issued(self.cert, self.key), self.ca))
+
+
+_tls_options = options(
     click.option("--cert", required=True, type=click.Path(exists=True, path_type=Path)),
     click.option("--key", required=True, type=click.Path(exists=True, path_type=Path)),
     click.option(
@@ -32,6 +53,19 @@ client_tls = options(
         help="The CA the servers' certificates come from (nothing else is trusted).",
     ),
 )
+
+
+def client_tls(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--cert, --key and --ca, given to the command as one ``tls: ClientTls``."""
+
+    @functools.wraps(f)
+    def command(**params: Any) -> Any:
+        tls = ClientTls(params.pop("cert"), params.pop("key"), params.pop("ca"))
+        return f(tls=tls, **params)
+
+    return _tls_options(command)
+
+
 _tls = options(click.option("--bridge", "url", required=True, help="https://HOST:PORT"), client_tls)
 
 
@@ -259,6 +293,8 @@ def add_public_site(app: Any, public: Any, listen: str, component: str) -> None:
     from reposeal.cli import _Out
     from reposeal.errors import InputError
 
+    runner_key = web.AppKey("public_runner", web.AppRunner)
+
     host, port = _check_listen(listen)
 
     async def start(_: Any) -> None:
@@ -268,31 +304,21 @@ def add_public_site(app: Any, public: Any, listen: str, component: str) -> None:
             await web.TCPSite(runner, host, port).start()
         except OSError as exc:
             _Out(False, False).fail(InputError(_bind_error(listen, "--public-listen", exc)))
-        app["public_runner"] = runner
+        app[runner_key] = runner
         logs.info(component, "listening", address=listen, tls=False, serves="status, metrics")
 
     async def stop(_: Any) -> None:
-        if "public_runner" in app:
-            await app["public_runner"].cleanup()
+        if runner_key in app:
+            await app[runner_key].cleanup()
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
 
 
-C = TypeVar("C", bound="BridgeClient")
-
-
-def connect(kind: type[C], url: str, cert: Path, key: Path, ca: Path) -> C:
-    """A mutual-TLS client of ``kind`` for ``url``, trusting only ``ca``."""
-    from reposeal.tls import Issued, client_context
-
-    return kind(url, client_context(Issued(cert, key), ca))
-
-
-def _client(url: str, cert: Path, key: Path, ca: Path) -> BridgeClient:
+def _client(tls: ClientTls, url: str) -> BridgeClient:
     from reposeal.protocol.bridge_client import BridgeClient
 
-    return connect(BridgeClient, url, cert, key, ca)
+    return tls.connect(BridgeClient, url)
 
 
 @bridge.command("submit", epilog=EXIT_CODES)
@@ -317,9 +343,7 @@ def _client(url: str, cert: Path, key: Path, ca: Path) -> BridgeClient:
 @click.option("--parent", help="sha256 of the last signed database ('none' for the first).")
 def bridge_submit(
     url: str,
-    cert: Path,
-    key: Path,
-    ca: Path,
+    tls: ClientTls,
     job_id: str,
     kind: str,
     repo: str,
@@ -344,31 +368,13 @@ def bridge_submit(
             raise click.UsageError(f"--move {item!r}: name an existing file as FROM=FILE")
         moved.append((layer, Path(file)))
     try:
-        client = _client(url, cert, key, ca)
-        files: dict[str, str] = {}
-        for p in [*adds, *(f for _, f in moved)]:
-            files[f"packages/{p.name}"] = client.put_blob(p)
-        for p in sorted(evidence.iterdir()) if evidence else []:
-            if p.name.endswith((".json", ".json.sig")):
-                files[f"evidence/{p.name}"] = client.put_blob(p)
-        job: dict[str, object] = {
-            "id": job_id,
-            "kind": kind,
-            "repo": repo,
-            "arch": arch,
-            "files": files,
-            "add": [p.name for p in adds],
-            "moves": [{"file": f.name, "from": layer} for layer, f in moved],
-            "remove": list(removes),
-        }
-        if parent is not None:
-            job["parent" if kind == "transition" else "expect"] = (
-                None if parent == "none" else parent
-            )
-        client.submit(job)
+        changes = (adds, moved, removes)
+        sent = _client(tls, url).submit_transition(
+            job_id, kind, repo, arch, changes, evidence, parent
+        )
     except ReposealError as exc:
         out.fail(exc)
-    click.echo(f"queued {job_id} ({len(files)} files)")
+    click.echo(f"queued {job_id} ({sent} files)")
 
 
 @bridge.command("result", epilog=EXIT_CODES)
@@ -380,9 +386,7 @@ def bridge_submit(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the signature here when the job was signed.",
 )
-def bridge_result(
-    url: str, cert: Path, key: Path, ca: Path, job_id: str, output: Path | None
-) -> None:
+def bridge_result(url: str, tls: ClientTls, job_id: str, output: Path | None) -> None:
     """Show a job's state and result; exit 0 signed, 3 refused, 1 still waiting."""
     import base64
     import json
@@ -393,7 +397,7 @@ def bridge_result(
 
     out = _Out(False, True)
     try:
-        doc = _client(url, cert, key, ca).job(job_id)
+        doc = _client(tls, url).job(job_id)
     except ReposealError as exc:
         out.fail(exc)
     click.echo(json.dumps(doc, indent=2))

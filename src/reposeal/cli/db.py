@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from reposeal.alpm.syncdb import read_entries
-from reposeal.cli import EXIT_CODES, UsageError, _Out, main
+from reposeal.cli import EXIT_CODES, _Out, main
 from reposeal.cli.documents import GNUPGHOME_OPTION
 from reposeal.durations import parse_duration
 from reposeal.errors import InputError, ReposealError
@@ -129,18 +129,12 @@ def _signer(
 ) -> tuple[Any, str | None]:
     """--signer SPEC, or repo-add's spelling --sign [--key FPR] (= gpg:FPR); with the spec
     (the repository remembers it, to sign the same way next time)."""
-    from reposeal.openpgp.spec import signer_from_spec
+    from reposeal.openpgp.spec import repo_add_spec, signer_from_spec
 
-    if spec:
-        if sign or key:
-            raise UsageError("use either --signer or --sign/--key, not both")
-        return signer_from_spec(spec, gnupghome), spec
-    if key and not sign:
+    chosen = repo_add_spec(sign, key, spec)
+    if key and not sign and not spec:
         out.progress("--key without --sign: the database will not be signed (as repo-add)")
-    if not sign:
-        return None, None
-    spec = f"gpg:{key or ''}"
-    return signer_from_spec(spec, gnupghome), spec
+    return (signer_from_spec(chosen, gnupghome), chosen) if chosen else (None, None)
 
 
 def _report(out: _Out, report: Any) -> None:

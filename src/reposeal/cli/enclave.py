@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -105,25 +107,43 @@ def _proposal_options(f: Callable[..., None]) -> Callable[..., None]:
         ),
         click.option("--insecure-no-sandbox", is_flag=True, help="Run the worker unsandboxed."),
     ]
+
+    @functools.wraps(f)
+    def command(**params: Any) -> None:
+        fields = ("repo", "arch", "adds", "moves", "removes", "evidence", "compression",
+                  "insecure_no_sandbox")  # fmt: skip
+        f(proposed=_Proposed(**{k: params.pop(k) for k in fields}), **params)
+
     for option in reversed(options):
-        f = option(f)
-    return f
+        command = option(command)
+    return command
 
 
-def _proposal(
-    repo: str,
-    arch: str,
-    adds: tuple[Path, ...],
-    moves: tuple[str, ...],
-    removes: tuple[str, ...],
-    compression: str,
-    parent: str | None = None,
-) -> tuple[Proposal, Path]:
-    """The proposal the options describe, and the one folder its package files are in."""
+@dataclass(frozen=True)
+class _Proposed:
+    """A transition as the command line describes it (``_proposal_options``)."""
+
+    repo: str
+    arch: str
+    adds: tuple[Path, ...]
+    moves: tuple[str, ...]
+    removes: tuple[str, ...]
+    evidence: Path | None
+    compression: str
+    insecure_no_sandbox: bool
+
+    def proposal(self, parent: str | None = None) -> tuple[Proposal, Path]:
+        """The proposal, and the one folder its package files are in."""
+        return _proposal(self, parent)
+
+
+def _proposal(given: _Proposed, parent: str | None) -> tuple[Proposal, Path]:
     from reposeal.enclave.proposal import UNSET, Proposal
 
+    repo, arch, adds, removes = given.repo, given.arch, given.adds, given.removes
+    compression = given.compression
     moved: list[tuple[str, Path]] = []
-    for item in moves:
+    for item in given.moves:
         layer, sep, file = item.partition("=")
         if not sep or not layer or not file:
             raise click.UsageError(f"--move {item!r}: name it as FROM=FILE")
@@ -150,17 +170,7 @@ def _proposal(
 @enclave.command("dry-run", epilog=EXIT_CODES)
 @_HOME
 @_proposal_options
-def enclave_dry_run(
-    home: Path,
-    repo: str,
-    arch: str,
-    adds: tuple[Path, ...],
-    moves: tuple[str, ...],
-    removes: tuple[str, ...],
-    evidence: Path | None,
-    compression: str,
-    insecure_no_sandbox: bool,
-) -> None:
+def enclave_dry_run(home: Path, proposed: _Proposed) -> None:
     """Would the enclave sign this transition of REPO/ARCH (from the databases it signed
     last)? Runs the sandboxed worker without a key or the log. Prints {"decision": ...,
     "reasons": [...]}; exit 0 accept, 3 refuse."""
@@ -168,14 +178,14 @@ def enclave_dry_run(
     from reposeal.enclave.jobs import dry_run
 
     out = _Out(False, True)
-    proposal, folder = _proposal(repo, arch, adds, moves, removes, compression)
+    proposal, folder = proposed.proposal()
     try:
         result = dry_run(
             EnclaveHome(home),
             proposal,
             folder,
-            evidence=evidence,
-            insecure_no_sandbox=insecure_no_sandbox,
+            evidence=proposed.evidence,
+            insecure_no_sandbox=proposed.insecure_no_sandbox,
         )
     except ReposealError as exc:
         out.fail(exc)
@@ -205,14 +215,7 @@ def enclave_dry_run(
 def enclave_propose(
     home: Path,
     job_id: str,
-    repo: str,
-    arch: str,
-    adds: tuple[Path, ...],
-    moves: tuple[str, ...],
-    removes: tuple[str, ...],
-    evidence: Path | None,
-    compression: str,
-    insecure_no_sandbox: bool,
+    proposed: _Proposed,
     output: Path,
     gnupghome: Path | None,
     parent: str | None,
@@ -227,7 +230,7 @@ def enclave_propose(
     from reposeal.enclave.jobs import propose
 
     out = _Out(False, True)
-    proposal, folder = _proposal(repo, arch, adds, moves, removes, compression, parent)
+    proposal, folder = proposed.proposal(parent)
     try:
         h = EnclaveHome(home, gnupghome)
         result = propose(
@@ -235,10 +238,10 @@ def enclave_propose(
             job_id,
             proposal,
             folder,
-            evidence=evidence,
-            insecure_no_sandbox=insecure_no_sandbox,
+            evidence=proposed.evidence,
+            insecure_no_sandbox=proposed.insecure_no_sandbox,
         )
-        write_signed_databases(h, result, repo, output)
+        write_signed_databases(h, result, proposed.repo, output)
     except ReposealError as exc:
         out.fail(exc)
     _answer(result)

@@ -14,6 +14,7 @@ from reposeal.cli.adopt import ADOPTED_PACKAGES, ADOPTION_STATEMENT, PACKAGERS_K
 from reposeal.cli.bridge import (
     HOSTCHECK_DIR,
     PUBLIC_LISTEN,
+    ClientTls,
     _client,
     _tls,
     add_public_site,
@@ -106,7 +107,7 @@ def repo_serve(
     the enclave's job queue, over HTTPS with mutual TLS; with --mirror, also run the update
     cycle (after every upload and enclave answer) and publish. With --public-listen, the
     status page (/), the same as JSON (/status.json) and /metrics over plain HTTP."""
-    from reposeal.repo.service import PolicyFile, make_service
+    from reposeal.repo.service import PUBLIC, PolicyFile, make_service
 
     out = _Out(False, False)
     try:
@@ -122,18 +123,18 @@ def repo_serve(
     except ReposealError as exc:
         out.fail(exc)
     if public_listen:
-        add_public_site(app, app["public"], public_listen, "repo")
+        add_public_site(app, app[PUBLIC], public_listen, "repo")
     serve_https(app, listen, cert, key, client_ca, component="repo")
 
 
 @repo.command("status", epilog=EXIT_CODES)
 @_tls
 @click.option("--json", "as_json", is_flag=True)
-def repo_status(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> None:
+def repo_status(url: str, tls: ClientTls, as_json: bool) -> None:
     """What is ready to stage, and what waits for which evidence."""
     out = _Out(False, as_json)
     try:
-        doc = _client(url, cert, key, ca).status()
+        doc = _client(tls, url).status()
     except ReposealError as exc:
         out.fail(exc)
     if as_json:

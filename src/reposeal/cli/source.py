@@ -14,10 +14,10 @@ from reposeal.cli import EXIT_CODES, _Out, main
 from reposeal.cli.bridge import (
     HOSTCHECK_DIR,
     PUBLIC_LISTEN,
+    ClientTls,
     add_public_site,
     client_ca_option,
     client_tls,
-    connect,
     serve_https,
 )
 from reposeal.cli.config import service_options
@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from reposeal.protocol.source_client import SourceClient
 
 
-def _source(url: str, cert: Path, key: Path, ca: Path) -> SourceClient:
+def _source(tls: ClientTls, url: str) -> SourceClient:
     from reposeal.protocol.source_client import SourceClient
 
-    return connect(SourceClient, url, cert, key, ca)
+    return tls.connect(SourceClient, url)
 
 
 @main.group()
@@ -75,9 +75,7 @@ def source_serve(
     policy_path: Path,
     target: str,
     repo_url: str | None,
-    cert: Path,
-    key: Path,
-    ca: Path,
+    tls: ClientTls,
     poll: float,
     public_listen: str | None,
     hostcheck_dir: Path | None,
@@ -93,7 +91,7 @@ def source_serve(
         policy.get()
     except ReposealError as exc:
         _Out(False, False).fail(exc)
-    repo_machine = _source(repo_url, cert, key, ca) if repo_url else None
+    repo_machine = _source(tls, repo_url) if repo_url else None
     source = Source(folder, repos, policy.get, target, repo_machine)
     app = make_app(source, poll)
     if public_listen:
@@ -108,12 +106,12 @@ _SOURCE = click.option("--source", "url", required=True, help="https://HOST:PORT
 @_SOURCE
 @client_tls
 @click.option("--json", "as_json", is_flag=True)
-def proposals(url: str, cert: Path, key: Path, ca: Path, as_json: bool) -> None:
+def proposals(url: str, tls: ClientTls, as_json: bool) -> None:
     """What waits for whom: each proposal's approvals, and its builds (with any
     disagreement between builders, file by file)."""
     out = _Out(False, as_json)
     try:
-        docs = _source(url, cert, key, ca).proposals()
+        docs = _source(tls, url).proposals()
     except ReposealError as exc:
         out.fail(exc)
     if as_json:
@@ -148,9 +146,7 @@ def approve(
     pkgbase: str,
     commit: str,
     url: str,
-    cert: Path,
-    key: Path,
-    ca: Path,
+    tls: ClientTls,
     spec: str,
     gnupghome: Path | None,
     repo: str | None,
@@ -167,7 +163,7 @@ def approve(
 
     out = _Out(False, as_json)
     try:
-        client = _source(url, cert, key, ca)
+        client = _source(tls, url)
         doc = client.proposal(pkgbase, commit)
         since = doc["last_built"][:12] if doc["last_built"] else "nothing built yet"
         click.echo(f"{pkgbase} {commit[:12]}: {doc['subject']} (since {since})", err=True)
@@ -205,9 +201,7 @@ def withdraw(
     pkgbase: str,
     commit: str,
     url: str,
-    cert: Path,
-    key: Path,
-    ca: Path,
+    tls: ClientTls,
     spec: str,
     gnupghome: Path | None,
     repo: str,
@@ -225,7 +219,7 @@ def withdraw(
     try:
         raw = to_bytes(Withdrawal(repo, pkgbase, commit))
         signature = signer_from_spec(spec, gnupghome).sign_detached(io.BytesIO(raw))
-        answer = _source(url, cert, key, ca).withdraw(raw, signature)
+        answer = _source(tls, url).withdraw(raw, signature)
     except ReposealError as exc:
         out.fail(exc)
     if as_json:
@@ -277,9 +271,7 @@ def builder() -> None:
 def builder_run(
     url: str,
     repo_url: str,
-    cert: Path,
-    key: Path,
-    ca: Path,
+    tls: ClientTls,
     spec: str,
     gnupghome: Path | None,
     workdir: Path,
@@ -299,8 +291,8 @@ def builder_run(
     out = _Out(False, False)
     try:
         count = run(
-            _source(url, cert, key, ca),
-            _source(repo_url, cert, key, ca),
+            _source(tls, url),
+            _source(tls, repo_url),
             signer_from_spec(spec, gnupghome),
             workdir,
             command=build_command or DEFAULT_COMMAND,

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from reposeal.canonical import plain
 from reposeal.errors import SigningError
 
 # the hashes of what an accepted transition wrote, by the name of its blob
@@ -83,15 +84,7 @@ class Decision:
 
     def to_json(self) -> dict[str, Any]:
         """The decision as JSON (lists and objects), as ``from_json`` reads it."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, Mapping):
-                value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
-            out[f.name] = value
-        return out
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
 
 
 _STRINGS = ("reasons", "ignored_evidence", "evidence", "used_overrides", "used_removals",

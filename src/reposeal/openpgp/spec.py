@@ -16,7 +16,7 @@ from typing import Protocol
 
 import pysequoia
 
-from reposeal.errors import InputError
+from reposeal.errors import InputError, UsageError
 from reposeal.openpgp.gpg import GpgSigner, generate_key, secret_key_fingerprint
 from reposeal.openpgp.signer import Signer
 
@@ -152,6 +152,17 @@ class _Pkcs11:
 
 
 BACKENDS: dict[str, Backend] = {"soft": _Soft(), "gpg": _Gpg(), "pkcs11": _Pkcs11()}
+
+
+def repo_add_spec(sign: bool, key: str | None, spec: str | None) -> str | None:
+    """The signer spec a command line means: ``--signer SPEC``, or repo-add's spelling
+    ``--sign [--key FPR]`` (gpg:FPR, the default key without --key); None: no signing
+    (repo-add ignores --key without --sign)."""
+    if spec:
+        if sign or key:
+            raise UsageError("use either --signer or --sign/--key, not both")
+        return spec
+    return f"gpg:{key or ''}" if sign else None
 
 
 def signer_from_spec(spec: str, gnupghome: Path | None = None) -> Signer:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from reposeal.alpm.vercmp import vercmp
+from reposeal.canonical import plain
 from reposeal.errors import ReposealError
 from reposeal.policy.state import PackageRecord, SigningState
 
@@ -107,11 +108,7 @@ class LogEntry:
                 continue
             if isinstance(value, tuple | Mapping) and not value and f.name != "evidence_signatures":
                 continue
-            if isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, Mapping):
-                value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
-            out[f.name] = value
+            out[f.name] = plain(value)
         return out
 
     def _check_complete(self) -> None:

@@ -9,7 +9,7 @@ import json
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -139,6 +139,45 @@ class BridgeClient:
 
     def submit(self, job: dict[str, Any]) -> None:
         self._json("POST", "/jobs", job)
+
+    def submit_transition(
+        self,
+        job_id: str,
+        kind: str,
+        repo: str,
+        arch: str,
+        changes: tuple[Sequence[Path], Sequence[tuple[str, Path]], Sequence[str]],
+        evidence: Path | None = None,
+        parent: str | None = None,
+    ) -> int:
+        """Upload a job's files and queue it (repo role): a transition of ``repo/arch``,
+        ``changes`` being (files to add, (layer, file) moving up from a layer, names to
+        remove), or a refresh (``kind``) of its latest databases. ``parent``: the sync
+        database the job starts from (for a refresh, the one it expects), "none" for the
+        first. The number of files uploaded."""
+        adds, moved, removes = changes
+        files: dict[str, str] = {}
+        for p in [*adds, *(f for _, f in moved)]:
+            files[f"packages/{p.name}"] = self.put_blob(p)
+        for p in sorted(evidence.iterdir()) if evidence else []:
+            if p.name.endswith((".json", ".json.sig")):
+                files[f"evidence/{p.name}"] = self.put_blob(p)
+        job: dict[str, object] = {
+            "id": job_id,
+            "kind": kind,
+            "repo": repo,
+            "arch": arch,
+            "files": files,
+            "add": [p.name for p in adds],
+            "moves": [{"file": f.name, "from": layer} for layer, f in moved],
+            "remove": list(removes),
+        }
+        if parent is not None:
+            job["parent" if kind == "transition" else "expect"] = (
+                None if parent == "none" else parent
+            )
+        self.submit(job)
+        return len(files)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/jobs/{job_id}")[1])

@@ -142,12 +142,15 @@ class Signals:
             await asyncio.wait_for(self.jobs.wait(), timeout)
 
 
+SIGNALS = web.AppKey("signals", Signals)
+
+
 def make_app(
     queue: JobQueue, signals: Signals | None = None, log: LogCopy | None = None
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_JSON)
     signals = signals or Signals()
-    app["signals"] = signals
+    app[SIGNALS] = signals
     log = log or LogCopy(queue.folder / "log")
 
     async def get_log(request: web.Request) -> web.Response:

@@ -39,6 +39,11 @@ from reposeal.repo.cycles import REMOVAL, Cycles
 from reposeal.repo.expiry import DAY, expiries
 from reposeal.repo.intake import Intake, UploadRefusedError
 
+# what the service keeps on its application: the intake, its metrics, the public site
+INTAKE = web.AppKey("intake", Intake)
+METRICS = web.AppKey("metrics", Metrics)
+PUBLIC = web.AppKey("public", web.Application)
+
 
 class PolicyFile:
     """The policy the intake checks signatures against, read again when the file changes."""
@@ -79,7 +84,7 @@ def make_service(
     intake = Intake(folder / "intake", queue.blobs)
     signals = Signals()
     app = make_app(queue, signals)
-    app["intake"] = intake
+    app[INTAKE] = intake
     lock = asyncio.Lock()  # one intake writer at a time; readers are not blocked
     kick = signals.results  # uploads wake the cycle as enclave answers do
 
@@ -209,9 +214,9 @@ def make_service(
         require_role(request, "repo", "source", "builder")
         return web.json_response(await status_doc())
 
-    app["metrics"] = metrics
+    app[METRICS] = metrics
     metrics.gauges(lambda: _sampled(queue, cycles, folder, mirror), REPO_GAUGES)
-    app["public"] = _public_app(status_doc, metrics, folder, hostcheck_dir)
+    app[PUBLIC] = _public_app(status_doc, metrics, folder, hostcheck_dir)
 
     app.router.add_post("/builds", post_build)
     app.router.add_post("/statements", post_statement)
