@@ -20,7 +20,6 @@ from pathlib import Path
 
 from reposeal import logs
 from reposeal.alpm.limits import DEFAULT_LIMITS, MAX_PUSH_BYTES
-from reposeal.alpm.names import arch_field, name_field
 from reposeal.enclave.answers import request_digest
 from reposeal.enclave.hold import describe, held, refuse_if_held
 from reposeal.enclave.home import EnclaveHome
@@ -33,75 +32,46 @@ from reposeal.faults import fault_point
 from reposeal.openpgp.verify import Keyring, verify_detached
 from reposeal.protocol.answers import JobResult
 from reposeal.protocol.bridge_client import BridgeClient, BridgeError
-from reposeal.protocol.jobformat import JOB_ID, JOB_PATH, SHA256
+from reposeal.protocol.jobformat import BridgeJob
 from reposeal.translog.store import TransparencyLog
 
 PUSH_EVERY = 2.0  # seconds: the log goes to the bridge at most this often while jobs come
 INLINE_BYTES = 1 << 20  # small files come with the job: no request per file
-KINDS = ("transition", "packages", "refresh", "policy", "adopt")
 
 
 def malformed(job: dict[str, object]) -> dict[str, object] | None:
     """The refusal of a job whose fields do not hold up, or None. The bridge is the repo
     machine's: nothing it sends is trusted, and nothing of a bad job is downloaded."""
-    files = job.get("files")
     try:
-        if not JOB_ID.fullmatch(str(job.get("id"))):
-            raise ReposealError("a job id is 1-128 letters, digits and ._:-")
-        if job.get("kind") not in KINDS:
-            raise ReposealError(
-                f"unknown job kind {str(job.get('kind'))[:40]!r} (the enclave takes "
-                f"{', '.join(KINDS)}; it never takes a database to sign)"
-            )
-        if job.get("kind") != "policy":
-            name_field(job.get("repo"))
-            arch_field(job.get("arch"))
-        if not isinstance(files, dict):
-            raise ReposealError("a job must list its files")
-        for rel, digest in files.items():
-            if not JOB_PATH.fullmatch(str(rel)) or not SHA256.fullmatch(str(digest)):
-                raise ReposealError(f"a job file is malformed: {str(rel)[:80]!r}")
+        BridgeJob.from_json(job)
     except ReposealError as exc:
         return JobResult.refused(str(job.get("id")), str(exc)).to_json()
     return None
 
 
-def proposal_of(job: dict[str, object]) -> Proposal:
-    """The transition a bridge job proposes (its fields checked; the worker checks again)."""
-
-    def names(key: str) -> tuple[str, ...]:
-        value = job.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ReposealError(f"a transition job's {key} is a list of names")
-        return tuple(value)
-
-    moves = job.get("moves", [])
-    if not isinstance(moves, list) or not all(
-        isinstance(m, dict) and isinstance(m.get("file"), str) and isinstance(m.get("from"), str)
-        for m in moves
-    ):
-        raise ReposealError("a transition job's moves are {file, from} pairs")
-    parent = job.get("parent", UNSET)  # absent: no claim to check (the enclave starts
-    # from the databases it signed last in any case)
-    if parent is not None and parent is not UNSET and not isinstance(parent, str):
-        raise ReposealError("a transition job's parent is a sha256 or null")
+def proposal_of(job: BridgeJob) -> Proposal:
+    """The transition a bridge job proposes (the worker checks each name again)."""
     return Proposal(
-        str(job.get("repo")),
-        str(job.get("arch")),
-        add=names("add"),
-        moves=tuple((str(m["file"]), str(m["from"])) for m in moves),
-        remove=names("remove"),
-        parent=parent,
-        compression=str(job.get("compression", ".gz")),
-        adopt=job.get("kind") == "adopt",
+        str(job.repo),
+        str(job.arch),
+        add=job.add,
+        moves=job.moves,
+        remove=job.remove,
+        # none named: no claim to check (the enclave starts from the databases it signed
+        # last in any case)
+        parent=job.parent if job.claims_parent else UNSET,
+        compression=job.compression,
+        adopt=job.kind == "adopt",
     )
 
 
 @dataclass
 class Fetched:
-    """A job taken from the bridge, with its files downloaded (unless it is malformed)."""
+    """A job taken from the bridge, with its files downloaded; or, if it is malformed, the
+    id it came under and its refusal (nothing of it downloaded)."""
 
-    job: dict[str, object]
+    id: str
+    job: BridgeJob | None
     refusal: dict[str, object] | None = None
     tmp: tempfile.TemporaryDirectory[str] | None = None
     head: object = None  # the bridge's newest checkpoint when it handed out the job
@@ -139,21 +109,19 @@ def fetch(client: BridgeClient, wait: float) -> Fetched | None:
         return None
     inline = job.pop("inline", None)
     head = job.pop("log_head", None)  # not part of the request: what the bridge shows now
-    refusal = malformed(job)
-    if refusal is not None:
-        return Fetched(job, refusal)
-    files = job["files"]
-    if not isinstance(files, dict):  # malformed() refused it already; this narrows the type
-        return Fetched(
-            job, JobResult.refused(str(job["id"]), "a job must list its files").to_json()
-        )
-    got = Fetched(job, tmp=tempfile.TemporaryDirectory(prefix="reposeal-run-"), head=head)
     try:
-        for rel, digest in files.items():
+        typed = BridgeJob.from_json(job)
+    except ReposealError as exc:
+        job_id = str(job.get("id"))
+        return Fetched(job_id, None, JobResult.refused(job_id, str(exc)).to_json())
+    folder = tempfile.TemporaryDirectory(prefix="reposeal-run-")
+    got = Fetched(typed.id, typed, tmp=folder, head=head)
+    try:
+        for rel, digest in typed.files.items():
             limit = DEFAULT_LIMITS.max_package_bytes
             target = got.folder / rel
-            if not _save_inline(inline, rel, str(digest), target, limit):
-                client.fetch_blob(str(digest), target, limit)
+            if not _save_inline(inline, rel, digest, target, limit):
+                client.fetch_blob(digest, target, limit)
         (got.folder / "packages").mkdir(exist_ok=True)
         (got.folder / "evidence").mkdir(exist_ok=True)
     except BaseException:
@@ -170,16 +138,16 @@ def process(
     pool: WorkerPool | None = None,
 ) -> dict[str, object]:
     """The answer to one fetched job (a refusal if anything goes wrong)."""
-    if got.refusal is not None:
-        return got.refusal
+    if got.refusal is not None or got.job is None:
+        return got.refusal or JobResult.refused(got.id, "a malformed job").to_json()
     job, folder = got.job, got.folder
-    job_id, repo, arch = str(job["id"]), str(job.get("repo")), str(job.get("arch"))
-    request = request_digest(dict(job))
+    job_id, repo, arch = job.id, str(job.repo), str(job.arch)
+    request = request_digest(dict(job.request))
     try:
-        if job.get("kind") == "policy":
+        if job.kind == "policy":
             document = folder / "policy.json"
             return rotate_policy(home, job_id, document).to_json()
-        if job.get("kind") == "packages":
+        if job.kind == "packages":
             return sign_packages(
                 home,
                 job_id,
@@ -190,15 +158,9 @@ def process(
                 pool=pool,
                 request=request,
             ).to_json()
-        if job.get("kind") == "refresh":
-            expect = job.get("expect")
+        if job.kind == "refresh":
             return refresh_db(
-                home,
-                job_id,
-                repo,
-                arch,
-                expect=str(expect) if expect is not None else None,
-                request=request,
+                home, job_id, repo, arch, expect=job.expect, request=request
             ).to_json()
         keyring = folder / "keyring.pgp"  # an adoption's packagers' keys, if it names any
         result = propose(
@@ -210,9 +172,7 @@ def process(
             insecure_no_sandbox=insecure_no_sandbox,
             pool=pool,
             request=request,
-            keyring=keyring.read_bytes()
-            if job.get("kind") == "adopt" and keyring.exists()
-            else None,
+            keyring=keyring.read_bytes() if job.kind == "adopt" and keyring.exists() else None,
         )
         return result.to_json()
     except ReposealError as exc:  # the job is answered, the enclave keeps serving
@@ -537,8 +497,9 @@ def _serve(
             continue
         ahead.start()  # the next job downloads while this one is checked and signed
         _check_head(home, got.head)  # a log behind what it published: stop, sign nothing
-        job_id, kind = str(got.job["id"]), str(got.job.get("kind"))
-        logs.info("enclave", "job", id=job_id, kind=kind, repo=got.job.get("repo"))
+        job_id = got.id
+        kind = got.job.kind if got.job is not None else "malformed"
+        logs.info("enclave", "job", id=job_id, kind=kind, repo=got.job.repo if got.job else None)
         started = time.monotonic()
         try:
             result = process(
@@ -552,6 +513,5 @@ def _serve(
         _log_decision(job_id, kind, result, time.monotonic() - started)
         meter.count(kind, result, time.monotonic() - started)
         fault_point("before-post")
-        urgent = got.job.get("kind") in ("transition", "refresh", "adopt")
-        poster.post(str(got.job["id"]), result, urgent=urgent)
+        poster.post(job_id, result, urgent=kind in ("transition", "refresh", "adopt"))
         served += 1
