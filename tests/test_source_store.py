@@ -115,3 +115,14 @@ def test_a_job_per_architecture_goes_to_the_builders_of_it(tmp_path: Path) -> No
         db.execute("INSERT INTO job VALUES ('j1', 'core', 'hello', ?, 1, 0)", (COMMIT,))
     upgraded = SourceStore(old)
     assert upgraded.take("arm0", "aarch64").id == "j1"
+
+
+def test_a_proposal_reads_back_as_it_was_kept(tmp_path: Path) -> None:
+    from reposeal.source.gitrepo import Commit
+    from reposeal.source.store import Proposal, SourceStore
+
+    store = SourceStore(tmp_path)
+    kept = Proposal(Commit("hello", "c" * 40, "a@example.org", 1700000000, "bump"), "p" * 64, "AB")
+    assert store.add_proposal(kept) and not store.add_proposal(kept), "once"
+    assert store.proposal("hello", "c" * 40) == kept
+    assert store.proposals() == [kept] and store.proposal("hello", "d" * 40) is None

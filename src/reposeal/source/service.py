@@ -127,11 +127,11 @@ class Source:
                 new.append(p.to_json())
         return new
 
-    def _tallies(self, doc: dict[str, Any], policy: Policy) -> dict[str, Any]:
-        signed = self._signed(doc["pkgbase"], doc["commit"], policy)
+    def _tallies(self, p: Proposal, policy: Policy) -> dict[str, Any]:
+        signed = self._signed(p.pkgbase, p.commit.id, policy)
         repos = {s.statement.repo for s in signed if isinstance(s.statement, Approval)}
         return {
-            repo: tally(signed, repo, doc["author"], policy.approvals, policy.exclude_author)
+            repo: tally(signed, repo, p.author, policy.approvals, policy.exclude_author)
             for repo in sorted(repos | {self.target})
         }
 
@@ -143,10 +143,10 @@ class Source:
         policy = self.policy()
         maintainers = [fpr.upper() for fpr, _ in self._maintainers(policy)]
         out = []
-        for doc in self.store.proposals():
-            tallies = self._tallies(doc, policy)
+        for p in self.store.proposals():
+            tallies = self._tallies(p, policy)
             jobs = []
-            for job in self.store.jobs_of(doc["pkgbase"], doc["commit"]):
+            for job in self.store.jobs_of(p.pkgbase, p.commit.id):
                 reports = self.store.reports(job.id)
                 jobs.append(
                     job.to_json()
@@ -156,7 +156,7 @@ class Source:
                     }
                 )
             out.append(
-                doc
+                p.to_json()
                 | {
                     "approvals": {
                         repo: {
@@ -164,13 +164,13 @@ class Source:
                             "missing": t.missing(),
                             "needed_more": max(0, t.needed - len(t.signers)),
                             "could_approve": sorted(
-                                set(maintainers) - t.signers - t.excluded - _author_out(doc, policy)
+                                set(maintainers) - t.signers - t.excluded - _author_out(p, policy)
                             ),
                         }
                         for repo, t in tallies.items()
                     },
                     "jobs": jobs,
-                    "withdrawn": self._withdrawn(doc["pkgbase"], doc["commit"], policy),
+                    "withdrawn": self._withdrawn(p.pkgbase, p.commit.id, policy),
                 }
             )
         return out
@@ -191,12 +191,12 @@ class Source:
         return out
 
     def describe(self, pkgbase: str, commit: str) -> dict[str, Any]:
-        doc = self.store.proposal(pkgbase, commit)
+        p = self.store.proposal(pkgbase, commit)
         path = gitrepo.repositories(self.repos).get(pkgbase)
-        if doc is None or path is None:
+        if p is None or path is None:
             raise web.HTTPNotFound(text=f"no proposal {pkgbase} {commit}")
         last = self.store.last_built(pkgbase, self.store.seen_at(pkgbase, commit))
-        return doc | {
+        return p.to_json() | {
             "target": self.target,
             "last_built": last,
             "diff": gitrepo.diff(path, last, commit),
@@ -208,29 +208,27 @@ class Source:
         policy = self.policy()
         signed = _maintainers_statement(raw, sigs, policy, Approval)
         stmt = of_kind(signed.statement, Approval)
-        doc = self.store.proposal(stmt.pkgbase, stmt.commit)
-        if doc is None:
+        p = self.store.proposal(stmt.pkgbase, stmt.commit)
+        if p is None:
             raise _refused(f"{stmt.pkgbase} has no proposal {stmt.commit} (not a head seen here)")
-        if stmt.pkgbuild_sha256 != doc["pkgbuild_sha256"]:
+        if stmt.pkgbuild_sha256 != p.pkgbuild_sha256:
             raise _refused("the approval names another PKGBUILD than the commit holds")
-        if stmt.author != doc["author"]:
-            raise _refused(
-                f"the approval names author {stmt.author}, the commit's is {doc['author']}"
-            )
+        if stmt.author != p.author:
+            raise _refused(f"the approval names author {stmt.author}, the commit's is {p.author}")
         if policy.rule(stmt.repo) is None:
             raise _refused(f"{stmt.repo} is not a repository of the policy")
         self.store.add_approval(
             hashlib.sha256(raw).hexdigest(), stmt.repo, stmt.pkgbase, stmt.commit, raw, sigs,
             policy.keyrings["maintainers"],
         )  # fmt: skip
-        t = self._tallies(doc, policy)[stmt.repo]
+        t = self._tallies(p, policy)[stmt.repo]
         jobs = []
         rule = policy.rule(stmt.repo)
         arches = list(rule.arches) if rule is not None and rule.arches else [""]
         if t.reached:  # a job per architecture of the repository: its builders take it
             for arch in arches:
                 made = self.store.add_job(
-                    stmt.repo, stmt.pkgbase, stmt.commit, doc["timestamp"], arch, len(arches) > 1
+                    stmt.repo, stmt.pkgbase, stmt.commit, p.commit.timestamp, arch, len(arches) > 1
                 )
                 if made:
                     jobs.append(made)
@@ -300,10 +298,9 @@ def _say(message: str) -> None:
     logs.info("source", message)
 
 
-def _author_out(doc: dict[str, Any], policy: Policy) -> set[str]:
+def _author_out(p: Proposal, policy: Policy) -> set[str]:
     """The author's key, when the policy does not let authors approve their own change."""
-    author = doc.get("author")
-    return {str(author).upper()} if policy.exclude_author and author else set()
+    return {p.author.upper()} if policy.exclude_author and p.author else set()
 
 
 def _maintainers_statement(

@@ -54,6 +54,23 @@ class Proposal:
             "pkgbuild_sha256": self.pkgbuild_sha256,
         }
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Proposal:
+        """A proposal as this store keeps it (its own rows: written by ``to_json``)."""
+        commit = Commit(
+            str(doc["pkgbase"]),
+            str(doc["commit"]),
+            str(doc["author_email"]),
+            int(doc["timestamp"]),
+            str(doc["subject"]),
+        )
+        author = doc.get("author")
+        return cls(commit, str(doc["pkgbuild_sha256"]), str(author) if author else None)
+
+    @property
+    def pkgbase(self) -> str:
+        return self.commit.pkgbase
+
 
 class SourceStore:
     def __init__(self, folder: Path) -> None:
@@ -99,16 +116,16 @@ class SourceStore:
         return cur.rowcount == 1
 
     @_locked
-    def proposal(self, pkgbase: str, commit: str) -> dict[str, Any] | None:
+    def proposal(self, pkgbase: str, commit: str) -> Proposal | None:
         row = self.db.execute(
             "SELECT doc FROM proposal WHERE pkgbase=? AND commit_id=?", (pkgbase, commit)
         ).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        return None if row is None else Proposal.from_json(json.loads(row[0]))
 
     @_locked
-    def proposals(self) -> list[dict[str, Any]]:
+    def proposals(self) -> list[Proposal]:
         rows = self.db.execute("SELECT doc FROM proposal ORDER BY seen").fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [Proposal.from_json(json.loads(r[0])) for r in rows]
 
     # approvals ---------------------------------------------------------------------------
 
