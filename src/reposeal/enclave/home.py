@@ -160,16 +160,17 @@ class EnclaveHome(HomePolicies, HomeKeys, HomeFiles):
             if cached is None:
                 self._jobs, self._last_db = {}, {}
                 self._names = NameIndex()
-            fresh = log.entries(done, log.size)
+            fresh = []  # each entry read once (JSON, spilled fields, typed)
+            for offset, raw in enumerate(log.entries(done, log.size)):
+                try:
+                    fresh.append(LogEntry.read(read_entry(raw, self.read_records)))
+                except (ReposealError, ValueError) as exc:
+                    raise EnclaveStateError(f"log entry {done + offset}: {exc}") from None
             try:
                 state = replay(fresh, self.read_records, state, parsed, self._names)
             except (ReposealError, ValueError, KeyError, TypeError) as exc:
                 raise EnclaveStateError(f"the log cannot be replayed: {exc}") from None
-            for offset, raw in enumerate(fresh):
-                try:
-                    e = LogEntry.read(read_entry(raw, self.read_records))
-                except (ReposealError, ValueError) as exc:
-                    raise EnclaveStateError(f"log entry {done + offset}: {exc}") from None
+            for offset, e in enumerate(fresh):
                 if e.signer is not None and e.type in ("genesis", "signer"):
                     self._signer_fpr = e.signer.upper()
                 if e.policy_sha256 is not None and e.type in ("genesis", "policy"):

@@ -13,11 +13,9 @@ from typing import Any
 
 from reposeal import canonical
 from reposeal.policy.entries import (
-    STATE_TYPES,
     LogEntry,
     TransitionEntry,
     apply,
-    check_version,
     parse,
 )
 from reposeal.policy.state import NameIndex, PackageRecord, SigningState
@@ -156,7 +154,7 @@ def load_records_and_entries(
 
 
 def replay(
-    entries: Iterable[bytes],
+    entries: Iterable[LogEntry],
     loader: RecordsLoader,
     start: SigningState | None = None,
     parsed: Mapping[str, dict[str, PackageRecord]] | None = None,
@@ -165,7 +163,6 @@ def replay(
     """The signing state implied by a log's entries (refusals change nothing), continuing
     from ``start`` when the entries extend a log already replayed. ``parsed``: records
     already loaded (and hash-checked), by hash; ``index`` learns every record applied."""
-    import json
 
     def records_of(digest: str) -> dict[str, PackageRecord]:
         if parsed is not None and digest in parsed:
@@ -173,14 +170,8 @@ def replay(
         return load_records(loader, digest)
 
     state = SigningState() if start is None else start
-    for raw in entries:
-        doc = json.loads(raw)
-        if doc.get("type") not in STATE_TYPES:
-            check_version(doc)
-            continue
-        if "spilled" in doc:
-            doc = read_entry(raw, loader)
-        entry = parse(LogEntry.read(doc), records_of)
+    for logged in entries:
+        entry = parse(logged, records_of)
         if entry is not None:
             state = apply(state, entry)
             if index is not None:
