@@ -670,7 +670,7 @@ class Demo:
         import io
         import tarfile
 
-        from reposeal.cli.bridge import connect
+        from reposeal.cli.bridge import ClientTls
         from reposeal.errors import ReposealError
         from reposeal.protocol.bridge_client import BridgeClient
 
@@ -685,7 +685,8 @@ class Demo:
                 tar.addfile(info, io.BytesIO(data))
         forged = self.out / "insider" / "core.db.tar.gz"
         forged.write_bytes(gzip.compress(raw.getvalue()))
-        client = connect(BridgeClient, self.repo_url, *map(Path, self.tls("repo")[1::2]))
+        tls = ClientTls(*map(Path, self.tls("repo")[1::2]))
+        client = tls.connect(BridgeClient, self.repo_url)
         digest = client.put_blob(forged)
         for what, job in (
             (

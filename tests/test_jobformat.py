@@ -17,6 +17,7 @@ GOOD = {"id": "j-1", "kind": "transition", "repo": "core", "arch": "x86_64",
         "files": {"packages/a-1-1-any.pkg.tar.zst": SHA}, "add": ["a-1-1-any.pkg.tar.zst"],
         "moves": [{"file": "b-1-1-any.pkg.tar.zst", "from": "testing"}], "remove": ["c"],
         "parent": None, "compression": ".zst"}  # fmt: skip
+# what the repo machine's bridge queues is what the enclave takes: both read it as this
 
 
 def test_a_job_reads_as_sent() -> None:
@@ -48,7 +49,9 @@ def test_a_job_reads_as_sent() -> None:
         ({"remove": [1]}, "remove is a list of names"),
         ({"moves": [{"file": "x"}]}, "{file, from} pairs"),
         ({"parent": 5}, "parent is a sha256 or null"),
+        ({"parent": "HEAD"}, "parent is a sha256 or null"),
         ({"expect": ["x"]}, "expected database"),
+        ({"expect": "b" * 63}, "expected database"),
         ({"compression": 1}, "compression"),
     ],
 )

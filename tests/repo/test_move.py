@@ -53,3 +53,15 @@ def test_layers_keep_their_order(
         assert problems == []
     else:
         assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_a_recorded_move_reads_back_as_requested(tmp_path: Path) -> None:
+    from reposeal.repo.cycles import Cycles
+    from reposeal.repo.move import Move
+
+    cycles = Cycles(tmp_path)
+    move = Move("hello-testing-core-1.5", "hello", "testing", "core")
+    cycles.add_move(move)
+    cycles.add_move(move)  # the same request twice is one move
+    assert cycles.moves() == [move]
+    assert move.to_json() == {"id": move.id, "pkgbase": "hello", "from": "testing", "to": "core"}

@@ -233,12 +233,12 @@ def repo_move(
         moved = advance(m)
     except ReposealError as exc:
         out.fail(exc)
-    doc = {"moves": moves, "cycles": [c.to_json() for c in moved]}
+    doc = {"moves": [mv.to_json() for mv in moves], "cycles": [c.to_json() for c in moved]}
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
     for mv in moves:
-        click.echo(f"moving {mv['pkgbase']}: {mv['from']} -> {mv['to']} ({mv['id']})")
+        click.echo(f"moving {mv.pkgbase}: {mv.frm} -> {mv.to} ({mv.id})")
     for c in doc["cycles"]:
         click.echo(f"{c['id']}: {c['step']}")
 

@@ -82,9 +82,9 @@ class BridgeJob:
         ):
             raise JobFormatError("a transition job's moves are {file, from} pairs")
         parent, expect = doc.get("parent"), doc.get("expect")
-        if parent is not None and not isinstance(parent, str):
+        if parent is not None and not (isinstance(parent, str) and SHA256.fullmatch(parent)):
             raise JobFormatError("a transition job's parent is a sha256 or null")
-        if expect is not None and not isinstance(expect, str):
+        if expect is not None and not (isinstance(expect, str) and SHA256.fullmatch(expect)):
             raise JobFormatError("a refresh job's expected database is a sha256 or null")
         compression = doc.get("compression", ".gz")
         if not isinstance(compression, str):

@@ -34,8 +34,9 @@ from typing import Any
 from aiohttp import web
 
 from reposeal.alpm.limits import MAX_BLOB, MAX_FILES_BYTES, MAX_INLINE, MAX_JOB_RESULT, MAX_JSON
+from reposeal.errors import ReposealError
 from reposeal.fsio import atomic_write
-from reposeal.protocol.jobformat import FIELDS, JOB_ID, JOB_PATH, KINDS, SHA256
+from reposeal.protocol.jobformat import FIELDS, SHA256, BridgeJob
 from reposeal.protocol.roles import require_role
 from reposeal.repo.logmirror import LogCopy, LogPushError
 from reposeal.sqldb import open_db, transaction
@@ -228,30 +229,18 @@ def make_app(
         require_role(request, "repo")
         try:
             spec = await request.json()
-            if not isinstance(spec, dict) or not JOB_ID.fullmatch(str(spec.get("id", ""))):
-                raise ValueError("a job needs an id of 1-128 letters, digits and ._:-")
-            if spec.get("kind") not in KINDS:
-                raise ValueError(f"unsupported job kind (supported: {', '.join(KINDS)})")
-            parent = spec.get("parent")
-            if parent is not None and not SHA256.fullmatch(str(parent)):
-                raise ValueError("parent must be the sha256 of the last signed database")
-            files = spec.get("files")
-            needs = {"policy": "policy.json"}.get(spec["kind"])
-            if not isinstance(files, dict) or (needs is not None and needs not in files):
-                raise ValueError(
-                    "a job names its files (policy jobs: 'policy.json' and 'policy.json.sig')"
-                )
-            for path, digest in files.items():
-                if (
-                    not JOB_PATH.fullmatch(path)
-                    or ".." in path
-                    or not SHA256.fullmatch(str(digest))
-                ):
-                    raise ValueError(f"bad file entry {path!r}")
+            if not isinstance(spec, dict):
+                raise ValueError("a job is a JSON object")
+            job = BridgeJob.from_json(spec)  # as the enclave will read it: the same checks
+            if job.kind == "policy" and "policy.json" not in job.files:
+                raise ValueError("a policy job names 'policy.json' and 'policy.json.sig'")
+            for path, digest in job.files.items():
                 if not (queue.blobs / digest).exists():
                     raise ValueError(f"blob for {path} was not uploaded")
             new = queue.submit({k: spec[k] for k in FIELDS if k in spec})
             signals.jobs.set()
+        except ReposealError as exc:
+            raise web.HTTPBadRequest(text=exc.message) from None
         except (ValueError, KeyError) as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         return web.json_response({"queued": new}, status=201 if new else 200)

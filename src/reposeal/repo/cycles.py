@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reposeal.repo.move import MOVE
+from reposeal.repo.move import MOVE, Move
 from reposeal.repo.plans import CyclePlan
 from reposeal.sqldb import open_db, transaction
 
@@ -164,15 +164,15 @@ class Cycles:
             is not None
         )
 
-    def add_move(self, move: dict[str, Any]) -> None:
+    def add_move(self, move: Move) -> None:
         self.db.execute(
             "INSERT OR IGNORE INTO move VALUES (?, ?, ?)",
-            (move["id"], json.dumps(move), time.time()),
+            (move.id, json.dumps(move.to_json()), time.time()),
         )
 
-    def moves(self) -> list[dict[str, Any]]:
+    def moves(self) -> list[Move]:
         rows = self.db.execute("SELECT doc FROM move ORDER BY created").fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [Move.from_json(json.loads(r[0])) for r in rows]
 
     def moved_names(self, repo: str, arch: str, move_id: str) -> list[str]:
         """The package names the published cycle of a move brought into repo/arch."""

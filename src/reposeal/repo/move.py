@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reposeal.alpm.desc import single
 from reposeal.alpm.syncdb import read_entries
@@ -36,6 +36,25 @@ if TYPE_CHECKING:
     from reposeal.repo.cycle import Machine
 
 MOVE = "(move)"  # how a move is named among a cycle's sources
+
+
+@dataclass(frozen=True)
+class Move:
+    """A pkgbase moving from one stability layer to the next, as requested (the cycles
+    carry it out on every architecture of ``frm``)."""
+
+    id: str
+    pkgbase: str
+    frm: str
+    to: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.id, "pkgbase": self.pkgbase, "from": self.frm, "to": self.to}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, object]) -> Move:
+        """A move as the cycles' records keep it (their own rows, written by ``to_json``)."""
+        return cls(str(doc["id"]), str(doc["pkgbase"]), str(doc["from"]), str(doc["to"]))
 
 
 @dataclass(frozen=True)
@@ -109,9 +128,7 @@ class MoveRefusedError(RefusedError):
     """A move that would break the order of the stability layers."""
 
 
-def request_move(
-    m: Machine, pkgbase: str, frm: str, to: str, *, debug: bool = True
-) -> list[dict[str, Any]]:
+def request_move(m: Machine, pkgbase: str, frm: str, to: str, *, debug: bool = True) -> list[Move]:
     """Check a move on every architecture of FROM and record it (and its -debug twin's,
     when both layers have one and it holds the pkgbase's debug packages); the update cycle
     carries it out. Raises MoveRefusedError, recording nothing, when the layers forbid it."""
@@ -126,7 +143,7 @@ def request_move(
     if problems:
         raise MoveRefusedError(problems)
     stamp = f"{time.time():.6f}"
-    moves.append({"id": f"{pkgbase}-{frm}-{to}-{stamp}", "pkgbase": pkgbase, "from": frm, "to": to})
+    moves.append(Move(f"{pkgbase}-{frm}-{to}-{stamp}", pkgbase, frm, to))
     twin = (f"{frm}-debug", f"{to}-debug")
     if (
         debug
@@ -134,7 +151,7 @@ def request_move(
         and policy.rule(twin[1])
         and any(held_in(m.db_path(twin[0], a), pkgbase) for a in arches)
     ):
-        moves.append({**moves[0], "id": f"{moves[0]['id']}-debug", "from": twin[0], "to": twin[1]})
+        moves.append(Move(f"{moves[0].id}-debug", pkgbase, twin[0], twin[1]))
     for move in moves:
         m.cycles.add_move(move)
     return moves
@@ -145,7 +162,7 @@ def plan_moves(m: Machine) -> list[tuple[str, str, CyclePlan]]:
     after TO is published, FROM loses them."""
     out: list[tuple[str, str, CyclePlan]] = []
     for move in m.cycles.moves():
-        frm, to, base, mid = move["from"], move["to"], move["pkgbase"], move["id"]
+        frm, to, base, mid = move.frm, move.to, move.pkgbase, move.id
         rule = m.policy.rule(frm)
         for arch in sorted(rule.arches) if rule else []:
             if m.cycles.is_published(frm, arch, MOVE, mid):
