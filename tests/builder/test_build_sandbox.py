@@ -90,7 +90,7 @@ def test_a_hostile_source_tree_stays_in_its_folder(work: Path, member: tarfile.T
     "bad",
     [{"pkgbase": "../../etc"}, {"commit": "HEAD"}, {"id": "a/b"}, {"source_date_epoch": "x"},
      {"source_date_epoch": True}, {"source_date_epoch": -1}, {"repo": None}, {"arch": "x y"},
-     {"arch": 5}, {"extra": 1}],
+     {"arch": 5}, {"arch": 0}, {"extra": 1}],
 )  # fmt: skip
 def test_a_hostile_job_is_refused_before_any_field_is_used(bad: dict[str, object]) -> None:
     from reposeal.protocol.buildjobs import BuildJob, BuildJobError

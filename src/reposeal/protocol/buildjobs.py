@@ -49,7 +49,7 @@ class BuildJob:
             raise BuildJobError(f"{what}: the commit is not a full git commit id")
         if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 1 << 63:
             raise BuildJobError(f"{what}: source_date_epoch is not a time in seconds")
-        arch = doc.get("arch") or ""
+        arch = doc.get("arch")
         try:
             return cls(
                 job_id,
@@ -57,7 +57,7 @@ class BuildJob:
                 name_field(doc.get("pkgbase")),
                 commit,
                 epoch,
-                arch_field(arch) if arch else "",
+                "" if arch is None or arch == "" else arch_field(arch),
             )
         except ReposealError as exc:
             raise BuildJobError(f"{what}: {exc.message}") from None
