@@ -15,6 +15,7 @@ import pytest
 from reposeal.alpm.limits import MAX_FDS
 from reposeal.enclave import channel
 from reposeal.enclave.sandbox import SandboxError, WorkerPool, sandbox_works
+from reposeal.enclave.workspec import WorkSpec
 
 pytestmark = pytest.mark.skipif(not sandbox_works(), reason="bubblewrap cannot run here")
 
@@ -62,7 +63,7 @@ EVIL = textwrap.dedent(
     def child(job_fd, policy, timeout):
         sock = socket.socket(fileno=job_fd)
         start, fds = channel.receive(sock, 1 << 20)
-        do = start["spec"]["do"]
+        do = start["spec"]["repo"]  # what to try, carried in a field the spec has
         report = {"pid": os.getpid()}
         if do == "leave-a-process":
             if os.fork() == 0:
@@ -110,7 +111,7 @@ def evil_pool(tmp_path: Path) -> WorkerPool:
 def _job(pool: WorkerPool, do: str, folder: Path) -> dict[str, object]:
     policy = (b"{}", b"")  # the template refuses it; the evil child does not care
     decision = pool.run(
-        {"kind": "transition", "do": do}, {}, {"packages": folder}, policy, lambda *_: b"{}"
+        WorkSpec("transition", do), {}, {"packages": folder}, policy, lambda *_: b"{}"
     ).decision
     seen: dict[str, object] = json.loads(decision.reasons[0])
     return seen

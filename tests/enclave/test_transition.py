@@ -18,6 +18,7 @@ from reposeal.alpm.syncdb import archive_chunks, decompress_blob, entries_from_t
 from reposeal.alpm.synthetic import package_bytes, pkginfo_text
 from reposeal.enclave.transition import WorkerOutput
 from reposeal.enclave.worker import decide_job
+from reposeal.enclave.workspec import WorkSpec
 from reposeal.enclave.zygote import MemoryJob
 from reposeal.evidence.statements import Approval, Build, Removal, to_bytes
 from reposeal.policy.document import Policy
@@ -90,7 +91,7 @@ class Enclave:
                      for k, b in (("parent", "db"), ("parent_files", "files"),
                                   ("parent_index", "index"))}  # fmt: skip
             files |= {("job", f"parent.{k}"): v for k, v in self.last.items()}
-        out = decide_job(MemoryJob(spec, self.policy, files, self.state))
+        out = decide_job(MemoryJob(WorkSpec.from_json(spec), self.policy, files, self.state))
         if out.decision.accepted:
             self.accept(out)
         return out
@@ -237,7 +238,7 @@ def test_hostile_packages_are_refused_never_signed(world: World, policy: Policy,
     enclave.state = apply(enclave.state, PackagesEntry("core", {}, {sha: SIG}))
     spec = {"kind": "transition", "repo": "core", "arch": "x86_64", "add": [name],
             "moves": [], "remove": [], "compression": ".gz", "parent": None}  # fmt: skip
-    out = decide_job(MemoryJob(spec, policy, files, enclave.state))
+    out = decide_job(MemoryJob(WorkSpec.from_json(spec), policy, files, enclave.state))
     assert out.decision.decision == "refuse", out.decision
     assert out.decision.reasons and "db" not in out.blobs, out.decision
 

@@ -83,10 +83,24 @@ def test_a_job_reads_what_the_enclave_hands_within_its_limits(
         job.state(["y"])
 
 
-def test_a_malformed_start_is_refused(policy: Policy) -> None:
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        ({"spec": {"kind": "packages", "repo": "core"}, "files": [["packages", "x"]]},
+         "malformed job"),  # a file named, none handed
+        ({"spec": {"kind": "db", "repo": "core"}}, "not 'db'"),
+        ({"spec": {"kind": "transition", "repo": "core", "add": "x"}}, "not a list of names"),
+        ({"spec": {"kind": "transition", "repo": "core", "parent": 1}}, "not a sha256"),
+        ({"spec": {"kind": "packages", "repo": "core", "extra": 1}}, "unknown fields"),
+        ({}, "not an object"),
+    ],
+)  # fmt: skip
+def test_a_malformed_start_is_refused(
+    policy: Policy, start: dict[str, object], message: str
+) -> None:
     a, b = socket.socketpair()
-    with a, b, pytest.raises(ReposealError, match="malformed job"):
-        ChannelJob(a, {"spec": {}, "files": [["packages", "x"]]}, [], policy)
+    with a, b, pytest.raises(ReposealError, match=message):
+        ChannelJob(a, start, [], policy)
 
 
 def _report(job_fd: int, policy: Policy | str, timeout: int) -> None:

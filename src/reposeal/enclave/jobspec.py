@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reposeal.enclave.home import EnclaveHome, SignedDatabases
 from reposeal.enclave.records import state_to_json
 from reposeal.enclave.sandbox import SandboxError, WorkerPool, WorkerResult, sandbox_works
+from reposeal.enclave.workspec import WorkSpec
 from reposeal.policy.state import SigningState
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def refuse_without_sandbox(insecure: bool) -> None:
 class WorkerJob:
     """What the worker of one job gets: its spec, its own blobs, the folders it may read."""
 
-    spec: dict[str, Any]
+    spec: WorkSpec
     blobs: dict[str, bytes]
     folders: dict[str, Path]
     state: SigningState
@@ -69,10 +70,18 @@ def transition_job(
     """A transition for the worker: the proposal, and the databases the enclave signed last
     for that repository (its own bytes, by the hashes its log names); an adoption starts
     from none, with the packagers' keyring if it has one."""
-    spec = proposal.to_json() | {"parent": None}
+    spec = WorkSpec(
+        "adopt" if proposal.adopt else "transition",
+        proposal.repo,
+        proposal.arch,
+        add=tuple(sorted(proposal.add)),
+        moves=tuple(sorted(proposal.moves)),
+        remove=tuple(sorted(proposal.remove)),
+        compression=proposal.compression,
+    )
     blobs: dict[str, bytes] = {"keyring": keyring} if keyring else {}
     if last is not None and not proposal.adopt:
-        spec |= {"parent": last.db, "parent_files": last.files, "parent_index": last.index}
+        spec = replace(spec, parent=last.db, parent_files=last.files, parent_index=last.index)
         blobs = {
             "parent.db": home.read_db(last.db),
             "parent.files": home.read_db(last.files),
@@ -85,5 +94,4 @@ def packages_job(
     home: EnclaveHome, state: SigningState, repo: str, packages: Path, evidence: Path | None
 ) -> WorkerJob:
     """A package-signing job for the worker."""
-    spec = {"kind": "packages", "repo": repo}
-    return WorkerJob(spec, {}, _folders(packages, evidence), state)
+    return WorkerJob(WorkSpec("packages", repo), {}, _folders(packages, evidence), state)

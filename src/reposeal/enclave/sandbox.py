@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, NoReturn
 
 import reposeal
 from reposeal.alpm.limits import (
@@ -38,6 +38,7 @@ from reposeal.enclave import channel
 from reposeal.enclave.decision import Decision, MalformedDecisionError
 from reposeal.enclave.readback import ALPM_DIR
 from reposeal.enclave.readback import NAMES as READBACK_NAMES
+from reposeal.enclave.workspec import WorkSpec
 from reposeal.errors import ReposealError, ToolMissingError
 
 DEFAULT_TIMEOUT = 120.0
@@ -277,7 +278,7 @@ class WorkerPool:
 
     def run(
         self,
-        spec: dict[str, Any],
+        spec: WorkSpec,
         blobs: dict[str, bytes],
         folders: dict[str, Path],
         policy: tuple[bytes, bytes],
@@ -314,13 +315,13 @@ class WorkerPool:
     def _hand_over(
         self,
         sock: socket.socket,
-        spec: dict[str, Any],
+        spec: WorkSpec,
         blobs: dict[str, bytes],
         folders: dict[str, Path],
     ) -> None:
         """The job's start: its spec and, for a small job, every file it will read (one
         message instead of a round trip per file). Large jobs ask for files by name."""
-        small = ["evidence", "packages"] if spec.get("kind") == "packages" else ["evidence"]
+        small = ["evidence", "packages"] if spec.kind == "packages" else ["evidence"]
         names = {f: _listing(folders.get(f)) for f in small}
         wanted = [("job", n) for n in blobs] + [(f, n) for f in small for n in names[f]]
         opened: list[tuple[str, str, int]] = []
@@ -331,7 +332,7 @@ class WorkerPool:
                     if fd is not None:
                         opened.append((folder, name, fd))
             files = [[folder, name] for folder, name, _ in opened]
-            doc = {"spec": spec, "names": names, "files": files}
+            doc = {"spec": spec.to_json(), "names": names, "files": files}
             channel.send(sock, doc, [fd for _, _, fd in opened])
         finally:
             for _, _, fd in opened:

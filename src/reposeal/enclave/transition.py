@@ -30,7 +30,6 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from reposeal import canonical
 from reposeal.alpm import chunked, compression
@@ -43,6 +42,7 @@ from reposeal.alpm.syncdb import Entry
 from reposeal.enclave.decision import Decision
 from reposeal.enclave.readback import Meant, read_back
 from reposeal.enclave.worker_io import JobInput, blob, evidence_of
+from reposeal.enclave.workspec import WorkSpec
 from reposeal.errors import ReposealError
 from reposeal.policy.decide import Addition, Transition, decide
 from reposeal.policy.state import PackageRecord
@@ -108,15 +108,15 @@ def _read(job: JobInput, name: str, reasons: list[str]) -> Package | None:
 def _parent_chunks(job: JobInput, kind: str) -> list[chunked.Chunk]:
     """The chunks of the databases the enclave signed last, from its own bytes."""
     spec = job.spec
-    if spec.get("parent") is None:
+    if spec.parent is None:
         return []
     parts = {"db": blob(job, "parent.db"), "files": blob(job, "parent.files")}
     index = blob(job, "parent.index", 64 << 20)
-    wanted = {"db": spec.get("parent"), "files": spec.get("parent_files")}
+    wanted = {"db": spec.parent, "files": spec.parent_files}
     for part, data in parts.items():
         if hashlib.sha256(data).hexdigest() != wanted[part]:
             raise ReposealError(f"the enclave's own parent {part} database does not match its log")
-    if hashlib.sha256(index).hexdigest() != spec.get("parent_index"):
+    if hashlib.sha256(index).hexdigest() != spec.parent_index:
         raise ReposealError("the enclave's own parent index does not match its log")
     chunks = chunked.chunks_from_index(json.loads(index), kind, parts)
     if chunks is None:
@@ -124,25 +124,17 @@ def _parent_chunks(job: JobInput, kind: str) -> list[chunked.Chunk]:
     return chunks
 
 
-def _proposed(spec: dict[str, Any]) -> tuple[list[tuple[str, str | None]], list[str]]:
+def _proposed(spec: WorkSpec) -> tuple[list[tuple[str, str | None]], list[str]]:
     """(file name, layer it moves from) of every proposed file, and the names to remove."""
-    adds = spec.get("add", [])
-    moves = spec.get("moves", [])
-    removes = spec.get("remove", [])
-    if not all(isinstance(x, list) for x in (adds, moves, removes)):
-        raise ReposealError("a transition lists its additions, moves and removals")
-    if len(adds) + len(moves) + len(removes) > MAX_CHANGES:
+    if len(spec.add) + len(spec.moves) + len(spec.remove) > MAX_CHANGES:
         raise ReposealError(f"a transition changes at most {MAX_CHANGES} packages")
-    files: list[tuple[str, str | None]] = [(str(a), None) for a in adds]
-    for m in moves:
-        if not isinstance(m, dict):
-            raise ReposealError("a move names its file and the layer it comes from")
-        files.append((str(m.get("file")), name_field(m.get("from"))))
-    return files, [name_field(n) for n in removes]
+    files: list[tuple[str, str | None]] = [(a, None) for a in spec.add]
+    files += [(file, name_field(layer)) for file, layer in spec.moves]
+    return files, [name_field(n) for n in spec.remove]
 
 
-def _compression(spec: dict[str, Any]) -> str:
-    kind = COMPRESSIONS.get(str(spec.get("compression")))
+def _compression(spec: WorkSpec) -> str:
+    kind = COMPRESSIONS.get(spec.compression)
     if kind is None:
         raise ReposealError(f"databases are written as {' or '.join(COMPRESSIONS)}")
     return kind
@@ -168,7 +160,7 @@ def _read_all(
 
 def run_transition(job: JobInput) -> WorkerOutput:
     spec, policy = job.spec, job.policy
-    repo, arch = str(spec["repo"]), str(spec["arch"])
+    repo, arch = spec.repo, spec.arch
     kind = _compression(spec)
     files, removes = _proposed(spec)
     reasons: list[str] = []
@@ -177,8 +169,7 @@ def run_transition(job: JobInput) -> WorkerOutput:
     bases = {a.record.pkgbase for a in adds.values()}
     state = job.state(names, bases, {a.record.sha256 for a in adds.values()})
     evidence, ignored, used = evidence_of(job)
-    parent = spec.get("parent")
-    t = Transition(repo, arch, parent if isinstance(parent, str) else None, adds, removes)
+    t = Transition(repo, arch, spec.parent, adds, removes)
     decision = decide(state, t, evidence, policy)
     reasons += decision.reasons
     summary = Decision(
@@ -221,7 +212,7 @@ def run_adoption(job: JobInput) -> WorkerOutput:
     from reposeal.policy.decide import decide_adoption
 
     spec, policy = job.spec, job.policy
-    repo, arch = str(spec["repo"]), str(spec["arch"])
+    repo, arch = spec.repo, spec.arch
     kind = _compression(spec)
     files, removes = _proposed(spec)
     if removes or any(m is not None for _, m in files):

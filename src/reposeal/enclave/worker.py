@@ -60,7 +60,7 @@ def run_packages(job: JobInput) -> WorkerOutput:
         records[rec.name] = rec
     evidence, ignored, used = evidence_of(job)
     state = job.state(records)
-    decision = decide_packages(state, str(spec["repo"]), records, evidence, policy)
+    decision = decide_packages(state, spec.repo, records, evidence, policy)
     reasons += decision.reasons
     listed = [record_to_json(r) for r in sorted(records.values(), key=lambda r: r.name)]
     return WorkerOutput(
@@ -68,7 +68,7 @@ def run_packages(job: JobInput) -> WorkerOutput:
             "refuse" if reasons or not records else "accept",
             tuple(reasons or ([] if records else ["no package files in the job"])),
             ignored_evidence=tuple(ignored),
-            repo=str(spec["repo"]),
+            repo=spec.repo,
             policy_version=policy.version,
             evidence=tuple(sorted(used)),
             evidence_signatures=signature_files(used),
@@ -78,7 +78,7 @@ def run_packages(job: JobInput) -> WorkerOutput:
 
 
 def run(job: JobInput) -> WorkerOutput:
-    kind = job.spec.get("kind")
+    kind = job.spec.kind
     if kind == "packages":
         return run_packages(job)
     if kind == "transition":

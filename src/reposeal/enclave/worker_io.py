@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from reposeal.alpm.limits import (
     DEFAULT_LIMITS,
@@ -17,6 +17,7 @@ from reposeal.alpm.limits import (
     MAX_SIG_FILE_BYTES,
     MAX_STATEMENT_BYTES,
 )
+from reposeal.enclave.workspec import WorkSpec
 from reposeal.errors import ReposealError
 from reposeal.evidence.quorum import Signed, load_signed
 from reposeal.evidence.statements import (
@@ -33,7 +34,7 @@ EVIDENCE_KINDS = ("approval", "build", "removal", "override", "adoption")  # wha
 class JobInput(Protocol):
     """What a worker may see of its job (folders: "job", "packages", "evidence")."""
 
-    spec: dict[str, Any]
+    spec: WorkSpec
     policy: Policy
 
     def read(self, folder: str, name: str, limit: int) -> bytes | None:

@@ -41,6 +41,7 @@ from reposeal.enclave.readback import warm_read_back
 from reposeal.enclave.records import state_from_json
 from reposeal.enclave.transition import WorkerOutput
 from reposeal.enclave.worker import decide_job
+from reposeal.enclave.workspec import WorkSpec
 from reposeal.errors import LimitExceededError, ReposealError
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.policy.state import SigningState, restrict
@@ -73,7 +74,8 @@ class ChannelJob:
     def __init__(
         self, sock: socket.socket, start: dict[str, Any], fds: list[int], policy: Policy
     ) -> None:
-        self.sock, self.spec, self.policy = sock, dict(start["spec"]), policy
+        self.sock, self.policy = sock, policy
+        self.spec = WorkSpec.from_json(start.get("spec"))
         self.listed = {str(k): [str(n) for n in v] for k, v in start.get("names", {}).items()}
         files = start.get("files", [])
         if len(files) != len(fds):
@@ -131,7 +133,7 @@ class ChannelJob:
 class MemoryJob:
     """A :class:`reposeal.enclave.worker.JobInput` held in memory (folder, name) -> bytes."""
 
-    spec: dict[str, Any]
+    spec: WorkSpec
     policy: Policy
     files: dict[tuple[str, str], bytes]
     signed: SigningState = field(default_factory=SigningState)
@@ -162,7 +164,7 @@ def _warm_up(policy: Policy) -> None:
     pkg = WARM_UP.read_bytes()
     name = WARM_UP.name
     files = {("packages", name): pkg}
-    decide_job(MemoryJob({"kind": "packages", "repo": "warm-up"}, policy, files))
+    decide_job(MemoryJob(WorkSpec("packages", "warm-up"), policy, files))
     read_package(Path(name), opened=io.BytesIO(pkg))
     warm_read_back()
 
@@ -184,7 +186,12 @@ def _child(job_fd: int, policy: Policy | str, timeout: int) -> None:
         if isinstance(policy, str):
             output = WorkerOutput(Decision.refusal(policy), {})
         else:
-            output = decide_job(ChannelJob(sock, start, fds, policy))
+            try:
+                job = ChannelJob(sock, start, fds, policy)
+            except ReposealError as exc:
+                output = WorkerOutput(Decision.refusal(f"malformed job: {exc}"), {})
+            else:
+                output = decide_job(job)
         # records and databases travel as the exact bytes to be stored (and hashed)
         names = sorted(output.blobs)
         answer = {"op": "result", "decision": output.decision.to_json(), "blobs": names}
