@@ -109,3 +109,18 @@ def test_each_route_takes_only_its_role(service: tuple[dict[str, BridgeClient], 
         assert _post(clients[role], "/statements", b"{}")[0] == 403, role
     assert not list(blobs.iterdir())
     assert clients["builder"].status()["waiting"] == []
+
+
+def test_one_client_shared_by_threads_sends_one_request_at_a_time(
+    service: tuple[dict[str, BridgeClient], Path],
+) -> None:
+    """The source machine forwards approvals from its request handlers and from its watcher,
+    each in a thread, through one client: its kept-alive connection carries one request at
+    a time (without that, http.client raised CannotSendRequest and an approval failed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clients, _ = service
+    client = clients["builder"]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: client.status()["waiting"], range(64)))
+    assert answers == [[]] * 64

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +36,9 @@ class BridgeClient:
         self.timeout = timeout
         self._conn: http.client.HTTPSConnection | None = None
         self._used = 0.0  # when the kept-alive connection last carried a request
+        # one request at a time on the one connection, whichever thread asks (a service's
+        # handlers and its background loop share a client)
+        self._one_at_a_time = threading.Lock()
 
     def clone(self) -> BridgeClient:
         """The same bridge and credentials, on a connection of its own (for a thread)."""
@@ -64,6 +68,17 @@ class BridgeClient:
         """One request on the kept-alive connection; a connection the bridge closed while
         idle (its keep-alive ran out, it restarted) is opened again once, whatever error the
         dead connection gives (every request here can be repeated safely)."""
+        with self._one_at_a_time:
+            return self._exchange_alone(method, path, body, headers, sink)
+
+    def _exchange_alone(
+        self,
+        method: str,
+        path: str,
+        body: bytes | BinaryIO | _Concat | None,
+        headers: dict[str, str],
+        sink: Callable[[http.client.HTTPResponse], bytes],
+    ) -> tuple[int, bytes]:
         if self._conn is not None and time.monotonic() - self._used > IDLE_REOPEN:
             self.close()  # idle past what servers keep: a fresh one, before it fails
         for attempt in (1, 2):
