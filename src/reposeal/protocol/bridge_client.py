@@ -69,58 +69,48 @@ class BridgeClient:
         idle (its keep-alive ran out, it restarted) is opened again once, whatever error the
         dead connection gives (every request here can be repeated safely)."""
         with self._one_at_a_time:
-            return self._exchange_alone(method, path, body, headers, sink)
-
-    def _exchange_alone(
-        self,
-        method: str,
-        path: str,
-        body: bytes | BinaryIO | _Concat | None,
-        headers: dict[str, str],
-        sink: Callable[[http.client.HTTPResponse], bytes],
-    ) -> tuple[int, bytes]:
-        if self._conn is not None and time.monotonic() - self._used > IDLE_REOPEN:
-            self.close()  # idle past what servers keep: a fresh one, before it fails
-        for attempt in (1, 2):
-            reused = self._conn is not None
-            conn = self._connect()
-            self._used = time.monotonic()
-            try:
-                if attempt == 2 and hasattr(body, "seek"):
-                    body.seek(0)  # type: ignore[union-attr]
-                conn.request(method, path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = sink(resp)
-                if resp.will_close:
+            if self._conn is not None and time.monotonic() - self._used > IDLE_REOPEN:
+                self.close()  # idle past what servers keep: a fresh one, before it fails
+            for attempt in (1, 2):
+                reused = self._conn is not None
+                conn = self._connect()
+                self._used = time.monotonic()
+                try:
+                    if attempt == 2 and hasattr(body, "seek"):
+                        body.seek(0)  # type: ignore[union-attr]
+                    conn.request(method, path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = sink(resp)
+                    if resp.will_close:
+                        self.close()
+                    return resp.status, data
+                except ssl.SSLError as exc:
                     self.close()
-                return resp.status, data
-            except ssl.SSLError as exc:
-                self.close()
-                if reused and attempt == 1:
-                    continue  # the bridge dropped an idle connection (TLS says so oddly)
-                raise BridgeError(
-                    f"TLS with the bridge failed ({exc.reason}): is it the pinned "
-                    "bridge, and is our certificate one it accepts?"
-                ) from None
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.close()
-                if reused and attempt == 1:
-                    continue
-                raise BridgeError(
-                    "the bridge closed the TLS connection: it refused our certificate (TLS "
-                    "1.3 reports this only after the handshake)"
-                ) from None
-            except BridgeError:
-                self.close()
-                raise
-            except OSError as exc:
-                self.close()
-                if reused and attempt == 1:
-                    continue
-                raise BridgeError(
-                    f"cannot reach the bridge at {self.host}:{self.port}: {exc}"
-                ) from None
-        raise AssertionError("unreachable")
+                    if reused and attempt == 1:
+                        continue  # the bridge dropped an idle connection (TLS says so oddly)
+                    raise BridgeError(
+                        f"TLS with the bridge failed ({exc.reason}): is it the pinned "
+                        "bridge, and is our certificate one it accepts?"
+                    ) from None
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    self.close()
+                    if reused and attempt == 1:
+                        continue
+                    raise BridgeError(
+                        "the bridge closed the TLS connection: it refused our certificate (TLS "
+                        "1.3 reports this only after the handshake)"
+                    ) from None
+                except BridgeError:
+                    self.close()
+                    raise
+                except OSError as exc:
+                    self.close()
+                    if reused and attempt == 1:
+                        continue
+                    raise BridgeError(
+                        f"cannot reach the bridge at {self.host}:{self.port}: {exc}"
+                    ) from None
+            raise AssertionError("unreachable")
 
     def _request(
         self,
