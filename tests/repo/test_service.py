@@ -124,3 +124,13 @@ def test_one_client_shared_by_threads_sends_one_request_at_a_time(
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: client.status()["waiting"], range(64)))
     assert answers == [[]] * 64
+
+
+def test_a_body_nested_past_the_parser_is_a_400(
+    service: tuple[dict[str, BridgeClient], Path],
+) -> None:
+    clients, _ = service
+    deep = b"[" * 200_000 + b"]" * 200_000
+    status, text = _post(clients["source"], "/statements", deep)
+    assert status == 400 and "not JSON" in text, (status, text)
+    assert _post(clients["source"], "/statements", b"\xff")[0] == 400

@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from reposeal.errors import ReposealError
+from reposeal.protocol import wire
 from reposeal.protocol.uploads import UploadHeader
 
 
@@ -126,7 +127,7 @@ class BridgeClient:
         status, data = self._request(method, path, body, {"Content-Type": "application/json"})
         if status >= 400:
             raise BridgeError(f"{method} {path}: {status} {data.decode(errors='replace')[:200]}")
-        return status, json.loads(data) if data else None
+        return status, answer_json(data, f"{method} {path}") if data else None
 
     def put_blob(self, path: Path) -> str:
         h = hashlib.sha256()
@@ -185,13 +186,13 @@ class BridgeClient:
         return len(files)
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return dict(self._json("GET", f"/jobs/{job_id}")[1])
+        return _object(self._json("GET", f"/jobs/{job_id}")[1], f"GET /jobs/{job_id}")
 
     def next_job(self, wait: float, inline: int = 0) -> dict[str, Any] | None:
         """The next job; with ``inline``, small files (up to that many bytes in all) come
         with it under "inline" (path -> base64), to be hash-checked by the caller."""
         status, doc = self._json("GET", f"/jobs/next?wait={wait:.0f}&inline={inline}")
-        return None if status == 204 else dict(doc)
+        return None if status == 204 else _object(doc, "GET /jobs/next")
 
     def fetch_blob(self, digest: str, target: Path, limit: int) -> None:
         """Stream a blob to ``target``, refusing more than ``limit`` bytes or a wrong hash."""
@@ -244,17 +245,18 @@ class BridgeClient:
         return self._answer("POST /statements", status, data)
 
     def status(self) -> dict[str, Any]:
-        return dict(self._json("GET", "/status")[1])
+        return _object(self._json("GET", "/status")[1], "GET /status")
 
     @staticmethod
     def _answer(what: str, status: int, data: bytes) -> dict[str, Any]:
         if status >= 400:
             raise BridgeError(f"{what}: {status} {data.decode(errors='replace')[:300]}")
-        return dict(json.loads(data))
+        return _object(answer_json(data, what), what)
 
     def release(self) -> int:
         """Ask the bridge to hand out again the jobs this enclave had taken (at start-up)."""
-        return int(self._json("POST", "/jobs/release", {})[1]["released"])
+        doc = _object(self._json("POST", "/jobs/release", {})[1], "POST /jobs/release")
+        return _count(doc, "released", "POST /jobs/release")
 
     def post_result(self, job_id: str, result: dict[str, Any]) -> None:
         self._json("POST", f"/jobs/{job_id}/result", result)
@@ -265,9 +267,9 @@ class BridgeClient:
 
     def log_head(self) -> tuple[int, bytes | None]:
         """The size of the bridge's copy of the log and the checkpoint note it holds."""
-        doc = self._json("GET", "/log")[1]
+        doc = _object(self._json("GET", "/log")[1], "GET /log")
         note = doc.get("checkpoint")
-        return int(doc["size"]), note.encode() if isinstance(note, str) else None
+        return _count(doc, "size", "GET /log"), note.encode() if isinstance(note, str) else None
 
     def push_log_files(self, files: dict[str, bytes]) -> int:
         """Send the files the next entries name (before the entries); how many were new."""
@@ -279,7 +281,8 @@ class BridgeClient:
         )
         if status >= 400:
             raise BridgeError(f"POST /log/files: {status} {data.decode(errors='replace')[:200]}")
-        return int(json.loads(data)["new"])
+        doc = _object(answer_json(data, "POST /log/files"), "POST /log/files")
+        return _count(doc, "new", "POST /log/files")
 
     def push_log(
         self, start: int, entries: list[bytes], checkpoint: bytes, signature: bytes | None
@@ -295,11 +298,31 @@ class BridgeClient:
         status, data = self._request(
             "POST", "/log", json.dumps(doc).encode(), {"Content-Type": "application/json"}
         )
-        if status == 409:
-            return False, int(json.loads(data)["size"])
-        if status >= 400:
+        if status >= 400 and status != 409:
             raise BridgeError(f"POST /log: {status} {data.decode(errors='replace')[:200]}")
-        return True, int(json.loads(data)["size"])
+        doc = _object(answer_json(data, "POST /log"), "POST /log")
+        return status != 409, _count(doc, "size", "POST /log")
+
+
+def answer_json(data: bytes, what: str) -> Any:
+    """The other machine's answer, whatever JSON it is; BridgeError if it is not JSON."""
+    try:
+        return wire.loads(data, what)
+    except wire.WireFormatError as exc:
+        raise BridgeError(exc.message) from None
+
+
+def _object(doc: Any, what: str) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise BridgeError(f"{what}: not a JSON object")
+    return doc
+
+
+def _count(doc: dict[str, Any], key: str, what: str) -> int:
+    try:
+        return wire.count(doc, key, what)
+    except wire.WireFormatError as exc:
+        raise BridgeError(exc.message) from None
 
 
 class _Concat:

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from reposeal.alpm.limits import MAX_ARCHIVE
-from reposeal.protocol.bridge_client import BridgeClient, BridgeError
+from reposeal.protocol.bridge_client import BridgeClient, BridgeError, answer_json
 from reposeal.protocol.buildjobs import BuildJob
 
 
@@ -23,7 +23,7 @@ class SourceClient(BridgeClient):
         status, data = self._request(method, path, body, {"Content-Type": "application/json"})
         if status >= 400:  # the source machine's reason, as it gave it
             raise SourceError(f"refused ({status}): {data.decode(errors='replace')[:500]}")
-        return json.loads(data) if data else None
+        return answer_json(data, f"{method} {path}") if data else None
 
     # maintainers -------------------------------------------------------------------------
 

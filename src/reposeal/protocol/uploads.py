@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from reposeal.alpm.limits import MAX_HEADER
 from reposeal.errors import InputError
+from reposeal.protocol.wire import WireFormatError, json_object
 
 LENGTH_BYTES = 4
 
@@ -48,11 +49,9 @@ class UploadHeader:
     @classmethod
     def from_bytes(cls, raw: bytes) -> UploadHeader:
         try:
-            doc = json.loads(raw)
-        except (UnicodeDecodeError, ValueError):
-            raise UploadFormatError("the upload's header is not JSON") from None
-        if not isinstance(doc, dict):
-            raise UploadFormatError("the upload's header is not a JSON object")
+            doc = json_object(raw, "the upload's header")
+        except WireFormatError as exc:
+            raise UploadFormatError(exc.message) from None
         return cls(base64_field(doc, "statement"), base64_field(doc, "signatures"))
 
 

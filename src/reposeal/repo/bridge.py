@@ -36,8 +36,10 @@ from aiohttp import web
 from reposeal.alpm.limits import MAX_BLOB, MAX_FILES_BYTES, MAX_INLINE, MAX_JOB_RESULT, MAX_JSON
 from reposeal.errors import ReposealError
 from reposeal.fsio import atomic_write
+from reposeal.protocol import wire
 from reposeal.protocol.jobformat import FIELDS, SHA256, BridgeJob
 from reposeal.protocol.roles import require_role
+from reposeal.protocol.wire import json_body
 from reposeal.repo.logmirror import LogCopy, LogPushError
 from reposeal.sqldb import open_db, transaction
 
@@ -177,7 +179,7 @@ def make_app(
         """The enclave pushes what its log gained, with the checkpoint it signed."""
         require_role(request, "enclave")
         try:
-            doc = await request.json()
+            doc = await json_body(request)
             entries = [base64.b64decode(e, validate=True) for e in doc["entries"]]
             note = str(doc["checkpoint"]).encode()
             sig = doc.get("signature")
@@ -228,7 +230,7 @@ def make_app(
     async def post_job(request: web.Request) -> web.Response:
         require_role(request, "repo")
         try:
-            spec = await request.json()
+            spec = await json_body(request)
             if not isinstance(spec, dict):
                 raise ValueError("a job is a JSON object")
             job = BridgeJob.from_json(spec)  # as the enclave will read it: the same checks
@@ -281,9 +283,9 @@ def make_app(
             if len(body) > MAX_JOB_RESULT:
                 raise web.HTTPRequestEntityTooLarge(max_size=MAX_JOB_RESULT, actual_size=len(body))
         try:
-            answer = json.loads(body)
-        except ValueError:
-            raise web.HTTPBadRequest(text="an answer is JSON") from None
+            answer = wire.loads(bytes(body), "an answer")
+        except wire.WireFormatError as exc:
+            raise web.HTTPBadRequest(text=exc.message) from None
         try:
             stored = queue.finish(request.match_info["id"], answer)
         except KeyError:

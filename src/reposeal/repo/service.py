@@ -34,6 +34,7 @@ from reposeal.metrics import Metrics, add_route
 from reposeal.policy.document import Policy, verify_policy
 from reposeal.protocol.roles import require_role
 from reposeal.protocol.uploads import LENGTH_BYTES, UploadFormatError, UploadHeader, base64_field
+from reposeal.protocol.wire import json_body
 from reposeal.repo.bridge import JobQueue, Signals, make_app
 from reposeal.repo.cycles import REMOVAL, Cycles
 from reposeal.repo.expiry import DAY, expiries
@@ -171,7 +172,7 @@ def make_service(
     async def post_statement(request: web.Request) -> web.Response:
         require_role(request, "source")
         try:
-            doc = await request.json()
+            doc = await json_body(request)
             if not isinstance(doc, dict):
                 raise UploadRefusedError("expected a JSON object")
             statement = base64_field(doc, "statement")

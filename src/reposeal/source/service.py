@@ -54,6 +54,7 @@ from reposeal.evidence.statements import (
 from reposeal.policy.document import Policy
 from reposeal.protocol.bridge_client import BridgeClient
 from reposeal.protocol.roles import require_role
+from reposeal.protocol.wire import json_body
 from reposeal.source import gitrepo
 from reposeal.source.rules import author_key, differences, tally
 from reposeal.source.store import Proposal, SourceStore
@@ -353,7 +354,7 @@ def _check_report(doc: object) -> dict[str, Any]:
 
 async def _statement_body(request: web.Request, what: str) -> tuple[bytes, bytes]:
     try:
-        doc = await request.json()
+        doc = await json_body(request)
         raw = base64.b64decode(doc["statement"], validate=True)
         sigs = base64.b64decode(doc["signatures"], validate=True)
     except (ValueError, KeyError, TypeError):
@@ -431,7 +432,7 @@ def make_app(source: Source, poll: float = 5.0) -> web.Application:
         if source.store.job(job_id) is None:
             raise web.HTTPNotFound(text=f"no job {job_id}")
         try:
-            doc = _check_report(await request.json())
+            doc = _check_report(await json_body(request))
         except ValueError:
             raise web.HTTPBadRequest(text="a report is JSON") from None
         await asyncio.to_thread(source.store.add_report, job_id, builder, doc)
