@@ -42,11 +42,16 @@ INLINE_BYTES = 1 << 20  # small files come with the job: no request per file
 def malformed(job: dict[str, object]) -> dict[str, object] | None:
     """The refusal of a job whose fields do not hold up, or None. The bridge is the repo
     machine's: nothing it sends is trusted, and nothing of a bad job is downloaded."""
+    read = read_job(job)
+    return read if isinstance(read, dict) else None
+
+
+def read_job(job: dict[str, object]) -> BridgeJob | dict[str, object]:
+    """The job as a typed record, or the refusal of one whose fields do not hold up."""
     try:
-        BridgeJob.from_json(job)
+        return BridgeJob.from_json(job)
     except ReposealError as exc:
         return JobResult.refused(str(job.get("id")), str(exc)).to_json()
-    return None
 
 
 def proposal_of(job: BridgeJob) -> Proposal:
@@ -109,11 +114,9 @@ def fetch(client: BridgeClient, wait: float) -> Fetched | None:
         return None
     inline = job.pop("inline", None)
     head = job.pop("log_head", None)  # not part of the request: what the bridge shows now
-    try:
-        typed = BridgeJob.from_json(job)
-    except ReposealError as exc:
-        job_id = str(job.get("id"))
-        return Fetched(job_id, None, JobResult.refused(job_id, str(exc)).to_json())
+    typed = read_job(job)
+    if isinstance(typed, dict):
+        return Fetched(str(job.get("id")), None, typed)
     folder = tempfile.TemporaryDirectory(prefix="reposeal-run-")
     got = Fetched(typed.id, typed, tmp=folder, head=head)
     try:

@@ -10,7 +10,7 @@ records an entry names by hash are handed in by the caller.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reposeal.alpm.vercmp import vercmp
@@ -91,10 +91,10 @@ class LogEntry:
         if kind not in ENTRY_TYPES:
             raise EntryError(f"a log entry of unknown type {str(kind)[:40]!r}")
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name == "type" or doc.get(f.name) is None:
-                continue
-            values[f.name] = _typed(f.name, _KINDS[f.name], doc[f.name], str(kind))
+        for name, shape in _KINDS.items():  # every field but the type (a test keeps it so)
+            value = doc.get(name)
+            if value is not None:
+                values[name] = _typed(name, shape, value, str(kind))
         entry = cls(str(kind), **values)
         entry._check_complete()
         return entry
@@ -102,13 +102,13 @@ class LogEntry:
     def to_json(self) -> dict[str, Any]:
         """The entry as the log keeps it (canonical JSON of this), as ``read`` reads it."""
         out: dict[str, Any] = {"v": ENTRY_VERSION, "type": self.type}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "type" or value is None or value is False:
+        for name in _KINDS:
+            value = getattr(self, name)
+            if value is None or value is False:
                 continue
-            if isinstance(value, tuple | Mapping) and not value and f.name != "evidence_signatures":
+            if isinstance(value, tuple | Mapping) and not value and name != "evidence_signatures":
                 continue
-            out[f.name] = plain(value)
+            out[name] = plain(value)
         return out
 
     def _check_complete(self) -> None:
